@@ -1,0 +1,451 @@
+//! Prediction request bodies: one application object, or
+//! `{"instances": [ ... ]}`. Parsing is two steps: a custom serde visitor
+//! reads the JSON into raw per-field values without losing which field was
+//! what (and without allocating for the known field names), then
+//! [`validate`] turns each into a [`LoanApplication`] or a list of problems
+//! naming the field.
+//!
+//! Field rules: every one of the ten fields must be present; `null` or `""`
+//! means "missing" and is imputed by the model; numeric fields take JSON
+//! numbers (or numeric strings, as CSV-minded clients send), finite and not
+//! negative (`int_rate` is a fraction, at most 1); categorical fields take
+//! strings, and an unseen category is allowed (it encodes to zeros).
+//! Unknown fields are rejected, so a typo is not silently imputed.
+
+use super::error::{ApiError, FieldProblem};
+use crate::model::schema::{LoanApplication, CATEGORICAL_FEATURES, NUMERIC_FEATURES};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// Longest categorical value accepted.
+pub const MAX_CATEGORY_LEN: usize = 100;
+const FIELDS: usize = NUMERIC_FEATURES.len() + CATEGORICAL_FEATURES.len();
+
+/// A JSON value as far as a field cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Null,
+    Number(f64),
+    Text(String),
+    Bool,
+    Array,
+    Object,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool)
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A body key: one of the ten fields (index: numeric first, then categorical),
+/// `instances`, or anything else.
+enum Key {
+    Field(usize),
+    Instances,
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                if v == "instances" {
+                    return Ok(Key::Instances);
+                }
+                let field = NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).position(|f| *f == v);
+                Ok(field.map(Key::Field).unwrap_or_else(|| Key::Unknown(v.chars().take(64).collect())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// One application as sent, before validation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawApplication {
+    values: [Option<Scalar>; FIELDS],
+    unknown: Vec<String>,
+    duplicate: Option<&'static str>,
+}
+
+impl RawApplication {
+    fn set(&mut self, i: usize, v: Scalar) {
+        if self.values[i].is_some() {
+            self.duplicate = Some(field_name(i));
+        }
+        self.values[i] = Some(v);
+    }
+}
+
+fn field_name(i: usize) -> &'static str {
+    NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).nth(i).copied().unwrap_or("?")
+}
+
+/// A parsed prediction body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PredictBody {
+    Single(Box<RawApplication>),
+    Batch(Vec<RawApplication>),
+}
+
+impl<'de> Deserialize<'de> for RawApplication {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawApplication;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an application object with the ten loan fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<RawApplication, A::Error> {
+                let mut app = RawApplication::default();
+                while let Some(key) = a.next_key::<Key>()? {
+                    match key {
+                        Key::Field(i) => app.set(i, a.next_value()?),
+                        Key::Instances => {
+                            a.next_value::<IgnoredAny>()?;
+                            app.unknown.push("instances".into());
+                        }
+                        Key::Unknown(k) => {
+                            a.next_value::<IgnoredAny>()?;
+                            app.unknown.push(k);
+                        }
+                    }
+                }
+                Ok(app)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for PredictBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PredictBody;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object: one application, or {\"instances\": [application, ...]}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<PredictBody, A::Error> {
+                let mut single = RawApplication::default();
+                let mut any_field = false;
+                let mut instances: Option<Vec<RawApplication>> = None;
+                while let Some(key) = a.next_key::<Key>()? {
+                    match key {
+                        Key::Field(i) => {
+                            any_field = true;
+                            single.set(i, a.next_value()?);
+                        }
+                        Key::Instances => {
+                            if instances.is_some() {
+                                return Err(de::Error::custom("`instances` appears twice"));
+                            }
+                            instances = Some(a.next_value()?);
+                        }
+                        Key::Unknown(k) => {
+                            a.next_value::<IgnoredAny>()?;
+                            single.unknown.push(k);
+                        }
+                    }
+                }
+                match instances {
+                    Some(_) if any_field => {
+                        Err(de::Error::custom("send either one application's fields or `instances`, not both"))
+                    }
+                    Some(list) => {
+                        if let Some(k) = single.unknown.first() {
+                            return Err(de::Error::custom(format!(
+                                "unknown top-level field `{k}` next to `instances`"
+                            )));
+                        }
+                        Ok(PredictBody::Batch(list))
+                    }
+                    None => Ok(PredictBody::Single(Box::new(single))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses a body. Syntax and shape errors are 400 with serde's position.
+pub fn parse(body: &[u8]) -> Result<PredictBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::malformed_json(
+            "request body is empty; send one application object or {\"instances\": [...]}",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "unexpected JSON shape" };
+        ApiError::malformed_json(format!("{what}: {e}"))
+    })
+}
+
+/// Validates a parsed body into applications, naming every invalid field.
+pub fn validate(body: PredictBody, max_batch: usize) -> Result<Vec<LoanApplication>, ApiError> {
+    match body {
+        PredictBody::Single(raw) => {
+            let mut problems = Vec::new();
+            let app = validate_one(*raw, "", &mut problems);
+            if problems.is_empty() {
+                Ok(vec![app])
+            } else {
+                Err(ApiError::invalid_fields(problems))
+            }
+        }
+        PredictBody::Batch(list) => {
+            if list.is_empty() {
+                return Err(ApiError::invalid_fields(vec![FieldProblem {
+                    field: "instances".into(),
+                    problem: "must contain at least one application".into(),
+                }]));
+            }
+            if list.len() > max_batch {
+                return Err(ApiError::invalid_fields(vec![FieldProblem {
+                    field: "instances".into(),
+                    problem: format!("has {} applications; the limit is {max_batch} per request", list.len()),
+                }]));
+            }
+            let mut problems = Vec::new();
+            let apps: Vec<LoanApplication> = list
+                .into_iter()
+                .enumerate()
+                .map(|(i, raw)| validate_one(raw, &format!("instances[{i}]."), &mut problems))
+                .collect();
+            if problems.is_empty() {
+                Ok(apps)
+            } else {
+                problems.truncate(50);
+                Err(ApiError::invalid_fields(problems))
+            }
+        }
+    }
+}
+
+fn validate_one(raw: RawApplication, prefix: &str, problems: &mut Vec<FieldProblem>) -> LoanApplication {
+    let mut push = |field: &str, problem: String| {
+        problems.push(FieldProblem { field: format!("{prefix}{field}"), problem });
+    };
+    for k in raw.unknown.iter().take(5) {
+        push(k, format!("unknown field; expected only {}", field_list()));
+    }
+    if let Some(f) = raw.duplicate {
+        push(f, "appears more than once".into());
+    }
+    let mut app = LoanApplication::default();
+    for (i, value) in raw.values.into_iter().enumerate() {
+        let name = field_name(i);
+        let Some(value) = value else {
+            push(name, "is required (send null to have a missing value imputed)".into());
+            continue;
+        };
+        if i < NUMERIC_FEATURES.len() {
+            match numeric(name, value) {
+                Ok(v) => app.numeric[i] = v,
+                Err(p) => push(name, p),
+            }
+        } else {
+            match categorical(value) {
+                Ok(v) => app.categorical[i - NUMERIC_FEATURES.len()] = v,
+                Err(p) => push(name, p),
+            }
+        }
+    }
+    app
+}
+
+fn numeric(name: &str, value: Scalar) -> Result<Option<f64>, String> {
+    let v = match value {
+        Scalar::Null => return Ok(None),
+        Scalar::Number(v) => v,
+        Scalar::Text(s) if s.trim().is_empty() => return Ok(None),
+        Scalar::Text(s) => match s.trim().parse::<f64>() {
+            Ok(v) => v,
+            Err(_) => return Err(format!("must be a number, got the string {:?}", truncate(&s))),
+        },
+        other => return Err(format!("must be a number, got {}", kind(&other))),
+    };
+    if !v.is_finite() {
+        return Err("must be a finite number (not NaN or infinity)".into());
+    }
+    if v < 0.0 {
+        return Err(format!("must not be negative, got {v}"));
+    }
+    if name == "int_rate" && v > 1.0 {
+        return Err(format!("is a fraction (0.1356 for 13.56 %), got {v}"));
+    }
+    Ok(Some(v))
+}
+
+fn categorical(value: Scalar) -> Result<Option<String>, String> {
+    match value {
+        Scalar::Null => Ok(None),
+        Scalar::Text(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                Ok(None)
+            } else if t.chars().count() > MAX_CATEGORY_LEN {
+                Err(format!("is longer than {MAX_CATEGORY_LEN} characters"))
+            } else if t.len() == s.len() {
+                Ok(Some(s))
+            } else {
+                Ok(Some(t.to_string()))
+            }
+        }
+        other => Err(format!("must be a string, got {}", kind(&other))),
+    }
+}
+
+fn kind(v: &Scalar) -> &'static str {
+    match v {
+        Scalar::Null => "null",
+        Scalar::Number(_) => "a number",
+        Scalar::Text(_) => "a string",
+        Scalar::Bool => "a boolean",
+        Scalar::Array => "an array",
+        Scalar::Object => "an object",
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn field_list() -> String {
+    NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).copied().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::schema::{cat, num};
+
+    const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE"}"#;
+
+    fn problems(body: &str) -> Vec<FieldProblem> {
+        validate(parse(body.as_bytes()).unwrap(), 10).unwrap_err().fields
+    }
+
+    #[test]
+    fn a_reference_row_parses_into_the_right_slots() {
+        let apps = validate(parse(ROW.as_bytes()).unwrap(), 10).unwrap();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].numeric[num::LOAN_AMNT], Some(5000.0));
+        assert_eq!(apps[0].numeric[num::DELINQ_2YRS], Some(1.0));
+        assert_eq!(apps[0].categorical[cat::EMP_LENGTH].as_deref(), Some("9 years"));
+        assert_eq!(apps[0].categorical[cat::HOME_OWNERSHIP].as_deref(), Some("MORTGAGE"));
+    }
+
+    #[test]
+    fn nulls_and_blanks_are_missing_and_numeric_strings_are_numbers() {
+        let body = ROW.replace("0.226", "null").replace("\"9 years\"", "\"\"").replace("5000", "\"5000\"");
+        let app = &validate(parse(body.as_bytes()).unwrap(), 10).unwrap()[0];
+        assert_eq!(app.numeric[num::REVOL_UTIL], None);
+        assert_eq!(app.categorical[cat::EMP_LENGTH], None);
+        assert_eq!(app.numeric[num::LOAN_AMNT], Some(5000.0));
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_problem() {
+        let body = ROW
+            .replace("5000", "-5")
+            .replace("0.1356", "\"NaN\"")
+            .replace("\"C\"", "true")
+            .replace("\"delinq_2yrs\":1,", "")
+            .replace("14.39", "\"abc\"");
+        let p = problems(&body.replace("}", ",\"loan_amount\":1}"));
+        let by = |f: &str| p.iter().find(|x| x.field == f).map(|x| x.problem.clone()).unwrap_or_default();
+        assert!(by("loan_amnt").contains("negative"), "{p:?}");
+        assert!(by("int_rate").contains("finite"), "{p:?}");
+        assert!(by("grade").contains("must be a string, got a boolean"), "{p:?}");
+        assert!(by("delinq_2yrs").contains("required"), "{p:?}");
+        assert!(by("dti").contains("\"abc\""), "{p:?}");
+        assert!(by("loan_amount").contains("unknown field"), "{p:?}");
+        assert_eq!(p.len(), 6);
+    }
+
+    #[test]
+    fn batches_name_the_instance_and_respect_the_limit() {
+        let bad = ROW.replace("0.1356", "13.56");
+        let body = format!("{{\"instances\":[{ROW},{bad}]}}");
+        let p = problems(&body);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].field, "instances[1].int_rate");
+        assert!(p[0].problem.contains("fraction"));
+        let many = format!("{{\"instances\":[{}]}}", [ROW; 11].join(","));
+        assert!(problems(&many)[0].problem.contains("limit is 10"));
+        assert!(problems("{\"instances\":[]}")[0].problem.contains("at least one"));
+        assert_eq!(
+            validate(parse(format!("{{\"instances\":[{ROW},{ROW}]}}").as_bytes()).unwrap(), 10).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn malformed_and_mis_shaped_bodies_are_clear_400s() {
+        for (body, needle) in [
+            ("", "empty"),
+            ("{\"loan_amnt\": 5", "malformed JSON"),
+            ("[1,2]", "a JSON object"),
+            ("42", "a JSON object"),
+            ("{\"instances\": 3}", "unexpected JSON shape"),
+            (r#"{"instances": [], "grade": "A"}"#, "not both"),
+        ] {
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains(needle), "{body}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn deeply_nested_values_are_rejected_without_overflowing_the_stack() {
+        let deep = format!("{{\"grade\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse(deep.as_bytes()).and_then(|b| validate(b, 10)).unwrap_err();
+        assert_eq!(err.status, 400);
+    }
+}

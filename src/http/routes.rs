@@ -1,0 +1,234 @@
+//! Routing and handlers. Every request goes through [`handle`], which counts
+//! it (`riskserve_requests_total{route,code}`, duration, in-flight) under a
+//! route *template* so label cardinality stays bounded.
+
+use super::error::{json_response, ApiError};
+use super::request;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::{Decision, Prediction};
+use crate::registry::{LoadedVersion, LookupError, Registry};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Batches larger than this are scored on a blocking thread, so a big batch
+/// does not hold up the async workers.
+const INLINE_BATCH: usize = 64;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Keeps `riskserve_inflight_requests` right even if a request is cancelled.
+struct InflightGuard<'a>(&'a Metrics);
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight_requests.dec();
+    }
+}
+
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    state.metrics.inflight_requests.inc();
+    let _inflight = InflightGuard(&state.metrics);
+    let (route, result) = dispatch(&state, req).await;
+    let response = result.unwrap_or_else(ApiError::into_response);
+    let m = &state.metrics;
+    m.requests_total.with_label_values(&[route, response.status().as_str()]).inc();
+    m.request_duration_seconds.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+type Handled = Result<Response<Full<Bytes>>, ApiError>;
+
+async fn dispatch(state: &AppState, req: Request<Incoming>) -> (&'static str, Handled) {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match segments.as_slice() {
+        ["v1", "models", name, "predict"] => {
+            let route = "/v1/models/{name}/predict";
+            if method != Method::POST {
+                return (route, Err(ApiError::method_not_allowed("POST")));
+            }
+            (route, predict(state, name, None, req).await)
+        }
+        ["v1", "models", name, "versions", version, "predict"] => {
+            let route = "/v1/models/{name}/versions/{version}/predict";
+            if method != Method::POST {
+                return (route, Err(ApiError::method_not_allowed("POST")));
+            }
+            let Some(v) = crate::registry::scan::parse_version(version) else {
+                return (route, Err(ApiError::not_found(format!("version `{version}` is not a positive integer"))));
+            };
+            (route, predict(state, name, Some(v), req).await)
+        }
+        ["v1", "models"] => ("/v1/models", get_only(&method, || list_models(state))),
+        ["v1", "models", name] => ("/v1/models/{name}", get_only(&method, || model_status(state, name))),
+        ["v2", "health", "live"] => {
+            ("/v2/health/live", get_only(&method, || Ok(json_ok(br#"{"live":true}"#.to_vec()))))
+        }
+        ["v2", "health", "ready"] => ("/v2/health/ready", get_only(&method, || ready(state))),
+        ["metrics"] => ("/metrics", get_only(&method, || Ok(metrics_text(state)))),
+        [""] => ("/", get_only(&method, || Ok(super::form::page()))),
+        _ => ("unmatched", Err(ApiError::not_found(format!("no route for {path}")))),
+    }
+}
+
+fn get_only(method: &Method, f: impl FnOnce() -> Handled) -> Handled {
+    if method == Method::GET || method == Method::HEAD {
+        f()
+    } else {
+        Err(ApiError::method_not_allowed("GET"))
+    }
+}
+
+fn json_ok(body: Vec<u8>) -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, body)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Handled {
+    serde_json::to_vec(value).map(json_ok).map_err(|e| ApiError::internal(format!("serialising response: {e}")))
+}
+
+/// Content type check: absent means JSON; anything but `application/json`
+/// (parameters like `charset=utf-8` allowed) is 415.
+fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("<non-ASCII>");
+    let mime = text.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(text))
+    }
+}
+
+/// Reads the body under the size limit and the request timeout.
+async fn read_body(state: &AppState, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let body = Limited::new(req.into_body(), limit);
+    match tokio::time::timeout(state.config.request_timeout, body.collect()).await {
+        Err(_) => Err(ApiError::request_timeout()),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Ok(Err(e)) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    }
+}
+
+#[derive(Serialize)]
+struct PredictResponse<'a> {
+    model_name: &'a str,
+    model_version: u64,
+    predictions: &'a [Prediction],
+}
+
+async fn predict(state: &AppState, name: &str, pinned: Option<u64>, req: Request<Incoming>) -> Handled {
+    check_content_type(&req)?;
+    let body = read_body(state, req).await?;
+    let apps = request::validate(request::parse(&body)?, state.config.max_batch)?;
+    let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
+
+    let started = Instant::now();
+    let predictions = if apps.len() <= INLINE_BATCH {
+        score(&version, &apps)
+    } else {
+        let v = version.clone();
+        tokio::task::spawn_blocking(move || score(&v, &apps))
+            .await
+            .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?
+    };
+    version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
+
+    let body = serde_json::to_vec(&PredictResponse {
+        model_name: &version.name,
+        model_version: version.version,
+        predictions: &predictions,
+    })
+    .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
+    let mut response = json_ok(body);
+    if let Ok(v) = HeaderValue::from_str(&version.version_label) {
+        response.headers_mut().insert("x-model-version", v);
+    }
+    Ok(response)
+}
+
+fn score(version: &LoadedVersion, apps: &[crate::model::schema::LoanApplication]) -> Vec<Prediction> {
+    let (mut high, mut low) = (0u64, 0u64);
+    let out: Vec<Prediction> = apps
+        .iter()
+        .map(|a| {
+            let p = version.model.predict(a);
+            match p.decision {
+                Decision::HighRisk => high += 1,
+                Decision::LowRisk => low += 1,
+            }
+            p
+        })
+        .collect();
+    version.metrics.predictions_high_risk.inc_by(high);
+    version.metrics.predictions_low_risk.inc_by(low);
+    out
+}
+
+fn lookup_error(e: LookupError) -> ApiError {
+    match e {
+        LookupError::UnknownModel { name, known } => {
+            ApiError::not_found(format!("model `{name}` is not served; models: {}", known.join(", ")))
+        }
+        LookupError::VersionNotLoaded { name, version, loaded } => ApiError::not_found(format!(
+            "version {version} of model `{name}` is not loaded; loaded versions: {}",
+            loaded.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        LookupError::NoVersionAvailable { name } => {
+            ApiError::unavailable(format!("model `{name}` has no version available"))
+        }
+    }
+}
+
+fn list_models(state: &AppState) -> Handled {
+    let models: Vec<_> = state.registry.status_table().into_values().collect();
+    to_json(&serde_json::json!({ "models": models }))
+}
+
+fn model_status(state: &AppState, name: &str) -> Handled {
+    let table = state.registry.status_table();
+    match table.get(name) {
+        Some(status) => to_json(status),
+        None => Err(ApiError::not_found(format!(
+            "model `{name}` is not known; models: {}",
+            table.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn ready(state: &AppState) -> Handled {
+    if state.registry.is_ready() {
+        Ok(json_ok(br#"{"ready":true}"#.to_vec()))
+    } else {
+        Err(ApiError::unavailable("not ready: no model has an available version"))
+    }
+}
+
+fn metrics_text(state: &AppState) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}

@@ -1,0 +1,183 @@
+//! The Prometheus registry and every metric family the server exports
+//! (names in base units, as Prometheus recommends). Each server owns its own
+//! registry, so tests can run several servers in one process.
+//!
+//! Per-version series are resolved once, when a version is loaded
+//! ([`VersionMetrics`]), so the request path never hashes label values, and
+//! they are removed when the version is retired, so thousands of swaps do
+//! not grow `/metrics`.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration_seconds: HistogramVec,
+    pub inference_duration_seconds: HistogramVec,
+    pub predictions_total: IntCounterVec,
+    pub model_loads_total: IntCounterVec,
+    pub model_load_duration_seconds: HistogramVec,
+    pub model_version_serving: IntGaugeVec,
+    pub model_versions_loaded: IntGaugeVec,
+    pub model_swaps_total: IntCounterVec,
+    pub inflight_requests: IntGauge,
+}
+
+/// Handles for one loaded version's series.
+#[derive(Debug, Clone)]
+pub struct VersionMetrics {
+    pub inference_duration_seconds: Histogram,
+    pub predictions_high_risk: IntCounter,
+    pub predictions_low_risk: IntCounter,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric definitions are static; an error here is a programming error
+    // caught by every test that builds a server.
+    r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests_total = must(IntCounterVec::new(
+            Opts::new("riskserve_requests_total", "HTTP requests answered, by route and status code."),
+            &["route", "code"],
+        ));
+        let request_duration_seconds = must(HistogramVec::new(
+            HistogramOpts::new("riskserve_request_duration_seconds", "Time from request start to response, by route.")
+                .buckets(must(exponential_buckets(10e-6, 2.5, 14))),
+            &["route"],
+        ));
+        let inference_duration_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "riskserve_inference_duration_seconds",
+                "Time spent scoring one request's applications, by model version.",
+            )
+            .buckets(must(exponential_buckets(1e-6, 2.0, 21))),
+            &["model", "version"],
+        ));
+        let predictions_total = must(IntCounterVec::new(
+            Opts::new("riskserve_predictions_total", "Applications scored, by model version and decision."),
+            &["model", "version", "decision"],
+        ));
+        let model_loads_total = must(IntCounterVec::new(
+            Opts::new(
+                "riskserve_model_loads_total",
+                "Model file load attempts, by result (success, incomplete, invalid, io_error).",
+            ),
+            &["model", "result"],
+        ));
+        let model_load_duration_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "riskserve_model_load_duration_seconds",
+                "Time to read, verify, compile and warm up a model file.",
+            )
+            .buckets(must(exponential_buckets(1e-4, 2.5, 14))),
+            &["model"],
+        ));
+        let model_version_serving = must(IntGaugeVec::new(
+            Opts::new("riskserve_model_version_serving", "1 for the version that takes unpinned traffic."),
+            &["model", "version"],
+        ));
+        let model_versions_loaded = must(IntGaugeVec::new(
+            Opts::new("riskserve_model_versions_loaded", "Number of versions loaded and available, by model."),
+            &["model"],
+        ));
+        let model_swaps_total = must(IntCounterVec::new(
+            Opts::new("riskserve_model_swaps_total", "Snapshots published that changed a model's loaded versions."),
+            &["model"],
+        ));
+        let inflight_requests =
+            must(IntGauge::new("riskserve_inflight_requests", "Requests being processed right now."));
+        for c in [
+            Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration_seconds.clone()),
+            Box::new(inference_duration_seconds.clone()),
+            Box::new(predictions_total.clone()),
+            Box::new(model_loads_total.clone()),
+            Box::new(model_load_duration_seconds.clone()),
+            Box::new(model_version_serving.clone()),
+            Box::new(model_versions_loaded.clone()),
+            Box::new(model_swaps_total.clone()),
+            Box::new(inflight_requests.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        #[cfg(target_os = "linux")]
+        must(registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())));
+        Metrics {
+            registry,
+            requests_total,
+            request_duration_seconds,
+            inference_duration_seconds,
+            predictions_total,
+            model_loads_total,
+            model_load_duration_seconds,
+            model_version_serving,
+            model_versions_loaded,
+            model_swaps_total,
+            inflight_requests,
+        }
+    }
+
+    /// Creates (or finds) the series of one model version.
+    pub fn version(&self, model: &str, version: u64) -> VersionMetrics {
+        let v = version.to_string();
+        VersionMetrics {
+            inference_duration_seconds: self.inference_duration_seconds.with_label_values(&[model, &v]),
+            predictions_high_risk: self.predictions_total.with_label_values(&[model, &v, "high_risk"]),
+            predictions_low_risk: self.predictions_total.with_label_values(&[model, &v, "low_risk"]),
+        }
+    }
+
+    /// Removes every series of a retired version.
+    pub fn forget_version(&self, model: &str, version: u64) {
+        let v = version.to_string();
+        let _ = self.inference_duration_seconds.remove_label_values(&[model, &v]);
+        let _ = self.predictions_total.remove_label_values(&[model, &v, "high_risk"]);
+        let _ = self.predictions_total.remove_label_values(&[model, &v, "low_risk"]);
+        let _ = self.model_version_serving.remove_label_values(&[model, &v]);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_versions_leave_no_series_behind() {
+        let m = Metrics::new();
+        for v in 1..=500 {
+            let h = m.version("credit-risk", v);
+            h.inference_duration_seconds.observe(1e-5);
+            h.predictions_low_risk.inc();
+            m.model_version_serving.with_label_values(&["credit-risk", &v.to_string()]).set(1);
+            if v > 1 {
+                m.forget_version("credit-risk", v - 1);
+            }
+        }
+        let text = String::from_utf8(m.render()).unwrap();
+        let series = text.lines().filter(|l| l.starts_with("riskserve_predictions_total{")).count();
+        assert_eq!(series, 2, "only the live version's two decision series remain");
+        assert!(text.contains("version=\"500\""));
+        assert!(!text.contains("version=\"499\""));
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+}

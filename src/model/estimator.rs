@@ -1,0 +1,256 @@
+//! Fitted estimators: the form stored in a model file ([`Estimator`]) and the
+//! form compiled from it at load time ([`CompiledEstimator`]) that answers
+//! requests.
+//!
+//! A forest is stored as one set of parallel arrays per tree (scikit-learn's
+//! `tree_` layout) and compiled into a single flat node array for all trees,
+//! so scoring walks contiguous memory and never allocates. Compilation also
+//! checks every index, so a hostile file cannot make scoring loop forever or
+//! read out of bounds: children must point strictly forward.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest number of tree nodes a model may hold in total.
+pub const MAX_TOTAL_NODES: usize = 20_000_000;
+
+/// One decision tree as parallel arrays. Node 0 is the root. For an internal
+/// node, `feature[i]` is an encoded column and rows with
+/// `x[feature] <= threshold` go to `left`, others to `right`. A leaf has
+/// `feature[i] == -1` and `value[i]` = P(late) among training rows reaching it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    pub feature: Vec<i32>,
+    pub threshold: Vec<f64>,
+    pub left: Vec<u32>,
+    pub right: Vec<u32>,
+    pub value: Vec<f64>,
+}
+
+/// The fitted estimator, as stored in the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Estimator {
+    /// Average of the trees' leaf probabilities.
+    RandomForest { trees: Vec<Tree> },
+    /// `sigmoid(intercept + coefficients · x)` over the raw encoded columns
+    /// (any standardisation used in training is folded into the coefficients).
+    LogisticRegression { intercept: f64, coefficients: Vec<f64> },
+}
+
+/// Why an estimator cannot be compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EstimatorError {
+    #[error("forest has no trees")]
+    NoTrees,
+    #[error("tree {tree}: {problem}")]
+    BadTree { tree: usize, problem: String },
+    #[error("forest has {0} nodes in total, more than the limit of {MAX_TOTAL_NODES}")]
+    TooManyNodes(usize),
+    #[error("logistic regression has {found} coefficients but the schema encodes {expected} columns")]
+    CoefficientCount { expected: usize, found: usize },
+    #[error("logistic regression has a non-finite parameter")]
+    NonFinite,
+}
+
+const LEAF: u32 = u32::MAX;
+
+/// A node of the compiled forest (fields private). For a leaf, `feature == LEAF` and
+/// `threshold` holds the leaf's probability.
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    threshold: f64,
+    feature: u32,
+    left: u32,
+    right: u32,
+}
+
+/// The estimator, compiled for scoring.
+#[derive(Debug, Clone)]
+pub enum CompiledEstimator {
+    Forest { nodes: Vec<Node>, roots: Vec<u32> },
+    Linear { intercept: f64, coefficients: Vec<f64> },
+}
+
+impl Estimator {
+    /// Checks the estimator against the encoded width and compiles it.
+    pub fn compile(&self, width: usize) -> Result<CompiledEstimator, EstimatorError> {
+        match self {
+            Estimator::RandomForest { trees } => compile_forest(trees, width),
+            Estimator::LogisticRegression { intercept, coefficients } => {
+                if coefficients.len() != width {
+                    return Err(EstimatorError::CoefficientCount { expected: width, found: coefficients.len() });
+                }
+                if !intercept.is_finite() || coefficients.iter().any(|c| !c.is_finite()) {
+                    return Err(EstimatorError::NonFinite);
+                }
+                Ok(CompiledEstimator::Linear { intercept: *intercept, coefficients: coefficients.clone() })
+            }
+        }
+    }
+
+    /// Short name of the estimator kind, as used in the file and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Estimator::RandomForest { .. } => "random_forest",
+            Estimator::LogisticRegression { .. } => "logistic_regression",
+        }
+    }
+}
+
+fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, EstimatorError> {
+    if trees.is_empty() {
+        return Err(EstimatorError::NoTrees);
+    }
+    let total: usize = trees.iter().map(|t| t.feature.len()).sum();
+    if total > MAX_TOTAL_NODES {
+        return Err(EstimatorError::TooManyNodes(total));
+    }
+    let mut nodes = Vec::with_capacity(total);
+    let mut roots = Vec::with_capacity(trees.len());
+    for (t, tree) in trees.iter().enumerate() {
+        let bad = |problem: String| EstimatorError::BadTree { tree: t, problem };
+        let n = tree.feature.len();
+        if n == 0 {
+            return Err(bad("has no nodes".into()));
+        }
+        if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4] {
+            return Err(bad("its arrays have different lengths".into()));
+        }
+        let base = nodes.len() as u32;
+        roots.push(base);
+        for i in 0..n {
+            let f = tree.feature[i];
+            if f == -1 {
+                let v = tree.value[i];
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(bad(format!("leaf {i} has value {v}, not a probability")));
+                }
+                nodes.push(Node { threshold: v, feature: LEAF, left: 0, right: 0 });
+                continue;
+            }
+            if f < 0 || f as usize >= width {
+                return Err(bad(format!("node {i} splits on column {f}, outside 0..{width}")));
+            }
+            let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
+            // Children strictly after their parent: no cycles, so every walk ends.
+            if l <= i || r <= i || l >= n || r >= n {
+                return Err(bad(format!("node {i} has children {l} and {r}; they must lie in {}..{n}", i + 1)));
+            }
+            let th = tree.threshold[i];
+            if th.is_nan() {
+                return Err(bad(format!("node {i} has a NaN threshold")));
+            }
+            nodes.push(Node { threshold: th, feature: f as u32, left: base + l as u32, right: base + r as u32 });
+        }
+    }
+    Ok(CompiledEstimator::Forest { nodes, roots })
+}
+
+impl CompiledEstimator {
+    /// P(late) for one encoded row. Allocation-free.
+    #[inline]
+    pub fn probability(&self, x: &[f64]) -> f64 {
+        match self {
+            CompiledEstimator::Forest { nodes, roots } => {
+                let mut sum = 0.0;
+                for &root in roots {
+                    let mut node = &nodes[root as usize];
+                    while node.feature != LEAF {
+                        let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
+                        node = &nodes[next as usize];
+                    }
+                    sum += node.threshold;
+                }
+                sum / roots.len() as f64
+            }
+            CompiledEstimator::Linear { intercept, coefficients } => {
+                let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
+                sigmoid(z)
+            }
+        }
+    }
+
+    /// Number of compiled tree nodes (0 for linear models); for diagnostics.
+    pub fn node_count(&self) -> usize {
+        match self {
+            CompiledEstimator::Forest { nodes, .. } => nodes.len(),
+            CompiledEstimator::Linear { .. } => 0,
+        }
+    }
+}
+
+/// Numerically stable logistic function.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
+    fn small_tree() -> Tree {
+        Tree {
+            feature: vec![0, -1, 1, -1, -1],
+            threshold: vec![0.5, 0.0, 2.0, 0.0, 0.0],
+            left: vec![1, 0, 3, 0, 0],
+            right: vec![2, 0, 4, 0, 0],
+            value: vec![0.0, 0.1, 0.0, 0.4, 0.9],
+        }
+    }
+
+    #[test]
+    fn forest_averages_leaf_probabilities() {
+        let leaf = Tree { feature: vec![-1], threshold: vec![0.0], left: vec![0], right: vec![0], value: vec![0.3] };
+        let est = Estimator::RandomForest { trees: vec![small_tree(), leaf] };
+        let c = est.compile(2).unwrap();
+        assert!((c.probability(&[0.0, 0.0]) - (0.1 + 0.3) / 2.0).abs() < 1e-12);
+        assert!((c.probability(&[1.0, 2.0]) - (0.4 + 0.3) / 2.0).abs() < 1e-12);
+        assert!((c.probability(&[1.0, 3.0]) - (0.9 + 0.3) / 2.0).abs() < 1e-12);
+        assert_eq!(c.node_count(), 6);
+    }
+
+    #[test]
+    fn backward_or_self_pointing_children_are_rejected_so_scoring_always_ends() {
+        let mut t = small_tree();
+        t.right[2] = 0; // cycle back to the root
+        let err = Estimator::RandomForest { trees: vec![t] }.compile(2).unwrap_err();
+        assert!(err.to_string().contains("children"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_columns_lengths_and_leaf_values_are_rejected() {
+        let mut t = small_tree();
+        t.feature[0] = 7;
+        assert!(Estimator::RandomForest { trees: vec![t] }.compile(2).unwrap_err().to_string().contains("column 7"));
+        let mut t = small_tree();
+        t.value.pop();
+        assert!(Estimator::RandomForest { trees: vec![t] }.compile(2).is_err());
+        let mut t = small_tree();
+        t.value[4] = 1.5;
+        assert!(Estimator::RandomForest { trees: vec![t] }.compile(2).is_err());
+        assert_eq!(Estimator::RandomForest { trees: vec![] }.compile(2).unwrap_err(), EstimatorError::NoTrees);
+    }
+
+    #[test]
+    fn logistic_is_sigmoid_of_linear_score_and_checks_its_width() {
+        let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0, 0.5] };
+        let c = est.compile(2).unwrap();
+        assert!((c.probability(&[1.0, 2.0]) - sigmoid(2.0)).abs() < 1e-12);
+        assert!(est.compile(3).is_err());
+        let nan = Estimator::LogisticRegression { intercept: f64::NAN, coefficients: vec![0.0, 0.0] };
+        assert_eq!(nan.compile(2).unwrap_err(), EstimatorError::NonFinite);
+    }
+
+    #[test]
+    fn sigmoid_is_stable_at_extremes() {
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+    }
+}

@@ -1,0 +1,213 @@
+//! Model file format v1: one self-describing JSON file per version at
+//! `models/<model-name>/<version>/model.json` (documented in
+//! `docs/model-format.md`).
+//!
+//! ```text
+//! {"format":"riskserve-model","format_version":1,
+//!  "payload_sha256":"<hex SHA-256 of the payload's exact bytes>",
+//!  "payload":{...model name, version, schema, estimator, threshold, training, metrics...}}
+//! ```
+//!
+//! Loading never executes code: the file is plain data, parsed by serde into
+//! fixed types. Files above a size limit are rejected before they are read.
+//! The digest covers the payload bytes exactly as they are on disk, so a
+//! truncated, half-copied or bit-flipped file is recognised and never loaded.
+
+use super::estimator::Estimator;
+use super::preprocess::FeatureSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// Value of the `format` field.
+pub const FORMAT_NAME: &str = "riskserve-model";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Default upper bound on a model file's size.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
+/// File name of a model inside its version directory.
+pub const MODEL_FILE_NAME: &str = "model.json";
+
+/// How the decision threshold was chosen and its value: `decision` is
+/// `high_risk` when `probability_late >= threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRule {
+    pub threshold: f64,
+    /// e.g. `youden_j_out_of_fold` or `fixed`.
+    pub strategy: String,
+}
+
+/// Fingerprint of the training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// File name of the CSV (not its full path).
+    pub source: String,
+    pub rows: u64,
+    pub positives: u64,
+    /// SHA-256 of the CSV file's bytes, hex.
+    pub sha256: String,
+}
+
+/// Mean and population standard deviation over cross-validation folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// Cross-validated metrics recorded at training time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationMetrics {
+    /// e.g. `stratified_5_fold`.
+    pub method: String,
+    pub folds: u32,
+    pub roc_auc: MeanStd,
+    pub pr_auc: MeanStd,
+    pub brier: MeanStd,
+    /// Brier score of always predicting the training base rate, for context.
+    pub brier_base_rate: f64,
+}
+
+/// Everything a model file records besides the estimator and schema; served
+/// back by `GET /v1/models/{name}` for audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Name the model was trained as (the directory name is authoritative).
+    pub model_name: String,
+    /// Version the model was trained as (the directory name is authoritative).
+    pub model_version: u64,
+    /// RFC 3339 UTC creation time.
+    pub created_at: String,
+    /// Version of riskserve that wrote the file.
+    pub riskserve_version: String,
+    /// `random_forest` or `logistic_regression`.
+    pub algorithm: String,
+    /// Hyper-parameters used in training, for audit and reproduction.
+    pub hyperparameters: serde_json::Map<String, serde_json::Value>,
+    pub decision: DecisionRule,
+    pub training: TrainingData,
+    pub metrics: Option<EvaluationMetrics>,
+}
+
+/// The digest-protected content of a model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPayload {
+    #[serde(flatten)]
+    pub meta: ModelMeta,
+    pub schema: FeatureSchema,
+    pub estimator: Estimator,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    format: String,
+    format_version: u32,
+    payload_sha256: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// Why a model file was not loaded. `kind()` is the `result` label of
+/// `riskserve_model_loads_total`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("incomplete model file (still being written or truncated): {0}")]
+    Incomplete(String),
+    #[error("invalid model file: {0}")]
+    Invalid(String),
+}
+
+impl LoadError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::Io { .. } => "io_error",
+            LoadError::Incomplete(_) => "incomplete",
+            LoadError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Serialises a payload into the bytes of a model file.
+pub fn encode(payload: &ModelPayload) -> Result<Vec<u8>, serde_json::Error> {
+    let body = serde_json::to_string(payload)?;
+    let digest = sha256_hex(body.as_bytes());
+    let raw = RawValue::from_string(body)?;
+    let envelope = Envelope {
+        format: FORMAT_NAME.to_string(),
+        format_version: FORMAT_VERSION,
+        payload_sha256: digest,
+        payload: &raw,
+    };
+    let mut out = serde_json::to_vec(&envelope)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Parses and verifies the bytes of a model file. Returns the payload and its
+/// digest. Does not check the schema or estimator (see `Model::from_payload`).
+pub fn decode(bytes: &[u8]) -> Result<(ModelPayload, String), LoadError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(LoadError::Incomplete("the file is empty".into()));
+    }
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_eof() {
+            LoadError::Incomplete(format!("JSON ends early after {} bytes ({e})", bytes.len()))
+        } else {
+            LoadError::Invalid(format!("not a riskserve model file: {e}"))
+        }
+    })?;
+    if envelope.format != FORMAT_NAME {
+        return Err(LoadError::Invalid(format!("format is `{}`, expected `{FORMAT_NAME}`", envelope.format)));
+    }
+    if envelope.format_version != FORMAT_VERSION {
+        return Err(LoadError::Invalid(format!(
+            "format_version {} is not supported by this build (it reads version {FORMAT_VERSION})",
+            envelope.format_version
+        )));
+    }
+    let digest = sha256_hex(envelope.payload.get().as_bytes());
+    if !digest.eq_ignore_ascii_case(&envelope.payload_sha256) {
+        return Err(LoadError::Invalid(format!(
+            "payload digest mismatch: file says {}, content hashes to {digest} (corrupt or partially copied)",
+            envelope.payload_sha256
+        )));
+    }
+    let payload: ModelPayload = serde_json::from_str(envelope.payload.get())
+        .map_err(|e| LoadError::Invalid(format!("payload does not match format v{FORMAT_VERSION}: {e}")))?;
+    Ok((payload, digest))
+}
+
+/// Reads a model file, refusing files larger than `max_bytes` before reading them.
+pub fn read_file(path: &Path, max_bytes: u64) -> Result<(ModelPayload, String), LoadError> {
+    let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > max_bytes {
+        return Err(LoadError::Invalid(format!("file is {size} bytes, above the limit of {max_bytes}")));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // The file may grow while we read it: never read past the limit.
+    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(LoadError::Invalid(format!("file grew above the limit of {max_bytes} bytes while being read")));
+    }
+    decode(&bytes)
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex encoding.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

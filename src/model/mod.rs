@@ -1,0 +1,258 @@
+//! The prediction core shared by training and serving: the input schema, the
+//! reference preprocessing, fitted estimators, the on-disk format, and
+//! [`Model`], a loaded, validated and compiled model version that scores
+//! applications without allocating.
+
+pub mod estimator;
+pub mod format;
+pub mod preprocess;
+pub mod schema;
+
+use estimator::CompiledEstimator;
+use format::{LoadError, ModelMeta, ModelPayload};
+use preprocess::{FeatureSchema, MAX_ENCODED_WIDTH};
+use schema::LoanApplication;
+use serde::Serialize;
+use std::path::Path;
+
+/// The decision for one application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// `probability_late >= threshold`.
+    HighRisk,
+    LowRisk,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::HighRisk => "high_risk",
+            Decision::LowRisk => "low_risk",
+        }
+    }
+}
+
+/// The model's answer for one application.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Estimated probability that the borrower pays late, in [0, 1].
+    pub probability_late: f64,
+    pub decision: Decision,
+}
+
+/// A model version ready to score: schema, compiled estimator, threshold and
+/// the metadata recorded in its file.
+#[derive(Debug)]
+pub struct Model {
+    pub meta: ModelMeta,
+    pub schema: FeatureSchema,
+    /// SHA-256 of the file's payload.
+    pub digest: String,
+    estimator: CompiledEstimator,
+    width: usize,
+}
+
+impl Model {
+    /// Validates a decoded payload (schema, estimator, threshold) and compiles
+    /// it, then runs smoke predictions. Everything the server checks before a
+    /// version may serve.
+    pub fn from_payload(payload: ModelPayload, digest: String) -> Result<Model, LoadError> {
+        let invalid = |e: String| LoadError::Invalid(e);
+        payload.schema.validate().map_err(|e| invalid(format!("schema: {e}")))?;
+        let width = payload.schema.width();
+        let estimator = payload.estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
+        let t = payload.meta.decision.threshold;
+        if !(t > 0.0 && t < 1.0) {
+            return Err(invalid(format!("decision threshold {t} is not inside (0, 1)")));
+        }
+        let model = Model { meta: payload.meta, schema: payload.schema, digest, estimator, width };
+        model.smoke_test()?;
+        Ok(model)
+    }
+
+    /// Reads, verifies, validates and compiles a model file.
+    pub fn load(path: &Path, max_bytes: u64) -> Result<Model, LoadError> {
+        let (payload, digest) = format::read_file(path, max_bytes)?;
+        Model::from_payload(payload, digest)
+    }
+
+    /// Scores one application. Allocation-free.
+    #[inline]
+    pub fn predict(&self, app: &LoanApplication) -> Prediction {
+        let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
+        let x = &mut buf[..self.width];
+        self.schema.encode_into(app, x);
+        let p = self.estimator.probability(x).clamp(0.0, 1.0);
+        let decision = if p >= self.meta.decision.threshold { Decision::HighRisk } else { Decision::LowRisk };
+        Prediction { probability_late: p, decision }
+    }
+
+    /// The probability from the compiled estimator for an already-encoded row
+    /// (training code uses this to score matrices).
+    pub fn probability_encoded(&self, x: &[f64]) -> f64 {
+        self.estimator.probability(x)
+    }
+
+    /// Number of compiled tree nodes (0 for linear models).
+    pub fn node_count(&self) -> usize {
+        self.estimator.node_count()
+    }
+
+    /// Warm-up and sanity check: an all-missing application and one row per
+    /// known category must score to a probability in [0, 1].
+    fn smoke_test(&self) -> Result<(), LoadError> {
+        let mut probe = LoanApplication::default();
+        let check = |app: &LoanApplication| {
+            let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
+            let x = &mut buf[..self.width];
+            self.schema.encode_into(app, x);
+            let p = self.estimator.probability(x);
+            if (0.0..=1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(LoadError::Invalid(format!("smoke prediction returned {p}, not a probability")))
+            }
+        };
+        check(&probe)?;
+        for (i, f) in self.schema.categorical.iter().enumerate() {
+            for c in &f.categories {
+                probe.categorical[i] = Some(c.clone());
+                check(&probe)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A tiny hand-made model payload for tests that need a valid file.
+    use super::estimator::{Estimator, Tree};
+    use super::format::*;
+    use super::preprocess::FeatureSchema;
+    use super::schema::{cat, LoanApplication};
+
+    /// Grade A, B or missing; a one-split tree: P(late) = 0.02 unless grade=B (0.3).
+    pub fn tiny_payload() -> ModelPayload {
+        let mut rows = Vec::new();
+        for g in [Some("A"), Some("B"), None] {
+            let mut a = LoanApplication {
+                numeric: [Some(1000.0), Some(0.1), Some(50000.0), Some(0.5), Some(10.0), Some(0.0)],
+                ..Default::default()
+            };
+            a.categorical[cat::GRADE] = g.map(str::to_string);
+            rows.push(a);
+        }
+        let schema = FeatureSchema::fit(&rows);
+        let grade_b = schema.column_names().iter().position(|n| n == "grade=B").unwrap() as i32;
+        let tree = Tree {
+            feature: vec![grade_b, -1, -1],
+            threshold: vec![0.5, 0.0, 0.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            value: vec![0.0, 0.02, 0.3],
+        };
+        ModelPayload {
+            meta: ModelMeta {
+                model_name: "credit-risk".into(),
+                model_version: 1,
+                created_at: "2026-11-25T00:00:00Z".into(),
+                riskserve_version: env!("CARGO_PKG_VERSION").into(),
+                algorithm: "random_forest".into(),
+                hyperparameters: Default::default(),
+                decision: DecisionRule { threshold: 0.1, strategy: "fixed".into() },
+                training: TrainingData { source: "test".into(), rows: 3, positives: 1, sha256: "0".repeat(64) },
+                metrics: None,
+            },
+            schema,
+            estimator: Estimator::RandomForest { trees: vec![tree] },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format::*;
+    use super::schema::cat;
+    use super::test_support::tiny_payload;
+    use super::*;
+
+    fn model_from(bytes: &[u8]) -> Result<Model, LoadError> {
+        let (payload, digest) = decode(bytes)?;
+        Model::from_payload(payload, digest)
+    }
+
+    #[test]
+    fn model_file_round_trips_exactly() {
+        let payload = tiny_payload();
+        let bytes = encode(&payload).unwrap();
+        let (back, digest) = decode(&bytes).unwrap();
+        assert_eq!(back, payload);
+        assert_eq!(digest.len(), 64);
+        let model = Model::from_payload(back, digest).unwrap();
+        let mut app = LoanApplication::default();
+        app.categorical[cat::GRADE] = Some("B".into());
+        let p = model.predict(&app);
+        assert_eq!(p.probability_late, 0.3);
+        assert_eq!(p.decision, Decision::HighRisk);
+        app.categorical[cat::GRADE] = Some("never-seen".into());
+        assert_eq!(model.predict(&app).decision, Decision::LowRisk);
+    }
+
+    #[test]
+    fn every_truncation_is_incomplete_or_invalid_never_loaded() {
+        let bytes = encode(&tiny_payload()).unwrap();
+        for cut in [0, 1, bytes.len() / 3, bytes.len() / 2, bytes.len() - 3] {
+            let err = model_from(&bytes[..cut]).unwrap_err();
+            assert_eq!(err.kind(), "incomplete", "cut at {cut}: {err}");
+        }
+        // Every prefix is rejected, not only the sampled ones.
+        for cut in 0..bytes.len() - 2 {
+            assert!(model_from(&bytes[..cut]).is_err(), "prefix of {cut} bytes loaded");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_in_the_payload_is_a_digest_mismatch() {
+        let bytes = encode(&tiny_payload()).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"0.02,").unwrap() + 3; // the '2'
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x01; // '2' -> '3': still valid JSON
+        let err = model_from(&flipped).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+    }
+
+    #[test]
+    fn oversized_files_are_rejected_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        let bytes = encode(&tiny_payload()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Model::load(&path, bytes.len() as u64).is_ok());
+        let err = Model::load(&path, bytes.len() as u64 - 1).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("above the limit"), "{err}");
+        let err = Model::load(&dir.path().join("absent.json"), 1 << 20).unwrap_err();
+        assert_eq!(err.kind(), "io_error");
+    }
+
+    #[test]
+    fn wrong_format_version_and_wrong_schema_are_invalid_with_reasons() {
+        let bytes = encode(&tiny_payload()).unwrap();
+        let text = String::from_utf8(bytes).unwrap().replacen("\"format_version\":1", "\"format_version\":9", 1);
+        assert!(model_from(text.as_bytes()).unwrap_err().to_string().contains("format_version 9"));
+
+        let mut payload = tiny_payload();
+        payload.schema.numeric.remove(0);
+        let err = model_from(&encode(&payload).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("schema"), "{err}");
+
+        let mut payload = tiny_payload();
+        payload.meta.decision.threshold = 1.5;
+        assert!(model_from(&encode(&payload).unwrap()).unwrap_err().to_string().contains("threshold"));
+
+        assert!(model_from(b"{\"hello\": 1}").unwrap_err().to_string().contains("not a riskserve model"));
+    }
+}

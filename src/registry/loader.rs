@@ -1,0 +1,344 @@
+//! The loader: one reconcile pass turns what is on disk into the next
+//! serving snapshot. It runs on a blocking thread, never on the request path.
+//!
+//! For each model directory it walks versions from the highest down, takes
+//! those its version policy selects, reuses versions already loaded from an
+//! unchanged file, loads (read → size limit → digest → schema → compile →
+//! smoke prediction) new or changed files, and skips files that failed and
+//! have not changed since. Only when the pass is complete is the new snapshot
+//! published. A model with nothing loadable on disk keeps its last good
+//! versions serving. Retired versions lose their metric series; their memory
+//! is freed when their last in-flight request drops its `Arc`.
+
+use super::scan::{scan, VersionFile};
+use super::{rfc3339, LoadedVersion, ModelStatus, Registry, ServedModel, Snapshot, VersionState, VersionStatus};
+use crate::config::{Config, VersionPolicy};
+use crate::model::Model;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+enum Known {
+    Loaded { fingerprint: super::scan::Fingerprint, version: Arc<LoadedVersion> },
+    Failed { fingerprint: super::scan::Fingerprint, reason: String },
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Models whose set of loaded versions changed (a swap was published).
+    pub swapped: Vec<String>,
+    pub loads_succeeded: usize,
+    pub loads_failed: usize,
+}
+
+pub struct Loader {
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    known: HashMap<(String, u64), Known>,
+    /// Last operator warning logged per model, so it is logged once.
+    warned: HashMap<String, String>,
+}
+
+impl Loader {
+    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Loader {
+        Loader { config, registry, known: HashMap::new(), warned: HashMap::new() }
+    }
+
+    /// One reconcile pass. Never fails the server: an unreadable models
+    /// directory keeps the current snapshot and is logged.
+    pub fn reconcile(&mut self) -> PassReport {
+        let mut report = PassReport::default();
+        let repo = match scan(&self.config.models_dir) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("cannot read models directory {}: {e}", self.config.models_dir.display());
+                self.warn_once("*", &msg);
+                return report;
+            }
+        };
+        for (path, why) in &repo.skipped {
+            tracing::debug!(path = %path.display(), why, "skipped entry in models directory");
+        }
+        let current = self.registry.snapshot();
+        let mut next = Snapshot::default();
+        let mut table = BTreeMap::new();
+
+        for (name, files) in &repo.models {
+            let policy = self.config.policy(name).clone();
+            let mut selected = BTreeMap::new();
+            let mut statuses = Vec::new();
+            for file in files.iter().rev() {
+                let wanted = match &policy {
+                    VersionPolicy::Latest(n) => selected.len() < *n as usize,
+                    VersionPolicy::All => true,
+                    VersionPolicy::Specific(list) => list.contains(&file.version),
+                };
+                if !wanted {
+                    statuses.push(idle_status(file, &policy));
+                    continue;
+                }
+                match self.obtain(name, file, &mut report) {
+                    Ok(v) => {
+                        statuses.push(available_status(&v));
+                        selected.insert(file.version, v);
+                    }
+                    Err(reason) => statuses.push(VersionStatus {
+                        version: file.version,
+                        state: VersionState::Failed,
+                        reason: Some(reason),
+                        serving: false,
+                        path: file.path.display().to_string(),
+                        loaded_at: None,
+                        load_seconds: None,
+                        digest: None,
+                        model: None,
+                    }),
+                }
+            }
+            let mut warning = None;
+            if selected.is_empty() {
+                if let Some(previous) = current.models.get(name) {
+                    let kept = previous.default_version().map(|v| v.version).unwrap_or_default();
+                    let msg = format!(
+                        "model {name}: no loadable version on disk (policy {policy}); keeping version {kept} serving"
+                    );
+                    self.warn_once(name, &msg);
+                    warning = Some(msg);
+                    keep_previous(previous, &mut statuses);
+                    next.models.insert(name.clone(), previous.clone());
+                } else {
+                    let msg = format!("model {name}: no loadable version on disk (policy {policy}); not served");
+                    self.warn_once(name, &msg);
+                    warning = Some(msg);
+                }
+            } else {
+                self.warned.remove(name);
+                next.models.insert(name.clone(), ServedModel { versions: selected });
+            }
+            statuses.sort_by_key(|s| std::cmp::Reverse(s.version));
+            let serving_version = next.models.get(name).and_then(|m| m.default_version()).map(|v| v.version);
+            for s in &mut statuses {
+                s.serving = Some(s.version) == serving_version && s.state == VersionState::Available;
+            }
+            table.insert(
+                name.clone(),
+                ModelStatus {
+                    name: name.clone(),
+                    version_policy: policy.to_string(),
+                    serving_version,
+                    versions: statuses,
+                    warning,
+                },
+            );
+        }
+        // A served model whose directory disappeared keeps serving.
+        for (name, previous) in &current.models {
+            if !repo.models.contains_key(name) {
+                let kept = previous.default_version().map(|v| v.version).unwrap_or_default();
+                let msg = format!("model {name}: directory removed; keeping version {kept} serving");
+                self.warn_once(name, &msg);
+                let mut statuses = Vec::new();
+                keep_previous(previous, &mut statuses);
+                table.insert(
+                    name.clone(),
+                    ModelStatus {
+                        name: name.clone(),
+                        version_policy: self.config.policy(name).to_string(),
+                        serving_version: Some(kept),
+                        versions: statuses,
+                        warning: Some(msg),
+                    },
+                );
+                next.models.insert(name.clone(), previous.clone());
+            }
+        }
+
+        // Forget what is neither served nor on disk: retired versions must
+        // not be kept alive by this cache.
+        self.known.retain(|(name, version), k| match k {
+            Known::Loaded { version: v, .. } => {
+                next.models.get(name).and_then(|m| m.versions.get(version)).is_some_and(|served| Arc::ptr_eq(served, v))
+            }
+            Known::Failed { .. } => {
+                repo.models.get(name).is_some_and(|files| files.iter().any(|f| f.version == *version))
+            }
+        });
+
+        report.swapped = changed_models(&current, &next);
+        if !report.swapped.is_empty() {
+            self.update_gauges(&current, &next);
+            for name in &report.swapped {
+                let before = current.models.get(name).and_then(|m| m.default_version()).map(|v| v.version);
+                let after = next.models.get(name).and_then(|m| m.default_version()).map(|v| v.version);
+                let loaded: Vec<u64> =
+                    next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
+                tracing::info!(model = %name, ?before, ?after, ?loaded, "swapped in new model snapshot");
+                self.registry.metrics.model_swaps_total.with_label_values(&[name]).inc();
+            }
+            // The old snapshot is dropped here; each retired version is freed
+            // when its last in-flight request ends.
+            drop(self.registry.publish(next));
+        }
+        self.registry.set_status(table);
+        report
+    }
+
+    /// The loaded version for a file: cached if the file is unchanged,
+    /// otherwise loaded now. Unchanged failed files are not retried.
+    fn obtain(
+        &mut self,
+        name: &str,
+        file: &VersionFile,
+        report: &mut PassReport,
+    ) -> Result<Arc<LoadedVersion>, String> {
+        let key = (name.to_string(), file.version);
+        match self.known.get(&key) {
+            Some(Known::Loaded { fingerprint, version }) if *fingerprint == file.fingerprint => {
+                return Ok(version.clone())
+            }
+            Some(Known::Failed { fingerprint, reason }) if *fingerprint == file.fingerprint => {
+                return Err(reason.clone())
+            }
+            _ => {}
+        }
+        self.registry.update_status(|t| {
+            if let Some(s) = t.get_mut(name) {
+                if let Some(v) = s.versions.iter_mut().find(|v| v.version == file.version) {
+                    v.state = VersionState::Loading;
+                }
+            }
+        });
+        let metrics = &self.registry.metrics;
+        let started = Instant::now();
+        let result = Model::load(&file.path, self.config.max_model_bytes);
+        let seconds = started.elapsed().as_secs_f64();
+        metrics.model_load_duration_seconds.with_label_values(&[name]).observe(seconds);
+        match result {
+            Ok(model) => {
+                metrics.model_loads_total.with_label_values(&[name, "success"]).inc();
+                report.loads_succeeded += 1;
+                tracing::info!(
+                    model = name,
+                    version = file.version,
+                    path = %file.path.display(),
+                    seconds,
+                    digest = %model.digest,
+                    algorithm = %model.meta.algorithm,
+                    "loaded model version"
+                );
+                let version = Arc::new(LoadedVersion {
+                    name: name.to_string(),
+                    version: file.version,
+                    version_label: file.version.to_string(),
+                    path: file.path.clone(),
+                    model,
+                    loaded_at: SystemTime::now(),
+                    load_seconds: seconds,
+                    metrics: metrics.version(name, file.version),
+                });
+                self.known.insert(key, Known::Loaded { fingerprint: file.fingerprint, version: version.clone() });
+                Ok(version)
+            }
+            Err(e) => {
+                metrics.model_loads_total.with_label_values(&[name, e.kind()]).inc();
+                report.loads_failed += 1;
+                tracing::warn!(
+                    model = name,
+                    version = file.version,
+                    path = %file.path.display(),
+                    result = e.kind(),
+                    reason = %e,
+                    "model version not loaded; the current version keeps serving; retried when the file changes"
+                );
+                let reason = e.to_string();
+                self.known.insert(key, Known::Failed { fingerprint: file.fingerprint, reason: reason.clone() });
+                Err(reason)
+            }
+        }
+    }
+
+    fn update_gauges(&self, current: &Snapshot, next: &Snapshot) {
+        let m = &self.registry.metrics;
+        for (name, model) in &current.models {
+            for version in model.versions.keys() {
+                let still = next.models.get(name).is_some_and(|n| n.versions.contains_key(version));
+                if !still {
+                    m.forget_version(name, *version);
+                }
+            }
+        }
+        for (name, model) in &next.models {
+            let default = model.default_version().map(|v| v.version);
+            for version in model.versions.keys() {
+                let serving = i64::from(Some(*version) == default);
+                m.model_version_serving.with_label_values(&[name, &version.to_string()]).set(serving);
+            }
+            m.model_versions_loaded.with_label_values(&[name]).set(model.versions.len() as i64);
+        }
+    }
+
+    fn warn_once(&mut self, key: &str, msg: &str) {
+        if self.warned.get(key).map(String::as_str) != Some(msg) {
+            tracing::error!("{msg}");
+            self.warned.insert(key.to_string(), msg.to_string());
+        }
+    }
+}
+
+fn available_status(v: &LoadedVersion) -> VersionStatus {
+    VersionStatus {
+        version: v.version,
+        state: VersionState::Available,
+        reason: None,
+        serving: false,
+        path: v.path.display().to_string(),
+        loaded_at: Some(rfc3339(v.loaded_at)),
+        load_seconds: Some(v.load_seconds),
+        digest: Some(v.model.digest.clone()),
+        model: Some(v.model.meta.clone()),
+    }
+}
+
+fn idle_status(file: &VersionFile, policy: &VersionPolicy) -> VersionStatus {
+    VersionStatus {
+        version: file.version,
+        state: VersionState::NotLoaded,
+        reason: Some(format!("not selected by version policy {policy}")),
+        serving: false,
+        path: file.path.display().to_string(),
+        loaded_at: None,
+        load_seconds: None,
+        digest: None,
+        model: None,
+    }
+}
+
+/// Status rows for versions kept serving after their files disappeared.
+fn keep_previous(previous: &ServedModel, statuses: &mut Vec<VersionStatus>) {
+    for v in previous.versions.values() {
+        statuses.retain(|s| s.version != v.version);
+        let mut s = available_status(v);
+        s.reason = Some("kept serving: no other version of this model is loadable".into());
+        statuses.push(s);
+    }
+}
+
+fn changed_models(current: &Snapshot, next: &Snapshot) -> Vec<String> {
+    let mut names: Vec<&String> = current.models.keys().chain(next.models.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|name| {
+            let ids = |s: &Snapshot| -> Vec<(u64, usize)> {
+                s.models
+                    .get(*name)
+                    .map(|m| m.versions.iter().map(|(v, lv)| (*v, Arc::as_ptr(lv) as usize)).collect())
+                    .unwrap_or_default()
+            };
+            ids(current) != ids(next)
+        })
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,318 @@
+//! Fitting estimators with smartcore and converting them into the model
+//! format's estimator.
+//!
+//! - Random forest: smartcore's `RandomForestClassifier`, trained in
+//!   fixed-size chunks of trees on all cores (chunk seeds depend only on the
+//!   seed, so the result is identical for any thread count). smartcore's trees
+//!   only vote a class, so each leaf's probability is re-estimated as the late
+//!   rate of the training rows that reach it; this gives a forest probability
+//!   that ranks finely and is close to calibrated.
+//! - Logistic regression: smartcore's L2-regularised `LogisticRegression` on
+//!   standardised numeric columns, folded back into raw-unit coefficients.
+//!
+//! Class imbalance (about 1.4 % late) is handled by the decision threshold
+//! (chosen on out-of-fold predictions, see `cv`), not by re-weighting: the
+//! probabilities stay calibrated, which is what a lender prices with.
+
+use crate::model::estimator::{Estimator, Tree};
+use crate::model::preprocess::FeatureSchema;
+use crate::model::schema::{LoanApplication, NUMERIC_FEATURES};
+use serde_json::{json, Map, Value};
+use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The estimators `--algorithm` can choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// Random forest (the reference model; 100 trees by default).
+    Forest,
+    /// L2-regularised logistic regression on standardised numerics.
+    Logistic,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 2] = [Algorithm::Forest, Algorithm::Logistic];
+
+    /// Name recorded in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Forest => "random_forest",
+            Algorithm::Logistic => "logistic_regression",
+        }
+    }
+}
+
+/// Hyper-parameters for training.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub algorithm: Algorithm,
+    pub seed: u64,
+    /// Forest: number of trees.
+    pub trees: u16,
+    /// Forest: minimum rows per leaf.
+    pub min_samples_leaf: usize,
+    /// Forest: maximum depth (None = unlimited).
+    pub max_depth: Option<u16>,
+    /// Forest: features tried per split (None = half the encoded columns; see
+    /// [`default_max_features`]).
+    pub max_features: Option<usize>,
+    /// Logistic regression: L2 penalty.
+    pub alpha: f64,
+    /// Worker threads for forest training.
+    pub threads: usize,
+}
+
+impl TrainOptions {
+    pub fn new(algorithm: Algorithm, seed: u64) -> Self {
+        TrainOptions {
+            algorithm,
+            seed,
+            trees: 100,
+            min_samples_leaf: 20,
+            max_depth: None,
+            max_features: None,
+            alpha: 1.0,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+
+    /// The hyper-parameters that matter for this algorithm, as recorded in the file.
+    pub fn hyperparameters(&self) -> Map<String, Value> {
+        let v = match self.algorithm {
+            Algorithm::Forest => json!({
+                "n_trees": self.trees,
+                "min_samples_leaf": self.min_samples_leaf,
+                "max_depth": self.max_depth,
+                "max_features": self.max_features.map(|m| json!(m)).unwrap_or(json!("half")),
+                "criterion": "gini",
+                "bootstrap": true,
+                "leaf_probability": "late rate of all training rows reaching the leaf",
+                "seed": self.seed,
+                "trainer": "smartcore RandomForestClassifier",
+            }),
+            Algorithm::Logistic => json!({
+                "alpha": self.alpha,
+                "standardize_numeric": true,
+                "solver": "lbfgs",
+                "trainer": "smartcore LogisticRegression",
+            }),
+        };
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error("training data needs both classes (late and not late); found {positives} late of {rows}")]
+    OneClass { rows: usize, positives: usize },
+    #[error("smartcore failed: {0}")]
+    Smartcore(String),
+    #[error("could not read smartcore's fitted trees: {0}")]
+    TreeExtraction(String),
+}
+
+/// A fitted model: the preprocessing and the estimator.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub schema: FeatureSchema,
+    pub estimator: Estimator,
+}
+
+/// Trees trained per smartcore call; fixed so results do not depend on the
+/// number of threads.
+const TREES_PER_CHUNK: u16 = 5;
+
+/// Fits preprocessing and estimator on the rows. `progress(done, total)` is
+/// called as work completes (forest: per chunk of trees).
+pub fn fit(
+    opts: &TrainOptions,
+    rows: &[LoanApplication],
+    labels: &[u8],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Fitted, FitError> {
+    let positives = labels.iter().filter(|&&y| y == 1).count();
+    if positives == 0 || positives == labels.len() {
+        return Err(FitError::OneClass { rows: labels.len(), positives });
+    }
+    let schema = FeatureSchema::fit(rows);
+    let width = schema.width();
+    let x = schema.encode_rows(rows);
+    let estimator = match opts.algorithm {
+        Algorithm::Forest => fit_forest(opts, &x, width, labels, progress)?,
+        Algorithm::Logistic => {
+            let e = fit_logistic(opts, &x, width, labels)?;
+            progress(1);
+            e
+        }
+    };
+    Ok(Fitted { schema, estimator })
+}
+
+/// Units of progress `fit` reports in total.
+pub fn progress_units(opts: &TrainOptions) -> u64 {
+    match opts.algorithm {
+        Algorithm::Forest => opts.trees.div_ceil(TREES_PER_CHUNK) as u64,
+        Algorithm::Logistic => 1,
+    }
+}
+
+fn fit_forest(
+    opts: &TrainOptions,
+    x: &[f64],
+    width: usize,
+    labels: &[u8],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Estimator, FitError> {
+    let n = labels.len();
+    let matrix = DenseMatrix::new(n, width, x.to_vec(), false).map_err(|e| FitError::Smartcore(e.to_string()))?;
+    let y: Vec<u32> = labels.iter().map(|&v| v as u32).collect();
+    let chunks = opts.trees.div_ceil(TREES_PER_CHUNK) as usize;
+    let next = AtomicUsize::new(0);
+    type ChunkSlot = Option<Result<Vec<Tree>, FitError>>;
+    let results: Mutex<Vec<ChunkSlot>> = Mutex::new((0..chunks).map(|_| None).collect());
+    let threads = opts.threads.clamp(1, chunks.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                let in_chunk = (opts.trees - c as u16 * TREES_PER_CHUNK).min(TREES_PER_CHUNK);
+                let params = RandomForestClassifierParameters {
+                    n_trees: in_chunk,
+                    min_samples_leaf: opts.min_samples_leaf,
+                    max_depth: opts.max_depth,
+                    m: Some(opts.max_features.unwrap_or_else(|| default_max_features(width)).clamp(1, width)),
+                    seed: opts.seed.wrapping_mul(1_000_003).wrapping_add(c as u64 * 10_007),
+                    ..Default::default()
+                };
+                let result = RandomForestClassifier::fit(&matrix, &y, params)
+                    .map_err(|e| FitError::Smartcore(e.to_string()))
+                    .and_then(|rf| extract_trees(&rf))
+                    .map(|trees| trees.into_iter().map(|t| with_leaf_rates(t, x, width, labels)).collect());
+                if let Ok(mut slots) = results.lock() {
+                    slots[c] = Some(result);
+                }
+                progress(1);
+            });
+        }
+    });
+    let slots = results.into_inner().map_err(|_| FitError::Smartcore("a training thread panicked".into()))?;
+    let mut trees = Vec::with_capacity(opts.trees as usize);
+    for slot in slots {
+        trees.extend(slot.ok_or_else(|| FitError::Smartcore("a chunk of trees was not trained".into()))??);
+    }
+    Ok(Estimator::RandomForest { trees })
+}
+
+/// Features tried per split by default: half the encoded columns.
+///
+/// Not scikit-learn's sqrt: smartcore only considers a split point where both
+/// the feature value and the label change between neighbouring sorted rows.
+/// With ~1.4 % positives that almost never happens on a 0/1 one-hot column,
+/// so a node whose sqrt(41) = 6 candidates are all one-hot columns (about a
+/// third of them) cannot split, and many trees stay a single leaf. With half
+/// the columns a numeric feature is nearly always a candidate. Measured on
+/// the 6,843-row reference sample (5-fold ROC-AUC): sqrt 0.708, half 0.741.
+pub fn default_max_features(width: usize) -> usize {
+    width.div_ceil(2).max(1)
+}
+
+/// Reads the tree structure out of smartcore's (private) node arrays through
+/// its serde representation: `trees[i].nodes[j] = {split_feature, split_value,
+/// true_child, false_child, ...}`; `x <= split_value` goes to `true_child`.
+fn extract_trees(rf: &RandomForestClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>) -> Result<Vec<Tree>, FitError> {
+    let bad = |m: &str| FitError::TreeExtraction(m.to_string());
+    let value = serde_json::to_value(rf).map_err(|e| FitError::TreeExtraction(e.to_string()))?;
+    let trees = value.get("trees").and_then(Value::as_array).ok_or_else(|| bad("no `trees` array"))?;
+    let mut out = Vec::with_capacity(trees.len());
+    for tree in trees {
+        let nodes = tree.get("nodes").and_then(Value::as_array).ok_or_else(|| bad("tree without `nodes`"))?;
+        let n = nodes.len();
+        let mut t = Tree {
+            feature: vec![-1; n],
+            threshold: vec![0.0; n],
+            left: vec![0; n],
+            right: vec![0; n],
+            value: vec![0.0; n],
+        };
+        for (i, node) in nodes.iter().enumerate() {
+            let child = |k: &str| node.get(k).and_then(Value::as_u64);
+            if let (Some(l), Some(r)) = (child("true_child"), child("false_child")) {
+                let feature =
+                    node.get("split_feature").and_then(Value::as_u64).ok_or_else(|| bad("split without feature"))?;
+                let split =
+                    node.get("split_value").and_then(Value::as_f64).ok_or_else(|| bad("split without value"))?;
+                t.feature[i] = feature as i32;
+                t.threshold[i] = split;
+                t.left[i] = l as u32;
+                t.right[i] = r as u32;
+            }
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// Sets each leaf's value to the late rate of the training rows reaching it.
+fn with_leaf_rates(mut tree: Tree, x: &[f64], width: usize, labels: &[u8]) -> Tree {
+    let n = tree.feature.len();
+    let mut count = vec![0u32; n];
+    let mut late = vec![0u32; n];
+    for (row, &y) in x.chunks_exact(width).zip(labels) {
+        let mut i = 0usize;
+        while tree.feature[i] >= 0 {
+            i = if row[tree.feature[i] as usize] <= tree.threshold[i] { tree.left[i] } else { tree.right[i] } as usize;
+        }
+        count[i] += 1;
+        late[i] += y as u32;
+    }
+    let prior = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len().max(1) as f64;
+    for i in 0..n {
+        if tree.feature[i] < 0 {
+            tree.value[i] = if count[i] == 0 { prior } else { late[i] as f64 / count[i] as f64 };
+        }
+    }
+    tree
+}
+
+fn fit_logistic(opts: &TrainOptions, x: &[f64], width: usize, labels: &[u8]) -> Result<Estimator, FitError> {
+    let n = labels.len();
+    let k = NUMERIC_FEATURES.len();
+    // Standardise the numeric columns so the L2 penalty treats them alike.
+    let mut mean = vec![0.0; k];
+    let mut scale = vec![1.0; k];
+    for j in 0..k {
+        let col = x.chunks_exact(width).map(|r| r[j]);
+        let m = col.clone().sum::<f64>() / n as f64;
+        let var = col.map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64;
+        mean[j] = m;
+        scale[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
+    }
+    let mut z = x.to_vec();
+    for row in z.chunks_exact_mut(width) {
+        for j in 0..k {
+            row[j] = (row[j] - mean[j]) / scale[j];
+        }
+    }
+    let matrix = DenseMatrix::new(n, width, z, false).map_err(|e| FitError::Smartcore(e.to_string()))?;
+    let y: Vec<u32> = labels.iter().map(|&v| v as u32).collect();
+    let params = LogisticRegressionParameters::default().with_alpha(opts.alpha);
+    let lr = LogisticRegression::fit(&matrix, &y, params).map_err(|e| FitError::Smartcore(e.to_string()))?;
+    use smartcore::linalg::basic::arrays::Array;
+    let mut coefficients: Vec<f64> = (0..width).map(|j| *lr.coefficients().get((0, j))).collect();
+    let mut intercept = *lr.intercept().get((0, 0));
+    // Fold the standardisation into raw-unit coefficients.
+    for j in 0..k {
+        coefficients[j] /= scale[j];
+        intercept -= coefficients[j] * mean[j];
+    }
+    Ok(Estimator::LogisticRegression { intercept, coefficients })
+}
