@@ -53,6 +53,10 @@ pub struct EstimatorArgs {
     /// Forest: features tried per split (default: half the encoded columns).
     #[arg(long)]
     pub max_features: Option<usize>,
+    /// Forest: rows each chunk of 5 trees is grown on (a random subset of
+    /// larger data; leaf probabilities still use every row). 0 = all rows.
+    #[arg(long, default_value_t = crate::train::fit::DEFAULT_MAX_SAMPLES)]
+    pub max_samples: usize,
     /// Logistic regression: L2 penalty.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
@@ -65,6 +69,7 @@ impl EstimatorArgs {
         o.min_samples_leaf = self.min_samples_leaf.max(1);
         o.max_depth = self.max_depth;
         o.max_features = self.max_features;
+        o.max_samples = (self.max_samples > 0).then_some(self.max_samples);
         o.alpha = self.alpha;
         o
     }

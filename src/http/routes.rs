@@ -197,8 +197,11 @@ fn lookup_error(e: LookupError) -> ApiError {
             "version {version} of model `{name}` is not loaded; loaded versions: {}",
             loaded.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
         )),
-        LookupError::NoVersionAvailable { name } => {
+        LookupError::NoVersionAvailable { name, reasons } if reasons.is_empty() => {
             ApiError::unavailable(format!("model `{name}` has no version available"))
+        }
+        LookupError::NoVersionAvailable { name, reasons } => {
+            ApiError::unavailable(format!("model `{name}` has no version available ({})", reasons.join("; ")))
         }
     }
 }

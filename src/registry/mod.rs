@@ -60,9 +60,20 @@ pub struct Snapshot {
 /// Why a request's model could not be resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupError {
-    UnknownModel { name: String, known: Vec<String> },
-    VersionNotLoaded { name: String, version: u64, loaded: Vec<u64> },
-    NoVersionAvailable { name: String },
+    UnknownModel {
+        name: String,
+        known: Vec<String>,
+    },
+    VersionNotLoaded {
+        name: String,
+        version: u64,
+        loaded: Vec<u64>,
+    },
+    /// The model directory exists but none of its versions loaded.
+    NoVersionAvailable {
+        name: String,
+        reasons: Vec<String>,
+    },
 }
 
 /// State of a version, as shown by `GET /v1/models`.
@@ -139,14 +150,23 @@ impl Registry {
     pub fn resolve(&self, name: &str, version: Option<u64>) -> Result<Arc<LoadedVersion>, LookupError> {
         let snapshot = self.current.load();
         let Some(model) = snapshot.models.get(name) else {
-            let known = self.status_table().into_keys().collect();
-            return Err(LookupError::UnknownModel { name: name.to_string(), known });
+            // Off the hot path: only requests for models not being served get here.
+            let table = self.status_table();
+            if let Some(status) = table.get(name) {
+                let reasons = status
+                    .versions
+                    .iter()
+                    .map(|v| format!("version {}: {}", v.version, v.reason.as_deref().unwrap_or("not loaded")))
+                    .collect();
+                return Err(LookupError::NoVersionAvailable { name: name.to_string(), reasons });
+            }
+            return Err(LookupError::UnknownModel { name: name.to_string(), known: table.into_keys().collect() });
         };
         match version {
             None => model
                 .default_version()
                 .cloned()
-                .ok_or_else(|| LookupError::NoVersionAvailable { name: name.to_string() }),
+                .ok_or_else(|| LookupError::NoVersionAvailable { name: name.to_string(), reasons: Vec::new() }),
             Some(v) => model.versions.get(&v).cloned().ok_or_else(|| LookupError::VersionNotLoaded {
                 name: name.to_string(),
                 version: v,

@@ -1,0 +1,230 @@
+//! Test support: a real server on 127.0.0.1:0 over a temp model repository,
+//! a small hyper HTTP/1.1 client, bounded waits, model fixtures and a
+//! Prometheus text reader. Every wait has a timeout; nothing uses a fixed port.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use riskserve::config::Config;
+use riskserve::http::server::{start, RunningServer};
+use riskserve::model::format::{decode, encode, ModelPayload};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const MODEL: &str = "credit-risk";
+pub const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE"}"#;
+pub const PREDICT: &str = "/v1/models/credit-risk/predict";
+/// Upper bound for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The bundled model's bytes (a real 100-tree forest).
+pub fn bundled_model() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json"))
+            .expect("bundled model present")
+    })
+}
+
+pub fn bundled_payload() -> ModelPayload {
+    decode(bundled_model()).expect("bundled model decodes").0
+}
+
+/// A correctly digested file whose schema this server cannot serve.
+pub fn wrong_schema_model() -> Vec<u8> {
+    let mut payload = bundled_payload();
+    payload.schema.numeric.remove(0);
+    encode(&payload).unwrap()
+}
+
+/// The bundled model with one byte of the payload changed: digest mismatch.
+pub fn corrupt_model() -> Vec<u8> {
+    let mut bytes = bundled_model().to_vec();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    bytes
+}
+
+/// Writes `bytes` as `<dir>/<name>/<version>/model.json` the way operators
+/// should: into a hidden staging directory, then one rename.
+pub fn commit(models: &Path, name: &str, version: u64, bytes: &[u8]) {
+    let staging = models.join(name).join(format!(".staging-{version}"));
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("model.json"), bytes).unwrap();
+    std::fs::rename(&staging, models.join(name).join(version.to_string())).unwrap();
+}
+
+pub fn remove_version(models: &Path, name: &str, version: u64) {
+    std::fs::remove_dir_all(models.join(name).join(version.to_string())).unwrap();
+}
+
+/// A server over its own temp model repository.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub addr: SocketAddr,
+    pub models: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Serves a repository holding the bundled model as `credit-risk` v1.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        commit(&models, MODEL, 1, bundled_model());
+        let mut config = test_config(&models);
+        tweak(&mut config);
+        let server = start(config).await.expect("server starts");
+        TestServer { addr: server.addr, server, models, _dir: dir }
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        send(self.addr, "POST", path, &[("content-type", "application/json")], body.as_bytes()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        send(self.addr, "GET", path, &[], b"").await
+    }
+
+    pub async fn metrics(&self) -> String {
+        String::from_utf8(self.get("/metrics").await.body.to_vec()).unwrap()
+    }
+
+    /// The version unpinned traffic gets right now.
+    pub async fn serving_version(&self) -> u64 {
+        let r = self.post(PREDICT, ROW).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["model_version"].as_u64().unwrap()
+    }
+
+    /// Waits (bounded) until unpinned traffic reaches `version`.
+    pub async fn wait_serving(&self, version: u64) {
+        eventually(&format!("version {version} serving"), || async move { self.serving_version().await == version })
+            .await;
+    }
+
+    /// Waits (bounded) until a metric reaches at least `at_least`.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
+        let what = format!("{name}{labels:?} >= {at_least}");
+        eventually(&what, || async move { metric(&self.metrics().await, name, labels).unwrap_or(0.0) >= at_least })
+            .await;
+    }
+}
+
+pub fn test_config(models: &Path) -> Config {
+    let mut c = Config::with_models_dir(models);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.rescan_interval = Duration::from_secs(2);
+    c.shutdown_timeout = Duration::from_secs(10);
+    c
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The `error` message of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+pub struct Client {
+    sender: SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr)).await??;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Client { sender, addr })
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        let mut builder = hyper::Request::builder().method(method).uri(path).header("host", self.addr.to_string());
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder.body(Full::new(Bytes::copy_from_slice(body))).map_err(|e| e.to_string())?;
+        let exchange = async {
+            self.sender.ready().await.map_err(|e| e.to_string())?;
+            let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+        };
+        tokio::time::timeout(WAIT, exchange).await.map_err(|_| format!("{method} {path} timed out"))?
+    }
+}
+
+/// One request on a fresh connection; panics on transport errors.
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut client = Client::connect(addr).await.expect("connect");
+    client.request(method, path, headers, body).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Polls `check` every 10 ms until it is true; panics after [`WAIT`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out after {WAIT:?} waiting for: {what}");
+}
+
+/// Value of one series in Prometheus text, matching all given labels.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric_name != name {
+            return None;
+        }
+        let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        ok.then(|| value.parse().ok()).flatten()
+    })
+}
