@@ -448,4 +448,36 @@ mod tests {
         let err = parse(deep.as_bytes()).and_then(|b| validate(b, 10)).unwrap_err();
         assert_eq!(err.status, 400);
     }
+
+    #[test]
+    fn no_mutation_of_a_valid_body_panics() {
+        // Byte flips, truncations, duplications and insertions of JSON
+        // punctuation: every one must come back as Ok or a 400, never a panic.
+        let mut rng = crate::train::rng::Rng::new(7);
+        let base = format!("{{\"instances\":[{ROW},{ROW}]}}").into_bytes();
+        let alphabet = b"{}[]\",:0123456789-.eEnulltrfas \\\x00\xff";
+        for _ in 0..20_000 {
+            let mut body = base.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(body.len().max(1));
+                match rng.below(4) {
+                    0 => body[at] = alphabet[rng.below(alphabet.len())],
+                    1 => body.truncate(at),
+                    2 => body.insert(at, alphabet[rng.below(alphabet.len())]),
+                    _ => {
+                        let end = (at + rng.below(30)).min(body.len());
+                        let piece = body[at..end].to_vec();
+                        body.splice(at..at, piece);
+                    }
+                }
+                if body.is_empty() {
+                    break;
+                }
+            }
+            if let Err(e) = parse(&body).and_then(|b| validate(b, 10)) {
+                assert_eq!(e.status, 400, "{}", e.message);
+                assert!(!e.message.is_empty());
+            }
+        }
+    }
 }

@@ -91,3 +91,26 @@ async fn a_model_with_no_loadable_version_is_503_and_does_not_make_the_server_un
     assert_eq!(s.get("/v2/health/ready").await.status, 200);
     assert_eq!(s.post(PREDICT, ROW).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_408_and_the_server_carries_on() {
+    use std::io::{Read, Write};
+    let s = TestServer::start_with(|c| c.request_timeout = std::time::Duration::from_millis(300)).await;
+    let addr = s.addr;
+    let response = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let head = format!("POST {PREDICT} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", ROW.len());
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&ROW.as_bytes()[..10]).unwrap();
+        // ...and the rest never comes.
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("did not arrive in time"), "{response}");
+    assert_eq!(s.post(PREDICT, ROW).await.status, 200);
+}
