@@ -83,17 +83,7 @@ impl Loader {
                         statuses.push(available_status(&v));
                         selected.insert(file.version, v);
                     }
-                    Err(reason) => statuses.push(VersionStatus {
-                        version: file.version,
-                        state: VersionState::Failed,
-                        reason: Some(reason),
-                        serving: false,
-                        path: file.path.display().to_string(),
-                        loaded_at: None,
-                        load_seconds: None,
-                        digest: None,
-                        model: None,
-                    }),
+                    Err(reason) => statuses.push(file_status(file, VersionState::Failed, reason)),
                 }
             }
             let mut warning = None;
@@ -301,10 +291,15 @@ fn available_status(v: &LoadedVersion) -> VersionStatus {
 }
 
 fn idle_status(file: &VersionFile, policy: &VersionPolicy) -> VersionStatus {
+    file_status(file, VersionState::NotLoaded, format!("not selected by version policy {policy}"))
+}
+
+/// Status of a version directory that is not loaded (failed or idle).
+fn file_status(file: &VersionFile, state: VersionState, reason: String) -> VersionStatus {
     VersionStatus {
         version: file.version,
-        state: VersionState::NotLoaded,
-        reason: Some(format!("not selected by version policy {policy}")),
+        state,
+        reason: Some(reason),
         serving: false,
         path: file.path.display().to_string(),
         loaded_at: None,
@@ -341,4 +336,72 @@ fn changed_models(current: &Snapshot, next: &Snapshot) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::model::format::encode;
+    use crate::model::test_support::tiny_payload;
+    use std::path::Path;
+
+    fn write(models: &Path, version: u64, bytes: &[u8]) {
+        let dir = models.join("m").join(version.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.json"), bytes).unwrap();
+    }
+
+    fn loader(models: &Path, policy: VersionPolicy) -> (Loader, Arc<Registry>) {
+        let mut config = Config::with_models_dir(models);
+        config.default_policy = policy;
+        let registry = Arc::new(Registry::new(Arc::new(Metrics::new())));
+        (Loader::new(Arc::new(config), registry.clone()), registry)
+    }
+
+    fn served(registry: &Registry) -> Vec<u64> {
+        registry.snapshot().models.get("m").map(|m| m.versions.keys().copied().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn policies_select_versions_and_skip_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        for v in [1, 2, 3, 4] {
+            write(dir.path(), v, &good);
+        }
+        write(dir.path(), 5, &good[..good.len() / 2]);
+
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(2));
+        let report = l.reconcile();
+        assert_eq!(served(&r), vec![3, 4], "5 is incomplete, so latest=2 is 4 and 3");
+        assert_eq!((report.loads_succeeded, report.loads_failed), (2, 1));
+        assert_eq!(r.resolve("m", None).unwrap().version, 4);
+
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Specific(vec![1, 3, 9]));
+        l.reconcile();
+        assert_eq!(served(&r), vec![1, 3]);
+
+        let (mut l, r) = loader(dir.path(), VersionPolicy::All);
+        l.reconcile();
+        assert_eq!(served(&r), vec![1, 2, 3, 4]);
+        let status = &r.status_table()["m"];
+        assert_eq!(status.serving_version, Some(4));
+        assert_eq!(status.versions[0].state, VersionState::Failed);
+        assert!(status.versions[0].reason.as_deref().unwrap().contains("incomplete"));
+    }
+
+    #[test]
+    fn an_unchanged_pass_publishes_nothing_and_reloads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 1, &encode(&tiny_payload()).unwrap());
+        write(dir.path(), 2, b"{\"format\":");
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
+        let first = l.reconcile();
+        assert_eq!((first.swapped, first.loads_succeeded, first.loads_failed), (vec!["m".to_string()], 1, 1));
+        let before = r.resolve("m", None).unwrap();
+        let second = l.reconcile();
+        assert_eq!(second, PassReport::default(), "no reload, no retry of the unchanged broken file, no swap");
+        assert!(Arc::ptr_eq(&before, &r.resolve("m", None).unwrap()));
+    }
 }
