@@ -191,7 +191,7 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Result<(ModelPayload, String), 
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // The file may grow while we read it: never read past the limit.
-    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(io)?;
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > max_bytes {
         return Err(LoadError::Invalid(format!("file grew above the limit of {max_bytes} bytes while being read")));
     }

@@ -8,3 +8,4 @@ mod hot_swap;
 mod predict;
 mod reload;
 mod shutdown;
+mod swap_harness;

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Hot-swap under load, against a release build of `riskserve serve` on
+# 127.0.0.1 (see bench/README.md):
+#   build (release: the server and the swapbench example) -> stage a temp
+#   models dir with the bundled model -> start the server in the background
+#   with a bounded lifetime on 127.0.0.1:0 -> run swapbench (64 keep-alive
+#   clients; 30 s steady, then a commit every 100 ms until >= 1,000 commits,
+#   with a half-written file, a corrupt file and a rollback every 25 steps)
+#   -> stop the server (SIGTERM, graceful) -> bench/results/<UTC stamp>/.
+#
+# Knobs (environment): CLIENTS (64), CLIENT_THREADS (2), WARMUP_SECS (1),
+#   STEADY_SECS (30), DURATION_SECS (141), MIN_SWAPS (1000), MAX_SECS (400),
+#   COMMIT_EVERY_MS (100), BAD_EVERY (25), MODEL (models/credit-risk/1/model.json),
+#   OUT (bench/results/<stamp>), SKIP_BUILD=1, CARGO_TARGET_DIR, EXTRA_ARGS
+#   (more swapbench flags), SERVER_ARGS (more `serve` flags), WAIT_QUIET_SECS
+#   (wait up to this long for an idle machine first; 0), QUIET_MAX_CORES (0.2).
+# Everything targets 127.0.0.1 only; the server is the only process this
+# script starts in the background, and the EXIT trap stops it by its PID.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$ROOT/bench/results/$STAMP}
+CLIENTS=${CLIENTS:-64}
+CLIENT_THREADS=${CLIENT_THREADS:-2}
+WARMUP_SECS=${WARMUP_SECS:-1}
+STEADY_SECS=${STEADY_SECS:-30}
+DURATION_SECS=${DURATION_SECS:-141}
+MIN_SWAPS=${MIN_SWAPS:-1000}
+MAX_SECS=${MAX_SECS:-400}
+COMMIT_EVERY_MS=${COMMIT_EVERY_MS:-100}
+BAD_EVERY=${BAD_EVERY:-25}
+MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/riskserve
+BENCH=$TARGET_DIR/release/examples/swapbench
+# The server lives at most this long even if this script is killed hard.
+LIFETIME=$(( ${MAX_SECS%.*} + 120 ))
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/swapbench.XXXXXX)
+SERVER=""   # the `timeout` wrapper's PID
+cleanup() {
+    if [ -n "$SERVER" ] && kill -0 "$SERVER" 2>/dev/null; then
+        kill -TERM "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A benchmark on 2 shared cores is only meaningful on an otherwise idle
+# machine: measure how busy it is for 2 s, wait (up to WAIT_QUIET_SECS, default
+# 0) for it to drop below QUIET_MAX_CORES (0.2), and say so if it does not.
+busy_cores() {  # average busy cores over 2 s, from /proc/stat
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat); sleep 2
+    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+    awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)"         'BEGIN{split(a,x," "); split(b,y," "); printf "%.2f", (y[1]-x[1])/hz/2}'
+}
+wait_quiet() {
+    local waited=0 busy
+    while :; do
+        busy=$(busy_cores)
+        if awk -v b="$busy" -v m="${QUIET_MAX_CORES:-0.2}" 'BEGIN{exit !(b<=m)}'; then
+            echo "machine idle before the run: $busy busy cores"; return 0
+        fi
+        if [ "$waited" -ge "${WAIT_QUIET_SECS:-0}" ]; then
+            echo "WARNING: $busy cores busy before the run (other processes); results will be noisy"
+            ps -eo pcpu,comm --sort=-pcpu | sed -n 2,4p
+            return 0
+        fi
+        sleep 8; waited=$(( waited + 10 ))
+    done
+}
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release --bin riskserve --example swapbench
+fi
+
+wait_quiet | tee "$OUT/quiet.txt"
+mkdir -p "$WORK/models/credit-risk/1"
+cp "$MODEL" "$WORK/models/credit-risk/1/model.json"
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+    echo "machine: $(nproc) cores, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "model: $MODEL ($(wc -c <"$MODEL") bytes)"
+    echo "models dir: $WORK/models (filesystem: $(stat -f -c %T "$WORK"))"
+} >"$OUT/env.txt"
+
+# cwd = the temp dir, so no config/riskserve.toml is picked up by accident.
+(cd "$WORK" && exec timeout -k 5 "$LIFETIME" "$BIN" serve --models-dir "$WORK/models" \
+    --listen 127.0.0.1:0 ${SERVER_ARGS:-}) 2>"$OUT/server.log" &
+SERVER=$!
+ADDR=""
+for _ in $(seq 1 240); do   # at most 60 s
+    ADDR=$(grep -m1 -o 'riskserve listening.*addr=127\.0\.0\.1:[0-9]*' "$OUT/server.log" 2>/dev/null \
+        | grep -o '127\.0\.0\.1:[0-9]*' || true)
+    [ -n "$ADDR" ] && break
+    kill -0 "$SERVER" 2>/dev/null || break
+    sleep 0.25
+done
+if [ -z "$ADDR" ]; then
+    echo "riskserve did not start; log:"; tail -20 "$OUT/server.log"; exit 1
+fi
+# `$SERVER` is `timeout` (the subshell exec'd it); the server is its only child.
+PID=$(ps -o pid= --ppid "$SERVER" | tr -d ' ' | head -1)
+echo "riskserve pid $PID listening on $ADDR; results in $OUT"
+
+rc=0
+timeout -k 5 "$LIFETIME" "$BENCH" \
+    --url "http://$ADDR/v1/models/credit-risk/predict" --server-pid "$PID" \
+    --models-dir "$WORK/models" --model-name credit-risk \
+    --clients "$CLIENTS" --client-threads "$CLIENT_THREADS" \
+    --warmup-secs "$WARMUP_SECS" --steady-secs "$STEADY_SECS" --duration-secs "$DURATION_SECS" \
+    --min-swaps "$MIN_SWAPS" --max-secs "$MAX_SECS" \
+    --commit-every-ms "$COMMIT_EVERY_MS" --bad-every "$BAD_EVERY" \
+    --out "$OUT/swapbench.json" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
+
+kill -TERM "$SERVER" 2>/dev/null || true
+server_rc=0
+wait "$SERVER" || server_rc=$?
+SERVER=""
+echo "riskserve exit status after SIGTERM: $server_rc" | tee -a "$OUT/summary.txt"
+echo "report: $OUT/swapbench.json (swapbench exit $rc: 0 = every goal met, 1 = a goal missed)"
+exit "$rc"
