@@ -26,15 +26,61 @@ pub struct Tree {
     pub value: Vec<f64>,
 }
 
-/// The fitted estimator, as stored in the model file.
+/// The fitted estimator, as stored in the model file:
+/// `{"kind": "random_forest", "trees": [...]}` or
+/// `{"kind": "logistic_regression", "intercept": ..., "coefficients": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(try_from = "EstimatorRepr", into = "EstimatorRepr")]
 pub enum Estimator {
     /// Average of the trees' leaf probabilities.
     RandomForest { trees: Vec<Tree> },
     /// `sigmoid(intercept + coefficients · x)` over the raw encoded columns
     /// (any standardisation used in training is folded into the coefficients).
     LogisticRegression { intercept: f64, coefficients: Vec<f64> },
+}
+
+/// The estimator's on-disk shape as one plain struct. (Not serde's
+/// internally tagged enum: that buffers the whole value, every tree node,
+/// before deserialising it, which more than doubled model load time.)
+#[derive(Serialize, Deserialize)]
+struct EstimatorRepr {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trees: Option<Vec<Tree>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intercept: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    coefficients: Option<Vec<f64>>,
+}
+
+impl TryFrom<EstimatorRepr> for Estimator {
+    type Error = String;
+    fn try_from(r: EstimatorRepr) -> Result<Self, String> {
+        let EstimatorRepr { kind, trees, intercept, coefficients } = r;
+        let missing = |field: &str| format!("estimator of kind `{kind}` needs `{field}`");
+        match kind.as_str() {
+            "random_forest" => Ok(Estimator::RandomForest { trees: trees.ok_or_else(|| missing("trees"))? }),
+            "logistic_regression" => Ok(Estimator::LogisticRegression {
+                intercept: intercept.ok_or_else(|| missing("intercept"))?,
+                coefficients: coefficients.ok_or_else(|| missing("coefficients"))?,
+            }),
+            other => Err(format!("unknown estimator kind `{other}` (expected random_forest or logistic_regression)")),
+        }
+    }
+}
+
+impl From<Estimator> for EstimatorRepr {
+    fn from(e: Estimator) -> Self {
+        let kind = e.kind().to_string();
+        match e {
+            Estimator::RandomForest { trees } => {
+                EstimatorRepr { kind, trees: Some(trees), intercept: None, coefficients: None }
+            }
+            Estimator::LogisticRegression { intercept, coefficients } => {
+                EstimatorRepr { kind, trees: None, intercept: Some(intercept), coefficients: Some(coefficients) }
+            }
+        }
+    }
 }
 
 /// Why an estimator cannot be compiled.
@@ -252,5 +298,20 @@ mod tests {
         assert_eq!(sigmoid(1000.0), 1.0);
         assert_eq!(sigmoid(-1000.0), 0.0);
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_on_disk_shape_is_kind_plus_fields_and_bad_shapes_are_named() {
+        let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0] };
+        let text = serde_json::to_string(&est).unwrap();
+        assert_eq!(text, r#"{"kind":"logistic_regression","intercept":-1.0,"coefficients":[2.0]}"#);
+        assert_eq!(serde_json::from_str::<Estimator>(&text).unwrap(), est);
+        let forest = Estimator::RandomForest { trees: vec![small_tree()] };
+        let back: Estimator = serde_json::from_str(&serde_json::to_string(&forest).unwrap()).unwrap();
+        assert_eq!(back, forest);
+        let err = serde_json::from_str::<Estimator>(r#"{"kind":"random_forest"}"#).unwrap_err().to_string();
+        assert!(err.contains("needs `trees`"), "{err}");
+        let err = serde_json::from_str::<Estimator>(r#"{"kind":"pickle","trees":[]}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown estimator kind `pickle`"), "{err}");
     }
 }
