@@ -19,8 +19,22 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 enum Known {
-    Loaded { fingerprint: super::scan::Fingerprint, version: Arc<LoadedVersion> },
-    Failed { fingerprint: super::scan::Fingerprint, reason: String },
+    Loaded {
+        fingerprint: super::scan::Fingerprint,
+        version: Arc<LoadedVersion>,
+    },
+    Failed {
+        fingerprint: super::scan::Fingerprint,
+        reason: String,
+    },
+    /// The file of a loaded version changed and the new content failed to
+    /// load: the copy already in memory keeps serving until the file changes
+    /// again.
+    Stale {
+        fingerprint: super::scan::Fingerprint,
+        reason: String,
+        version: Arc<LoadedVersion>,
+    },
 }
 
 /// What one pass did.
@@ -80,7 +94,12 @@ impl Loader {
                 }
                 match self.obtain(name, file, &mut report) {
                     Ok(v) => {
-                        statuses.push(available_status(&v));
+                        let mut status = available_status(&v);
+                        if let Some(Known::Stale { reason, .. }) = self.known.get(&(name.clone(), file.version)) {
+                            status.reason =
+                                Some(format!("serving the copy loaded earlier; the changed file: {reason}"));
+                        }
+                        statuses.push(status);
                         selected.insert(file.version, v);
                     }
                     Err(reason) => statuses.push(file_status(file, VersionState::Failed, reason)),
@@ -147,7 +166,7 @@ impl Loader {
         // Forget what is neither served nor on disk: retired versions must
         // not be kept alive by this cache.
         self.known.retain(|(name, version), k| match k {
-            Known::Loaded { version: v, .. } => {
+            Known::Loaded { version: v, .. } | Known::Stale { version: v, .. } => {
                 next.models.get(name).and_then(|m| m.versions.get(version)).is_some_and(|served| Arc::ptr_eq(served, v))
             }
             Known::Failed { .. } => {
@@ -190,8 +209,15 @@ impl Loader {
             Some(Known::Failed { fingerprint, reason }) if *fingerprint == file.fingerprint => {
                 return Err(reason.clone())
             }
+            Some(Known::Stale { fingerprint, version, .. }) if *fingerprint == file.fingerprint => {
+                return Ok(version.clone())
+            }
             _ => {}
         }
+        let in_memory = match self.known.get(&key) {
+            Some(Known::Loaded { version, .. } | Known::Stale { version, .. }) => Some(version.clone()),
+            _ => None,
+        };
         self.registry.update_status(|t| {
             if let Some(s) = t.get_mut(name) {
                 if let Some(v) = s.versions.iter_mut().find(|v| v.version == file.version) {
@@ -242,6 +268,16 @@ impl Loader {
                     "model version not loaded; the current version keeps serving; retried when the file changes"
                 );
                 let reason = e.to_string();
+                if let Some(version) = in_memory {
+                    tracing::warn!(
+                        model = name,
+                        version = file.version,
+                        "the file of a loaded version changed and does not load; the copy in memory keeps serving"
+                    );
+                    self.known
+                        .insert(key, Known::Stale { fingerprint: file.fingerprint, reason, version: version.clone() });
+                    return Ok(version);
+                }
                 self.known.insert(key, Known::Failed { fingerprint: file.fingerprint, reason: reason.clone() });
                 Err(reason)
             }
@@ -403,5 +439,33 @@ mod tests {
         let second = l.reconcile();
         assert_eq!(second, PassReport::default(), "no reload, no retry of the unchanged broken file, no swap");
         assert!(Arc::ptr_eq(&before, &r.resolve("m", None).unwrap()));
+    }
+
+    #[test]
+    fn a_serving_version_whose_file_is_overwritten_badly_keeps_serving_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        write(dir.path(), 1, &good);
+        write(dir.path(), 2, &good);
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
+        l.reconcile();
+        let v2 = r.resolve("m", None).unwrap();
+        assert_eq!(v2.version, 2);
+        // Overwritten in place, and only part of the new content is there yet.
+        write(dir.path(), 2, &good[..good.len() / 3]);
+        let report = l.reconcile();
+        assert_eq!(report.loads_failed, 1);
+        assert!(report.swapped.is_empty(), "no rollback to v1: {report:?}");
+        assert!(Arc::ptr_eq(&v2, &r.resolve("m", None).unwrap()));
+        let status = &r.status_table()["m"];
+        assert_eq!(status.versions[0].state, VersionState::Available);
+        assert!(status.versions[0].reason.as_deref().unwrap().contains("incomplete"));
+        // Not retried while unchanged; reloaded once the write completes.
+        assert_eq!(l.reconcile(), PassReport::default());
+        write(dir.path(), 2, &good);
+        let report = l.reconcile();
+        assert_eq!((report.loads_succeeded, report.swapped.len()), (1, 1));
+        assert!(!Arc::ptr_eq(&v2, &r.resolve("m", None).unwrap()));
+        assert!(r.status_table()["m"].versions[0].reason.is_none());
     }
 }
