@@ -71,3 +71,30 @@ fn bad_inputs_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn environment_variables_configure_the_server_and_json_logs_are_json() {
+    use crate::common::*;
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    commit(&models, MODEL, 1, bundled_model());
+    let env = [("RISKSERVE_MAX_BATCH", "2"), ("RISKSERVE_LOG_FORMAT", "json")];
+    let server = spawn_binary(&models, &[], &env);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let reply = runtime.block_on(send(
+        server.addr,
+        "POST",
+        PREDICT,
+        &[],
+        format!("{{\"instances\":[{ROW},{ROW},{ROW}]}}").as_bytes(),
+    ));
+    assert_eq!(reply.status, 400);
+    assert!(reply.error().contains("the limit is 2"), "{}", reply.error());
+    // Every log line is one JSON object with a level and a message.
+    assert!(server.startup_log.len() >= 3, "{:?}", server.startup_log);
+    for line in &server.startup_log {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    assert!(server.startup_log.iter().any(|l| l.contains("loaded model version")));
+}

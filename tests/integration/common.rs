@@ -228,3 +228,60 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         ok.then(|| value.parse().ok()).flatten()
     })
 }
+
+/// The `riskserve` binary as a child process; killed on drop if still running.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `riskserve serve` child process that is listening.
+pub struct Spawned {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The rest of its log.
+    pub stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// The log lines up to and including "riskserve listening".
+    pub startup_log: Vec<String>,
+}
+
+/// Starts `riskserve serve` on 127.0.0.1:0 over `models`.
+pub fn spawn_binary(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    use std::io::BufRead;
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_riskserve"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
+            .arg(models)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    for _ in 0..200 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push(line.trim_end().to_string());
+        if line.contains("riskserve listening") {
+            // Text logs say `addr=127.0.0.1:1234`, JSON logs `"addr":"127.0.0.1:1234"`.
+            let rest = line.split("addr").nth(1).unwrap_or("");
+            let addr = rest.trim_start_matches(['=', '"', ':']).split(['"', ' ', ',']).next().unwrap_or("");
+            if let Ok(addr) = addr.parse() {
+                return Spawned { child, addr, stderr, startup_log: seen };
+            }
+        }
+    }
+    panic!("riskserve did not print its address; log so far:\n{}", seen.join("\n"));
+}

@@ -2,9 +2,9 @@
 //! both in-process and for the real binary on SIGTERM (exit 0).
 
 use crate::common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Sends headers and the first half of a predict body, leaving the request
@@ -46,45 +46,12 @@ async fn in_flight_request_finishes_during_graceful_shutdown() {
     assert!(TcpStream::connect(addr).is_err(), "listener closed after shutdown");
 }
 
-/// Kills the child if the test fails before it exits.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     commit(&models, MODEL, 1, bundled_model());
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_riskserve"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
-            .arg(&models)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    for _ in 0..200 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("riskserve listening")) {
-            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-            break;
-        }
-    }
-    let addr: std::net::SocketAddr = addr.expect("server printed its address");
+    let Spawned { mut child, addr, mut stderr, .. } = spawn_binary(&models, &[], &[]);
     let stream = start_slow_request(addr);
     std::thread::sleep(Duration::from_millis(100));
     let pid = child.0.id().to_string();
