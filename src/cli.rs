@@ -182,7 +182,7 @@ fn run_cv(opts: &TrainOptions, data: &Dataset, folds: usize) -> Result<CvReport>
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    if !valid_model_name(&args.model_name) {
+    if !crate::registry::scan::valid_model_name(&args.model_name) {
         bail!("model name {:?} must be 1-128 characters of A-Z a-z 0-9 . _ -", args.model_name);
     }
     let data = load_data(&args.data)?;
@@ -316,12 +316,4 @@ fn validate(args: &ValidateArgs) -> Result<()> {
     }
     println!("  payload sha256  {}", model.digest);
     Ok(())
-}
-
-/// Model names become URL path segments and directory names.
-pub fn valid_model_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }

@@ -80,17 +80,17 @@ impl Model {
     /// Scores one application. Allocation-free.
     #[inline]
     pub fn predict(&self, app: &LoanApplication) -> Prediction {
-        let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
-        let x = &mut buf[..self.width];
-        self.schema.encode_into(app, x);
-        let p = self.estimator.probability(x).clamp(0.0, 1.0);
+        let p = self.raw_probability(app).clamp(0.0, 1.0);
         let decision = if p >= self.meta.decision.threshold { Decision::HighRisk } else { Decision::LowRisk };
         Prediction { probability_late: p, decision }
     }
 
-    /// The probability from the compiled estimator for an already-encoded row
-    /// (training code uses this to score matrices).
-    pub fn probability_encoded(&self, x: &[f64]) -> f64 {
+    /// Preprocess into a stack buffer and score, without clamping.
+    #[inline]
+    fn raw_probability(&self, app: &LoanApplication) -> f64 {
+        let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
+        let x = &mut buf[..self.width];
+        self.schema.encode_into(app, x);
         self.estimator.probability(x)
     }
 
@@ -104,10 +104,7 @@ impl Model {
     fn smoke_test(&self) -> Result<(), LoadError> {
         let mut probe = LoanApplication::default();
         let check = |app: &LoanApplication| {
-            let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
-            let x = &mut buf[..self.width];
-            self.schema.encode_into(app, x);
-            let p = self.estimator.probability(x);
+            let p = self.raw_probability(app);
             if (0.0..=1.0).contains(&p) {
                 Ok(())
             } else {

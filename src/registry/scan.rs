@@ -3,7 +3,6 @@
 //! file so unchanged files are not reloaded and failed files are retried
 //! only when they change.
 
-use crate::cli::valid_model_name;
 use crate::model::format::MODEL_FILE_NAME;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -86,6 +85,14 @@ pub fn scan(models_dir: &Path) -> std::io::Result<RepositoryScan> {
     Ok(out)
 }
 
+/// Model names become URL path segments and directory names.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
 /// A version directory name: a positive integer without sign or leading zeros.
 pub fn parse_version(s: &str) -> Option<u64> {
     if s.is_empty() || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -130,5 +137,11 @@ mod tests {
         }
         assert_eq!(name_and_version(Path::new("models/credit-risk/3/model.json")), Some(("credit-risk".into(), 3)));
         assert_eq!(name_and_version(Path::new("/tmp/model.json")), None);
+        for good in ["credit-risk", "m.v2_b"] {
+            assert!(valid_model_name(good), "{good}");
+        }
+        for bad in ["", ".staging", "a/b", "a b", "é", &"x".repeat(129)] {
+            assert!(!valid_model_name(bad), "{bad}");
+        }
     }
 }

@@ -33,27 +33,25 @@ pub struct CvReport {
 
 impl CvReport {
     pub fn summary(&self, labels: &[u8]) -> EvaluationMetrics {
-        let ms = |f: fn(&FoldResult) -> f64| {
-            let (mean, std) = mean_std(&self.folds.iter().map(f).collect::<Vec<_>>());
-            MeanStd { mean, std }
-        };
         let rate = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len().max(1) as f64;
         EvaluationMetrics {
             method: format!("stratified_{}_fold", self.folds.len()),
             folds: self.folds.len() as u32,
-            roc_auc: ms(|f| f.roc_auc),
-            pr_auc: ms(|f| f.pr_auc),
-            brier: ms(|f| f.brier),
+            roc_auc: self.over_folds(|f| f.roc_auc),
+            pr_auc: self.over_folds(|f| f.pr_auc),
+            brier: self.over_folds(|f| f.brier),
             brier_base_rate: rate * (1.0 - rate),
         }
     }
 
+    /// Fit and predict seconds, mean ± std over folds.
     pub fn timing(&self) -> (MeanStd, MeanStd) {
-        let ms = |f: fn(&FoldResult) -> f64| {
-            let (mean, std) = mean_std(&self.folds.iter().map(f).collect::<Vec<_>>());
-            MeanStd { mean, std }
-        };
-        (ms(|f| f.fit_seconds), ms(|f| f.predict_seconds))
+        (self.over_folds(|f| f.fit_seconds), self.over_folds(|f| f.predict_seconds))
+    }
+
+    fn over_folds(&self, f: fn(&FoldResult) -> f64) -> MeanStd {
+        let (mean, std) = mean_std(&self.folds.iter().map(f).collect::<Vec<_>>());
+        MeanStd { mean, std }
     }
 }
 
