@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use prometheus::{Histogram, IntCounter};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,11 +22,82 @@ use std::time::Instant;
 /// does not hold up the async workers.
 const INLINE_BATCH: usize = 64;
 
+/// The routes, each with a template label for metrics (bounded cardinality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Predict,
+    PredictVersion,
+    Models,
+    Model,
+    Live,
+    Ready,
+    Metrics,
+    Form,
+    Unmatched,
+}
+
+impl Route {
+    const ALL: [Route; 9] = [
+        Route::Predict,
+        Route::PredictVersion,
+        Route::Models,
+        Route::Model,
+        Route::Live,
+        Route::Ready,
+        Route::Metrics,
+        Route::Form,
+        Route::Unmatched,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Route::Predict => "/v1/models/{name}/predict",
+            Route::PredictVersion => "/v1/models/{name}/versions/{version}/predict",
+            Route::Models => "/v1/models",
+            Route::Model => "/v1/models/{name}",
+            Route::Live => "/v2/health/live",
+            Route::Ready => "/v2/health/ready",
+            Route::Metrics => "/metrics",
+            Route::Form => "/",
+            Route::Unmatched => "unmatched",
+        }
+    }
+}
+
+/// Per-route series resolved once at start-up, so counting a request does
+/// not hash label values. Other status codes than 200 (rarer, and open-ended)
+/// are looked up by label.
+struct RouteMetrics {
+    duration: [Histogram; Route::ALL.len()],
+    ok: [IntCounter; Route::ALL.len()],
+}
+
 /// What every handler can reach.
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    route_metrics: RouteMetrics,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, registry: Arc<Registry>, metrics: Arc<Metrics>) -> AppState {
+        let route_metrics = RouteMetrics {
+            duration: Route::ALL.map(|r| metrics.request_duration_seconds.with_label_values(&[r.label()])),
+            ok: Route::ALL.map(|r| metrics.requests_total.with_label_values(&[r.label(), "200"])),
+        };
+        AppState { config, registry, metrics, route_metrics }
+    }
+
+    fn count(&self, route: Route, status: StatusCode, seconds: f64) {
+        let i = route as usize;
+        if status == StatusCode::OK {
+            self.route_metrics.ok[i].inc();
+        } else {
+            self.metrics.requests_total.with_label_values(&[route.label(), status.as_str()]).inc();
+        }
+        self.route_metrics.duration[i].observe(seconds);
+    }
 }
 
 /// Keeps `riskserve_inflight_requests` right even if a request is cancelled.
@@ -42,45 +114,54 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Fu
     let _inflight = InflightGuard(&state.metrics);
     let (route, result) = dispatch(&state, req).await;
     let response = result.unwrap_or_else(ApiError::into_response);
-    let m = &state.metrics;
-    m.requests_total.with_label_values(&[route, response.status().as_str()]).inc();
-    m.request_duration_seconds.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    state.count(route, response.status(), started.elapsed().as_secs_f64());
     response
 }
 
 type Handled = Result<Response<Full<Bytes>>, ApiError>;
 
-async fn dispatch(state: &AppState, req: Request<Incoming>) -> (&'static str, Handled) {
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method().clone();
-    match segments.as_slice() {
+/// Most path segments any route has; longer paths are unmatched.
+const MAX_SEGMENTS: usize = 6;
+
+async fn dispatch(state: &AppState, req: Request<Incoming>) -> (Route, Handled) {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let mut buf = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    for segment in path.trim_matches('/').split('/') {
+        if n == MAX_SEGMENTS {
+            n += 1;
+            break;
+        }
+        buf[n] = segment;
+        n += 1;
+    }
+    let segments: &[&str] = buf.get(..n).unwrap_or(&[]);
+    let method = &parts.method;
+    match segments {
         ["v1", "models", name, "predict"] => {
-            let route = "/v1/models/{name}/predict";
             if method != Method::POST {
-                return (route, Err(ApiError::method_not_allowed("POST")));
+                return (Route::Predict, Err(ApiError::method_not_allowed("POST")));
             }
-            (route, predict(state, name, None, req).await)
+            (Route::Predict, predict(state, name, None, &parts.headers, body).await)
         }
         ["v1", "models", name, "versions", version, "predict"] => {
-            let route = "/v1/models/{name}/versions/{version}/predict";
+            let route = Route::PredictVersion;
             if method != Method::POST {
                 return (route, Err(ApiError::method_not_allowed("POST")));
             }
             let Some(v) = crate::registry::scan::parse_version(version) else {
                 return (route, Err(ApiError::not_found(format!("version `{version}` is not a positive integer"))));
             };
-            (route, predict(state, name, Some(v), req).await)
+            (route, predict(state, name, Some(v), &parts.headers, body).await)
         }
-        ["v1", "models"] => ("/v1/models", get_only(&method, || list_models(state))),
-        ["v1", "models", name] => ("/v1/models/{name}", get_only(&method, || model_status(state, name))),
-        ["v2", "health", "live"] => {
-            ("/v2/health/live", get_only(&method, || Ok(json_ok(br#"{"live":true}"#.to_vec()))))
-        }
-        ["v2", "health", "ready"] => ("/v2/health/ready", get_only(&method, || ready(state))),
-        ["metrics"] => ("/metrics", get_only(&method, || Ok(metrics_text(state)))),
-        [""] => ("/", get_only(&method, || Ok(super::form::page()))),
-        _ => ("unmatched", Err(ApiError::not_found(format!("no route for {path}")))),
+        ["v1", "models"] => (Route::Models, get_only(method, || list_models(state))),
+        ["v1", "models", name] => (Route::Model, get_only(method, || model_status(state, name))),
+        ["v2", "health", "live"] => (Route::Live, get_only(method, || Ok(json_ok(br#"{"live":true}"#.to_vec())))),
+        ["v2", "health", "ready"] => (Route::Ready, get_only(method, || ready(state))),
+        ["metrics"] => (Route::Metrics, get_only(method, || Ok(metrics_text(state)))),
+        [""] => (Route::Form, get_only(method, || Ok(super::form::page()))),
+        _ => (Route::Unmatched, Err(ApiError::not_found(format!("no route for {path}")))),
     }
 }
 
@@ -102,8 +183,8 @@ fn to_json<T: Serialize>(value: &T) -> Handled {
 
 /// Content type check: absent means JSON; anything but `application/json`
 /// (parameters like `charset=utf-8` allowed) is 415.
-fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(CONTENT_TYPE) else {
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(());
     };
     let text = value.to_str().unwrap_or("<non-ASCII>");
@@ -116,13 +197,13 @@ fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
 }
 
 /// Reads the body under the size limit and the request timeout.
-async fn read_body(state: &AppState, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
-    let body = Limited::new(req.into_body(), limit);
+    let body = Limited::new(body, limit);
     match tokio::time::timeout(state.config.request_timeout, body.collect()).await {
         Err(_) => Err(ApiError::request_timeout()),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -140,9 +221,9 @@ struct PredictResponse<'a> {
     predictions: &'a [Prediction],
 }
 
-async fn predict(state: &AppState, name: &str, pinned: Option<u64>, req: Request<Incoming>) -> Handled {
-    check_content_type(&req)?;
-    let body = read_body(state, req).await?;
+async fn predict(state: &AppState, name: &str, pinned: Option<u64>, headers: &HeaderMap, body: Incoming) -> Handled {
+    check_content_type(headers)?;
+    let body = read_body(state, headers, body).await?;
     let apps = request::validate(request::parse(&body)?, state.config.max_batch)?;
     let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
 

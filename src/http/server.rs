@@ -83,7 +83,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let reloader = Reloader::start(loader, &dir, config.reload_debounce, config.rescan_interval);
-    let state = Arc::new(AppState { config: config.clone(), registry: registry.clone(), metrics });
+    let state = Arc::new(AppState::new(config.clone(), registry.clone(), metrics));
     let (stop, stopped) = watch::channel(false);
     let accept_loop = tokio::spawn(accept_loop(listener, state, stopped));
     for (name, model) in &registry.snapshot().models {

@@ -10,7 +10,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// Whether a filesystem event can change what should be served. Reads
@@ -41,7 +41,6 @@ pub fn watch_dir(dir: &Path, trigger: Arc<Notify>) -> notify::Result<notify::Rec
 pub struct Reloader {
     _watcher: Option<notify::RecommendedWatcher>,
     trigger: Arc<Notify>,
-    passes: watch::Receiver<u64>,
     task: JoinHandle<()>,
 }
 
@@ -57,19 +56,13 @@ impl Reloader {
                 None
             }
         };
-        let (tx, passes) = watch::channel(0u64);
-        let task = tokio::spawn(reload_loop(loader, trigger.clone(), debounce, rescan, tx));
-        Reloader { _watcher: watcher, trigger, passes, task }
+        let task = tokio::spawn(reload_loop(loader, trigger.clone(), debounce, rescan));
+        Reloader { _watcher: watcher, trigger, task }
     }
 
     /// Asks for a pass now (as a filesystem event would).
     pub fn trigger(&self) {
         self.trigger.notify_one();
-    }
-
-    /// Count of completed passes, for tests and diagnostics.
-    pub fn passes(&self) -> watch::Receiver<u64> {
-        self.passes.clone()
     }
 }
 
@@ -79,13 +72,7 @@ impl Drop for Reloader {
     }
 }
 
-async fn reload_loop(
-    mut loader: Loader,
-    trigger: Arc<Notify>,
-    debounce: Duration,
-    rescan: Duration,
-    passes: watch::Sender<u64>,
-) {
+async fn reload_loop(mut loader: Loader, trigger: Arc<Notify>, debounce: Duration, rescan: Duration) {
     let mut ticker = tokio::time::interval(rescan);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the initial load already ran
@@ -113,7 +100,6 @@ async fn reload_loop(
                 return;
             }
         }
-        passes.send_modify(|n| *n += 1);
     }
 }
 

@@ -53,6 +53,11 @@ async fn unknown_routes_models_versions_and_methods() {
     assert!(r.error().contains("loaded versions: 1"));
     let r = s.post("/v1/models/credit-risk/versions/latest/predict", ROW).await;
     assert_eq!(r.status, 404);
+    for long in ["/v1/models/credit-risk/versions/1/predict/extra", "/a/b/c/d/e/f/g/h/i"] {
+        let r = s.post(long, ROW).await;
+        assert_eq!(r.status, 404, "{long}");
+        assert!(r.error().contains(long), "{}", r.error());
+    }
     let r = s.get("/nowhere").await;
     assert_eq!((r.status, r.json()["type"].as_str()), (404, Some("not_found")));
     let r = s.get(PREDICT).await;
