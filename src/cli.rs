@@ -2,13 +2,15 @@
 //! `validate`. Each subcommand parses its flags here and calls the library.
 
 use crate::config::{Config, ServeArgs};
-use crate::model::format::{self, DecisionRule, MODEL_FILE_NAME};
+use crate::model::format::{self, DecisionRule};
 use crate::model::Model;
+use crate::repository::layout::{self, MODEL_FILE_NAME};
+use crate::repository::{local, LocalDirectory};
 use crate::train::cv::{cross_validate, youden_threshold, CvReport};
 use crate::train::dataset::{read_csv, write_csv, Dataset};
 use crate::train::fit::{fit, progress_units, Algorithm, TrainOptions};
 use crate::train::progress::Progress;
-use crate::train::{build_payload, encode_io, publish, synth};
+use crate::train::{build_payload, encode_io, synth};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -182,8 +184,10 @@ fn run_cv(opts: &TrainOptions, data: &Dataset, folds: usize) -> Result<CvReport>
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    if !crate::registry::scan::valid_model_name(&args.model_name) {
-        bail!("model name {:?} must be 1-128 characters of A-Z a-z 0-9 . _ -", args.model_name);
+    layout::check_model_name(&args.model_name).map_err(anyhow::Error::msg)?;
+    let repository = LocalDirectory::new(&args.models_dir);
+    for r in repository.rejected_entries(&args.model_name) {
+        eprintln!("warning: {}/{}: {} (ignored, as the server ignores it)", args.model_name, r.entry, r.reason);
     }
     let data = load_data(&args.data)?;
     let opts = args.estimator.options(args.algorithm);
@@ -204,14 +208,25 @@ fn train(args: &TrainArgs) -> Result<()> {
     bar.finish();
     let fit_seconds = started.elapsed().as_secs_f64();
 
-    let (version, path) = publish::publish_next_version(&args.models_dir, &args.model_name, &|version| {
-        let payload =
-            build_payload(&args.model_name, version, &opts, &data, &fitted, decision.clone(), Some(metrics.clone()));
-        encode_io(&payload)
-    })
-    .with_context(|| format!("publishing under {}", args.models_dir.display()))?;
+    let published = repository
+        .publish_next(&args.model_name, &|version| {
+            let payload = build_payload(
+                &args.model_name,
+                version,
+                &opts,
+                &data,
+                &fitted,
+                decision.clone(),
+                Some(metrics.clone()),
+            );
+            encode_io(&payload)
+        })
+        .with_context(|| format!("publishing under {}", args.models_dir.display()))?;
+    let (version, path) = (published.version, published.path);
     // Check what was written exactly as the server will.
-    let model = Model::load(&path, format::DEFAULT_MAX_MODEL_BYTES).context("the file just written does not load")?;
+    let model = local::read_file(&path, format::DEFAULT_MAX_MODEL_BYTES)
+        .and_then(|bytes| Model::from_bytes(&bytes))
+        .context("the file just written does not load")?;
     println!("published {} version {version} -> {}", args.model_name, path.display());
     println!(
         "algorithm {}  fit {fit_seconds:.2}s on {} rows  threshold {:.4} ({})",
@@ -301,11 +316,18 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
 
 fn validate(args: &ValidateArgs) -> Result<()> {
     let path = if args.path.is_dir() { args.path.join(MODEL_FILE_NAME) } else { args.path.clone() };
-    let model = Model::load(&path, args.max_model_bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let model = local::read_file(&path, args.max_model_bytes)
+        .and_then(|bytes| Model::from_bytes(&bytes))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // The server reads only canonical version directories: say so before
+    // the operator ships a file the server would ignore.
+    let served_as = layout::name_and_version(&path).map_err(|reason| {
+        anyhow::anyhow!("{}: the file is valid, but the server will not serve it: {reason}", path.display())
+    })?;
     let m = &model.meta;
     println!("{}: OK", path.display());
     println!("  trained as      {} version {} at {}", m.model_name, m.model_version, m.created_at);
-    if let Some((name, version)) = crate::registry::scan::name_and_version(&path) {
+    if let Some((name, version)) = served_as {
         println!("  served as       {name} version {version} (from its directory)");
     }
     println!("  algorithm       {} ({} compiled nodes)", m.algorithm, model.node_count());

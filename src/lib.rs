@@ -2,7 +2,7 @@
 //!
 //! The architecture in one page:
 //!
-//! - [`model`] — the prediction core: the ten-feature [`model::schema::LoanApplication`],
+//! - [`model`] — the prediction core: the ten-feature [`model::input::LoanApplication`],
 //!   the reference preprocessing (median / `missing` + one-hot), estimators
 //!   compiled into flat arrays, and the versioned, digest-protected file format.
 //! - [`train`] — smartcore training, stratified cross-validation, metrics
@@ -23,5 +23,6 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod repository;
 pub mod telemetry;
 pub mod train;

@@ -96,8 +96,8 @@ pub fn csv_bodies(path: &Path) -> Result<Vec<Bytes>, String> {
 }
 
 /// One application as a JSON object, keys in CSV order.
-pub fn application_json(app: &riskserve::model::schema::LoanApplication) -> Bytes {
-    use riskserve::model::schema::{CATEGORICAL_FEATURES, CSV_FEATURE_ORDER, NUMERIC_FEATURES};
+pub fn application_json(app: &riskserve::model::input::LoanApplication) -> Bytes {
+    use riskserve::model::input::{CATEGORICAL_FEATURES, CSV_FEATURE_ORDER, NUMERIC_FEATURES};
     let mut out = String::with_capacity(256);
     out.push('{');
     for (k, feature) in CSV_FEATURE_ORDER.iter().enumerate() {

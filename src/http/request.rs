@@ -13,7 +13,7 @@
 //! Unknown fields are rejected, so a typo is not silently imputed.
 
 use super::error::{ApiError, FieldProblem};
-use crate::model::schema::{LoanApplication, CATEGORICAL_FEATURES, NUMERIC_FEATURES};
+use crate::model::input::{LoanApplication, CATEGORICAL_FEATURES, NUMERIC_FEATURES};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -363,7 +363,7 @@ fn field_list() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::schema::{cat, num};
+    use crate::model::input::{cat, num};
 
     const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE"}"#;
 

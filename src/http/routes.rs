@@ -150,7 +150,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> (Route, Handled) 
             if method != Method::POST {
                 return (route, Err(ApiError::method_not_allowed("POST")));
             }
-            let Some(v) = crate::registry::scan::parse_version(version) else {
+            let Some(v) = crate::repository::layout::parse_version(version) else {
                 return (route, Err(ApiError::not_found(format!("version `{version}` is not a positive integer"))));
             };
             (route, predict(state, name, Some(v), &parts.headers, body).await)
@@ -251,7 +251,7 @@ async fn predict(state: &AppState, name: &str, pinned: Option<u64>, headers: &He
     Ok(response)
 }
 
-fn score(version: &LoadedVersion, apps: &[crate::model::schema::LoanApplication]) -> Vec<Prediction> {
+fn score(version: &LoadedVersion, apps: &[crate::model::input::LoanApplication]) -> Vec<Prediction> {
     let (mut high, mut low) = (0u64, 0u64);
     let out: Vec<Prediction> = apps
         .iter()

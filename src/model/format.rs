@@ -14,12 +14,10 @@
 //! truncated, half-copied or bit-flipped file is recognised and never loaded.
 
 use super::estimator::Estimator;
-use super::preprocess::FeatureSchema;
+use super::preprocess::Preprocessor;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::path::Path;
 
 /// Value of the `format` field.
 pub const FORMAT_NAME: &str = "riskserve-model";
@@ -27,8 +25,6 @@ pub const FORMAT_NAME: &str = "riskserve-model";
 pub const FORMAT_VERSION: u32 = 1;
 /// Default upper bound on a model file's size.
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
-/// File name of a model inside its version directory.
-pub const MODEL_FILE_NAME: &str = "model.json";
 
 /// How the decision threshold was chosen and its value: `decision` is
 /// `high_risk` when `probability_late >= threshold`.
@@ -96,7 +92,8 @@ pub struct ModelMeta {
 pub struct ModelPayload {
     #[serde(flatten)]
     pub meta: ModelMeta,
-    pub schema: FeatureSchema,
+    #[serde(rename = "schema")]
+    pub preprocessor: Preprocessor,
     pub estimator: Estimator,
 }
 
@@ -179,23 +176,6 @@ pub fn decode(bytes: &[u8]) -> Result<(ModelPayload, String), LoadError> {
     let payload: ModelPayload = serde_json::from_str(envelope.payload.get())
         .map_err(|e| LoadError::Invalid(format!("payload does not match format v{FORMAT_VERSION}: {e}")))?;
     Ok((payload, digest))
-}
-
-/// Reads a model file, refusing files larger than `max_bytes` before reading them.
-pub fn read_file(path: &Path, max_bytes: u64) -> Result<(ModelPayload, String), LoadError> {
-    let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    if size > max_bytes {
-        return Err(LoadError::Invalid(format!("file is {size} bytes, above the limit of {max_bytes}")));
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    // The file may grow while we read it: never read past the limit.
-    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(LoadError::Invalid(format!("file grew above the limit of {max_bytes} bytes while being read")));
-    }
-    decode(&bytes)
 }
 
 /// Lower-case hex SHA-256.

@@ -1,19 +1,18 @@
-//! The prediction core shared by training and serving: the input schema, the
+//! The prediction core shared by training and serving: the input type and
 //! reference preprocessing, fitted estimators, the on-disk format, and
 //! [`Model`], a loaded, validated and compiled model version that scores
 //! applications without allocating.
 
 pub mod estimator;
 pub mod format;
+pub mod input;
 pub mod preprocess;
-pub mod schema;
 
 use estimator::CompiledEstimator;
 use format::{LoadError, ModelMeta, ModelPayload};
-use preprocess::{FeatureSchema, MAX_ENCODED_WIDTH};
-use schema::LoanApplication;
+use input::LoanApplication;
+use preprocess::{Preprocessor, MAX_ENCODED_WIDTH};
 use serde::Serialize;
-use std::path::Path;
 
 /// The decision for one application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,12 +40,38 @@ pub struct Prediction {
     pub decision: Decision,
 }
 
+/// What serving needs from a loaded model version: score one application,
+/// and say what it is. [`Model`] is the implementation; the trait is the seam
+/// that lets tests serve a stand-in (for example one whose `predict` blocks
+/// until released) through the real registry and routes.
+pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
+    /// Scores one application. Must not allocate or block in production.
+    fn predict(&self, app: &LoanApplication) -> Prediction;
+    /// What the model file records.
+    fn meta(&self) -> &ModelMeta;
+    /// SHA-256 of the file's payload.
+    fn digest(&self) -> &str;
+}
+
+impl Scorer for Model {
+    #[inline]
+    fn predict(&self, app: &LoanApplication) -> Prediction {
+        Model::predict(self, app)
+    }
+    fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
 /// A model version ready to score: schema, compiled estimator, threshold and
 /// the metadata recorded in its file.
 #[derive(Debug)]
 pub struct Model {
     pub meta: ModelMeta,
-    pub schema: FeatureSchema,
+    pub preprocessor: Preprocessor,
     /// SHA-256 of the file's payload.
     pub digest: String,
     estimator: CompiledEstimator,
@@ -59,21 +84,22 @@ impl Model {
     /// version may serve.
     pub fn from_payload(payload: ModelPayload, digest: String) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        payload.schema.validate().map_err(|e| invalid(format!("schema: {e}")))?;
-        let width = payload.schema.width();
+        payload.preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
+        let width = payload.preprocessor.width();
         let estimator = payload.estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
         let t = payload.meta.decision.threshold;
         if !(t > 0.0 && t < 1.0) {
             return Err(invalid(format!("decision threshold {t} is not inside (0, 1)")));
         }
-        let model = Model { meta: payload.meta, schema: payload.schema, digest, estimator, width };
+        let model = Model { meta: payload.meta, preprocessor: payload.preprocessor, digest, estimator, width };
         model.smoke_test()?;
         Ok(model)
     }
 
-    /// Reads, verifies, validates and compiles a model file.
-    pub fn load(path: &Path, max_bytes: u64) -> Result<Model, LoadError> {
-        let (payload, digest) = format::read_file(path, max_bytes)?;
+    /// Verifies, validates and compiles the bytes of a model file (read by a
+    /// [`crate::repository::ModelSource`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model, LoadError> {
+        let (payload, digest) = format::decode(bytes)?;
         Model::from_payload(payload, digest)
     }
 
@@ -90,7 +116,7 @@ impl Model {
     fn raw_probability(&self, app: &LoanApplication) -> f64 {
         let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
         let x = &mut buf[..self.width];
-        self.schema.encode_into(app, x);
+        self.preprocessor.encode_into(app, x);
         self.estimator.probability(x)
     }
 
@@ -112,7 +138,7 @@ impl Model {
             }
         };
         check(&probe)?;
-        for (i, f) in self.schema.categorical.iter().enumerate() {
+        for (i, f) in self.preprocessor.categorical.iter().enumerate() {
             for c in &f.categories {
                 probe.categorical[i] = Some(c.clone());
                 check(&probe)?;
@@ -127,8 +153,8 @@ pub(crate) mod test_support {
     //! A tiny hand-made model payload for tests that need a valid file.
     use super::estimator::{Estimator, Tree};
     use super::format::*;
-    use super::preprocess::FeatureSchema;
-    use super::schema::{cat, LoanApplication};
+    use super::input::{cat, LoanApplication};
+    use super::preprocess::Preprocessor;
 
     /// Grade A, B or missing; a one-split tree: P(late) = 0.02 unless grade=B (0.3).
     pub fn tiny_payload() -> ModelPayload {
@@ -141,7 +167,7 @@ pub(crate) mod test_support {
             a.categorical[cat::GRADE] = g.map(str::to_string);
             rows.push(a);
         }
-        let schema = FeatureSchema::fit(&rows);
+        let schema = Preprocessor::fit(&rows);
         let grade_b = schema.column_names().iter().position(|n| n == "grade=B").unwrap() as i32;
         let tree = Tree {
             feature: vec![grade_b, -1, -1],
@@ -162,7 +188,7 @@ pub(crate) mod test_support {
                 training: TrainingData { source: "test".into(), rows: 3, positives: 1, sha256: "0".repeat(64) },
                 metrics: None,
             },
-            schema,
+            preprocessor: schema,
             estimator: Estimator::RandomForest { trees: vec![tree] },
         }
     }
@@ -171,7 +197,7 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::format::*;
-    use super::schema::cat;
+    use super::input::cat;
     use super::test_support::tiny_payload;
     use super::*;
 
@@ -222,27 +248,13 @@ mod tests {
     }
 
     #[test]
-    fn oversized_files_are_rejected_before_reading() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.json");
-        let bytes = encode(&tiny_payload()).unwrap();
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(Model::load(&path, bytes.len() as u64).is_ok());
-        let err = Model::load(&path, bytes.len() as u64 - 1).unwrap_err();
-        assert_eq!(err.kind(), "invalid");
-        assert!(err.to_string().contains("above the limit"), "{err}");
-        let err = Model::load(&dir.path().join("absent.json"), 1 << 20).unwrap_err();
-        assert_eq!(err.kind(), "io_error");
-    }
-
-    #[test]
     fn wrong_format_version_and_wrong_schema_are_invalid_with_reasons() {
         let bytes = encode(&tiny_payload()).unwrap();
         let text = String::from_utf8(bytes).unwrap().replacen("\"format_version\":1", "\"format_version\":9", 1);
         assert!(model_from(text.as_bytes()).unwrap_err().to_string().contains("format_version 9"));
 
         let mut payload = tiny_payload();
-        payload.schema.numeric.remove(0);
+        payload.preprocessor.numeric.remove(0);
         let err = model_from(&encode(&payload).unwrap()).unwrap_err();
         assert!(err.to_string().contains("schema"), "{err}");
 

@@ -8,7 +8,7 @@
 //! Encoding writes into a caller-provided slice, so the request path does not
 //! allocate.
 
-use super::schema::{LoanApplication, CATEGORICAL_FEATURES, MISSING_CATEGORY, NUMERIC_FEATURES};
+use super::input::{LoanApplication, CATEGORICAL_FEATURES, MISSING_CATEGORY, NUMERIC_FEATURES};
 use serde::{Deserialize, Serialize};
 
 /// Upper bound on the encoded width a model may declare. Requests encode
@@ -34,7 +34,7 @@ pub struct CategoricalFeature {
 
 /// The fitted preprocessing: what the model file stores as its feature schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureSchema {
+pub struct Preprocessor {
     pub numeric: Vec<NumericFeature>,
     pub categorical: Vec<CategoricalFeature>,
     /// The category that missing categorical values are imputed with.
@@ -43,7 +43,7 @@ pub struct FeatureSchema {
 
 /// Why a schema cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SchemaError {
+pub enum PreprocessorError {
     #[error("schema must list numeric features {expected:?} in this order, found {found:?}")]
     NumericFeatures { expected: Vec<String>, found: Vec<String> },
     #[error("schema must list categorical features {expected:?} in this order, found {found:?}")]
@@ -58,7 +58,7 @@ pub enum SchemaError {
     TooWide(usize),
 }
 
-impl FeatureSchema {
+impl Preprocessor {
     /// Fits the preprocessing on training rows (medians and category sets).
     pub fn fit(rows: &[LoanApplication]) -> Self {
         let numeric = NUMERIC_FEATURES
@@ -82,42 +82,45 @@ impl FeatureSchema {
                 CategoricalFeature { name: (*name).to_string(), categories }
             })
             .collect();
-        FeatureSchema { numeric, categorical, missing_category: MISSING_CATEGORY.to_string() }
+        Preprocessor { numeric, categorical, missing_category: MISSING_CATEGORY.to_string() }
     }
 
     /// Checks that the schema matches this server's input type and limits.
-    pub fn validate(&self) -> Result<(), SchemaError> {
+    pub fn validate(&self) -> Result<(), PreprocessorError> {
         let names = |it: &mut dyn Iterator<Item = &String>| it.cloned().collect::<Vec<_>>();
         let found = names(&mut self.numeric.iter().map(|f| &f.name));
         if found.iter().map(String::as_str).ne(NUMERIC_FEATURES) {
-            return Err(SchemaError::NumericFeatures {
+            return Err(PreprocessorError::NumericFeatures {
                 expected: NUMERIC_FEATURES.iter().map(|s| s.to_string()).collect(),
                 found,
             });
         }
         let found = names(&mut self.categorical.iter().map(|f| &f.name));
         if found.iter().map(String::as_str).ne(CATEGORICAL_FEATURES) {
-            return Err(SchemaError::CategoricalFeatures {
+            return Err(PreprocessorError::CategoricalFeatures {
                 expected: CATEGORICAL_FEATURES.iter().map(|s| s.to_string()).collect(),
                 found,
             });
         }
         if let Some(f) = self.numeric.iter().find(|f| !f.median.is_finite()) {
-            return Err(SchemaError::BadMedian(f.name.clone()));
+            return Err(PreprocessorError::BadMedian(f.name.clone()));
         }
         for f in &self.categorical {
             if f.categories.is_empty() {
-                return Err(SchemaError::NoCategories(f.name.clone()));
+                return Err(PreprocessorError::NoCategories(f.name.clone()));
             }
             let mut seen: Vec<&str> = f.categories.iter().map(String::as_str).collect();
             seen.sort_unstable();
             if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
-                return Err(SchemaError::DuplicateCategory { feature: f.name.clone(), category: w[0].to_string() });
+                return Err(PreprocessorError::DuplicateCategory {
+                    feature: f.name.clone(),
+                    category: w[0].to_string(),
+                });
             }
         }
         let width = self.width();
         if width > MAX_ENCODED_WIDTH {
-            return Err(SchemaError::TooWide(width));
+            return Err(PreprocessorError::TooWide(width));
         }
         Ok(())
     }
@@ -187,7 +190,7 @@ fn median(values: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::schema::{cat, num};
+    use crate::model::input::{cat, num};
 
     fn app(amount: Option<f64>, grade: Option<&str>) -> LoanApplication {
         let mut a = LoanApplication::default();
@@ -206,7 +209,7 @@ mod tests {
     #[test]
     fn missing_numeric_is_imputed_with_training_median_ignoring_missing_rows() {
         let rows = vec![app(Some(100.0), Some("A")), app(None, Some("B")), app(Some(300.0), Some("A"))];
-        let schema = FeatureSchema::fit(&rows);
+        let schema = Preprocessor::fit(&rows);
         assert_eq!(schema.numeric[num::LOAN_AMNT].median, 200.0);
         let mut out = vec![f64::NAN; schema.width()];
         schema.encode_into(&app(None, Some("A")), &mut out);
@@ -217,7 +220,7 @@ mod tests {
     #[test]
     fn missing_category_is_its_own_column_when_seen_in_training() {
         let rows = vec![app(Some(1.0), Some("B")), app(Some(1.0), None), app(Some(1.0), Some("A"))];
-        let schema = FeatureSchema::fit(&rows);
+        let schema = Preprocessor::fit(&rows);
         let grades = &schema.categorical[cat::GRADE].categories;
         assert_eq!(grades, &["A", "B", "missing"]);
         let names = schema.column_names();
@@ -230,7 +233,7 @@ mod tests {
     #[test]
     fn unseen_category_encodes_to_all_zeros_not_an_error() {
         let rows = vec![app(Some(1.0), Some("A")), app(Some(2.0), Some("B"))];
-        let schema = FeatureSchema::fit(&rows);
+        let schema = Preprocessor::fit(&rows);
         let mut out = vec![9.0; schema.width()];
         schema.encode_into(&app(Some(1.0), Some("Z")), &mut out);
         let names = schema.column_names();
@@ -246,19 +249,19 @@ mod tests {
 
     #[test]
     fn validate_rejects_reordered_features_duplicates_and_bad_medians() {
-        let schema = FeatureSchema::fit(&[app(Some(1.0), Some("A"))]);
+        let schema = Preprocessor::fit(&[app(Some(1.0), Some("A"))]);
         assert!(schema.validate().is_ok());
         let mut s = schema.clone();
         s.numeric.swap(0, 1);
-        assert!(matches!(s.validate(), Err(SchemaError::NumericFeatures { .. })));
+        assert!(matches!(s.validate(), Err(PreprocessorError::NumericFeatures { .. })));
         let mut s = schema.clone();
         s.numeric[2].median = f64::NAN;
-        assert_eq!(s.validate(), Err(SchemaError::BadMedian("annual_inc".into())));
+        assert_eq!(s.validate(), Err(PreprocessorError::BadMedian("annual_inc".into())));
         let mut s = schema.clone();
         s.categorical[1].categories = vec!["A".into(), "A".into()];
-        assert!(matches!(s.validate(), Err(SchemaError::DuplicateCategory { .. })));
+        assert!(matches!(s.validate(), Err(PreprocessorError::DuplicateCategory { .. })));
         let mut s = schema;
         s.categorical[0].categories = (0..MAX_ENCODED_WIDTH).map(|i| i.to_string()).collect();
-        assert!(matches!(s.validate(), Err(SchemaError::TooWide(_))));
+        assert!(matches!(s.validate(), Err(PreprocessorError::TooWide(_))));
     }
 }

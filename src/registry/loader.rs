@@ -10,28 +10,28 @@
 //! versions serving. Retired versions lose their metric series; their memory
 //! is freed when their last in-flight request drops its `Arc`.
 
-use super::scan::{scan, VersionFile};
 use super::{rfc3339, LoadedVersion, ModelStatus, Registry, ServedModel, Snapshot, VersionState, VersionStatus};
 use crate::config::{Config, VersionPolicy};
 use crate::model::Model;
+use crate::repository::{LocalDirectory, ModelSource, VersionEntry};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 enum Known {
     Loaded {
-        fingerprint: super::scan::Fingerprint,
+        fingerprint: crate::repository::Fingerprint,
         version: Arc<LoadedVersion>,
     },
     Failed {
-        fingerprint: super::scan::Fingerprint,
+        fingerprint: crate::repository::Fingerprint,
         reason: String,
     },
     /// The file of a loaded version changed and the new content failed to
     /// load: the copy already in memory keeps serving until the file changes
     /// again.
     Stale {
-        fingerprint: super::scan::Fingerprint,
+        fingerprint: crate::repository::Fingerprint,
         reason: String,
         version: Arc<LoadedVersion>,
     },
@@ -63,7 +63,7 @@ impl Loader {
     /// directory keeps the current snapshot and is logged.
     pub fn reconcile(&mut self) -> PassReport {
         let mut report = PassReport::default();
-        let repo = match scan(&self.config.models_dir) {
+        let repo = match LocalDirectory::new(&self.config.models_dir).list() {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("cannot read models directory {}: {e}", self.config.models_dir.display());
@@ -71,8 +71,8 @@ impl Loader {
                 return report;
             }
         };
-        for (path, why) in &repo.skipped {
-            tracing::debug!(path = %path.display(), why, "skipped entry in models directory");
+        for r in &repo.rejected {
+            tracing::debug!(model = ?r.model, entry = %r.entry, reason = %r.reason, "entry in models directory not served");
         }
         let current = self.registry.snapshot();
         let mut next = Snapshot::default();
@@ -198,7 +198,7 @@ impl Loader {
     fn obtain(
         &mut self,
         name: &str,
-        file: &VersionFile,
+        file: &VersionEntry,
         report: &mut PassReport,
     ) -> Result<Arc<LoadedVersion>, String> {
         let key = (name.to_string(), file.version);
@@ -227,7 +227,9 @@ impl Loader {
         });
         let metrics = &self.registry.metrics;
         let started = Instant::now();
-        let result = Model::load(&file.path, self.config.max_model_bytes);
+        let result = LocalDirectory::new(&self.config.models_dir)
+            .read(name, file, self.config.max_model_bytes)
+            .and_then(|bytes| Model::from_bytes(&bytes));
         let seconds = started.elapsed().as_secs_f64();
         metrics.model_load_duration_seconds.with_label_values(&[name]).observe(seconds);
         match result {
@@ -237,7 +239,7 @@ impl Loader {
                 tracing::info!(
                     model = name,
                     version = file.version,
-                    path = %file.path.display(),
+                    path = %file.location,
                     seconds,
                     digest = %model.digest,
                     algorithm = %model.meta.algorithm,
@@ -247,7 +249,7 @@ impl Loader {
                     name: name.to_string(),
                     version: file.version,
                     version_label: file.version.to_string(),
-                    path: file.path.clone(),
+                    path: file.location.clone().into(),
                     model,
                     loaded_at: SystemTime::now(),
                     load_seconds: seconds,
@@ -262,7 +264,7 @@ impl Loader {
                 tracing::warn!(
                     model = name,
                     version = file.version,
-                    path = %file.path.display(),
+                    path = %file.location,
                     result = e.kind(),
                     reason = %e,
                     "model version not loaded; the current version keeps serving; retried when the file changes"
@@ -326,18 +328,18 @@ fn available_status(v: &LoadedVersion) -> VersionStatus {
     }
 }
 
-fn idle_status(file: &VersionFile, policy: &VersionPolicy) -> VersionStatus {
+fn idle_status(file: &VersionEntry, policy: &VersionPolicy) -> VersionStatus {
     file_status(file, VersionState::NotLoaded, format!("not selected by version policy {policy}"))
 }
 
 /// Status of a version directory that is not loaded (failed or idle).
-fn file_status(file: &VersionFile, state: VersionState, reason: String) -> VersionStatus {
+fn file_status(file: &VersionEntry, state: VersionState, reason: String) -> VersionStatus {
     VersionStatus {
         version: file.version,
         state,
         reason: Some(reason),
         serving: false,
-        path: file.path.display().to_string(),
+        path: file.location.clone(),
         loaded_at: None,
         load_seconds: None,
         digest: None,

@@ -9,7 +9,6 @@
 //! load-then-swap, never unload-then-load.
 
 pub mod loader;
-pub mod scan;
 pub mod watcher;
 
 use crate::metrics::{Metrics, VersionMetrics};

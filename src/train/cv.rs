@@ -3,8 +3,8 @@
 //! on them.
 
 use super::dataset::Dataset;
+use super::evaluation::{average_precision, brier, mean_std, roc_auc, stratified_folds};
 use super::fit::{fit, TrainOptions};
-use super::metrics::{average_precision, brier, mean_std, roc_auc, stratified_folds};
 use crate::model::format::{EvaluationMetrics, MeanStd};
 use serde::Serialize;
 use std::time::Instant;
@@ -87,14 +87,14 @@ pub fn cross_validate(
         let fit_seconds = started.elapsed().as_secs_f64();
 
         let started = Instant::now();
-        let width = fitted.schema.width();
+        let width = fitted.preprocessor.width();
         let compiled =
             fitted.estimator.compile(width).map_err(|e| CvError::Compile { fold, message: e.to_string() })?;
         let mut x = vec![0.0; width];
         let probs: Vec<f64> = test
             .iter()
             .map(|&i| {
-                fitted.schema.encode_into(&data.rows[i], &mut x);
+                fitted.preprocessor.encode_into(&data.rows[i], &mut x);
                 compiled.probability(&x)
             })
             .collect();

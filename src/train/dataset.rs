@@ -2,7 +2,7 @@
 //! Columns are found by header name; blank cells are missing values.
 
 use crate::model::format::sha256_hex;
-use crate::model::schema::{LoanApplication, CATEGORICAL_FEATURES, CSV_FEATURE_ORDER, NUMERIC_FEATURES, TARGET};
+use crate::model::input::{LoanApplication, CATEGORICAL_FEATURES, CSV_FEATURE_ORDER, NUMERIC_FEATURES, TARGET};
 use std::path::Path;
 
 /// A labelled training set with the fingerprint of the file it came from.
@@ -107,7 +107,7 @@ pub fn write_csv(path: &Path, rows: &[(LoanApplication, u8)]) -> Result<(), Data
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::schema::{cat, num};
+    use crate::model::input::{cat, num};
 
     #[test]
     fn reads_blanks_as_missing_and_checks_the_target() {

@@ -15,8 +15,8 @@
 //! probabilities stay calibrated, which is what a lender prices with.
 
 use crate::model::estimator::{Estimator, Tree};
-use crate::model::preprocess::FeatureSchema;
-use crate::model::schema::{LoanApplication, NUMERIC_FEATURES};
+use crate::model::input::{LoanApplication, NUMERIC_FEATURES};
+use crate::model::preprocess::Preprocessor;
 use crate::train::rng::Rng;
 use serde_json::{json, Map, Value};
 use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
@@ -128,7 +128,7 @@ pub enum FitError {
 /// A fitted model: the preprocessing and the estimator.
 #[derive(Debug, Clone)]
 pub struct Fitted {
-    pub schema: FeatureSchema,
+    pub preprocessor: Preprocessor,
     pub estimator: Estimator,
 }
 
@@ -157,7 +157,7 @@ pub fn fit(
     if positives == 0 || positives == labels.len() {
         return Err(FitError::OneClass { rows: labels.len(), positives });
     }
-    let schema = FeatureSchema::fit(rows);
+    let schema = Preprocessor::fit(rows);
     let width = schema.width();
     let x = schema.encode_rows(rows);
     let estimator = match opts.algorithm {
@@ -168,7 +168,7 @@ pub fn fit(
             e
         }
     };
-    Ok(Fitted { schema, estimator })
+    Ok(Fitted { preprocessor: schema, estimator })
 }
 
 /// Units of progress `fit` reports in total.
@@ -405,11 +405,11 @@ mod tests {
             let mut opts = TrainOptions::new(algorithm, 1);
             opts.trees = 20;
             let fitted = fit(&opts, &rows, &labels, &|_| {}).unwrap();
-            let compiled = fitted.estimator.compile(fitted.schema.width()).unwrap();
-            let x = fitted.schema.encode_rows(&rows);
-            let p: Vec<f64> = x.chunks_exact(fitted.schema.width()).map(|r| compiled.probability(r)).collect();
+            let compiled = fitted.estimator.compile(fitted.preprocessor.width()).unwrap();
+            let x = fitted.preprocessor.encode_rows(&rows);
+            let p: Vec<f64> = x.chunks_exact(fitted.preprocessor.width()).map(|r| compiled.probability(r)).collect();
             assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
-            let auc = crate::train::metrics::roc_auc(&labels, &p).unwrap();
+            let auc = crate::train::evaluation::roc_auc(&labels, &p).unwrap();
             assert!(auc > 0.6, "{algorithm:?} training AUC {auc}");
             let mean = p.iter().sum::<f64>() / p.len() as f64;
             let rate = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len() as f64;

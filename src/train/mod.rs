@@ -4,10 +4,9 @@
 
 pub mod cv;
 pub mod dataset;
+pub mod evaluation;
 pub mod fit;
-pub mod metrics;
 pub mod progress;
-pub mod publish;
 pub mod rng;
 pub mod synth;
 
@@ -44,7 +43,7 @@ pub fn build_payload(
             },
             metrics,
         },
-        schema: fitted.schema.clone(),
+        preprocessor: fitted.preprocessor.clone(),
         estimator: fitted.estimator.clone(),
     }
 }

@@ -11,7 +11,7 @@
 //! [`Rng`]). No row of any real data set is embedded here; only the shapes
 //! of the distributions were matched by hand.
 
-use crate::model::schema::{cat, num, LoanApplication};
+use crate::model::input::{cat, num, LoanApplication};
 use crate::train::rng::Rng;
 
 /// Loan grades, best to worst.
@@ -249,7 +249,7 @@ fn sample_row(rng: &mut Rng) -> (LoanApplication, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::metrics::roc_auc;
+    use crate::train::evaluation::roc_auc;
 
     fn late_rate(rows: &[(LoanApplication, u8)]) -> f64 {
         rows.iter().map(|(_, y)| f64::from(*y)).sum::<f64>() / rows.len() as f64
@@ -371,7 +371,7 @@ mod tests {
     #[test]
     #[ignore]
     fn dump_sample() {
-        use crate::model::schema::{CSV_FEATURE_ORDER, TARGET};
+        use crate::model::input::{CSV_FEATURE_ORDER, TARGET};
         let mut out = format!("{},{TARGET}\n", CSV_FEATURE_ORDER.join(","));
         for (app, y) in generate(100_000, 1) {
             let cells: Vec<String> = CSV_FEATURE_ORDER.iter().map(|f| app.cell(f).unwrap_or_default()).collect();

@@ -39,7 +39,7 @@ pub fn bundled_payload() -> ModelPayload {
 /// A correctly digested file whose schema this server cannot serve.
 pub fn wrong_schema_model() -> Vec<u8> {
     let mut payload = bundled_payload();
-    payload.schema.numeric.remove(0);
+    payload.preprocessor.numeric.remove(0);
     encode(&payload).unwrap()
 }
 

@@ -4,11 +4,7 @@ use crate::common::*;
 use riskserve::model::Model;
 
 fn reference_probability() -> f64 {
-    let model = Model::load(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json")),
-        1 << 30,
-    )
-    .unwrap();
+    let model = Model::from_bytes(bundled_model()).unwrap();
     let body = riskserve::http::request::parse(ROW.as_bytes()).unwrap();
     let app = riskserve::http::request::validate(body, 1).unwrap().remove(0);
     model.predict(&app).probability_late

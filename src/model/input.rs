@@ -1,4 +1,4 @@
-//! The input schema: the ten loan-application features, their kinds and their
+//! The input: the ten loan-application features, their kinds and their
 //! canonical order, and [`LoanApplication`], the one input type shared by
 //! training (CSV rows), serving (JSON requests) and the synthetic generator.
 

@@ -1,0 +1,329 @@
+//! The local-directory source: `<root>/<model>/<version>/model.json` on a
+//! local (or mounted) filesystem, and atomic publishing into it.
+//!
+//! Publishing writes the file under a hidden staging directory next to its
+//! target (same filesystem), fsyncs the file and the directory, renames the
+//! directory into place and fsyncs the parent: a reader sees either no
+//! version directory or a complete one, never a half-written `model.json`.
+
+use super::layout::{self, classify_version_entry, VersionEntryName, MODEL_FILE_NAME, STAGING_PREFIX};
+use super::source::{Fingerprint, ListError, Listing, ModelSource, Rejected, VersionEntry};
+use crate::model::format::LoadError;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A model repository in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirectory {
+    root: PathBuf,
+}
+
+/// A version written by [`LocalDirectory::publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub version: u64,
+    /// The `model.json` now in place.
+    pub path: PathBuf,
+}
+
+impl LocalDirectory {
+    pub fn new(root: impl Into<PathBuf>) -> LocalDirectory {
+        LocalDirectory { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<model>`.
+    pub fn model_dir(&self, model: &str) -> PathBuf {
+        self.root.join(model)
+    }
+
+    /// `<root>/<model>/<version>`.
+    pub fn version_dir(&self, model: &str, version: u64) -> PathBuf {
+        self.model_dir(model).join(version.to_string())
+    }
+
+    /// `<root>/<model>/<version>/model.json`.
+    pub fn model_file(&self, model: &str, version: u64) -> PathBuf {
+        self.version_dir(model, version).join(MODEL_FILE_NAME)
+    }
+
+    /// A hidden staging directory for `version`, unique to this process.
+    pub fn staging_dir(&self, model: &str, version: u64) -> PathBuf {
+        self.model_dir(model).join(format!("{STAGING_PREFIX}{version}-{}", std::process::id()))
+    }
+
+    /// Highest valid version directory of `model` (0 if none). Rejected
+    /// names such as `007` do not count, exactly as for the server.
+    pub fn latest_version(&self, model: &str) -> std::io::Result<u64> {
+        let mut max = 0;
+        match fs::read_dir(self.model_dir(model)) {
+            Ok(entries) => {
+                for entry in entries {
+                    if let VersionEntryName::Version(v) = classify_version_entry(&entry?.file_name().to_string_lossy())
+                    {
+                        max = max.max(v);
+                    }
+                }
+                Ok(max)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `bytes` as `model`'s `version`, atomically. Fails with
+    /// `AlreadyExists` if that version directory exists.
+    pub fn publish(&self, model: &str, version: u64, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        layout::check_model_name(model).map_err(std::io::Error::other)?;
+        if version == 0 {
+            return Err(std::io::Error::other("versions start at 1"));
+        }
+        let model_dir = self.model_dir(model);
+        fs::create_dir_all(&model_dir)?;
+        let staging = self.staging_dir(model, version);
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir(&staging)?;
+        let written = (|| {
+            let mut f = fs::File::create(staging.join(MODEL_FILE_NAME))?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::File::open(&staging)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let target = self.version_dir(model, version);
+        // rename(2) of a directory onto an existing non-empty directory
+        // fails, so two publishers cannot both claim one version.
+        if target.exists() {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} already exists", target.display()),
+            ));
+        }
+        if let Err(e) = fs::rename(&staging, &target) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(if target.exists() {
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("{} already exists", target.display()))
+            } else {
+                e
+            });
+        }
+        fs::File::open(&model_dir)?.sync_all()?;
+        Ok(target.join(MODEL_FILE_NAME))
+    }
+
+    /// Publishes the bytes `encode(version)` returns as the next version of
+    /// `model` (one above the highest valid version), retrying a bounded
+    /// number of times if another publisher takes the number first.
+    pub fn publish_next(
+        &self,
+        model: &str,
+        encode: &dyn Fn(u64) -> std::io::Result<Vec<u8>>,
+    ) -> std::io::Result<Published> {
+        for _ in 0..100 {
+            let version = self.latest_version(model)? + 1;
+            match self.publish(model, version, &encode(version)?) {
+                Ok(path) => return Ok(Published { version, path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other("could not claim a free version number after 100 attempts"))
+    }
+
+    /// Entries in `model`'s directory that are not served, with the reason
+    /// (what `train` warns about and the server reports).
+    pub fn rejected_entries(&self, model: &str) -> Vec<Rejected> {
+        let mut out = Vec::new();
+        if let Ok(entries) = fs::read_dir(self.model_dir(model)) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let VersionEntryName::Rejected(reason) = classify_version_entry(&name) {
+                    out.push(Rejected { model: Some(model.to_string()), entry: name, reason });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.entry.cmp(&b.entry));
+        out
+    }
+}
+
+/// The fingerprint of a file from its metadata: size, mtime, ctime (a
+/// `chmod` or `chown` changes it), inode and device.
+pub fn fingerprint(meta: &fs::Metadata) -> Fingerprint {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino(), meta.dev()).hash(&mut h);
+    Fingerprint { len: meta.len(), token: h.finish() }
+}
+
+impl ModelSource for LocalDirectory {
+    fn describe(&self) -> String {
+        format!("directory {}", self.root.display())
+    }
+
+    /// Hidden entries are skipped silently; other entries that break the
+    /// naming rules are listed as rejected. A version directory without a
+    /// `model.json` is not listed (it is probably being prepared).
+    fn list(&self) -> Result<Listing, ListError> {
+        let fail = |e: std::io::Error| ListError { source_name: self.describe(), reason: e.to_string() };
+        let mut out = Listing::default();
+        for entry in fs::read_dir(&self.root).map_err(fail)? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if let Err(reason) = layout::check_model_name(&name) {
+                out.rejected.push(Rejected { model: None, entry: name, reason });
+                continue;
+            }
+            let versions = match fs::read_dir(entry.path()) {
+                Ok(v) => v,
+                Err(e) => {
+                    out.rejected.push(Rejected { model: None, entry: name, reason: e.to_string() });
+                    continue;
+                }
+            };
+            let mut found = Vec::new();
+            for v in versions.flatten() {
+                let entry_name = v.file_name().to_string_lossy().into_owned();
+                let version = match classify_version_entry(&entry_name) {
+                    VersionEntryName::Version(n) => n,
+                    VersionEntryName::Hidden => continue,
+                    VersionEntryName::Rejected(reason) => {
+                        out.rejected.push(Rejected { model: Some(name.clone()), entry: entry_name, reason });
+                        continue;
+                    }
+                };
+                let path = v.path().join(MODEL_FILE_NAME);
+                if let Ok(meta) = fs::metadata(&path) {
+                    found.push(VersionEntry {
+                        version,
+                        fingerprint: fingerprint(&meta),
+                        location: path.display().to_string(),
+                    });
+                }
+            }
+            found.sort_by_key(|v| v.version);
+            out.models.insert(name, found);
+        }
+        Ok(out)
+    }
+
+    fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+        read_file(&self.model_file(model, entry.version), max_bytes)
+    }
+}
+
+/// Reads a model file, refusing files larger than `max_bytes` before reading them.
+pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+    let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
+    let file = fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(LoadError::Invalid(format!("{} is not a regular file", path.display())));
+    }
+    let size = meta.len();
+    if size > max_bytes {
+        return Err(LoadError::Invalid(format!("file is {size} bytes, above the limit of {max_bytes}")));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // The file may grow while we read it: never read past the limit.
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(LoadError::Invalid(format!("file grew above the limit of {max_bytes} bytes while being read")));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_canonical_versions_and_rejects_lookalikes() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["m/1", "m/2", "m/.staging-3", "m/04", "m/abc", "m/5", ".hidden/1", "other/1", "bad name/1"] {
+            fs::create_dir_all(dir.path().join(p)).unwrap();
+        }
+        for p in ["m/1", "m/2", "m/.staging-3", "m/04", "m/abc", ".hidden/1"] {
+            fs::write(dir.path().join(p).join("model.json"), "{}").unwrap();
+        }
+        let listing = LocalDirectory::new(dir.path()).list().unwrap();
+        let m: Vec<u64> = listing.models["m"].iter().map(|v| v.version).collect();
+        assert_eq!(m, vec![1, 2], "5 has no model.json; staging, 04 and abc are not versions");
+        assert!(listing.models["other"].is_empty());
+        assert!(!listing.models.contains_key(".hidden"));
+        let mut rejected: Vec<&str> = listing.rejected.iter().map(|r| r.entry.as_str()).collect();
+        rejected.sort();
+        assert_eq!(rejected, vec!["04", "abc", "bad name"]);
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_content_and_with_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, "a").unwrap();
+        let before = fingerprint(&fs::metadata(&path).unwrap());
+        assert_eq!(before, fingerprint(&fs::metadata(&path).unwrap()));
+        // ctime moves at the next tick of the filesystem clock; wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut mode = 0o600;
+        loop {
+            mode ^= 0o040;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            if fingerprint(&fs::metadata(&path).unwrap()) != before {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "chmod never changed the fingerprint");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn publish_next_counts_up_past_rejected_names_and_leaves_no_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = LocalDirectory::new(dir.path());
+        fs::create_dir_all(dir.path().join("m/7")).unwrap();
+        fs::create_dir_all(dir.path().join("m/not-a-version")).unwrap();
+        fs::create_dir_all(dir.path().join("m/0099")).unwrap();
+        let encode = |v: u64| Ok(format!("v{v}").into_bytes());
+        let p = repo.publish_next("m", &encode).unwrap();
+        assert_eq!(p.version, 8, "0099 is not version 99");
+        assert_eq!(fs::read_to_string(&p.path).unwrap(), "v8");
+        assert_eq!(repo.publish_next("m", &encode).unwrap().version, 9);
+        let leftovers = fs::read_dir(dir.path().join("m"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count();
+        assert_eq!(leftovers, 0);
+        let err = repo.publish("m", 9, b"again").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(repo.model_file("m", 9)).unwrap(), "v9", "an existing version is never replaced");
+        assert!(repo.publish("bad/name", 1, b"x").is_err());
+        let rejected: Vec<String> = repo.rejected_entries("m").into_iter().map(|r| r.entry).collect();
+        assert_eq!(rejected, vec!["0099", "not-a-version"]);
+    }
+
+    #[test]
+    fn read_refuses_oversized_and_non_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read_file(&path, 10).unwrap().len(), 10);
+        assert!(read_file(&path, 9).unwrap_err().to_string().contains("above the limit"));
+        assert_eq!(read_file(&dir.path().join("absent"), 10).unwrap_err().kind(), "io_error");
+        assert!(read_file(dir.path(), 10).is_err(), "a directory is not a model file");
+    }
+}
