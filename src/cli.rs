@@ -144,7 +144,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let config = Config::resolve(&args)?;
             crate::telemetry::init(config.log_format);
-            crate::http::server::run_blocking(config)
+            crate::server::run_blocking(config)
         }
         Command::Train(args) => train(&args),
         Command::Evaluate(args) => evaluate(&args),

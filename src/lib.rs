@@ -24,5 +24,6 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod repository;
+pub mod server;
 pub mod telemetry;
 pub mod train;

@@ -1,16 +1,20 @@
 //! Routing and handlers. Every request goes through [`handle`], which counts
 //! it (`riskserve_requests_total{route,code}`, duration, in-flight) under a
 //! route *template* so label cardinality stays bounded.
+//!
+//! [`handle`] is generic over the request body, so the routing table,
+//! statuses and bodies are tested by calling it with a request value (no
+//! socket, no port); the socket-level tests are in `tests/integration`.
 
 use super::error::{json_response, ApiError};
 use super::request;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{Decision, Prediction};
-use crate::registry::{LoadedVersion, LookupError, Registry};
+use crate::registry::{LoadedVersion, LookupError, Registry, MAX_NAMES_LISTED};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use prometheus::{Histogram, IntCounter};
@@ -108,7 +112,12 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
-pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A request body the routes can read: hyper's `Incoming` on a connection,
+/// or any in-memory body in tests.
+pub trait RequestBody: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send {}
+impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send {}
+
+pub async fn handle<B: RequestBody>(state: Arc<AppState>, req: Request<B>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     state.metrics.inflight_requests.inc();
     let _inflight = InflightGuard(&state.metrics);
@@ -123,7 +132,7 @@ type Handled = Result<Response<Full<Bytes>>, ApiError>;
 /// Most path segments any route has; longer paths are unmatched.
 const MAX_SEGMENTS: usize = 6;
 
-async fn dispatch(state: &AppState, req: Request<Incoming>) -> (Route, Handled) {
+async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, Handled) {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let mut buf = [""; MAX_SEGMENTS];
@@ -197,7 +206,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the body under the size limit and the request timeout.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+async fn read_body<B: RequestBody>(state: &AppState, headers: &HeaderMap, body: B) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -221,7 +230,13 @@ struct PredictResponse<'a> {
     predictions: &'a [Prediction],
 }
 
-async fn predict(state: &AppState, name: &str, pinned: Option<u64>, headers: &HeaderMap, body: Incoming) -> Handled {
+async fn predict<B: RequestBody>(
+    state: &AppState,
+    name: &str,
+    pinned: Option<u64>,
+    headers: &HeaderMap,
+    body: B,
+) -> Handled {
     check_content_type(headers)?;
     let body = read_body(state, headers, body).await?;
     let apps = request::validate(request::parse(&body)?, state.config.max_batch)?;
@@ -256,7 +271,7 @@ fn score(version: &LoadedVersion, apps: &[crate::model::input::LoanApplication])
     let out: Vec<Prediction> = apps
         .iter()
         .map(|a| {
-            let p = version.model.predict(a);
+            let p = version.scorer.predict(a);
             match p.decision {
                 Decision::HighRisk => high += 1,
                 Decision::LowRisk => low += 1,
@@ -288,17 +303,21 @@ fn lookup_error(e: LookupError) -> ApiError {
 }
 
 fn list_models(state: &AppState) -> Handled {
-    let models: Vec<_> = state.registry.status_table().into_values().collect();
-    to_json(&serde_json::json!({ "models": models }))
+    #[derive(Serialize)]
+    struct Models<'a> {
+        models: Vec<&'a crate::registry::ModelStatus>,
+    }
+    let snapshot = state.registry.snapshot();
+    to_json(&Models { models: snapshot.status.values().collect() })
 }
 
 fn model_status(state: &AppState, name: &str) -> Handled {
-    let table = state.registry.status_table();
-    match table.get(name) {
+    let snapshot = state.registry.snapshot();
+    match snapshot.status.get(name) {
         Some(status) => to_json(status),
         None => Err(ApiError::not_found(format!(
             "model `{name}` is not known; models: {}",
-            table.keys().cloned().collect::<Vec<_>>().join(", ")
+            snapshot.status.keys().take(MAX_NAMES_LISTED).cloned().collect::<Vec<_>>().join(", ")
         ))),
     }
 }

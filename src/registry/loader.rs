@@ -1,45 +1,40 @@
-//! The loader: one reconcile pass turns what is on disk into the next
-//! serving snapshot. It runs on a blocking thread, never on the request path.
+//! The loader: the doing half of a reload pass. It lists the source, asks
+//! [`plan::next_step`] what to do, performs the loads it asks for (read →
+//! size limit → digest → schema → compile → smoke prediction, on the calling
+//! blocking thread, never on the request path) until the plan is complete,
+//! then publishes the serving set and the status table in one snapshot.
 //!
-//! For each model directory it walks versions from the highest down, takes
-//! those its version policy selects, reuses versions already loaded from an
-//! unchanged file, loads (read → size limit → digest → schema → compile →
-//! smoke prediction) new or changed files, and skips files that failed and
-//! have not changed since. Only when the pass is complete is the new snapshot
-//! published. A model with nothing loadable on disk keeps its last good
-//! versions serving. Retired versions lose their metric series; their memory
-//! is freed when their last in-flight request drops its `Arc`.
+//! It also owns the side effects of a pass: metric series (resolved when a
+//! version loads, removed when it retires), the serving gauges, and logging
+//! each operator warning once. A retired version's memory is freed when its
+//! last in-flight request drops its `Arc`.
 
-use super::{rfc3339, LoadedVersion, ModelStatus, Registry, ServedModel, Snapshot, VersionState, VersionStatus};
-use crate::config::{Config, VersionPolicy};
-use crate::model::Model;
-use crate::repository::{LocalDirectory, ModelSource, VersionEntry};
+use super::plan::{self, Known, KnownVersions, LoadRequest, Planned, Step};
+use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Snapshot, VersionState, VersionStatus};
+use super::Registry;
+use crate::config::Config;
+use crate::model::format::LoadError;
+use crate::model::{Model, Scorer};
+use crate::repository::ModelSource;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-enum Known {
-    Loaded {
-        fingerprint: crate::repository::Fingerprint,
-        version: Arc<LoadedVersion>,
-    },
-    Failed {
-        fingerprint: crate::repository::Fingerprint,
-        reason: String,
-    },
-    /// The file of a loaded version changed and the new content failed to
-    /// load: the copy already in memory keeps serving until the file changes
-    /// again.
-    Stale {
-        fingerprint: crate::repository::Fingerprint,
-        reason: String,
-        version: Arc<LoadedVersion>,
-    },
+/// Turns a version's verified bytes into something that scores. Production
+/// compiles a [`Model`]; tests may wrap it (e.g. a scorer that blocks until
+/// released) to observe a swap exactly.
+pub type ScorerFactory = Arc<dyn Fn(&str, u64, &[u8]) -> Result<Arc<dyn Scorer>, LoadError> + Send + Sync>;
+
+/// The production [`ScorerFactory`]: [`Model::from_bytes`].
+pub fn compile_models() -> ScorerFactory {
+    Arc::new(|_, _, bytes| Model::from_bytes(bytes).map(|m| Arc::new(m) as Arc<dyn Scorer>))
 }
 
-/// What one pass did.
+/// What one pass did; published on the reloader's pass signal.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
+    /// Passes completed so far by this loader, this one included.
+    pub seq: u64,
     /// Models whose set of loaded versions changed (a swap was published).
     pub swapped: Vec<String>,
     pub loads_succeeded: usize,
@@ -48,255 +43,247 @@ pub struct PassReport {
 
 pub struct Loader {
     config: Arc<Config>,
+    source: Arc<dyn ModelSource>,
+    scorers: ScorerFactory,
     registry: Arc<Registry>,
-    known: HashMap<(String, u64), Known>,
+    known: KnownVersions<Arc<LoadedVersion>>,
     /// Last operator warning logged per model, so it is logged once.
     warned: HashMap<String, String>,
+    passes: u64,
 }
 
 impl Loader {
-    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Loader {
-        Loader { config, registry, known: HashMap::new(), warned: HashMap::new() }
+    pub fn new(
+        config: Arc<Config>,
+        source: Arc<dyn ModelSource>,
+        scorers: ScorerFactory,
+        registry: Arc<Registry>,
+    ) -> Loader {
+        Loader { config, source, scorers, registry, known: HashMap::new(), warned: HashMap::new(), passes: 0 }
     }
 
-    /// One reconcile pass. Never fails the server: an unreadable models
-    /// directory keeps the current snapshot and is logged.
+    /// One reconcile pass. Never fails the server: a source that cannot be
+    /// listed keeps the current snapshot and is logged.
     pub fn reconcile(&mut self) -> PassReport {
-        let mut report = PassReport::default();
-        let repo = match LocalDirectory::new(&self.config.models_dir).list() {
-            Ok(r) => r,
+        self.passes += 1;
+        let mut report = PassReport { seq: self.passes, ..PassReport::default() };
+        let listing = match self.source.list() {
+            Ok(l) => l,
             Err(e) => {
-                let msg = format!("cannot read models directory {}: {e}", self.config.models_dir.display());
-                self.warn_once("*", &msg);
+                self.warn_once("*", &e.to_string());
                 return report;
             }
         };
-        for r in &repo.rejected {
-            tracing::debug!(model = ?r.model, entry = %r.entry, reason = %r.reason, "entry in models directory not served");
+        for r in &listing.rejected {
+            tracing::debug!(model = ?r.model, entry = %r.entry, reason = %r.reason, "entry in the model source not served");
         }
         let current = self.registry.snapshot();
-        let mut next = Snapshot::default();
-        let mut table = BTreeMap::new();
-
-        for (name, files) in &repo.models {
-            let policy = self.config.policy(name).clone();
-            let mut selected = BTreeMap::new();
-            let mut statuses = Vec::new();
-            for file in files.iter().rev() {
-                let wanted = match &policy {
-                    VersionPolicy::Latest(n) => selected.len() < *n as usize,
-                    VersionPolicy::All => true,
-                    VersionPolicy::Specific(list) => list.contains(&file.version),
-                };
-                if !wanted {
-                    statuses.push(idle_status(file, &policy));
-                    continue;
-                }
-                match self.obtain(name, file, &mut report) {
-                    Ok(v) => {
-                        let mut status = available_status(&v);
-                        if let Some(Known::Stale { reason, .. }) = self.known.get(&(name.clone(), file.version)) {
-                            status.reason =
-                                Some(format!("serving the copy loaded earlier; the changed file: {reason}"));
-                        }
-                        statuses.push(status);
-                        selected.insert(file.version, v);
+        let serving_now: BTreeMap<String, BTreeMap<u64, Arc<LoadedVersion>>> =
+            current.models.iter().map(|(name, m)| (name.clone(), m.versions.clone())).collect();
+        let config = self.config.clone();
+        let policy_of = |name: &str| config.policy(name).clone();
+        let mut shown_loading = false;
+        let plan = loop {
+            match plan::next_step(&listing, &self.known, &serving_now, &policy_of) {
+                Step::Publish(plan) => break plan,
+                Step::Load(requests) => {
+                    if !shown_loading {
+                        self.show_loading(&current, &requests);
+                        shown_loading = true;
                     }
-                    Err(reason) => statuses.push(file_status(file, VersionState::Failed, reason)),
+                    for request in &requests {
+                        self.load(request, &mut report);
+                    }
                 }
             }
-            let mut warning = None;
-            if selected.is_empty() {
-                if let Some(previous) = current.models.get(name) {
-                    let kept = previous.default_version().map(|v| v.version).unwrap_or_default();
-                    let msg = format!(
-                        "model {name}: no loadable version on disk (policy {policy}); keeping version {kept} serving"
-                    );
-                    self.warn_once(name, &msg);
-                    warning = Some(msg);
-                    keep_previous(previous, &mut statuses);
-                    next.models.insert(name.clone(), previous.clone());
-                } else {
-                    let msg = format!("model {name}: no loadable version on disk (policy {policy}); not served");
-                    self.warn_once(name, &msg);
-                    warning = Some(msg);
+        };
+
+        let mut next = Snapshot::default();
+        for (name, model) in plan.models {
+            match &model.warning {
+                Some(w) => self.warn_once(&name, w),
+                None => {
+                    self.warned.remove(&name);
                 }
-            } else {
-                self.warned.remove(name);
-                next.models.insert(name.clone(), ServedModel { versions: selected });
             }
-            statuses.sort_by_key(|s| std::cmp::Reverse(s.version));
-            let serving_version = next.models.get(name).and_then(|m| m.default_version()).map(|v| v.version);
-            for s in &mut statuses {
-                s.serving = Some(s.version) == serving_version && s.state == VersionState::Available;
-            }
-            table.insert(
+            let serving_version = model.serving.keys().next_back().copied();
+            let versions = model
+                .versions
+                .iter()
+                .map(|v| {
+                    let mut row = match &v.state {
+                        Planned::Serving(lv) => VersionStatus::available(lv),
+                        Planned::ServingStale { version, reason } => VersionStatus {
+                            reason: Some(format!("serving the copy loaded earlier; the changed file: {reason}")),
+                            ..VersionStatus::available(version)
+                        },
+                        Planned::Kept(lv) => VersionStatus {
+                            reason: Some("kept serving: no other version of this model is loadable".into()),
+                            ..VersionStatus::available(lv)
+                        },
+                        Planned::Failed(reason) => {
+                            VersionStatus::unloaded(v.version, &v.location, VersionState::Failed, Some(reason.clone()))
+                        }
+                        Planned::NotSelected(reason) => VersionStatus::unloaded(
+                            v.version,
+                            &v.location,
+                            VersionState::NotLoaded,
+                            Some(reason.clone()),
+                        ),
+                    };
+                    row.serving = Some(v.version) == serving_version && row.state == VersionState::Available;
+                    row
+                })
+                .collect();
+            next.status.insert(
                 name.clone(),
                 ModelStatus {
                     name: name.clone(),
-                    version_policy: policy.to_string(),
+                    version_policy: model.policy,
                     serving_version,
-                    versions: statuses,
-                    warning,
+                    versions,
+                    ignored: model.ignored.iter().map(IgnoredEntry::from).collect(),
+                    warning: model.warning,
                 },
             );
-        }
-        // A served model whose directory disappeared keeps serving.
-        for (name, previous) in &current.models {
-            if !repo.models.contains_key(name) {
-                let kept = previous.default_version().map(|v| v.version).unwrap_or_default();
-                let msg = format!("model {name}: directory removed; keeping version {kept} serving");
-                self.warn_once(name, &msg);
-                let mut statuses = Vec::new();
-                keep_previous(previous, &mut statuses);
-                table.insert(
-                    name.clone(),
-                    ModelStatus {
-                        name: name.clone(),
-                        version_policy: self.config.policy(name).to_string(),
-                        serving_version: Some(kept),
-                        versions: statuses,
-                        warning: Some(msg),
-                    },
-                );
-                next.models.insert(name.clone(), previous.clone());
+            if !model.serving.is_empty() {
+                next.models.insert(name, ServedModel { versions: model.serving });
             }
         }
 
-        // Forget what is neither served nor on disk: retired versions must
+        // Forget what is neither served nor listed: retired versions must
         // not be kept alive by this cache.
-        self.known.retain(|(name, version), k| match k {
-            Known::Loaded { version: v, .. } | Known::Stale { version: v, .. } => {
-                next.models.get(name).and_then(|m| m.versions.get(version)).is_some_and(|served| Arc::ptr_eq(served, v))
-            }
-            Known::Failed { .. } => {
-                repo.models.get(name).is_some_and(|files| files.iter().any(|f| f.version == *version))
-            }
+        self.known.retain(|(name, version), k| match k.in_memory() {
+            Some(v) => next.models.get(name).and_then(|m| m.versions.get(version)).is_some_and(|s| Arc::ptr_eq(s, v)),
+            None => listing.models.get(name).is_some_and(|entries| entries.iter().any(|e| e.version == *version)),
         });
 
         report.swapped = changed_models(&current, &next);
-        if !report.swapped.is_empty() {
-            self.update_gauges(&current, &next);
-            for name in &report.swapped {
-                let before = current.models.get(name).and_then(|m| m.default_version()).map(|v| v.version);
-                let after = next.models.get(name).and_then(|m| m.default_version()).map(|v| v.version);
-                let loaded: Vec<u64> =
-                    next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
-                tracing::info!(model = %name, ?before, ?after, ?loaded, "swapped in new model snapshot");
-                self.registry.metrics.model_swaps_total.with_label_values(&[name]).inc();
-            }
-            // The old snapshot is dropped here; each retired version is freed
-            // when its last in-flight request ends.
-            drop(self.registry.publish(next));
+        self.update_gauges(&current, &next, &report.swapped);
+        for name in &report.swapped {
+            let loaded: Vec<u64> =
+                next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
+            tracing::info!(
+                model = %name,
+                before = ?current.serving_version(name),
+                after = ?next.serving_version(name),
+                ?loaded,
+                "swapped in new model snapshot"
+            );
+            self.registry.metrics.model_swaps_total.with_label_values(&[name]).inc();
         }
-        self.registry.set_status(table);
+        // One store publishes the serving set and the status together. The
+        // old snapshot is dropped here; each retired version is freed when
+        // its last in-flight request ends.
+        drop(self.registry.publish(next));
         report
     }
 
-    /// The loaded version for a file: cached if the file is unchanged,
-    /// otherwise loaded now. Unchanged failed files are not retried.
-    fn obtain(
-        &mut self,
-        name: &str,
-        file: &VersionEntry,
-        report: &mut PassReport,
-    ) -> Result<Arc<LoadedVersion>, String> {
-        let key = (name.to_string(), file.version);
-        match self.known.get(&key) {
-            Some(Known::Loaded { fingerprint, version }) if *fingerprint == file.fingerprint => {
-                return Ok(version.clone())
-            }
-            Some(Known::Failed { fingerprint, reason }) if *fingerprint == file.fingerprint => {
-                return Err(reason.clone())
-            }
-            Some(Known::Stale { fingerprint, version, .. }) if *fingerprint == file.fingerprint => {
-                return Ok(version.clone())
-            }
-            _ => {}
-        }
-        let in_memory = match self.known.get(&key) {
-            Some(Known::Loaded { version, .. } | Known::Stale { version, .. }) => Some(version.clone()),
-            _ => None,
-        };
-        self.registry.update_status(|t| {
-            if let Some(s) = t.get_mut(name) {
-                if let Some(v) = s.versions.iter_mut().find(|v| v.version == file.version) {
-                    v.state = VersionState::Loading;
+    /// Publishes the current serving set with the versions about to load
+    /// marked `loading`, so `/v1/models` shows a slow load while it runs.
+    fn show_loading(&self, current: &Snapshot, requests: &[LoadRequest]) {
+        let mut status = current.status.clone();
+        for r in requests {
+            let Some(model) = status.get_mut(&r.model) else { continue };
+            match model.versions.iter_mut().find(|v| v.version == r.entry.version) {
+                Some(row) => row.state = VersionState::Loading,
+                None => {
+                    model.versions.push(VersionStatus::unloaded(
+                        r.entry.version,
+                        &r.entry.location,
+                        VersionState::Loading,
+                        None,
+                    ));
+                    model.versions.sort_by_key(|v| std::cmp::Reverse(v.version));
                 }
             }
-        });
+        }
+        drop(self.registry.publish(Snapshot { models: current.models.clone(), status }));
+    }
+
+    /// Reads and compiles one version and records the outcome for the
+    /// fingerprint it was listed with.
+    fn load(&mut self, request: &LoadRequest, report: &mut PassReport) {
+        let (name, entry) = (request.model.as_str(), &request.entry);
+        let key = (name.to_string(), entry.version);
+        let in_memory = self.known.get(&key).and_then(|k| k.in_memory().cloned());
         let metrics = &self.registry.metrics;
         let started = Instant::now();
-        let result = LocalDirectory::new(&self.config.models_dir)
-            .read(name, file, self.config.max_model_bytes)
-            .and_then(|bytes| Model::from_bytes(&bytes));
+        let result = self
+            .source
+            .read(name, entry, self.config.max_model_bytes)
+            .and_then(|bytes| (self.scorers)(name, entry.version, &bytes));
         let seconds = started.elapsed().as_secs_f64();
         metrics.model_load_duration_seconds.with_label_values(&[name]).observe(seconds);
-        match result {
-            Ok(model) => {
+        let fingerprint = entry.fingerprint;
+        let known = match result {
+            Ok(scorer) => {
                 metrics.model_loads_total.with_label_values(&[name, "success"]).inc();
                 report.loads_succeeded += 1;
                 tracing::info!(
                     model = name,
-                    version = file.version,
-                    path = %file.location,
+                    version = entry.version,
+                    location = %entry.location,
                     seconds,
-                    digest = %model.digest,
-                    algorithm = %model.meta.algorithm,
+                    digest = %scorer.digest(),
+                    algorithm = %scorer.meta().algorithm,
                     "loaded model version"
                 );
                 let version = Arc::new(LoadedVersion {
                     name: name.to_string(),
-                    version: file.version,
-                    version_label: file.version.to_string(),
-                    path: file.location.clone().into(),
-                    model,
+                    version: entry.version,
+                    version_label: entry.version.to_string(),
+                    location: entry.location.clone(),
+                    scorer,
                     loaded_at: SystemTime::now(),
                     load_seconds: seconds,
-                    metrics: metrics.version(name, file.version),
+                    metrics: metrics.version(name, entry.version),
                 });
-                self.known.insert(key, Known::Loaded { fingerprint: file.fingerprint, version: version.clone() });
-                Ok(version)
+                Known::Loaded { fingerprint, version }
             }
             Err(e) => {
                 metrics.model_loads_total.with_label_values(&[name, e.kind()]).inc();
                 report.loads_failed += 1;
                 tracing::warn!(
                     model = name,
-                    version = file.version,
-                    path = %file.location,
+                    version = entry.version,
+                    location = %entry.location,
                     result = e.kind(),
                     reason = %e,
                     "model version not loaded; the current version keeps serving; retried when the file changes"
                 );
                 let reason = e.to_string();
-                if let Some(version) = in_memory {
-                    tracing::warn!(
-                        model = name,
-                        version = file.version,
-                        "the file of a loaded version changed and does not load; the copy in memory keeps serving"
-                    );
-                    self.known
-                        .insert(key, Known::Stale { fingerprint: file.fingerprint, reason, version: version.clone() });
-                    return Ok(version);
+                match in_memory {
+                    Some(version) => {
+                        tracing::warn!(
+                            model = name,
+                            version = entry.version,
+                            "the file of a loaded version changed and does not load; the copy in memory keeps serving"
+                        );
+                        Known::Stale { fingerprint, reason, version }
+                    }
+                    None => Known::Failed { fingerprint, reason },
                 }
-                self.known.insert(key, Known::Failed { fingerprint: file.fingerprint, reason: reason.clone() });
-                Err(reason)
             }
-        }
+        };
+        self.known.insert(key, known);
     }
 
-    fn update_gauges(&self, current: &Snapshot, next: &Snapshot) {
+    fn update_gauges(&self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
         let m = &self.registry.metrics;
-        for (name, model) in &current.models {
-            for version in model.versions.keys() {
-                let still = next.models.get(name).is_some_and(|n| n.versions.contains_key(version));
-                if !still {
-                    m.forget_version(name, *version);
+        for name in swapped {
+            let before: Vec<u64> =
+                current.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
+            let after = next.models.get(name);
+            for version in before {
+                if !after.is_some_and(|n| n.versions.contains_key(&version)) {
+                    m.forget_version(name, version);
                 }
             }
-        }
-        for (name, model) in &next.models {
+            let Some(model) = after else {
+                let _ = m.model_versions_loaded.remove_label_values(&[name]);
+                continue;
+            };
             let default = model.default_version().map(|v| v.version);
             for version in model.versions.keys() {
                 let serving = i64::from(Some(*version) == default);
@@ -314,74 +301,28 @@ impl Loader {
     }
 }
 
-fn available_status(v: &LoadedVersion) -> VersionStatus {
-    VersionStatus {
-        version: v.version,
-        state: VersionState::Available,
-        reason: None,
-        serving: false,
-        path: v.path.display().to_string(),
-        loaded_at: Some(rfc3339(v.loaded_at)),
-        load_seconds: Some(v.load_seconds),
-        digest: Some(v.model.digest.clone()),
-        model: Some(v.model.meta.clone()),
-    }
-}
-
-fn idle_status(file: &VersionEntry, policy: &VersionPolicy) -> VersionStatus {
-    file_status(file, VersionState::NotLoaded, format!("not selected by version policy {policy}"))
-}
-
-/// Status of a version directory that is not loaded (failed or idle).
-fn file_status(file: &VersionEntry, state: VersionState, reason: String) -> VersionStatus {
-    VersionStatus {
-        version: file.version,
-        state,
-        reason: Some(reason),
-        serving: false,
-        path: file.location.clone(),
-        loaded_at: None,
-        load_seconds: None,
-        digest: None,
-        model: None,
-    }
-}
-
-/// Status rows for versions kept serving after their files disappeared.
-fn keep_previous(previous: &ServedModel, statuses: &mut Vec<VersionStatus>) {
-    for v in previous.versions.values() {
-        statuses.retain(|s| s.version != v.version);
-        let mut s = available_status(v);
-        s.reason = Some("kept serving: no other version of this model is loadable".into());
-        statuses.push(s);
-    }
-}
-
+/// Models whose served versions differ (by version or by loaded instance).
 fn changed_models(current: &Snapshot, next: &Snapshot) -> Vec<String> {
+    let ids = |s: &Snapshot, name: &str| -> Vec<(u64, usize)> {
+        s.models
+            .get(name)
+            .map(|m| m.versions.iter().map(|(v, lv)| (*v, Arc::as_ptr(lv) as *const () as usize)).collect())
+            .unwrap_or_default()
+    };
     let mut names: Vec<&String> = current.models.keys().chain(next.models.keys()).collect();
     names.sort();
     names.dedup();
-    names
-        .into_iter()
-        .filter(|name| {
-            let ids = |s: &Snapshot| -> Vec<(u64, usize)> {
-                s.models
-                    .get(*name)
-                    .map(|m| m.versions.iter().map(|(v, lv)| (*v, Arc::as_ptr(lv) as usize)).collect())
-                    .unwrap_or_default()
-            };
-            ids(current) != ids(next)
-        })
-        .cloned()
-        .collect()
+    names.into_iter().filter(|name| ids(current, name) != ids(next, name)).cloned().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::VersionPolicy;
     use crate::metrics::Metrics;
     use crate::model::format::encode;
     use crate::model::test_support::tiny_payload;
+    use crate::repository::LocalDirectory;
     use std::path::Path;
 
     fn write(models: &Path, version: u64, bytes: &[u8]) {
@@ -394,11 +335,16 @@ mod tests {
         let mut config = Config::with_models_dir(models);
         config.default_policy = policy;
         let registry = Arc::new(Registry::new(Arc::new(Metrics::new())));
-        (Loader::new(Arc::new(config), registry.clone()), registry)
+        let source = Arc::new(LocalDirectory::new(models));
+        (Loader::new(Arc::new(config), source, compile_models(), registry.clone()), registry)
     }
 
     fn served(registry: &Registry) -> Vec<u64> {
         registry.snapshot().models.get("m").map(|m| m.versions.keys().copied().collect()).unwrap_or_default()
+    }
+
+    fn counts(r: &PassReport) -> (Vec<String>, usize, usize) {
+        (r.swapped.clone(), r.loads_succeeded, r.loads_failed)
     }
 
     #[test]
@@ -423,23 +369,26 @@ mod tests {
         let (mut l, r) = loader(dir.path(), VersionPolicy::All);
         l.reconcile();
         assert_eq!(served(&r), vec![1, 2, 3, 4]);
-        let status = &r.status_table()["m"];
+        let snapshot = r.snapshot();
+        let status = &snapshot.status["m"];
         assert_eq!(status.serving_version, Some(4));
         assert_eq!(status.versions[0].state, VersionState::Failed);
         assert!(status.versions[0].reason.as_deref().unwrap().contains("incomplete"));
+        assert!(status.versions[1].serving && !status.versions[2].serving);
     }
 
     #[test]
-    fn an_unchanged_pass_publishes_nothing_and_reloads_nothing() {
+    fn an_unchanged_pass_publishes_no_change_and_reloads_nothing() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 1, &encode(&tiny_payload()).unwrap());
         write(dir.path(), 2, b"{\"format\":");
         let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
         let first = l.reconcile();
-        assert_eq!((first.swapped, first.loads_succeeded, first.loads_failed), (vec!["m".to_string()], 1, 1));
+        assert_eq!(counts(&first), (vec!["m".to_string()], 1, 1));
         let before = r.resolve("m", None).unwrap();
         let second = l.reconcile();
-        assert_eq!(second, PassReport::default(), "no reload, no retry of the unchanged broken file, no swap");
+        assert_eq!(counts(&second), (vec![], 0, 0), "no reload, no retry of the unchanged broken file, no swap");
+        assert_eq!(second.seq, 2);
         assert!(Arc::ptr_eq(&before, &r.resolve("m", None).unwrap()));
     }
 
@@ -459,15 +408,33 @@ mod tests {
         assert_eq!(report.loads_failed, 1);
         assert!(report.swapped.is_empty(), "no rollback to v1: {report:?}");
         assert!(Arc::ptr_eq(&v2, &r.resolve("m", None).unwrap()));
-        let status = &r.status_table()["m"];
-        assert_eq!(status.versions[0].state, VersionState::Available);
-        assert!(status.versions[0].reason.as_deref().unwrap().contains("incomplete"));
+        let status = r.snapshot().status["m"].versions[0].clone();
+        assert_eq!(status.state, VersionState::Available);
+        assert!(status.reason.as_deref().unwrap().contains("incomplete"));
         // Not retried while unchanged; reloaded once the write completes.
-        assert_eq!(l.reconcile(), PassReport::default());
+        assert_eq!(counts(&l.reconcile()), (vec![], 0, 0));
         write(dir.path(), 2, &good);
         let report = l.reconcile();
         assert_eq!((report.loads_succeeded, report.swapped.len()), (1, 1));
         assert!(!Arc::ptr_eq(&v2, &r.resolve("m", None).unwrap()));
-        assert!(r.status_table()["m"].versions[0].reason.is_none());
+        assert!(r.snapshot().status["m"].versions[0].reason.is_none());
+    }
+
+    #[test]
+    fn the_status_published_with_a_swap_describes_that_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        write(dir.path(), 1, &good);
+        std::fs::create_dir_all(dir.path().join("m/007")).unwrap();
+        std::fs::write(dir.path().join("m/007/model.json"), &good).unwrap();
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
+        l.reconcile();
+        write(dir.path(), 2, &good);
+        l.reconcile();
+        let snapshot = r.snapshot();
+        assert_eq!(snapshot.serving_version("m"), Some(2));
+        assert_eq!(snapshot.status["m"].serving_version, Some(2));
+        assert_eq!(snapshot.status["m"].ignored.len(), 1);
+        assert!(snapshot.status["m"].ignored[0].reason.contains("leading zeros"));
     }
 }

@@ -2,7 +2,9 @@
 //! (recursive; inotify on Linux), coalesced through a one-permit
 //! `tokio::sync::Notify` plus a short quiet period, and a slow periodic
 //! rescan that repairs anything the watcher missed (queue overflow, network
-//! filesystems). Passes run on a blocking thread, one at a time.
+//! filesystems). Passes run on a blocking thread, one at a time, and each
+//! completed pass is announced on a `watch` channel ([`Reloader::passes`]),
+//! so tests (and anything else) wait for a pass instead of sleeping.
 
 use super::loader::{Loader, PassReport};
 use notify::event::{AccessKind, AccessMode};
@@ -10,7 +12,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// Whether a filesystem event can change what should be served. Reads
@@ -41,13 +43,15 @@ pub fn watch_dir(dir: &Path, trigger: Arc<Notify>) -> notify::Result<notify::Rec
 pub struct Reloader {
     _watcher: Option<notify::RecommendedWatcher>,
     trigger: Arc<Notify>,
+    passes: watch::Receiver<PassReport>,
     task: JoinHandle<()>,
 }
 
 impl Reloader {
-    /// Starts the watcher and the reload task. If the watcher cannot start,
-    /// the periodic rescan still works (logged).
-    pub fn start(loader: Loader, dir: &Path, debounce: Duration, rescan: Duration) -> Reloader {
+    /// Starts the watcher and the reload task. `last` is the report of the
+    /// pass already run (the initial load). If the watcher cannot start, the
+    /// periodic rescan still works (logged).
+    pub fn start(loader: Loader, last: PassReport, dir: &Path, debounce: Duration, rescan: Duration) -> Reloader {
         let trigger = Arc::new(Notify::new());
         let watcher = match watch_dir(dir, trigger.clone()) {
             Ok(w) => Some(w),
@@ -56,8 +60,15 @@ impl Reloader {
                 None
             }
         };
-        let task = tokio::spawn(reload_loop(loader, trigger.clone(), debounce, rescan));
-        Reloader { _watcher: watcher, trigger, task }
+        let (done, passes) = watch::channel(last);
+        let task = tokio::spawn(reload_loop(loader, trigger.clone(), done, debounce, rescan));
+        Reloader { _watcher: watcher, trigger, passes, task }
+    }
+
+    /// The report of every completed pass, newest first: `changed()` wakes
+    /// when the next pass completes.
+    pub fn passes(&self) -> watch::Receiver<PassReport> {
+        self.passes.clone()
     }
 
     /// Asks for a pass now (as a filesystem event would).
@@ -72,7 +83,13 @@ impl Drop for Reloader {
     }
 }
 
-async fn reload_loop(mut loader: Loader, trigger: Arc<Notify>, debounce: Duration, rescan: Duration) {
+async fn reload_loop(
+    mut loader: Loader,
+    trigger: Arc<Notify>,
+    done: watch::Sender<PassReport>,
+    debounce: Duration,
+    rescan: Duration,
+) {
     let mut ticker = tokio::time::interval(rescan);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the initial load already ran
@@ -92,6 +109,7 @@ async fn reload_loop(mut loader: Loader, trigger: Arc<Notify>, debounce: Duratio
                 if report.loads_failed > 0 || !report.swapped.is_empty() {
                     tracing::debug!(?report, "reconcile pass");
                 }
+                done.send_replace(report);
             }
             Err(e) => {
                 // A panic in a pass would be a bug; the snapshot is untouched,

@@ -113,13 +113,11 @@ async fn start_up_without_a_valid_model_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     std::fs::create_dir_all(&models).unwrap();
-    let err =
-        riskserve::http::server::start(test_config(&models)).await.err().expect("empty repo must fail").to_string();
+    let err = riskserve::server::start(test_config(&models)).await.err().expect("empty repo must fail").to_string();
     assert!(err.contains("no valid model"), "{err}");
     commit(&models, MODEL, 1, &corrupt_model());
-    let err =
-        riskserve::http::server::start(test_config(&models)).await.err().expect("corrupt repo must fail").to_string();
+    let err = riskserve::server::start(test_config(&models)).await.err().expect("corrupt repo must fail").to_string();
     assert!(err.contains("digest mismatch"), "{err}");
-    let err = riskserve::http::server::start(test_config(&dir.path().join("absent"))).await.err().unwrap().to_string();
+    let err = riskserve::server::start(test_config(&dir.path().join("absent"))).await.err().unwrap().to_string();
     assert!(err.contains("does not exist"), "{err}");
 }

@@ -1,0 +1,178 @@
+//! What one swap publishes: the versions that serve traffic *and* the status
+//! of every version the source lists, in one immutable [`Snapshot`], so
+//! `GET /v1/models` can never disagree with the traffic being served.
+
+use crate::metrics::VersionMetrics;
+use crate::model::Scorer;
+use crate::repository::Rejected;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One loaded, servable model version.
+#[derive(Debug)]
+pub struct LoadedVersion {
+    /// Model name (from the source).
+    pub name: String,
+    /// Version (from the source).
+    pub version: u64,
+    /// `version` as text, for headers and bodies.
+    pub version_label: String,
+    /// Where it was read from (a path or URL), for logs and the operator view.
+    pub location: String,
+    /// The compiled model (or, in tests, a stand-in).
+    pub scorer: Arc<dyn Scorer>,
+    pub loaded_at: SystemTime,
+    pub load_seconds: f64,
+    pub metrics: VersionMetrics,
+}
+
+/// The loaded versions of one model.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    /// Ascending by version; never empty.
+    pub versions: BTreeMap<u64, Arc<LoadedVersion>>,
+}
+
+impl ServedModel {
+    /// The version that takes unpinned traffic: the highest loaded.
+    pub fn default_version(&self) -> Option<&Arc<LoadedVersion>> {
+        self.versions.values().next_back()
+    }
+}
+
+/// An immutable view of everything being served and why.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Models with at least one version serving.
+    pub models: BTreeMap<String, ServedModel>,
+    /// Every model the source lists or that still serves, by name.
+    pub status: BTreeMap<String, ModelStatus>,
+}
+
+impl Snapshot {
+    /// The version unpinned traffic of `model` gets.
+    pub fn serving_version(&self, model: &str) -> Option<u64> {
+        self.models.get(model).and_then(ServedModel::default_version).map(|v| v.version)
+    }
+}
+
+/// Why a request's model could not be resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookupError {
+    UnknownModel {
+        name: String,
+        known: Vec<String>,
+    },
+    VersionNotLoaded {
+        name: String,
+        version: u64,
+        loaded: Vec<u64>,
+    },
+    /// The model exists in the source but none of its versions loaded.
+    NoVersionAvailable {
+        name: String,
+        reasons: Vec<String>,
+    },
+}
+
+/// State of a version, as shown by `GET /v1/models`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    Loading,
+    Available,
+    Failed,
+    /// Valid or untried, but not selected by the version policy.
+    NotLoaded,
+}
+
+/// Status of one version.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionStatus {
+    pub version: u64,
+    pub state: VersionState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// True for the version taking unpinned traffic.
+    pub serving: bool,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// What the file records: trained-as name/version, algorithm, threshold,
+    /// training data fingerprint and metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<crate::model::format::ModelMeta>,
+}
+
+impl VersionStatus {
+    /// The row of a loaded version.
+    pub fn available(v: &LoadedVersion) -> VersionStatus {
+        VersionStatus {
+            version: v.version,
+            state: VersionState::Available,
+            reason: None,
+            serving: false,
+            path: v.location.clone(),
+            loaded_at: Some(rfc3339(v.loaded_at)),
+            load_seconds: Some(v.load_seconds),
+            digest: Some(v.scorer.digest().to_string()),
+            model: Some(v.scorer.meta().clone()),
+        }
+    }
+
+    /// The row of a version that is not loaded (failed, idle or loading).
+    pub fn unloaded(version: u64, location: &str, state: VersionState, reason: Option<String>) -> VersionStatus {
+        VersionStatus {
+            version,
+            state,
+            reason,
+            serving: false,
+            path: location.to_string(),
+            loaded_at: None,
+            load_seconds: None,
+            digest: None,
+            model: None,
+        }
+    }
+}
+
+/// An entry of the model's directory the source does not offer.
+#[derive(Debug, Clone, Serialize)]
+pub struct IgnoredEntry {
+    pub entry: String,
+    pub reason: String,
+}
+
+impl From<&Rejected> for IgnoredEntry {
+    fn from(r: &Rejected) -> IgnoredEntry {
+        IgnoredEntry { entry: r.entry.clone(), reason: r.reason.clone() }
+    }
+}
+
+/// Status of one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub name: String,
+    pub version_policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_version: Option<u64>,
+    /// Descending by version.
+    pub versions: Vec<VersionStatus>,
+    /// Entries next to the versions that are not served (e.g. `007`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredEntry>,
+    /// A warning an operator should act on (e.g. every version removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// RFC 3339 text of a time.
+pub fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,139 @@
+//! The composition root: start-up and shutdown, as a story.
+//!
+//! Load every model (no port bound yet; no valid model is a start-up error)
+//! → bind → start the watcher → accept connections, each watched for
+//! graceful shutdown → on SIGTERM/SIGINT stop accepting, let in-flight
+//! requests finish under a deadline → exit 0.
+//!
+//! [`start`] returns a [`RunningServer`] so tests run the real server on
+//! `127.0.0.1:0` in-process, optionally with other [`Components`] (a
+//! different model source, a scorer stand-in); `main` uses [`run_blocking`].
+
+use crate::config::Config;
+use crate::http::routes::AppState;
+use crate::metrics::Metrics;
+use crate::registry::loader::{compile_models, Loader, ScorerFactory};
+use crate::registry::watcher::Reloader;
+use crate::registry::Registry;
+use crate::repository::{LocalDirectory, ModelSource};
+use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The replaceable parts of a server. [`Components::production`] is what
+/// `riskserve serve` runs; tests swap one part at a time.
+pub struct Components {
+    /// Where model versions come from.
+    pub source: Arc<dyn ModelSource>,
+    /// How a version's bytes become a scorer.
+    pub scorers: ScorerFactory,
+}
+
+impl Components {
+    /// The local models directory, compiled into [`crate::model::Model`]s.
+    pub fn production(config: &Config) -> Components {
+        Components { source: Arc::new(LocalDirectory::new(&config.models_dir)), scorers: compile_models() }
+    }
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    pub reloader: Reloader,
+    stop: watch::Sender<bool>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, drains in-flight requests (bounded by the shutdown
+    /// timeout) and returns when done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept_loop.await;
+    }
+}
+
+/// Loads the models, binds, and starts serving in the background.
+pub async fn start(config: Config) -> Result<RunningServer> {
+    let components = Components::production(&config);
+    start_with(config, components).await
+}
+
+/// [`start`] with the given components.
+pub async fn start_with(config: Config, components: Components) -> Result<RunningServer> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::new(metrics.clone()));
+    let dir = config.models_dir.clone();
+    if !dir.is_dir() {
+        bail!("models directory {} does not exist", dir.display());
+    }
+    let source_name = components.source.describe();
+    let mut loader = Loader::new(config.clone(), components.source, components.scorers, registry.clone());
+    let (loader, first_pass) = tokio::task::spawn_blocking(move || {
+        let report = loader.reconcile();
+        (loader, report)
+    })
+    .await
+    .context("initial model load")?;
+    let snapshot = registry.snapshot();
+    if snapshot.models.is_empty() {
+        let reasons: Vec<String> = snapshot
+            .status
+            .values()
+            .flat_map(|m| {
+                m.versions
+                    .iter()
+                    .map(move |v| format!("{} v{}: {}", m.name, v.version, v.reason.clone().unwrap_or_default()))
+            })
+            .collect();
+        bail!(
+            "no valid model in {source_name}{}",
+            if reasons.is_empty() {
+                " (expected <model-name>/<version>/model.json)".to_string()
+            } else {
+                format!(": {}", reasons.join("; "))
+            }
+        );
+    }
+
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let reloader = Reloader::start(loader, first_pass, &dir, config.reload_debounce, config.rescan_interval);
+    let state = Arc::new(AppState::new(config.clone(), registry.clone(), metrics));
+    let (stop, stopped) = watch::channel(false);
+    let accept_loop = tokio::spawn(crate::http::server::accept_loop(listener, state, stopped));
+    for (name, model) in &snapshot.models {
+        if let Some(v) = model.default_version() {
+            tracing::info!(model = %name, version = v.version, loaded = ?model.versions.keys().collect::<Vec<_>>(), "serving");
+        }
+    }
+    tracing::info!(%addr, source = %source_name, "riskserve listening");
+    Ok(RunningServer { addr, registry, reloader, stop, accept_loop })
+}
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run_blocking(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let server = start(config).await?;
+        wait_for_signal().await?;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
