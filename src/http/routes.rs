@@ -335,3 +335,75 @@ fn metrics_text(state: &AppState) -> Response<Full<Bytes>> {
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    //! The routing table without a socket: each test calls [`handle`] with a
+    //! request value and inspects the response value.
+    use super::*;
+    use crate::model::format::encode;
+    use crate::model::test_support::tiny_payload;
+    use crate::registry::loader::{compile_models, Loader};
+    use crate::repository::LocalDirectory;
+
+    const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#;
+
+    /// App state serving the tiny model as `m` version 3.
+    fn app() -> (Arc<AppState>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = LocalDirectory::new(dir.path());
+        repo.publish("m", 3, &encode(&tiny_payload()).unwrap()).unwrap();
+        let config = Arc::new(Config::with_models_dir(dir.path()));
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::new(metrics.clone()));
+        Loader::new(config.clone(), Arc::new(repo), compile_models(), registry.clone()).reconcile();
+        (Arc::new(AppState::new(config, registry, metrics)), dir)
+    }
+
+    async fn call(state: &Arc<AppState>, method: &str, path: &str, body: &str) -> (StatusCode, HeaderMap, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if !body.is_empty() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let response = handle(state.clone(), req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn predictions_name_the_version_in_body_and_header() {
+        let (state, _dir) = app();
+        let (status, headers, body) = call(&state, "POST", "/v1/models/m/predict", ROW).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers["x-model-version"], "3");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["model_version"], 3);
+        assert_eq!(json["predictions"][0]["probability_late"], 0.3, "grade B leaf");
+        let (status, headers, _) = call(&state, "POST", "/v1/models/m/versions/3/predict", ROW).await;
+        assert_eq!((status, &headers["x-model-version"]), (StatusCode::OK, &HeaderValue::from_static("3")));
+    }
+
+    #[tokio::test]
+    async fn the_routing_table_answers_each_miss_with_the_right_status() {
+        let (state, _dir) = app();
+        for (method, path, body, want, needle) in [
+            ("GET", "/v2/health/live", "", StatusCode::OK, "live"),
+            ("GET", "/v2/health/ready", "", StatusCode::OK, "ready"),
+            ("GET", "/v1/models", "", StatusCode::OK, "\"serving_version\":3"),
+            ("GET", "/v1/models/m", "", StatusCode::OK, "\"state\":\"available\""),
+            ("GET", "/v1/models/nope", "", StatusCode::NOT_FOUND, "models: m"),
+            ("POST", "/v1/models/nope/predict", ROW, StatusCode::NOT_FOUND, "models: m"),
+            ("POST", "/v1/models/m/versions/9/predict", ROW, StatusCode::NOT_FOUND, "loaded versions: 3"),
+            ("POST", "/v1/models/m/versions/03/predict", ROW, StatusCode::NOT_FOUND, "not a positive integer"),
+            ("GET", "/v1/models/m/predict", "", StatusCode::METHOD_NOT_ALLOWED, "POST"),
+            ("POST", "/metrics", "", StatusCode::METHOD_NOT_ALLOWED, "GET"),
+            ("GET", "/v1/models/m/predict/extra/segments/here", "", StatusCode::NOT_FOUND, "no route"),
+            ("POST", "/v1/models/m/predict", "{", StatusCode::BAD_REQUEST, "malformed JSON"),
+        ] {
+            let (status, _, text) = call(&state, method, path, body).await;
+            assert_eq!(status, want, "{method} {path}: {text}");
+            assert!(text.contains(needle), "{method} {path}: {text}");
+        }
+    }
+}

@@ -16,7 +16,8 @@ use crate::config::Config;
 use crate::model::format::LoadError;
 use crate::model::{Model, Scorer};
 use crate::repository::ModelSource;
-use std::collections::{BTreeMap, HashMap};
+use crate::repository::Rejected;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -49,6 +50,8 @@ pub struct Loader {
     known: KnownVersions<Arc<LoadedVersion>>,
     /// Last operator warning logged per model, so it is logged once.
     warned: HashMap<String, String>,
+    /// Rejected entries already logged (logged again only after they vanish).
+    rejected_seen: HashSet<(Option<String>, String)>,
     passes: u64,
 }
 
@@ -59,7 +62,16 @@ impl Loader {
         scorers: ScorerFactory,
         registry: Arc<Registry>,
     ) -> Loader {
-        Loader { config, source, scorers, registry, known: HashMap::new(), warned: HashMap::new(), passes: 0 }
+        Loader {
+            config,
+            source,
+            scorers,
+            registry,
+            known: HashMap::new(),
+            warned: HashMap::new(),
+            rejected_seen: HashSet::new(),
+            passes: 0,
+        }
     }
 
     /// One reconcile pass. Never fails the server: a source that cannot be
@@ -74,9 +86,7 @@ impl Loader {
                 return report;
             }
         };
-        for r in &listing.rejected {
-            tracing::debug!(model = ?r.model, entry = %r.entry, reason = %r.reason, "entry in the model source not served");
-        }
+        self.note_rejected(&listing.rejected);
         let current = self.registry.snapshot();
         let serving_now: BTreeMap<String, BTreeMap<u64, Arc<LoadedVersion>>> =
             current.models.iter().map(|(name, m)| (name.clone(), m.versions.clone())).collect();
@@ -291,6 +301,18 @@ impl Loader {
             }
             m.model_versions_loaded.with_label_values(&[name]).set(model.versions.len() as i64);
         }
+    }
+
+    /// Logs each entry the source will not offer once, when it appears.
+    fn note_rejected(&mut self, rejected: &[Rejected]) {
+        let now: HashSet<(Option<String>, String)> =
+            rejected.iter().map(|r| (r.model.clone(), r.entry.clone())).collect();
+        for r in rejected {
+            if !self.rejected_seen.contains(&(r.model.clone(), r.entry.clone())) {
+                tracing::warn!(model = ?r.model, entry = %r.entry, reason = %r.reason, "not served: entry in the model source breaks the layout rules");
+            }
+        }
+        self.rejected_seen = now;
     }
 
     fn warn_once(&mut self, key: &str, msg: &str) {

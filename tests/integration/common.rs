@@ -10,7 +10,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use riskserve::config::Config;
 use riskserve::model::format::{decode, encode, ModelPayload};
-use riskserve::server::{start, RunningServer};
+use riskserve::registry::Snapshot;
+use riskserve::server::{start_with, Components, RunningServer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,12 +80,23 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_with_components(tweak, |_| {}).await
+    }
+
+    /// With the production components, changed by `swap_parts` (a stand-in
+    /// scorer, another source).
+    pub async fn start_with_components(
+        tweak: impl FnOnce(&mut Config),
+        swap_parts: impl FnOnce(&mut Components),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models");
         commit(&models, MODEL, 1, bundled_model());
         let mut config = test_config(&models);
         tweak(&mut config);
-        let server = start(config).await.expect("server starts");
+        let mut components = Components::production(&config);
+        swap_parts(&mut components);
+        let server = start_with(config, components).await.expect("server starts");
         TestServer { addr: server.addr, server, models, _dir: dir }
     }
 
@@ -107,17 +119,45 @@ impl TestServer {
         r.json()["model_version"].as_u64().unwrap()
     }
 
-    /// Waits (bounded) until unpinned traffic reaches `version`.
-    pub async fn wait_serving(&self, version: u64) {
-        eventually(&format!("version {version} serving"), || async move { self.serving_version().await == version })
-            .await;
+    /// Waits (bounded by [`WAIT`]) until `check` holds, checking now and
+    /// after each completed reload pass: no polling, no sleeps.
+    pub async fn wait_for_pass(&self, what: &str, check: impl Fn(&Snapshot) -> bool) {
+        let mut passes = self.server.reloader.passes();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            passes.borrow_and_update();
+            if check(&self.server.registry.snapshot()) {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, passes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => panic!("the reload task ended while waiting for: {what}"),
+                Err(_) => panic!("no reload pass brought this within {WAIT:?}: {what}"),
+            }
+        }
     }
 
-    /// Waits (bounded) until a metric reaches at least `at_least`.
+    /// Triggers a pass and waits until it has completed.
+    pub async fn next_pass(&self) {
+        let seq = self.server.reloader.passes().borrow().seq;
+        self.server.reloader.trigger();
+        let passes = self.server.reloader.passes();
+        self.wait_for_pass("the triggered pass", move |_| passes.borrow().seq > seq).await;
+    }
+
+    /// Waits until unpinned traffic gets `version`.
+    pub async fn wait_serving(&self, version: u64) {
+        self.wait_for_pass(&format!("version {version} serving"), |s| s.serving_version(MODEL) == Some(version)).await;
+    }
+
+    /// Waits until a metric reaches at least `at_least`.
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
         let what = format!("{name}{labels:?} >= {at_least}");
-        eventually(&what, || async move { metric(&self.metrics().await, name, labels).unwrap_or(0.0) >= at_least })
-            .await;
+        let metrics = &self.server.registry.metrics;
+        self.wait_for_pass(&what, |_| {
+            metric(&String::from_utf8_lossy(&metrics.render()), name, labels).unwrap_or(0.0) >= at_least
+        })
+        .await;
     }
 }
 

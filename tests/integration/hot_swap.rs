@@ -57,6 +57,7 @@ async fn fifty_swaps_under_sixteen_concurrent_clients_fail_no_request() {
         commit(&s.models, MODEL, version, bundled_model());
         committed.insert(version);
         // Settled: the clients' own traffic reaches the new version.
+        s.wait_serving(version).await;
         let before = seen.ok.load(Ordering::Relaxed);
         eventually(&format!("clients reach v{version}"), || async {
             seen.newest.load(Ordering::Relaxed) >= version && seen.ok.load(Ordering::Relaxed) > before

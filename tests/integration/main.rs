@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod errors;
+mod exact_swap;
 mod hot_swap;
 mod predict;
 mod reload;

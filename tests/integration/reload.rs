@@ -10,11 +10,10 @@ fn loads(text: &str, result: &str) -> f64 {
     metric(text, "riskserve_model_loads_total", &[("model", MODEL), ("result", result)]).unwrap_or(0.0)
 }
 
-/// Waits (bounded) until the model's status carries an operator warning
-/// containing `needle`.
+/// Waits until the model's status carries an operator warning containing `needle`.
 async fn wait_for_warning(s: &TestServer, needle: &str) {
-    eventually(&format!("warning containing {needle:?}"), || async {
-        s.get("/v1/models/credit-risk").await.json()["warning"].as_str().is_some_and(|w| w.contains(needle))
+    s.wait_for_pass(&format!("warning containing {needle:?}"), |snapshot| {
+        snapshot.status.get(MODEL).and_then(|m| m.warning.as_deref()).is_some_and(|w| w.contains(needle))
     })
     .await;
 }
@@ -80,8 +79,7 @@ async fn corrupt_and_wrong_schema_files_keep_the_current_version_and_are_retried
     assert!(reason(1).contains("digest mismatch"), "{}", reason(1));
     assert_eq!(status["serving_version"], 1);
     // Unchanged failed files are not retried on every pass.
-    s.server.reloader.trigger();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    s.next_pass().await;
     assert_eq!(loads(&s.metrics().await, "invalid"), 2.0);
     // Fixing v3 in place makes it load.
     std::fs::write(s.models.join(MODEL).join("3").join("model.json"), bundled_model()).unwrap();
@@ -120,4 +118,22 @@ async fn start_up_without_a_valid_model_is_a_clear_error() {
     assert!(err.contains("digest mismatch"), "{err}");
     let err = riskserve::server::start(test_config(&dir.path().join("absent"))).await.err().unwrap().to_string();
     assert!(err.contains("does not exist"), "{err}");
+}
+
+/// `007` is not version 7 for anyone: the server ignores it and says why
+/// (as `train` and `validate` do; see `cli.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_directory_with_leading_zeros_is_ignored_and_reported() {
+    let s = TestServer::start().await;
+    let dir = s.models.join(MODEL).join("007");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.json"), bundled_model()).unwrap();
+    s.wait_for_pass("007 reported", |snapshot| snapshot.status[MODEL].ignored.iter().any(|i| i.entry == "007")).await;
+    assert_eq!(s.serving_version().await, 1);
+    let status = s.get("/v1/models/credit-risk").await.json();
+    assert_eq!(status["ignored"][0]["entry"], "007");
+    let reason = status["ignored"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("leading zeros") && reason.contains("`7`"), "{reason}");
+    assert_eq!(status["versions"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(loads(&s.metrics().await, "success"), 1.0, "007 was never read");
 }
