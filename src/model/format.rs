@@ -116,6 +116,9 @@ pub enum LoadError {
     Incomplete(String),
     #[error("invalid model file: {0}")]
     Invalid(String),
+    /// Reading and compiling did not finish within the load deadline.
+    #[error("load abandoned: {0}")]
+    Timeout(String),
 }
 
 impl LoadError {
@@ -124,7 +127,15 @@ impl LoadError {
             LoadError::Io { .. } => "io_error",
             LoadError::Incomplete(_) => "incomplete",
             LoadError::Invalid(_) => "invalid",
+            LoadError::Timeout(_) => "timeout",
         }
+    }
+
+    /// Failures that may heal without the file changing (permissions fixed,
+    /// a mount coming back): retried with backoff rather than cached until
+    /// the fingerprint changes.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LoadError::Io { .. } | LoadError::Timeout(_))
     }
 }
 

@@ -16,9 +16,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A model repository in a local directory.
+///
+/// **Symlinks:** a model name, version directory or `model.json` may be a
+/// symlink (Kubernetes volumes are built from them) as long as what it
+/// resolves to is inside the models directory. A file that resolves outside
+/// it is refused, so a link to `/etc/shadow` is never read, unless
+/// [`LocalDirectory::follow_links_outside`] says otherwise.
 #[derive(Debug, Clone)]
 pub struct LocalDirectory {
     root: PathBuf,
+    links_outside: bool,
 }
 
 /// A version written by [`LocalDirectory::publish`].
@@ -31,7 +38,13 @@ pub struct Published {
 
 impl LocalDirectory {
     pub fn new(root: impl Into<PathBuf>) -> LocalDirectory {
-        LocalDirectory { root: root.into() }
+        LocalDirectory { root: root.into(), links_outside: false }
+    }
+
+    /// Whether symlinks may resolve outside the models directory.
+    pub fn follow_links_outside(mut self, allow: bool) -> LocalDirectory {
+        self.links_outside = allow;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -220,27 +233,48 @@ impl ModelSource for LocalDirectory {
     }
 
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
-        read_file(&self.model_file(model, entry.version), max_bytes)
+        let path = self.model_file(model, entry.version);
+        if !self.links_outside {
+            let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
+            let root = fs::canonicalize(&self.root).map_err(io)?;
+            if !fs::canonicalize(&path).map_err(io)?.starts_with(&root) {
+                return Err(LoadError::Invalid(format!(
+                    "{model}/{}/{MODEL_FILE_NAME} is a symlink that resolves outside the models directory; \
+                     refused (see follow_symlinks_outside_models_dir)",
+                    entry.version
+                )));
+            }
+        }
+        read_file(&path, max_bytes)
     }
 }
 
-/// Reads a model file, refusing files larger than `max_bytes` before reading them.
+/// Reads a model file without ever blocking on what it is: the file is
+/// opened non-blocking (a FIFO or device cannot stall the loader), the
+/// opened descriptor must be a regular file, files larger than `max_bytes`
+/// are refused before reading, and a file that changes while it is read is
+/// `Incomplete` (still being written), never `Invalid`.
 pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
-    let file = fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(LoadError::Invalid(format!("{} is not a regular file", path.display())));
+    let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
+    let before = file.metadata().map_err(io)?;
+    if !before.is_file() {
+        return Err(LoadError::Invalid(format!("{MODEL_FILE_NAME} is not a regular file")));
     }
-    let size = meta.len();
+    let size = before.len();
     if size > max_bytes {
         return Err(LoadError::Invalid(format!("file is {size} bytes, above the limit of {max_bytes}")));
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // The file may grow while we read it: never read past the limit.
-    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
+    (&file).take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > max_bytes {
         return Err(LoadError::Invalid(format!("file grew above the limit of {max_bytes} bytes while being read")));
+    }
+    let after = file.metadata().map_err(io)?;
+    if fingerprint(&after) != fingerprint(&before) || bytes.len() as u64 != after.len() {
+        return Err(LoadError::Incomplete("the file changed while it was being read".into()));
     }
     Ok(bytes)
 }
@@ -325,5 +359,40 @@ mod tests {
         assert!(read_file(&path, 9).unwrap_err().to_string().contains("above the limit"));
         assert_eq!(read_file(&dir.path().join("absent"), 10).unwrap_err().kind(), "io_error");
         assert!(read_file(dir.path(), 10).is_err(), "a directory is not a model file");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("model.json");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let started = std::time::Instant::now();
+        let err = read_file(&fifo, 1 << 20).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_outside_the_models_directory_are_refused_unless_allowed() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"password=hunter2").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("m/1")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("m/1/model.json")).unwrap();
+        fs::create_dir_all(dir.path().join("m/2")).unwrap();
+        fs::write(dir.path().join("m/real.json"), b"inside").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("m/real.json"), dir.path().join("m/2/model.json")).unwrap();
+        let repo = LocalDirectory::new(dir.path());
+        let listing = repo.list().unwrap();
+        let entry = |v: u64| listing.models["m"].iter().find(|e| e.version == v).unwrap().clone();
+        let err = repo.read("m", &entry(1), 1 << 20).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("outside the models directory"), "{err}");
+        assert!(!err.to_string().contains("hunter2"));
+        assert_eq!(repo.read("m", &entry(2), 1 << 20).unwrap(), b"inside");
+        let trusting = repo.clone().follow_links_outside(true);
+        assert_eq!(trusting.read("m", &entry(1), 1 << 20).unwrap(), b"password=hunter2");
     }
 }
