@@ -131,6 +131,13 @@ pub struct Config {
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_model_bytes: u64,
+    /// A model load (read + verify + compile + warm-up) that takes longer is
+    /// abandoned and counted as `timeout`.
+    pub load_timeout: Duration,
+    /// Readiness turns 503 when no reload pass has completed for this long.
+    pub reload_stale_after: Duration,
+    /// Follow symlinks that resolve outside the models directory.
+    pub follow_symlinks_outside_models_dir: bool,
     pub default_policy: VersionPolicy,
     pub policies: BTreeMap<String, VersionPolicy>,
 }
@@ -159,6 +166,9 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             max_model_bytes: crate::model::format::DEFAULT_MAX_MODEL_BYTES,
+            load_timeout: Duration::from_secs(30),
+            reload_stale_after: Duration::from_secs(120),
+            follow_symlinks_outside_models_dir: false,
             default_policy: VersionPolicy::default(),
             policies: BTreeMap::new(),
         }
@@ -199,6 +209,9 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(d.shutdown_timeout),
             max_model_bytes: args.max_model_bytes.or(file.max_model_bytes).unwrap_or(d.max_model_bytes),
+            load_timeout: d.load_timeout,
+            reload_stale_after: d.reload_stale_after,
+            follow_symlinks_outside_models_dir: d.follow_symlinks_outside_models_dir,
             default_policy: file.default_version_policy.unwrap_or_default(),
             policies: file.models.into_iter().map(|(k, v)| (k, v.version_policy)).collect(),
         };

@@ -8,7 +8,7 @@
 //! not grow `/metrics`.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub model_versions_loaded: IntGaugeVec,
     pub model_swaps_total: IntCounterVec,
     pub inflight_requests: IntGauge,
+    pub reload_passes_total: IntCounterVec,
+    pub reload_last_pass_timestamp_seconds: Gauge,
 }
 
 /// Handles for one loaded version's series.
@@ -67,7 +69,7 @@ impl Metrics {
         let model_loads_total = must(IntCounterVec::new(
             Opts::new(
                 "riskserve_model_loads_total",
-                "Model file load attempts, by result (success, incomplete, invalid, io_error).",
+                "Model file load attempts, by result (success, incomplete, invalid, io_error, timeout).",
             ),
             &["model", "result"],
         ));
@@ -93,6 +95,17 @@ impl Metrics {
         ));
         let inflight_requests =
             must(IntGauge::new("riskserve_inflight_requests", "Requests being processed right now."));
+        let reload_passes_total = must(IntCounterVec::new(
+            Opts::new(
+                "riskserve_reload_passes_total",
+                "Reload passes, by outcome: ok, list_error (the source could not be listed), panic.",
+            ),
+            &["outcome"],
+        ));
+        let reload_last_pass_timestamp_seconds = must(Gauge::new(
+            "riskserve_reload_last_pass_timestamp_seconds",
+            "Unix time of the last reload pass that listed the model source; alert when it falls behind.",
+        ));
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration_seconds.clone()),
@@ -104,6 +117,8 @@ impl Metrics {
             Box::new(model_versions_loaded.clone()),
             Box::new(model_swaps_total.clone()),
             Box::new(inflight_requests.clone()),
+            Box::new(reload_passes_total.clone()),
+            Box::new(reload_last_pass_timestamp_seconds.clone()),
         ] {
             must(registry.register(c));
         }
@@ -121,6 +136,8 @@ impl Metrics {
             model_versions_loaded,
             model_swaps_total,
             inflight_requests,
+            reload_passes_total,
+            reload_last_pass_timestamp_seconds,
         }
     }
 

@@ -66,7 +66,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 pub async fn start_with(config: Config, components: Components) -> Result<RunningServer> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let registry = Arc::new(Registry::new(metrics.clone()));
+    let registry = Arc::new(Registry::new(metrics.clone(), config.reload_stale_after));
     let dir = config.models_dir.clone();
     if !dir.is_dir() {
         bail!("models directory {} does not exist", dir.display());

@@ -323,10 +323,9 @@ fn model_status(state: &AppState, name: &str) -> Handled {
 }
 
 fn ready(state: &AppState) -> Handled {
-    if state.registry.is_ready() {
-        Ok(json_ok(br#"{"ready":true}"#.to_vec()))
-    } else {
-        Err(ApiError::unavailable("not ready: no model has an available version"))
+    match state.registry.readiness() {
+        Ok(()) => Ok(json_ok(br#"{"ready":true}"#.to_vec())),
+        Err(reason) => Err(ApiError::unavailable(reason)),
     }
 }
 
@@ -355,7 +354,7 @@ mod tests {
         repo.publish("m", 3, &encode(&tiny_payload()).unwrap()).unwrap();
         let config = Arc::new(Config::with_models_dir(dir.path()));
         let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(Registry::new(metrics.clone()));
+        let registry = Arc::new(Registry::new(metrics.clone(), config.reload_stale_after));
         Loader::new(config.clone(), Arc::new(repo), compile_models(), registry.clone()).reconcile();
         (Arc::new(AppState::new(config, registry, metrics)), dir)
     }

@@ -4,11 +4,18 @@
 //! blocking thread, never on the request path) until the plan is complete,
 //! then publishes the serving set and the status table in one snapshot.
 //!
+//! Each load runs on its own thread under `load_timeout`: a load that does
+//! not finish (a hung mount, a pathological file) is abandoned and counted
+//! as `timeout`, and the pass goes on with the other versions. Transient
+//! failures (I/O errors, timeouts) are retried with exponential backoff
+//! even if the file does not change; the pass report says when.
+//!
 //! It also owns the side effects of a pass: metric series (resolved when a
 //! version loads, removed when it retires), the serving gauges, and logging
 //! each operator warning once. A retired version's memory is freed when its
 //! last in-flight request drops its `Arc`.
 
+use super::deadline::{run_with_deadline, Abandoned, DeadlineError};
 use super::plan::{self, Known, KnownVersions, LoadRequest, Planned, Step};
 use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Snapshot, VersionState, VersionStatus};
 use super::Registry;
@@ -19,7 +26,14 @@ use crate::repository::ModelSource;
 use crate::repository::Rejected;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+/// First retry delay after a transient failure; doubles up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// Abandoned loads and listings still running: beyond this, new ones fail
+/// at once instead of piling up more stuck threads.
+pub const MAX_ABANDONED: usize = 8;
 
 /// Turns a version's verified bytes into something that scores. Production
 /// compiles a [`Model`]; tests may wrap it (e.g. a scorer that blocks until
@@ -40,6 +54,10 @@ pub struct PassReport {
     pub swapped: Vec<String>,
     pub loads_succeeded: usize,
     pub loads_failed: usize,
+    /// When a transient failure is due for a retry (the reload loop wakes then).
+    pub next_retry: Option<Instant>,
+    /// The source could not be listed: nothing changed.
+    pub list_error: Option<String>,
 }
 
 pub struct Loader {
@@ -53,6 +71,8 @@ pub struct Loader {
     /// Rejected entries already logged (logged again only after they vanish).
     rejected_seen: HashSet<(Option<String>, String)>,
     passes: u64,
+    /// Loads and listings abandoned at their deadline and still running.
+    abandoned: Abandoned,
 }
 
 impl Loader {
@@ -71,6 +91,7 @@ impl Loader {
             warned: HashMap::new(),
             rejected_seen: HashSet::new(),
             passes: 0,
+            abandoned: Abandoned::default(),
         }
     }
 
@@ -79,13 +100,23 @@ impl Loader {
     pub fn reconcile(&mut self) -> PassReport {
         self.passes += 1;
         let mut report = PassReport { seq: self.passes, ..PassReport::default() };
-        let listing = match self.source.list() {
+        let source = self.source.clone();
+        let listed =
+            run_with_deadline("riskserve-list", self.config.load_timeout, &self.abandoned, MAX_ABANDONED, move || {
+                source.list()
+            });
+        let listing = match listed
+            .map_err(|e| format!("listing {}: {e}", self.source.describe()))
+            .and_then(|l| l.map_err(|e| e.to_string()))
+        {
             Ok(l) => l,
             Err(e) => {
-                self.warn_once("*", &e.to_string());
+                self.warn_once("*", &e);
+                report.list_error = Some(e);
                 return report;
             }
         };
+        self.warned.remove("*");
         self.note_rejected(&listing.rejected);
         let current = self.registry.snapshot();
         let serving_now: BTreeMap<String, BTreeMap<u64, Arc<LoadedVersion>>> =
@@ -94,7 +125,7 @@ impl Loader {
         let policy_of = |name: &str| config.policy(name).clone();
         let mut shown_loading = false;
         let plan = loop {
-            match plan::next_step(&listing, &self.known, &serving_now, &policy_of) {
+            match plan::next_step(&listing, &self.known, &serving_now, &policy_of, Instant::now()) {
                 Step::Publish(plan) => break plan,
                 Step::Load(requests) => {
                     if !shown_loading {
@@ -108,6 +139,7 @@ impl Loader {
             }
         };
 
+        report.next_retry = plan.next_retry;
         let mut next = Snapshot::default();
         for (name, model) in plan.models {
             match &model.warning {
@@ -216,14 +248,16 @@ impl Loader {
     fn load(&mut self, request: &LoadRequest, report: &mut PassReport) {
         let (name, entry) = (request.model.as_str(), &request.entry);
         let key = (name.to_string(), entry.version);
-        let in_memory = self.known.get(&key).and_then(|k| k.in_memory().cloned());
-        let metrics = &self.registry.metrics;
+        let previous = self.known.get(&key);
+        let in_memory = previous.and_then(|k| k.in_memory().cloned());
+        let attempts = match previous {
+            Some(Known::Failed { fingerprint, attempts, .. }) if *fingerprint == entry.fingerprint => *attempts,
+            _ => 0,
+        };
         let started = Instant::now();
-        let result = self
-            .source
-            .read(name, entry, self.config.max_model_bytes)
-            .and_then(|bytes| (self.scorers)(name, entry.version, &bytes));
+        let result = self.load_with_deadline(name, entry);
         let seconds = started.elapsed().as_secs_f64();
+        let metrics = &self.registry.metrics;
         metrics.model_load_duration_seconds.with_label_values(&[name]).observe(seconds);
         let fingerprint = entry.fingerprint;
         let known = match result {
@@ -260,9 +294,17 @@ impl Loader {
                     location = %entry.location,
                     result = e.kind(),
                     reason = %e,
-                    "model version not loaded; the current version keeps serving; retried when the file changes"
+                    "model version not loaded; the current version keeps serving"
                 );
                 let reason = e.to_string();
+                // Transient failures come back with backoff; the others
+                // when the file changes.
+                let (retry_at, attempts) = if e.is_transient() {
+                    let delay = FIRST_RETRY_DELAY.saturating_mul(1 << attempts.min(16)).min(MAX_RETRY_DELAY);
+                    (Some(Instant::now() + delay), attempts + 1)
+                } else {
+                    (None, 0)
+                };
                 match in_memory {
                     Some(version) => {
                         tracing::warn!(
@@ -272,11 +314,45 @@ impl Loader {
                         );
                         Known::Stale { fingerprint, reason, version }
                     }
-                    None => Known::Failed { fingerprint, reason },
+                    None => Known::Failed { fingerprint, reason, retry_at, attempts },
                 }
             }
         };
         self.known.insert(key, known);
+    }
+
+    /// Reads and compiles under `load_timeout` (see [`super::deadline`]).
+    fn load_with_deadline(
+        &self,
+        name: &str,
+        entry: &crate::repository::VersionEntry,
+    ) -> Result<Arc<dyn Scorer>, LoadError> {
+        let (source, scorers, max_bytes) = (self.source.clone(), self.scorers.clone(), self.config.max_model_bytes);
+        let (model, entry) = (name.to_string(), entry.clone());
+        let load =
+            move || source.read(&model, &entry, max_bytes).and_then(|bytes| scorers(&model, entry.version, &bytes));
+        run_with_deadline("riskserve-load", self.config.load_timeout, &self.abandoned, MAX_ABANDONED, load)
+            .unwrap_or_else(|e| match e {
+                DeadlineError::Panicked => Err(LoadError::Invalid(format!("loading this file {e}"))),
+                e => Err(LoadError::Timeout(format!("reading and compiling {e}"))),
+            })
+    }
+
+    /// A new loader with the same parts and nothing loaded yet.
+    pub fn fresh(&self) -> Loader {
+        Loader::new(self.config.clone(), self.source.clone(), self.scorers.clone(), self.registry.clone())
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Forgets every load outcome (after a panic in a pass: nothing half-done
+    /// is trusted). The next pass reloads what it needs; the current
+    /// snapshot keeps serving meanwhile.
+    pub fn reset(&mut self) {
+        self.known.clear();
+        self.warned.clear();
     }
 
     fn update_gauges(&self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
@@ -356,7 +432,7 @@ mod tests {
     fn loader(models: &Path, policy: VersionPolicy) -> (Loader, Arc<Registry>) {
         let mut config = Config::with_models_dir(models);
         config.default_policy = policy;
-        let registry = Arc::new(Registry::new(Arc::new(Metrics::new())));
+        let registry = Arc::new(Registry::new(Arc::new(Metrics::new()), config.reload_stale_after));
         let source = Arc::new(LocalDirectory::new(models));
         (Loader::new(Arc::new(config), source, compile_models(), registry.clone()), registry)
     }

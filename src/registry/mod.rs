@@ -14,6 +14,8 @@
 //! version in them has been read, verified, compiled and warmed up:
 //! load-then-swap, never unload-then-load.
 
+pub mod deadline;
+pub mod health;
 pub mod loader;
 pub mod plan;
 pub mod snapshot;
@@ -25,18 +27,27 @@ pub use snapshot::{
 
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
+use health::ReloadHealth;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The current snapshot, shared by requests (readers) and the loader (the
 /// only writer).
 pub struct Registry {
     current: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
+    /// Whether hot reload is alive (readiness reports it).
+    pub reload_health: ReloadHealth,
 }
 
 impl Registry {
-    pub fn new(metrics: Arc<Metrics>) -> Registry {
-        Registry { current: ArcSwap::from_pointee(Snapshot::default()), metrics }
+    /// Readiness turns 503 when no reload pass completes within `reload_stale_after`.
+    pub fn new(metrics: Arc<Metrics>, reload_stale_after: Duration) -> Registry {
+        Registry {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            metrics,
+            reload_health: ReloadHealth::new(reload_stale_after),
+        }
     }
 
     /// The current snapshot, owned (for listings and status; requests use
@@ -85,14 +96,20 @@ impl Registry {
         }
     }
 
-    /// Ready when at least one model is served and every served model has an
-    /// available version. A model directory whose versions all fail to load
-    /// is reported in `/v1/models` and metrics but does not make the server
-    /// unready: that would take every replica out of rotation at once for one
-    /// bad file.
-    pub fn is_ready(&self) -> bool {
+    /// Ready when at least one model is served, every served model has an
+    /// available version, and hot reload is alive. `Err` says why not. A
+    /// model directory whose versions all fail to load is reported in
+    /// `/v1/models` and metrics but does not make the server unready: that
+    /// would take every replica out of rotation at once for one bad file.
+    pub fn readiness(&self) -> Result<(), String> {
         let snapshot = self.current.load();
-        !snapshot.models.is_empty() && snapshot.models.values().all(|m| m.default_version().is_some())
+        if snapshot.models.is_empty() || !snapshot.models.values().all(|m| m.default_version().is_some()) {
+            return Err("not ready: no model has an available version".into());
+        }
+        match self.reload_health.problem() {
+            Some(problem) => Err(format!("not ready: {problem}")),
+            None => Ok(()),
+        }
     }
 }
 

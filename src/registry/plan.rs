@@ -13,7 +13,8 @@
 //! - the version policy (`latest = N` counts only versions that load;
 //!   `all`; `specific = [..]`);
 //! - an unchanged file is never read twice: a loaded one is reused, a failed
-//!   one stays failed until its fingerprint changes;
+//!   one stays failed until its fingerprint changes, except a *transient*
+//!   failure (I/O error, timeout), which is retried at its `retry_at`;
 //! - a served version whose file changed and no longer loads keeps serving
 //!   from memory (`Stale`);
 //! - availability first: a model with nothing loadable keeps its previous
@@ -22,6 +23,7 @@
 use crate::config::VersionPolicy;
 use crate::repository::{Fingerprint, Listing, Rejected, VersionEntry};
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 /// What is known about one `(model, version)` from earlier loads.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub enum Known<V> {
     Failed {
         fingerprint: Fingerprint,
         reason: String,
+        /// For transient failures: when to try again (with backoff).
+        retry_at: Option<Instant>,
+        /// Consecutive transient failures, for the backoff.
+        attempts: u32,
     },
     /// The file of a loaded version changed and the new content failed to
     /// load: the copy in memory keeps serving until the file changes again.
@@ -82,6 +88,8 @@ pub enum Step<V> {
 #[derive(Debug)]
 pub struct Plan<V> {
     pub models: BTreeMap<String, ModelPlan<V>>,
+    /// The earliest time a transient failure should be retried.
+    pub next_retry: Option<Instant>,
 }
 
 /// One model's part of a [`Plan`].
@@ -128,8 +136,10 @@ pub fn next_step<V: Clone>(
     known: &KnownVersions<V>,
     serving_now: &BTreeMap<String, BTreeMap<u64, V>>,
     policy_of: &dyn Fn(&str) -> VersionPolicy,
+    now: Instant,
 ) -> Step<V> {
     let mut loads = Vec::new();
+    let mut next_retry: Option<Instant> = None;
     let mut models = BTreeMap::new();
     for (name, entries) in &listing.models {
         let policy = policy_of(name);
@@ -154,8 +164,13 @@ pub fn next_step<V: Clone>(
                         serving.insert(entry.version, version.clone());
                         Planned::ServingStale { version: version.clone(), reason: reason.clone() }
                     }
-                    Some(Known::Failed { reason, .. }) => Planned::Failed(reason.clone()),
-                    None => {
+                    Some(Known::Failed { reason, retry_at, .. }) if retry_at.is_none_or(|t| t > now) => {
+                        if let Some(t) = retry_at {
+                            next_retry = Some(next_retry.map_or(*t, |n| n.min(*t)));
+                        }
+                        Planned::Failed(reason.clone())
+                    }
+                    _ => {
                         loads.push(LoadRequest { model: name.clone(), entry: entry.clone() });
                         pending += 1;
                         continue;
@@ -189,7 +204,7 @@ pub fn next_step<V: Clone>(
             models.insert(name.clone(), plan);
         }
     }
-    Step::Publish(Plan { models })
+    Step::Publish(Plan { models, next_retry })
 }
 
 /// Availability first: a model with nothing to serve keeps what served before.
@@ -233,7 +248,10 @@ mod tests {
     }
 
     fn failed(known: &mut K, version: u64, f: u64) {
-        known.insert(("m".into(), version), Known::Failed { fingerprint: fp(f), reason: "bad".into() });
+        known.insert(
+            ("m".into(), version),
+            Known::Failed { fingerprint: fp(f), reason: "bad".into(), retry_at: None, attempts: 0 },
+        );
     }
 
     fn step(
@@ -242,7 +260,7 @@ mod tests {
         now: &BTreeMap<String, BTreeMap<u64, &'static str>>,
         p: VersionPolicy,
     ) -> Step<&'static str> {
-        next_step(l, known, now, &|_| p.clone())
+        next_step(l, known, now, &|_| p.clone(), Instant::now())
     }
 
     fn loads(s: Step<&'static str>) -> Vec<u64> {
@@ -306,6 +324,28 @@ mod tests {
     }
 
     #[test]
+    fn a_transient_failure_is_retried_at_its_time_without_a_change_of_fingerprint() {
+        let l = listing(&[(1, 1)]);
+        let none = BTreeMap::new();
+        let t0 = Instant::now();
+        let retry_at = t0 + std::time::Duration::from_secs(2);
+        let mut known = K::new();
+        known.insert(
+            ("m".into(), 1),
+            Known::Failed {
+                fingerprint: fp(1),
+                reason: "permission denied".into(),
+                retry_at: Some(retry_at),
+                attempts: 1,
+            },
+        );
+        let policy = |_: &str| VersionPolicy::Latest(1);
+        let Step::Publish(p) = next_step(&l, &known, &none, &policy, t0) else { panic!("not yet") };
+        assert_eq!(p.next_retry, Some(retry_at), "the loader is told when to come back");
+        assert_eq!(loads(next_step(&l, &known, &none, &policy, retry_at)), vec![1]);
+    }
+
+    #[test]
     fn a_stale_copy_keeps_serving() {
         let none = BTreeMap::new();
         let mut known = K::new();
@@ -326,7 +366,10 @@ mod tests {
         assert!(matches!(p.versions[1].state, Planned::Kept("v3")));
         // The directory gone entirely.
         let gone = Listing::default();
-        let Step::Publish(mut all) = next_step(&gone, &known, &now, &|_| VersionPolicy::Latest(1)) else { panic!() };
+        let Step::Publish(mut all) = next_step(&gone, &known, &now, &|_| VersionPolicy::Latest(1), Instant::now())
+        else {
+            panic!()
+        };
         let p = all.models.remove("m").unwrap();
         assert_eq!(p.serving, BTreeMap::from([(3, "v3")]));
         assert!(p.warning.unwrap().contains("directory removed"));

@@ -61,7 +61,7 @@ impl Reloader {
             }
         };
         let (done, passes) = watch::channel(last);
-        let task = tokio::spawn(reload_loop(loader, trigger.clone(), done, debounce, rescan));
+        let task = tokio::spawn(supervise(loader, trigger.clone(), done, debounce, rescan));
         Reloader { _watcher: watcher, trigger, passes, task }
     }
 
@@ -83,42 +83,98 @@ impl Drop for Reloader {
     }
 }
 
-async fn reload_loop(
-    mut loader: Loader,
+/// Keeps the reload loop running: if it ever panics outside a pass (a
+/// panic inside a pass is caught there), it is restarted with a fresh
+/// loader. Readiness reports a reload task that is gone for good.
+async fn supervise(
+    loader: Loader,
     trigger: Arc<Notify>,
     done: watch::Sender<PassReport>,
     debounce: Duration,
     rescan: Duration,
 ) {
+    let template = loader.fresh();
+    let registry = template.registry().clone();
+    let done = Arc::new(done);
+    let mut next = Some(loader);
+    for restart in 0u32.. {
+        let loader = next.take().unwrap_or_else(|| template.fresh());
+        let task = tokio::spawn(reload_loop(loader, trigger.clone(), done.clone(), debounce, rescan));
+        match task.await {
+            Err(e) if e.is_panic() && restart < 1000 => {
+                tracing::error!(error = %e, "the reload task panicked; restarting it");
+                registry.metrics.reload_passes_total.with_label_values(&["panic"]).inc();
+                // Let a trigger that arrived meanwhile run the next pass.
+                trigger.notify_one();
+            }
+            _ => break,
+        }
+    }
+    registry.reload_health.task_ended();
+    tracing::error!("hot reload stopped for good; current versions keep serving");
+}
+
+async fn reload_loop(
+    mut loader: Loader,
+    trigger: Arc<Notify>,
+    done: Arc<watch::Sender<PassReport>>,
+    debounce: Duration,
+    rescan: Duration,
+) {
+    let registry = loader.registry().clone();
     let mut ticker = tokio::time::interval(rescan);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the initial load already ran
+    let mut retry_at = done.borrow().next_retry;
     loop {
+        let retry = retry_at.map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = trigger.notified() => coalesce(&trigger, debounce).await,
             _ = ticker.tick() => {}
+            _ = async { tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)).await }, if retry.is_some() => {}
         }
-        let result = tokio::task::spawn_blocking(move || {
-            let report: PassReport = loader.reconcile();
+        let pass = tokio::task::spawn_blocking(move || {
+            let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.reconcile()));
             (loader, report)
         })
         .await;
-        match result {
-            Ok((l, report)) => {
-                loader = l;
+        let Ok((l, report)) = pass else {
+            // Only cancellation gets here (the pass itself catches panics).
+            return;
+        };
+        loader = l;
+        let metrics = &registry.metrics;
+        match report {
+            Ok(report) => {
+                let outcome = if report.list_error.is_some() { "list_error" } else { "ok" };
+                metrics.reload_passes_total.with_label_values(&[outcome]).inc();
+                if report.list_error.is_none() {
+                    registry.reload_health.pass_completed();
+                    metrics.reload_last_pass_timestamp_seconds.set(unix_seconds());
+                }
                 if report.loads_failed > 0 || !report.swapped.is_empty() {
                     tracing::debug!(?report, "reconcile pass");
                 }
+                retry_at = report.next_retry;
                 done.send_replace(report);
             }
-            Err(e) => {
-                // A panic in a pass would be a bug; the snapshot is untouched,
-                // but without the loader there is nothing left to reload with.
-                tracing::error!(error = %e, "reconcile pass panicked; hot reload stopped, current versions keep serving");
-                return;
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "a reload pass panicked; its results are discarded and the next pass starts afresh");
+                metrics.reload_passes_total.with_label_values(&["panic"]).inc();
+                loader.reset();
+                retry_at = Some(std::time::Instant::now() + super::loader::FIRST_RETRY_DELAY);
             }
         }
     }
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Waits until events have been quiet for `debounce` (at most 10 × debounce),
