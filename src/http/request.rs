@@ -5,21 +5,22 @@
 //! [`validate`] turns each into a [`LoanApplication`] or a list of problems
 //! naming the field.
 //!
-//! Field rules: every one of the ten fields must be present; `null` or `""`
-//! means "missing" and is imputed by the model; numeric fields take JSON
-//! numbers (or numeric strings, as CSV-minded clients send), finite and not
-//! negative (`int_rate` is a fraction, at most 1); categorical fields take
-//! strings, and an unseen category is allowed (it encodes to zeros).
-//! Unknown fields are rejected, so a typo is not silently imputed.
+//! What is JSON-specific lives here: every one of the ten fields must be
+//! present; `null` or `""` means "missing" and is imputed by the model;
+//! numeric fields take JSON numbers (or numeric strings, as CSV-minded
+//! clients send); categorical fields take strings. Unknown and duplicate
+//! fields are rejected, so a typo is not silently imputed; batches are
+//! bounded. The rules for the values themselves (bounds, lengths, their
+//! messages) are the model's, shared with the CSV reader:
+//! [`crate::model::field_rules`].
 
 use super::error::{ApiError, FieldProblem};
-use crate::model::input::{LoanApplication, CATEGORICAL_FEATURES, NUMERIC_FEATURES};
+use crate::model::field_rules::{check_category, check_numeric, parse_numeric, FieldError, FieldKind};
+use crate::model::input::{feature_index, LoanApplication, FEATURES};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
-/// Longest categorical value accepted.
-pub const MAX_CATEGORY_LEN: usize = 100;
-const FIELDS: usize = NUMERIC_FEATURES.len() + CATEGORICAL_FEATURES.len();
+const FIELDS: usize = FEATURES.len();
 
 /// A JSON value as far as a field cares.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +78,7 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// A body key: one of the ten fields (index: numeric first, then categorical),
+/// A body key: one of the ten fields (by field index, see [`FEATURES`]),
 /// `instances`, or anything else.
 enum Key {
     Field(usize),
@@ -97,8 +98,7 @@ impl<'de> Deserialize<'de> for Key {
                 if v == "instances" {
                     return Ok(Key::Instances);
                 }
-                let field = NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).position(|f| *f == v);
-                Ok(field.map(Key::Field).unwrap_or_else(|| Key::Unknown(v.chars().take(64).collect())))
+                Ok(feature_index(v).map(Key::Field).unwrap_or_else(|| Key::Unknown(v.chars().take(64).collect())))
             }
         }
         d.deserialize_str(V)
@@ -116,14 +116,10 @@ pub struct RawApplication {
 impl RawApplication {
     fn set(&mut self, i: usize, v: Scalar) {
         if self.values[i].is_some() {
-            self.duplicate = Some(field_name(i));
+            self.duplicate = FEATURES.get(i).copied();
         }
         self.values[i] = Some(v);
     }
-}
-
-fn field_name(i: usize) -> &'static str {
-    NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).nth(i).copied().unwrap_or("?")
 }
 
 /// A parsed prediction body.
@@ -278,67 +274,52 @@ fn validate_one(raw: RawApplication, prefix: &str, problems: &mut Vec<FieldProbl
         push(f, "appears more than once".into());
     }
     let mut app = LoanApplication::default();
-    for (i, value) in raw.values.into_iter().enumerate() {
-        let name = field_name(i);
+    for (i, (name, value)) in FEATURES.iter().zip(raw.values).enumerate() {
         let Some(value) = value else {
             push(name, "is required (send null to have a missing value imputed)".into());
             continue;
         };
-        if i < NUMERIC_FEATURES.len() {
-            match numeric(name, value) {
-                Ok(v) => app.numeric[i] = v,
-                Err(p) => push(name, p),
-            }
-        } else {
-            match categorical(value) {
-                Ok(v) => app.categorical[i - NUMERIC_FEATURES.len()] = v,
-                Err(p) => push(name, p),
-            }
+        let checked = match FieldKind::of(i) {
+            Some(FieldKind::Numeric(k)) => numeric(k, value).map(|v| app.numeric[k] = v),
+            Some(FieldKind::Categorical(k)) => categorical(k, value).map(|v| app.categorical[k] = v),
+            None => Ok(()),
+        };
+        if let Err(problem) = checked {
+            push(name, problem);
         }
     }
     app
 }
 
-fn numeric(name: &str, value: Scalar) -> Result<Option<f64>, String> {
-    let v = match value {
-        Scalar::Null => return Ok(None),
-        Scalar::Number(v) => v,
-        Scalar::Text(s) if s.trim().is_empty() => return Ok(None),
-        Scalar::Text(s) => match s.trim().parse::<f64>() {
-            Ok(v) => v,
-            Err(_) => return Err(format!("must be a number, got the string {:?}", truncate(&s))),
-        },
-        other => return Err(format!("must be a number, got {}", kind(&other))),
-    };
-    if !v.is_finite() {
-        return Err("must be a finite number (not NaN or infinity)".into());
-    }
-    if v < 0.0 {
-        return Err(format!("must not be negative, got {v}"));
-    }
-    if name == "int_rate" && v > 1.0 {
-        return Err(format!("is a fraction (0.1356 for 13.56 %), got {v}"));
-    }
-    Ok(Some(v))
-}
-
-fn categorical(value: Scalar) -> Result<Option<String>, String> {
+/// A JSON value for numeric feature `k`: the JSON types are checked here,
+/// the value by the model's rule.
+fn numeric(k: usize, value: Scalar) -> Result<Option<f64>, String> {
     match value {
         Scalar::Null => Ok(None),
-        Scalar::Text(s) => {
-            let t = s.trim();
-            if t.is_empty() {
-                Ok(None)
-            } else if t.chars().count() > MAX_CATEGORY_LEN {
-                Err(format!("is longer than {MAX_CATEGORY_LEN} characters"))
-            } else if t.len() == s.len() {
-                Ok(Some(s))
-            } else {
-                Ok(Some(t.to_string()))
-            }
-        }
+        Scalar::Number(v) => check_numeric(k, v).map(Some).map_err(problem),
+        Scalar::Text(s) => parse_numeric(k, &s).map_err(problem),
+        other => Err(format!("must be a number, got {}", kind(&other))),
+    }
+}
+
+/// A JSON value for categorical feature `k`, kept without a copy when it
+/// needs no trimming.
+fn categorical(k: usize, value: Scalar) -> Result<Option<String>, String> {
+    match value {
+        Scalar::Null => Ok(None),
+        Scalar::Text(s) => match check_category(k, &s).map_err(problem)? {
+            None => Ok(None),
+            Some(t) if t.len() == s.len() => Ok(Some(s)),
+            Some(t) => Ok(Some(t.to_string())),
+        },
         other => Err(format!("must be a string, got {}", kind(&other))),
     }
+}
+
+/// The problem text of a rule violation; the caller names the field with
+/// its place in the body (`instances[2].loan_amnt`).
+fn problem(e: FieldError) -> String {
+    e.violation.to_string()
 }
 
 fn kind(v: &Scalar) -> &'static str {
@@ -352,12 +333,8 @@ fn kind(v: &Scalar) -> &'static str {
     }
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(40).collect()
-}
-
 fn field_list() -> String {
-    NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).copied().collect::<Vec<_>>().join(", ")
+    FEATURES.join(", ")
 }
 
 #[cfg(test)]
@@ -424,6 +401,25 @@ mod tests {
             validate(parse(format!("{{\"instances\":[{ROW},{ROW}]}}").as_bytes()).unwrap(), 10).unwrap().len(),
             2
         );
+    }
+
+    #[test]
+    fn a_value_above_its_maximum_is_a_400_naming_the_field() {
+        let body = format!("{{\"instances\":[{ROW},{}]}}", ROW.replace("5000", "1e300"));
+        let err = validate(parse(body.as_bytes()).unwrap(), 10).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.fields.len(), 1);
+        assert_eq!(err.fields[0].field, "instances[1].loan_amnt");
+        assert_eq!(err.fields[0].problem, "must be at most 10000000, got 1e300");
+        assert!(err.message.contains("instances[1].loan_amnt: must be at most"), "{}", err.message);
+
+        let p = problems(&ROW.replace("0.226", "\"85\"").replace("\"C\"", &format!("{:?}", "x".repeat(101))));
+        let by = |f: &str| p.iter().find(|x| x.field == f).map(|x| x.problem.clone()).unwrap_or_default();
+        assert!(by("revol_util").contains("at most 10, got 85"), "{p:?}");
+        assert_eq!(by("grade"), "is longer than 100 characters");
+        // The maxima themselves are accepted.
+        let edge = ROW.replace("5000", "10000000").replace("0.1356", "1").replace("14.39", "1000");
+        assert!(validate(parse(edge.as_bytes()).unwrap(), 10).is_ok());
     }
 
     #[test]

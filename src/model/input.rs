@@ -8,6 +8,27 @@ pub const NUMERIC_FEATURES: [&str; 6] = ["loan_amnt", "int_rate", "annual_inc", 
 /// Categorical features, in the order used everywhere.
 pub const CATEGORICAL_FEATURES: [&str; 4] = ["purpose", "grade", "emp_length", "home_ownership"];
 
+/// All ten features: the numeric ones, then the categorical ones. A *field
+/// index* is a position in this list (numeric index `k` is field `k`,
+/// categorical index `k` is field `NUMERIC_FEATURES.len() + k`).
+pub const FEATURES: [&str; 10] = [
+    "loan_amnt",
+    "int_rate",
+    "annual_inc",
+    "revol_util",
+    "dti",
+    "delinq_2yrs",
+    "purpose",
+    "grade",
+    "emp_length",
+    "home_ownership",
+];
+
+/// The field index of a feature name, if it is one of the ten.
+pub fn feature_index(name: &str) -> Option<usize> {
+    FEATURES.iter().position(|f| *f == name)
+}
+
 /// The column order of the training CSV (without the target), as in the
 /// reference data set.
 pub const CSV_FEATURE_ORDER: [&str; 10] = [
@@ -70,5 +91,24 @@ impl LoanApplication {
         }
         let i = CATEGORICAL_FEATURES.iter().position(|f| *f == feature)?;
         Some(self.categorical[i].clone().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_the_numeric_then_the_categorical_ones() {
+        let joined: Vec<&str> = NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).copied().collect();
+        assert_eq!(FEATURES.to_vec(), joined);
+        let mut csv = CSV_FEATURE_ORDER.to_vec();
+        csv.sort_unstable();
+        let mut all = FEATURES.to_vec();
+        all.sort_unstable();
+        assert_eq!(csv, all);
+        assert_eq!(feature_index("dti"), Some(4));
+        assert_eq!(feature_index("grade"), Some(NUMERIC_FEATURES.len() + cat::GRADE));
+        assert_eq!(feature_index("loan_amount"), None);
     }
 }

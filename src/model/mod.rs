@@ -1,9 +1,10 @@
 //! The prediction core shared by training and serving: the input type and
-//! reference preprocessing, fitted estimators, the on-disk format, and
-//! [`Model`], a loaded, validated and compiled model version that scores
-//! applications without allocating.
+//! its per-field rules, reference preprocessing, fitted estimators, the
+//! on-disk format, and [`Model`], a loaded, validated and compiled model
+//! version that scores applications without allocating.
 
 pub mod estimator;
+pub mod field_rules;
 pub mod format;
 pub mod input;
 pub mod preprocess;

@@ -1,6 +1,10 @@
 //! Reading and writing loan CSVs (`loan_amnt,...,home_ownership,is_late`).
-//! Columns are found by header name; blank cells are missing values.
+//! Columns are found by header name; blank cells are missing values. Every
+//! cell passes the same per-field rules as a prediction request
+//! ([`crate::model::field_rules`]), so a model is never trained or evaluated
+//! on a row the server would refuse.
 
+use crate::model::field_rules::{check_category, parse_numeric, FieldError};
 use crate::model::format::sha256_hex;
 use crate::model::input::{LoanApplication, CATEGORICAL_FEATURES, CSV_FEATURE_ORDER, NUMERIC_FEATURES, TARGET};
 use std::path::Path;
@@ -34,9 +38,15 @@ pub enum DatasetError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Format { path: String, message: String },
+    /// A cell that breaks its field's rule, e.g.
+    /// `line 17: loan_amnt: must not be negative, got -5`.
+    #[error("{path}: line {line}: {source}")]
+    Field { path: String, line: usize, source: FieldError },
 }
 
-/// Reads a loan CSV. Numeric cells must be numbers (or blank); `is_late` must be 0 or 1.
+/// Reads a loan CSV. Each cell must pass its field's rule (numbers finite
+/// and within bounds, categories not too long; blank is missing);
+/// `is_late` must be 0 or 1.
 pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: shown.clone(), source })?;
@@ -56,22 +66,13 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
         let line = i + 2;
         let record = record.map_err(|e| fail(format!("line {line}: {e}")))?;
         let cell = |c: usize| record.get(c).map(str::trim).unwrap_or("");
+        let field = |source| DatasetError::Field { path: shown.clone(), line, source };
         let mut app = LoanApplication::default();
         for (k, &c) in num_cols.iter().enumerate() {
-            let text = cell(c);
-            if !text.is_empty() {
-                let v: f64 = text
-                    .parse()
-                    .map_err(|_| fail(format!("line {line}: `{}` is not a number: {text:?}", NUMERIC_FEATURES[k])))?;
-                if !v.is_finite() {
-                    return Err(fail(format!("line {line}: `{}` is not finite", NUMERIC_FEATURES[k])));
-                }
-                app.numeric[k] = Some(v);
-            }
+            app.numeric[k] = parse_numeric(k, cell(c)).map_err(field)?;
         }
         for (k, &c) in cat_cols.iter().enumerate() {
-            let text = cell(c);
-            app.categorical[k] = (!text.is_empty()).then(|| text.to_string());
+            app.categorical[k] = check_category(k, cell(c)).map_err(field)?.map(str::to_string);
         }
         let y = match cell(target) {
             "0" | "0.0" => 0,
@@ -129,6 +130,45 @@ mod tests {
 
         std::fs::write(&path, "loan_amnt,is_late\n1,0\n").unwrap();
         assert!(read_csv(&path).unwrap_err().to_string().contains("missing column `int_rate`"));
+    }
+
+    #[test]
+    fn a_cell_breaking_its_field_rule_fails_naming_the_line_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.csv");
+        let header = "loan_amnt,int_rate,purpose,grade,annual_inc,revol_util,emp_length,dti,delinq_2yrs,home_ownership,is_late\n";
+        let good = "5000,0.1356,debt_consolidation,C,52000.0,0.226,9 years,14.39,1,MORTGAGE,0\n";
+        let long = "p".repeat(101);
+        for (bad, needle) in [
+            ("-5,0.1356,car,C,52000,0.2,,14.39,1,RENT,0", "line 3: loan_amnt: must not be negative, got -5"),
+            ("5000,13.56,car,C,52000,0.2,,14.39,1,RENT,0", "line 3: int_rate: is a fraction"),
+            ("1e300,0.1,car,C,52000,0.2,,14.39,1,RENT,0", "line 3: loan_amnt: must be at most 10000000, got 1e300"),
+            (
+                "5000,0.1,car,C,52000,0.2,,1000.5,1,RENT,0",
+                "line 3: dti: is a percentage (14.39 for 14.39 %), at most 1000",
+            ),
+            ("5000,0.1,car,C,52000,0.2,,14.39,NaN,RENT,0", "line 3: delinq_2yrs: must be a finite number"),
+            ("5000,0.1,car,C,52000,0.2,,abc,1,RENT,0", "line 3: dti: must be a number, got the string \"abc\""),
+            (&format!("5000,0.1,{long},C,52000,0.2,,14.39,1,RENT,0"), "line 3: purpose: is longer than 100 characters"),
+        ] {
+            std::fs::write(&path, format!("{header}{good}{bad}\n")).unwrap();
+            let err = read_csv(&path).unwrap_err();
+            assert!(matches!(err, DatasetError::Field { line: 3, .. }), "{err}");
+            assert!(err.to_string().contains(needle), "expected {needle:?} in {err}");
+        }
+        // The bounds are inclusive: zero and each maximum read fine.
+        let edge = "10000000,1,car,C,1000000000,10,,1000,100,RENT,0\n0,0,car,C,0,0,,0,0,RENT,1\n";
+        std::fs::write(&path, format!("{header}{edge}")).unwrap();
+        assert_eq!(read_csv(&path).unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn synthetic_data_passes_the_field_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synth.csv");
+        let rows = crate::train::synth::generate(20_000, 11);
+        write_csv(&path, &rows).unwrap();
+        assert_eq!(read_csv(&path).unwrap().rows.len(), rows.len());
     }
 
     #[test]
