@@ -144,6 +144,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let config = Config::resolve(&args)?;
             crate::telemetry::init(config.log_format);
+            match &config.config_file {
+                Some(path) => tracing::info!(file = %path.display(), "read config file"),
+                None => tracing::info!("no config file; using flags, environment and defaults"),
+            }
             crate::server::run_blocking(config)
         }
         Command::Train(args) => train(&args),

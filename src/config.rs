@@ -1,17 +1,35 @@
 //! Server configuration, resolved once into a typed [`Config`]:
-//! built-in defaults < `config/riskserve.toml` (or `--config FILE`) <
-//! `RISKSERVE_*` environment variables < command-line flags. clap reads the
-//! flags and their environment variables into [`ServeArgs`]; tests build a
-//! `ServeArgs` directly instead of touching the process environment.
+//! built-in defaults < the config file < `RISKSERVE_*` environment variables
+//! < command-line flags.
+//!
+//! Every setting is declared exactly once, in the `settings!` invocation
+//! below: its name, type, default, help text and validation. From that one
+//! declaration come the clap flag `--kebab-name` with its `RISKSERVE_NAME`
+//! environment variable and a help line showing the default ([`ServeArgs`]),
+//! the config-file key (`FileConfig`, unknown keys rejected), the default, the
+//! merge and the check. clap reads the flags and their environment variables
+//! into [`ServeArgs`]; tests build a `ServeArgs` directly (or parse flags)
+//! instead of touching the process environment.
+//!
+//! The config file is the one named by `--config`/`RISKSERVE_CONFIG`, else
+//! `config/riskserve.toml` beside the models directory
+//! (`<models_dir>/../config/riskserve.toml`, with `models_dir` from the flag,
+//! its environment variable or the default) if it exists, else none. It never
+//! depends on the current directory except through a relative models path.
 
+use crate::model::format::DEFAULT_MAX_MODEL_BYTES;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Default config file, read when present and no `--config` is given.
+/// The config file looked for beside the models directory, relative to the
+/// models directory's parent.
 pub const DEFAULT_CONFIG_FILE: &str = "config/riskserve.toml";
+
+/// Every setting's environment variable is this prefix and its name in upper case.
+pub const ENV_PREFIX: &str = "RISKSERVE_";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -51,97 +69,6 @@ impl std::fmt::Display for VersionPolicy {
     }
 }
 
-/// `riskserve serve` flags. Each may also be set by its environment variable
-/// or in the config file (same name, `_` instead of `-`).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ServeArgs {
-    /// Config file (TOML). Default: config/riskserve.toml if it exists.
-    #[arg(long, env = "RISKSERVE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Directory holding <model-name>/<version>/model.json. Default: models
-    #[arg(long, env = "RISKSERVE_MODELS_DIR", value_name = "DIR")]
-    pub models_dir: Option<PathBuf>,
-    /// Address to listen on. Default: 127.0.0.1:8080
-    #[arg(long, env = "RISKSERVE_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Log format; the level comes from RUST_LOG (default info). Default: text
-    #[arg(long, env = "RISKSERVE_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Seconds between full rescans of the models directory, repairing any
-    /// missed filesystem event. Default: 30
-    #[arg(long, env = "RISKSERVE_RESCAN_INTERVAL_SECS", value_name = "SECS")]
-    pub rescan_interval_secs: Option<u64>,
-    /// Quiet period that coalesces a burst of filesystem events into one
-    /// reload, in milliseconds. Default: 20
-    #[arg(long, env = "RISKSERVE_RELOAD_DEBOUNCE_MS", value_name = "MS")]
-    pub reload_debounce_ms: Option<u64>,
-    /// Largest request body accepted, in bytes (413 above). Default: 1048576
-    #[arg(long, env = "RISKSERVE_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Largest number of instances in one batch request (400 above). Default: 1000
-    #[arg(long, env = "RISKSERVE_MAX_BATCH", value_name = "N")]
-    pub max_batch: Option<usize>,
-    /// Time allowed to receive a request's headers and body, in milliseconds (408 after). Default: 10000
-    #[arg(long, env = "RISKSERVE_REQUEST_TIMEOUT_MS", value_name = "MS")]
-    pub request_timeout_ms: Option<u64>,
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default: 30
-    #[arg(long, env = "RISKSERVE_SHUTDOWN_TIMEOUT_SECS", value_name = "SECS")]
-    pub shutdown_timeout_secs: Option<u64>,
-    /// Largest model file that will be read, in bytes. Default: 268435456
-    #[arg(long, env = "RISKSERVE_MAX_MODEL_BYTES", value_name = "BYTES")]
-    pub max_model_bytes: Option<u64>,
-}
-
-/// The config file's shape. Unknown keys are errors, so typos are caught.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    models_dir: Option<PathBuf>,
-    log_format: Option<LogFormat>,
-    rescan_interval_secs: Option<u64>,
-    reload_debounce_ms: Option<u64>,
-    max_body_bytes: Option<usize>,
-    max_batch: Option<usize>,
-    request_timeout_ms: Option<u64>,
-    shutdown_timeout_secs: Option<u64>,
-    max_model_bytes: Option<u64>,
-    /// Version policy for models without their own entry.
-    default_version_policy: Option<VersionPolicy>,
-    #[serde(default)]
-    models: BTreeMap<String, ModelConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelConfig {
-    version_policy: VersionPolicy,
-}
-
-/// The resolved, validated server configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub models_dir: PathBuf,
-    pub log_format: LogFormat,
-    pub rescan_interval: Duration,
-    pub reload_debounce: Duration,
-    pub max_body_bytes: usize,
-    pub max_batch: usize,
-    pub request_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub max_model_bytes: u64,
-    /// A model load (read + verify + compile + warm-up) that takes longer is
-    /// abandoned and counted as `timeout`.
-    pub load_timeout: Duration,
-    /// Readiness turns 503 when no reload pass has completed for this long.
-    pub reload_stale_after: Duration,
-    /// Follow symlinks that resolve outside the models directory.
-    pub follow_symlinks_outside_models_dir: bool,
-    pub default_policy: VersionPolicy,
-    pub policies: BTreeMap<String, VersionPolicy>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -152,86 +79,183 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// Declares the `serve` settings. Each entry reads
+///
+/// ```text
+/// /// Help text (one paragraph; the default is appended).
+/// name: RawType = default, "VALUE_NAME" [, check f] => config_field: FieldType [= conversion];
+/// ```
+///
+/// `name` is the config-file key, `--name` (kebab-case) and `RISKSERVE_NAME`;
+/// the value given by a flag, env var, file or default is `RawType`, turned
+/// into the [`Config`] field by `conversion` (identity when absent) and then
+/// checked by `f(name, &field)`.
+macro_rules! settings {
+    (@convert $value:expr) => { $value };
+    (@convert $value:expr, $conversion:path) => { $conversion($value) };
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $raw:ty = $default:expr, $value_name:literal $(, check $check:path)?
+            => $field:ident: $field_ty:ty $(= $conversion:path)?;
+    )+) => {
+        /// `riskserve serve` flags. Each may also be set by its environment
+        /// variable or in the config file (same name, `_` instead of `-`).
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct ServeArgs {
+            /// Config file (TOML).
+            #[arg(
+                long,
+                env = env_var!(config),
+                value_name = "FILE",
+                help = format!(
+                    "Config file (TOML) [default: <models-dir>/../{DEFAULT_CONFIG_FILE}, if it exists]"
+                ),
+            )]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])+
+                #[arg(
+                    long,
+                    env = env_var!($name),
+                    value_name = $value_name,
+                    help = help_with_default(concat!($($doc),+), &defaults::$name()),
+                )]
+                pub $name: Option<$raw>,
+            )+
+        }
+
+        /// The config file's shape. Unknown keys are errors, so typos are caught.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileConfig {
+            $($name: Option<$raw>,)+
+            /// Version policy for models without their own entry.
+            default_version_policy: Option<VersionPolicy>,
+            #[serde(default)]
+            models: BTreeMap<String, ModelConfig>,
+        }
+
+        /// Each setting's declared default.
+        mod defaults {
+            use super::*;
+            $(pub(super) fn $name() -> $raw { $default })+
+        }
+
+        /// The resolved, validated server configuration.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])+
+                pub $field: $field_ty,
+            )+
+            /// Version policy of models without their own `[models.<name>]` entry.
+            pub default_policy: VersionPolicy,
+            /// Per-model version policies from the config file.
+            pub policies: BTreeMap<String, VersionPolicy>,
+            /// The config file that was read, if any.
+            pub config_file: Option<PathBuf>,
+        }
+
+        impl Config {
+            /// Flag (or env) over file over default, for every setting; no validation.
+            fn merge(args: ServeArgs, file: FileConfig, config_file: Option<PathBuf>) -> Config {
+                Config {
+                    $($field: settings!(
+                        @convert args.$name.or(file.$name).unwrap_or_else(defaults::$name) $(, $conversion)?
+                    ),)+
+                    default_policy: file.default_version_policy.unwrap_or_default(),
+                    policies: file.models.into_iter().map(|(k, v)| (k, v.version_policy)).collect(),
+                    config_file,
+                }
+            }
+
+            /// Each setting's declared check.
+            fn check_settings(&self) -> Result<(), ConfigError> {
+                $($($check(stringify!($name), &self.$field)?;)?)+
+                Ok(())
+            }
+        }
+    };
+}
+
+/// `RISKSERVE_` and the setting's name in upper case, as a `&'static str`
+/// computed at compile time.
+macro_rules! env_var {
+    ($name:ident) => {{
+        const BYTES: [u8; ENV_PREFIX.len() + stringify!($name).len()] = env_var_bytes(stringify!($name));
+        const NAME: &str = match std::str::from_utf8(&BYTES) {
+            Ok(name) => name,
+            Err(_) => panic!("setting names are ASCII"),
+        };
+        NAME
+    }};
+}
+
+settings! {
+    /// Address to listen on.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "ADDR" => listen: SocketAddr;
+    /// Directory holding <model-name>/<version>/model.json.
+    models_dir: PathBuf = PathBuf::from("models"), "DIR" => models_dir: PathBuf;
+    /// Log format; the level comes from RUST_LOG (default info).
+    log_format: LogFormat = LogFormat::Text, "FORMAT" => log_format: LogFormat;
+    /// Seconds between full rescans of the models directory, repairing any
+    /// missed filesystem event.
+    rescan_interval_secs: u64 = 30, "SECS", check positive => rescan_interval: Duration = Duration::from_secs;
+    /// Quiet period that coalesces a burst of filesystem events into one
+    /// reload, in milliseconds.
+    reload_debounce_ms: u64 = 20, "MS" => reload_debounce: Duration = Duration::from_millis;
+    /// Largest request body accepted, in bytes (413 above).
+    max_body_bytes: usize = 1024 * 1024, "BYTES", check positive => max_body_bytes: usize;
+    /// Largest number of instances in one batch request (400 above).
+    max_batch: usize = 1000, "N", check positive => max_batch: usize;
+    /// Time allowed to receive a request's headers and body, in milliseconds
+    /// (408 after).
+    request_timeout_ms: u64 = 10_000, "MS", check positive => request_timeout: Duration = Duration::from_millis;
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in
+    /// seconds.
+    shutdown_timeout_secs: u64 = 30, "SECS" => shutdown_timeout: Duration = Duration::from_secs;
+    /// Largest model file that will be read, in bytes.
+    max_model_bytes: u64 = DEFAULT_MAX_MODEL_BYTES, "BYTES", check positive => max_model_bytes: u64;
+    /// A model load (read, verify, compile, warm up) or a listing of the
+    /// models directory that takes longer is abandoned, in seconds (counted as
+    /// result="timeout"; retried with backoff).
+    load_timeout_secs: u64 = 30, "SECS", check positive => load_timeout: Duration = Duration::from_secs;
+    /// Readiness answers 503 when no reload pass has listed the models
+    /// directory for this many seconds (a hung mount, a dead reload task).
+    reload_stale_secs: u64 = 120, "SECS", check positive => reload_stale_after: Duration = Duration::from_secs;
+    /// Follow symlinks (model directories, versions, model.json) that resolve
+    /// outside the models directory; by default such a file is refused.
+    follow_symlinks_outside_models_dir: bool = false, "BOOL" => follow_symlinks_outside_models_dir: bool;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelConfig {
+    version_policy: VersionPolicy,
+}
+
 impl Config {
     /// A configuration with every default, serving `models_dir`.
     pub fn with_models_dir(models_dir: impl Into<PathBuf>) -> Config {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            models_dir: models_dir.into(),
-            log_format: LogFormat::Text,
-            rescan_interval: Duration::from_secs(30),
-            reload_debounce: Duration::from_millis(20),
-            max_body_bytes: 1024 * 1024,
-            max_batch: 1000,
-            request_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(30),
-            max_model_bytes: crate::model::format::DEFAULT_MAX_MODEL_BYTES,
-            load_timeout: Duration::from_secs(30),
-            reload_stale_after: Duration::from_secs(120),
-            follow_symlinks_outside_models_dir: false,
-            default_policy: VersionPolicy::default(),
-            policies: BTreeMap::new(),
-        }
+        let args = ServeArgs { models_dir: Some(models_dir.into()), ..ServeArgs::default() };
+        Config::merge(args, FileConfig::default(), None)
     }
 
-    /// Resolves flags/env over the config file over defaults.
+    /// Resolves flags/env over the config file over defaults, and validates.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
+        let models_dir = args.models_dir.clone().unwrap_or_else(defaults::models_dir);
+        let config_file = find_config_file(args.config.as_deref(), &models_dir);
+        let file = match &config_file {
             Some(path) => read_file(path)?,
-            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => read_file(Path::new(DEFAULT_CONFIG_FILE))?,
             None => FileConfig::default(),
         };
-        let d = Config::with_models_dir("models");
-        let cfg = Config {
-            listen: args.listen.or(file.listen).unwrap_or(d.listen),
-            models_dir: args.models_dir.clone().or(file.models_dir).unwrap_or(d.models_dir),
-            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
-            rescan_interval: args
-                .rescan_interval_secs
-                .or(file.rescan_interval_secs)
-                .map(Duration::from_secs)
-                .unwrap_or(d.rescan_interval),
-            reload_debounce: args
-                .reload_debounce_ms
-                .or(file.reload_debounce_ms)
-                .map(Duration::from_millis)
-                .unwrap_or(d.reload_debounce),
-            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
-            max_batch: args.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
-            request_timeout: args
-                .request_timeout_ms
-                .or(file.request_timeout_ms)
-                .map(Duration::from_millis)
-                .unwrap_or(d.request_timeout),
-            shutdown_timeout: args
-                .shutdown_timeout_secs
-                .or(file.shutdown_timeout_secs)
-                .map(Duration::from_secs)
-                .unwrap_or(d.shutdown_timeout),
-            max_model_bytes: args.max_model_bytes.or(file.max_model_bytes).unwrap_or(d.max_model_bytes),
-            load_timeout: d.load_timeout,
-            reload_stale_after: d.reload_stale_after,
-            follow_symlinks_outside_models_dir: d.follow_symlinks_outside_models_dir,
-            default_policy: file.default_version_policy.unwrap_or_default(),
-            policies: file.models.into_iter().map(|(k, v)| (k, v.version_policy)).collect(),
-        };
-        cfg.validate()?;
-        Ok(cfg)
+        let config = Config::merge(args.clone(), file, config_file);
+        config.validate()?;
+        Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &'static str, ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid { key, message: "must be greater than zero".into() })
-            }
-        };
-        positive("rescan_interval_secs", !self.rescan_interval.is_zero())?;
-        positive("max_body_bytes", self.max_body_bytes > 0)?;
-        positive("max_batch", self.max_batch > 0)?;
-        positive("request_timeout_ms", !self.request_timeout.is_zero())?;
-        positive("max_model_bytes", self.max_model_bytes > 0)?;
+        self.check_settings()?;
         for policy in std::iter::once(&self.default_policy).chain(self.policies.values()) {
             match policy {
                 VersionPolicy::Latest(0) => {
@@ -258,21 +282,116 @@ impl Config {
     }
 }
 
+/// A setting's check: zero (of a count, size or duration) is refused.
+fn positive<T: Default + PartialEq>(key: &'static str, value: &T) -> Result<(), ConfigError> {
+    if *value == T::default() {
+        Err(ConfigError::Invalid { key, message: "must be greater than zero".into() })
+    } else {
+        Ok(())
+    }
+}
+
+/// The config file to read: the one named explicitly, else
+/// [`DEFAULT_CONFIG_FILE`] beside the models directory if it is a file.
+fn find_config_file(explicit: Option<&Path>, models_dir: &Path) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    // `models` → `config/riskserve.toml`; `/srv/models` → `/srv/config/…`;
+    // `.` or `..` have no name to drop, so go up through the directory itself.
+    let beside = match (models_dir.file_name(), models_dir.parent()) {
+        (Some(_), Some(parent)) => parent.join(DEFAULT_CONFIG_FILE),
+        _ => models_dir.join("..").join(DEFAULT_CONFIG_FILE),
+    };
+    beside.is_file().then_some(beside)
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
 }
 
+/// The bytes of `RISKSERVE_<SETTING>`; `N` must be the prefix and name lengths summed.
+const fn env_var_bytes<const N: usize>(setting: &str) -> [u8; N] {
+    let (prefix, name) = (ENV_PREFIX.as_bytes(), setting.as_bytes());
+    assert!(prefix.len() + name.len() == N);
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < prefix.len() { prefix[i] } else { name[i - prefix.len()].to_ascii_uppercase() };
+        i += 1;
+    }
+    out
+}
+
+/// A setting's help line: its doc text followed by its declared default.
+fn help_with_default(doc: &str, default: &dyn ShowDefault) -> String {
+    format!("{} [default: {}]", doc.trim().trim_end_matches('.'), default.show())
+}
+
+/// How a default value is written in `--help`.
+trait ShowDefault {
+    fn show(&self) -> String;
+}
+
+macro_rules! show_with_display {
+    ($($ty:ty),+) => {$(
+        impl ShowDefault for $ty {
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )+};
+}
+show_with_display!(u64, usize, bool, SocketAddr);
+
+impl ShowDefault for PathBuf {
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl ShowDefault for LogFormat {
+    fn show(&self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// `ServeArgs` as the `serve` subcommand sees them.
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("riskserve").chain(flags.iter().copied())).map(|w| w.args)
+    }
 
     fn with_file(text: &str) -> (tempfile::TempDir, ServeArgs) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("riskserve.toml");
         std::fs::write(&path, text).unwrap();
         (dir, ServeArgs { config: Some(path), ..Default::default() })
+    }
+
+    /// A temp dir holding `models/` and, if given, `config/riskserve.toml`.
+    fn models_beside(config: Option<&str>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir(&models).unwrap();
+        if let Some(text) = config {
+            std::fs::create_dir(dir.path().join("config")).unwrap();
+            std::fs::write(dir.path().join(DEFAULT_CONFIG_FILE), text).unwrap();
+        }
+        (dir, models)
     }
 
     #[test]
@@ -295,6 +414,68 @@ mod tests {
     }
 
     #[test]
+    fn parsed_flags_override_the_file_and_durations_convert() {
+        let (dir, _) = with_file("request_timeout_ms = 2500\nrescan_interval_secs = 5\nlog_format = \"json\"\n");
+        let file = dir.path().join("riskserve.toml");
+        let file = file.to_str().unwrap();
+        let cfg = Config::resolve(&parse(&["--config", file]).unwrap()).unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_millis(2500));
+        assert_eq!(cfg.rescan_interval, Duration::from_secs(5));
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(30), "unset: the default");
+        assert_eq!(cfg.config_file.as_deref(), Some(Path::new(file)));
+        let flags =
+            ["--config", file, "--request-timeout-ms", "40", "--log-format", "text", "--shutdown-timeout-secs", "2"];
+        let cfg = Config::resolve(&parse(&flags).unwrap()).unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_millis(40));
+        assert_eq!(cfg.rescan_interval, Duration::from_secs(5), "not on the command line: from the file");
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn help_shows_each_declared_default_and_environment_variable() {
+        let mut command = Wrapper::command();
+        let help = command.render_long_help().to_string();
+        let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
+        assert_eq!(settings.len(), 11, "--config and ten settings");
+        for arg in &settings {
+            let id = arg.get_id().as_str();
+            let env = format!("{ENV_PREFIX}{}", id.to_uppercase());
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()));
+            assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()));
+            assert!(help.contains(&format!("[env: {env}=]")), "{env} in\n{help}");
+            let arg_help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(arg_help.contains("[default: "), "{id}: {arg_help}");
+        }
+        let d = Config::with_models_dir("models");
+        for default in [
+            format!("[default: {}]", d.listen),
+            "[default: models]".into(),
+            "[default: text]".into(),
+            format!("[default: {}]", d.rescan_interval.as_secs()),
+            format!("[default: {}]", d.reload_debounce.as_millis()),
+            format!("[default: {}]", d.max_body_bytes),
+            format!("[default: {}]", d.max_batch),
+            format!("[default: {}]", d.request_timeout.as_millis()),
+            format!("[default: {}]", d.max_model_bytes),
+        ] {
+            assert!(help.contains(&default), "{default} in\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_flag_is_also_a_config_file_key() {
+        for arg in Wrapper::command().get_arguments().filter(|a| !matches!(a.get_id().as_str(), "config" | "help")) {
+            let id = arg.get_id().as_str();
+            // The value may be the wrong type for the key; the key itself must be known.
+            if let Err(e) = toml::from_str::<FileConfig>(&format!("{id} = 0")) {
+                assert!(!e.to_string().contains("unknown field"), "{id}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn specific_policy_and_typos_and_bad_values() {
         let (_d, args) = with_file("[models.m]\nversion_policy = { specific = [1, 3] }\n");
         assert_eq!(Config::resolve(&args).unwrap().policy("m"), &VersionPolicy::Specific(vec![1, 3]));
@@ -303,7 +484,69 @@ mod tests {
         assert!(err.contains("max_bacth"), "{err}");
         let (_d, args) = with_file("[models.m]\nversion_policy = { latest = 0 }\n");
         assert!(Config::resolve(&args).unwrap_err().to_string().contains("latest must be at least 1"));
+        let (_d, args) = with_file("default_version_policy = { specific = [] }\n");
+        assert!(Config::resolve(&args).unwrap_err().to_string().contains("at least one version"));
         let args = ServeArgs { config: Some("/nonexistent/riskserve.toml".into()), ..Default::default() };
         assert!(matches!(Config::resolve(&args), Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let (_dir, models) = models_beside(None);
+        let models = models.to_str().unwrap();
+        for (flag, value) in [
+            ("--max-batch", "0"),
+            ("--rescan-interval-secs", "0"),
+            ("--max-body-bytes", "0"),
+            ("--request-timeout-ms", "0"),
+            ("--max-model-bytes", "0"),
+        ] {
+            let args = parse(&["--models-dir", models, flag, value]).unwrap();
+            let err = Config::resolve(&args).unwrap_err();
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key), "{flag} {value}: {err}");
+            assert!(err.to_string().contains("must be greater than zero"), "{err}");
+        }
+        for flags in
+            [["--max-batch", "many"], ["--listen", "localhost"], ["--log-format", "xml"], ["--max-batch", "-1"]]
+        {
+            assert!(parse(&flags).is_err(), "{flags:?}");
+        }
+        for text in ["max_batch = -1\n", "listen = \"nowhere\"\n", "log_format = \"xml\"\n", "max_batch = \"7\"\n"] {
+            let (_d, args) = with_file(text);
+            assert!(matches!(Config::resolve(&args), Err(ConfigError::Parse { .. })), "{text}");
+        }
+        let (_d, args) = with_file("request_timeout_ms = 0\n");
+        assert!(Config::resolve(&args).unwrap_err().to_string().contains("request_timeout_ms"));
+    }
+
+    #[test]
+    fn the_config_file_is_found_beside_the_models_directory() {
+        let (dir, models) = models_beside(Some("max_batch = 7\n"));
+        let cfg = Config::resolve(&parse(&["--models-dir", models.to_str().unwrap()]).unwrap()).unwrap();
+        assert_eq!(cfg.max_batch, 7);
+        assert_eq!(cfg.config_file, Some(dir.path().join(DEFAULT_CONFIG_FILE)));
+        // A trailing `/` or `/.` names the same directory.
+        for shape in [format!("{}/", models.display()), format!("{}/.", models.display())] {
+            let cfg = Config::resolve(&parse(&["--models-dir", &shape]).unwrap()).unwrap();
+            assert_eq!(cfg.max_batch, 7, "{shape}");
+        }
+        // --config wins over the file beside the models directory.
+        let (_d, mut args) = with_file("max_batch = 9\n");
+        args.models_dir = Some(models);
+        assert_eq!(Config::resolve(&args).unwrap().max_batch, 9);
+    }
+
+    #[test]
+    fn the_config_file_is_not_found_from_the_current_directory() {
+        // The crate root (the tests' current directory) has config/riskserve.toml;
+        // a models directory elsewhere must not pick it up.
+        let (_dir, models) = models_beside(None);
+        let cfg = Config::resolve(&parse(&["--models-dir", models.to_str().unwrap()]).unwrap()).unwrap();
+        assert_eq!(cfg.config_file, None);
+        assert_eq!(cfg.max_batch, 1000);
+        // The default `models` is relative, so from the repository root the
+        // repository's own file is found, as `cargo run -- serve` expects.
+        assert_eq!(find_config_file(None, Path::new("models")), Some(PathBuf::from(DEFAULT_CONFIG_FILE)));
     }
 }

@@ -34,7 +34,9 @@ pub struct Components {
 impl Components {
     /// The local models directory, compiled into [`crate::model::Model`]s.
     pub fn production(config: &Config) -> Components {
-        Components { source: Arc::new(LocalDirectory::new(&config.models_dir)), scorers: compile_models() }
+        let directory =
+            LocalDirectory::new(&config.models_dir).follow_links_outside(config.follow_symlinks_outside_models_dir);
+        Components { source: Arc::new(directory), scorers: compile_models() }
     }
 }
 
