@@ -1,20 +1,20 @@
 //! The `riskserve` command line: `serve`, `train`, `evaluate`, `synth`,
-//! `validate`. Each subcommand parses its flags here and calls the library.
+//! `validate`. Each subcommand parses its flags here, builds a plan, calls
+//! the library and prints the outcome; no pipeline logic lives here.
 
 use crate::config::{Config, ServeArgs};
-use crate::model::format::{self, DecisionRule};
-use crate::model::Model;
-use crate::repository::layout::{self, MODEL_FILE_NAME};
-use crate::repository::{local, LocalDirectory};
-use crate::train::cv::{cross_validate, youden_threshold, CvReport};
-use crate::train::dataset::{read_csv, write_csv, Dataset};
-use crate::train::fit::{fit, progress_units, Algorithm, TrainOptions};
+use crate::model::format;
+use crate::repository::local::{self, ValidatedFile};
+use crate::repository::LocalDirectory;
+use crate::train::dataset::write_csv;
+use crate::train::fit::{Algorithm, TrainOptions};
+use crate::train::pipeline::{self, DataSummary, EvaluatePlan, Observer, ThresholdChoice, TrainPlan};
 use crate::train::progress::Progress;
-use crate::train::{build_payload, encode_io, synth};
-use anyhow::{bail, Context, Result};
+use crate::train::synth;
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 #[derive(Debug, Parser)]
 #[command(name = "riskserve", version, about = "Zero-downtime, hot-reloading credit-risk model server")]
@@ -168,76 +168,65 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn load_data(path: &Path) -> Result<Dataset> {
-    let data = read_csv(path).with_context(|| format!("reading {}", path.display()))?;
-    eprintln!(
-        "{}: {} rows, {} late ({:.2}%)",
-        path.display(),
-        data.labels.len(),
-        data.positives(),
-        100.0 * data.positives() as f64 / data.labels.len() as f64
-    );
-    Ok(data)
+/// Draws the pipeline's stages as progress bars on stderr and reports the data read.
+#[derive(Default)]
+struct Bars {
+    current: Mutex<Option<Progress>>,
 }
 
-fn run_cv(opts: &TrainOptions, data: &Dataset, folds: usize) -> Result<CvReport> {
-    let bar = Progress::new(progress_units(opts) * folds as u64, &format!("cv {}", opts.algorithm.name()));
-    let report = cross_validate(opts, data, folds, opts.seed, &|n| bar.inc(n))?;
-    bar.finish();
-    Ok(report)
+impl Bars {
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Progress>> {
+        // A panic while drawing leaves nothing to protect: keep going.
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Observer for Bars {
+    fn data_loaded(&self, data: &DataSummary) {
+        eprintln!(
+            "{}: {} rows, {} late ({:.2}%)",
+            data.path.display(),
+            data.rows,
+            data.positives,
+            100.0 * data.late_rate()
+        );
+    }
+
+    fn stage_started(&self, label: &str, units: u64) {
+        *self.current() = Some(Progress::new(units, label));
+    }
+
+    fn advanced(&self, units: u64) {
+        if let Some(bar) = self.current().as_ref() {
+            bar.inc(units);
+        }
+    }
+
+    fn stage_finished(&self) {
+        if let Some(bar) = self.current().take() {
+            bar.finish();
+        }
+    }
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    layout::check_model_name(&args.model_name).map_err(anyhow::Error::msg)?;
-    let repository = LocalDirectory::new(&args.models_dir);
-    for r in repository.rejected_entries(&args.model_name) {
-        eprintln!("warning: {}/{}: {} (ignored, as the server ignores it)", args.model_name, r.entry, r.reason);
-    }
-    let data = load_data(&args.data)?;
-    let opts = args.estimator.options(args.algorithm);
-    let report = run_cv(&opts, &data, args.folds)?;
-    let metrics = report.summary(&data.labels);
-    let decision = match args.threshold {
-        Some(t) if t > 0.0 && t < 1.0 => DecisionRule { threshold: t, strategy: "fixed".into() },
-        Some(t) => bail!("--threshold {t} must be inside (0, 1)"),
-        None => DecisionRule {
-            threshold: youden_threshold(&data.labels, &report.out_of_fold),
-            strategy: "youden_j_out_of_fold".into(),
-        },
+    let plan = TrainPlan {
+        data: args.data.clone(),
+        model_name: args.model_name.clone(),
+        destination: LocalDirectory::new(&args.models_dir),
+        options: args.estimator.options(args.algorithm),
+        folds: args.folds,
+        threshold: args.threshold.map_or(ThresholdChoice::YoudenOutOfFold, ThresholdChoice::Fixed),
     };
-
-    let bar = Progress::new(progress_units(&opts), &format!("fit {}", opts.algorithm.name()));
-    let started = Instant::now();
-    let fitted = fit(&opts, &data.rows, &data.labels, &|n| bar.inc(n))?;
-    bar.finish();
-    let fit_seconds = started.elapsed().as_secs_f64();
-
-    let published = repository
-        .publish_next(&args.model_name, &|version| {
-            let payload = build_payload(
-                &args.model_name,
-                version,
-                &opts,
-                &data,
-                &fitted,
-                decision.clone(),
-                Some(metrics.clone()),
-            );
-            encode_io(&payload)
-        })
-        .with_context(|| format!("publishing under {}", args.models_dir.display()))?;
-    let (version, path) = (published.version, published.path);
-    // Check what was written exactly as the server will.
-    let model = local::read_file(&path, format::DEFAULT_MAX_MODEL_BYTES)
-        .and_then(|bytes| Model::from_bytes(&bytes))
-        .context("the file just written does not load")?;
-    println!("published {} version {version} -> {}", args.model_name, path.display());
+    let out = pipeline::train(&plan, &Bars::default())?;
+    for r in &out.ignored {
+        eprintln!("warning: {}/{}: {} (ignored, as the server ignores it)", out.model_name, r.entry, r.reason);
+    }
+    let metrics = &out.metrics;
+    println!("published {} version {} -> {}", out.model_name, out.version, out.path.display());
     println!(
-        "algorithm {}  fit {fit_seconds:.2}s on {} rows  threshold {:.4} ({})",
-        opts.algorithm.name(),
-        data.labels.len(),
-        decision.threshold,
-        decision.strategy
+        "algorithm {}  fit {:.2}s on {} rows  threshold {:.4} ({})",
+        out.algorithm, out.fit_seconds, out.data.rows, out.decision.threshold, out.decision.strategy
     );
     println!(
         "{}-fold CV: ROC-AUC {:.4} ± {:.4}  PR-AUC {:.4} ± {:.4}  Brier {:.5} ± {:.5} (base rate {:.5})",
@@ -250,30 +239,30 @@ fn train(args: &TrainArgs) -> Result<()> {
         metrics.brier.std,
         metrics.brier_base_rate
     );
-    println!("digest {}  size {} bytes", model.digest, std::fs::metadata(&path)?.len());
+    println!("digest {}  size {} bytes", out.digest, out.file_bytes);
     Ok(())
 }
 
 fn evaluate(args: &EvaluateArgs) -> Result<()> {
-    let data = load_data(&args.data)?;
     let algorithms: Vec<Algorithm> = args.algorithm.map(|a| vec![a]).unwrap_or_else(|| Algorithm::ALL.to_vec());
-    let mut rows = Vec::new();
-    for algorithm in algorithms {
-        let opts = args.estimator.options(algorithm);
-        let report = run_cv(&opts, &data, args.folds)?;
-        rows.push((opts, report));
-    }
+    let plan = EvaluatePlan {
+        data: args.data.clone(),
+        candidates: algorithms.into_iter().map(|a| args.estimator.options(a)).collect(),
+        folds: args.folds,
+    };
+    let out = pipeline::evaluate(&plan, &Bars::default())?;
+    let data = &out.data;
     if args.json {
-        let out: Vec<serde_json::Value> = rows
+        let results: Vec<serde_json::Value> = out
+            .results
             .iter()
-            .map(|(opts, r)| {
-                let (fit_s, predict_s) = r.timing();
+            .map(|r| {
                 serde_json::json!({
                     "algorithm": r.algorithm,
-                    "hyperparameters": opts.hyperparameters(),
-                    "summary": r.summary(&data.labels),
-                    "fit_seconds": fit_s,
-                    "predict_seconds": predict_s,
+                    "hyperparameters": r.options.hyperparameters(),
+                    "summary": r.summary,
+                    "fit_seconds": r.fit_seconds,
+                    "predict_seconds": r.predict_seconds,
                     "folds": r.folds,
                 })
             })
@@ -281,25 +270,24 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"data": data.source, "rows": data.labels.len(), "positives": data.positives(), "results": out})
+                &serde_json::json!({"data": data.source, "rows": data.rows, "positives": data.positives, "results": results})
             )?
         );
         return Ok(());
     }
-    let base = data.positives() as f64 / data.labels.len() as f64;
+    let base = data.late_rate();
     println!(
         "{}-fold stratified CV on {} ({} rows, {:.2}% late; constant base-rate Brier {:.5}), mean ± std over folds",
         args.folds,
         data.source,
-        data.labels.len(),
+        data.rows,
         100.0 * base,
         base * (1.0 - base)
     );
     println!("| algorithm | ROC-AUC | PR-AUC | Brier | fit s | predict s |");
     println!("|---|---|---|---|---|---|");
-    for (_, r) in &rows {
-        let s = r.summary(&data.labels);
-        let (fit_s, predict_s) = r.timing();
+    for r in &out.results {
+        let (s, fit_s, predict_s) = (&r.summary, &r.fit_seconds, &r.predict_seconds);
         println!(
             "| {} | {:.4} ± {:.4} | {:.4} ± {:.4} | {:.5} ± {:.5} | {:.3} ± {:.3} | {:.4} ± {:.4} |",
             r.algorithm,
@@ -319,15 +307,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
 }
 
 fn validate(args: &ValidateArgs) -> Result<()> {
-    let path = if args.path.is_dir() { args.path.join(MODEL_FILE_NAME) } else { args.path.clone() };
-    let model = local::read_file(&path, args.max_model_bytes)
-        .and_then(|bytes| Model::from_bytes(&bytes))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    // The server reads only canonical version directories: say so before
-    // the operator ships a file the server would ignore.
-    let served_as = layout::name_and_version(&path).map_err(|reason| {
-        anyhow::anyhow!("{}: the file is valid, but the server will not serve it: {reason}", path.display())
-    })?;
+    let ValidatedFile { path, model, served_as } = local::validate_file(&args.path, args.max_model_bytes)?;
     let m = &model.meta;
     println!("{}: OK", path.display());
     println!("  trained as      {} version {} at {}", m.model_name, m.model_version, m.created_at);

@@ -5,10 +5,13 @@
 //! target (same filesystem), fsyncs the file and the directory, renames the
 //! directory into place and fsyncs the parent: a reader sees either no
 //! version directory or a complete one, never a half-written `model.json`.
+//!
+//! [`validate_file`] checks one file as the server would before loading it.
 
 use super::layout::{self, classify_version_entry, VersionEntryName, MODEL_FILE_NAME, STAGING_PREFIX};
 use super::source::{Fingerprint, ListError, Listing, ModelSource, Rejected, VersionEntry};
 use crate::model::format::LoadError;
+use crate::model::Model;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -279,6 +282,39 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
+/// A model file that loads, and how the server would serve it.
+#[derive(Debug)]
+pub struct ValidatedFile {
+    /// The `model.json` checked (a version directory given resolves to its file).
+    pub path: PathBuf,
+    pub model: Model,
+    /// `(name, version)` from its directories, `None` outside a repository layout.
+    pub served_as: Option<(String, u64)>,
+}
+
+/// Why [`validate_file`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("{path}: {source}")]
+    Load { path: String, source: LoadError },
+    #[error("{path}: the file is valid, but the server will not serve it: {reason}")]
+    NotServed { path: String, reason: String },
+}
+
+/// Checks a model file (or a version directory) exactly as the server does
+/// before loading it: size limit, digest, schema, compilation, and whether
+/// its directory names follow the layout rules.
+pub fn validate_file(path: &Path, max_bytes: u64) -> Result<ValidatedFile, ValidateError> {
+    let path = if path.is_dir() { path.join(MODEL_FILE_NAME) } else { path.to_path_buf() };
+    let shown = || path.display().to_string();
+    let model = read_file(&path, max_bytes)
+        .and_then(|bytes| Model::from_bytes(&bytes))
+        .map_err(|source| ValidateError::Load { path: shown(), source })?;
+    let served_as =
+        layout::name_and_version(&path).map_err(|reason| ValidateError::NotServed { path: shown(), reason })?;
+    Ok(ValidatedFile { path, model, served_as })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,5 +430,24 @@ mod tests {
         assert_eq!(repo.read("m", &entry(2), 1 << 20).unwrap(), b"inside");
         let trusting = repo.clone().follow_links_outside(true);
         assert_eq!(trusting.read("m", &entry(1), 1 << 20).unwrap(), b"password=hunter2");
+    }
+
+    #[test]
+    fn validate_file_loads_and_says_how_the_server_sees_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundled = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/credit-risk/1/model.json")).unwrap();
+        for v in ["3", "007"] {
+            fs::create_dir_all(dir.path().join("m").join(v)).unwrap();
+            fs::write(dir.path().join("m").join(v).join(MODEL_FILE_NAME), &bundled).unwrap();
+        }
+        let ok = validate_file(&dir.path().join("m/3"), u64::MAX).unwrap();
+        assert_eq!(ok.path, dir.path().join("m/3/model.json"), "a version directory resolves to its file");
+        assert_eq!(ok.served_as, Some(("m".to_string(), 3)));
+        assert!(!ok.model.digest.is_empty());
+        let e = validate_file(&dir.path().join("m/007/model.json"), u64::MAX).unwrap_err();
+        assert!(matches!(e, ValidateError::NotServed { .. }));
+        assert!(e.to_string().contains("will not serve it") && e.to_string().contains("leading zeros"), "{e}");
+        let e = validate_file(&dir.path().join("m/3"), 10).unwrap_err();
+        assert!(e.to_string().contains("above the limit"), "{e}");
     }
 }

@@ -1,11 +1,12 @@
 //! The data-science side of the binary: reading data, fitting estimators with
 //! smartcore, cross-validated evaluation, synthetic data, and turning a fit
-//! into a published model version.
+//! into a published model version ([`pipeline`]: typed plans in, outcomes out).
 
 pub mod cv;
 pub mod dataset;
 pub mod evaluation;
 pub mod fit;
+pub mod pipeline;
 pub mod progress;
 pub mod rng;
 pub mod synth;
@@ -14,16 +15,22 @@ use crate::model::format::{encode, DecisionRule, EvaluationMetrics, ModelMeta, M
 use dataset::Dataset;
 use fit::{Fitted, TrainOptions};
 
+/// What a model file is built from, named rather than positional.
+#[derive(Debug, Clone)]
+pub struct PayloadParts<'a> {
+    pub model_name: &'a str,
+    pub version: u64,
+    pub options: &'a TrainOptions,
+    pub data: &'a Dataset,
+    pub fitted: &'a Fitted,
+    pub decision: DecisionRule,
+    /// Cross-validated metrics, if the fit was evaluated.
+    pub metrics: Option<EvaluationMetrics>,
+}
+
 /// Builds the payload of a model file from a fit and its evaluation.
-pub fn build_payload(
-    model_name: &str,
-    version: u64,
-    opts: &TrainOptions,
-    data: &Dataset,
-    fitted: &Fitted,
-    decision: DecisionRule,
-    metrics: Option<EvaluationMetrics>,
-) -> ModelPayload {
+pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
+    let PayloadParts { model_name, version, options, data, fitted, decision, metrics } = parts;
     let created_at =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     ModelPayload {
@@ -32,8 +39,8 @@ pub fn build_payload(
             model_version: version,
             created_at,
             riskserve_version: env!("CARGO_PKG_VERSION").to_string(),
-            algorithm: opts.algorithm.name().to_string(),
-            hyperparameters: opts.hyperparameters(),
+            algorithm: options.algorithm.name().to_string(),
+            hyperparameters: options.hyperparameters(),
             decision,
             training: TrainingData {
                 source: data.source.clone(),

@@ -98,3 +98,30 @@ fn environment_variables_configure_the_server_and_json_logs_are_json() {
     }
     assert!(server.startup_log.iter().any(|l| l.contains("loaded model version")));
 }
+
+/// Regression guard for the `007` rule in the commands that write and check
+/// files: `train` counts only canonical version directories and says why it
+/// ignores the rest, and `validate` refuses a file the server will not serve.
+#[test]
+fn train_and_validate_follow_the_leading_zeros_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stray = d.join("models/credit-risk/007/model.json");
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/credit-risk/1/model.json");
+    std::fs::copy(bundled, &stray).unwrap();
+    ok(&riskserve(&["synth", "--rows", "2000", "--seed", "3", "--out", "loans.csv"], d));
+
+    let out = riskserve(&["train", "--data", "loans.csv", "--models-dir", "models", "--trees", "5", "--folds", "2"], d);
+    let text = ok(&out);
+    assert!(text.contains("published credit-risk version 1 "), "{text}");
+    assert!(d.join("models/credit-risk/1/model.json").is_file());
+    assert!(!d.join("models/credit-risk/8").exists(), "007 is not version 7");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: credit-risk/007") && stderr.contains("leading zeros"), "{stderr}");
+
+    let out = riskserve(&["validate", "models/credit-risk/007/model.json"], d);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("will not serve it") && stderr.contains("leading zeros"), "{stderr}");
+}

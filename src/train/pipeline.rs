@@ -1,0 +1,423 @@
+//! The training pipeline as library calls: a typed [`TrainPlan`] in, a
+//! [`TrainOutcome`] out (check inputs → read the CSV → cross-validate →
+//! choose the threshold → fit → publish atomically → re-load the file as the
+//! server will), and likewise [`EvaluatePlan`] → [`EvaluateOutcome`].
+//!
+//! Nothing here prints: progress goes to an [`Observer`] (the CLI draws bars,
+//! tests pass [`Silent`]) and everything worth showing is in the outcome.
+
+use super::cv::{cross_validate, youden_threshold, CvReport, FoldResult};
+use super::dataset::{read_csv, Dataset, DatasetError};
+use super::fit::{fit, progress_units, TrainOptions};
+use super::{build_payload, encode_io, PayloadParts};
+use crate::model::format::{DecisionRule, EvaluationMetrics, LoadError, MeanStd, DEFAULT_MAX_MODEL_BYTES};
+use crate::model::Model;
+use crate::repository::layout::check_model_name;
+use crate::repository::{local, LocalDirectory, Rejected};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How the decision threshold on `probability_late` is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdChoice {
+    /// Maximise Youden's J on the out-of-fold predictions.
+    YoudenOutOfFold,
+    /// A fixed value inside (0, 1).
+    Fixed(f64),
+}
+
+impl ThresholdChoice {
+    fn check(self) -> Result<(), TrainError> {
+        match self {
+            ThresholdChoice::Fixed(t) if !(t > 0.0 && t < 1.0) => Err(TrainError::Threshold(t)),
+            _ => Ok(()),
+        }
+    }
+
+    fn decide(self, report: &CvReport, labels: &[u8]) -> DecisionRule {
+        match self {
+            ThresholdChoice::Fixed(threshold) => DecisionRule { threshold, strategy: "fixed".into() },
+            ThresholdChoice::YoudenOutOfFold => DecisionRule {
+                threshold: youden_threshold(labels, &report.out_of_fold),
+                strategy: "youden_j_out_of_fold".into(),
+            },
+        }
+    }
+}
+
+/// Everything `train` needs: what to learn from, how, and where to publish.
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    /// Training CSV.
+    pub data: PathBuf,
+    pub model_name: String,
+    /// The repository the next version is published into.
+    pub destination: LocalDirectory,
+    pub options: TrainOptions,
+    /// Folds for the cross-validated metrics (and the out-of-fold threshold).
+    pub folds: usize,
+    pub threshold: ThresholdChoice,
+}
+
+/// What was learned from and published.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub model_name: String,
+    pub version: u64,
+    /// The `model.json` now in place.
+    pub path: PathBuf,
+    /// Algorithm name as recorded in the file.
+    pub algorithm: &'static str,
+    pub data: DataSummary,
+    pub fit_seconds: f64,
+    pub decision: DecisionRule,
+    /// Cross-validated metrics, as recorded in the file.
+    pub metrics: EvaluationMetrics,
+    /// Payload digest of the published file, as the server reports it.
+    pub digest: String,
+    pub file_bytes: u64,
+    /// Entries in the model's directory the server ignores (e.g. `007`).
+    pub ignored: Vec<Rejected>,
+}
+
+/// What `evaluate` needs: data, candidate settings (one per algorithm), folds.
+#[derive(Debug, Clone)]
+pub struct EvaluatePlan {
+    pub data: PathBuf,
+    pub candidates: Vec<TrainOptions>,
+    pub folds: usize,
+}
+
+/// Cross-validated results of every candidate, in plan order.
+#[derive(Debug, Clone)]
+pub struct EvaluateOutcome {
+    pub data: DataSummary,
+    pub results: Vec<CandidateResult>,
+}
+
+/// One candidate's cross-validation.
+#[derive(Debug, Clone)]
+pub struct CandidateResult {
+    pub options: TrainOptions,
+    pub algorithm: &'static str,
+    pub summary: EvaluationMetrics,
+    pub fit_seconds: MeanStd,
+    pub predict_seconds: MeanStd,
+    pub folds: Vec<FoldResult>,
+}
+
+/// The data a pipeline read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSummary {
+    /// The path as given.
+    pub path: PathBuf,
+    /// File name, as recorded in model files.
+    pub source: String,
+    pub rows: usize,
+    pub positives: usize,
+}
+
+impl DataSummary {
+    fn of(path: &Path, data: &Dataset) -> DataSummary {
+        DataSummary {
+            path: path.to_path_buf(),
+            source: data.source.clone(),
+            rows: data.labels.len(),
+            positives: data.positives(),
+        }
+    }
+
+    /// Share of rows labelled late.
+    pub fn late_rate(&self) -> f64 {
+        self.positives as f64 / self.rows as f64
+    }
+}
+
+/// Receives progress while a pipeline runs. Every method defaults to doing nothing.
+pub trait Observer: Sync {
+    /// The data has been read.
+    fn data_loaded(&self, _data: &DataSummary) {}
+    /// A stage of `units` units of work starts (`cv random_forest`, `fit logistic_regression`).
+    fn stage_started(&self, _label: &str, _units: u64) {}
+    /// `units` more units of the current stage are done; called from worker threads.
+    fn advanced(&self, _units: u64) {}
+    /// The current stage is over.
+    fn stage_finished(&self) {}
+}
+
+/// An [`Observer`] that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    ModelName(String),
+    #[error("threshold {0} must be inside (0, 1)")]
+    Threshold(f64),
+    #[error("cross-validation needs at least 2 folds, got {0}")]
+    Folds(usize),
+    #[error("nothing to evaluate: no algorithm given")]
+    NoCandidates,
+    #[error("reading {path}")]
+    Data { path: String, source: DatasetError },
+    #[error(transparent)]
+    CrossValidation(#[from] super::cv::CvError),
+    #[error(transparent)]
+    Fit(#[from] super::fit::FitError),
+    #[error("publishing under {root}")]
+    Publish { root: String, source: std::io::Error },
+    #[error("the file just written does not load")]
+    Verify(#[source] LoadError),
+}
+
+impl TrainPlan {
+    /// Checks the plan without touching the disk.
+    pub fn check(&self) -> Result<(), TrainError> {
+        check_model_name(&self.model_name).map_err(TrainError::ModelName)?;
+        self.threshold.check()?;
+        check_folds(self.folds)
+    }
+}
+
+impl EvaluatePlan {
+    /// Checks the plan without touching the disk.
+    pub fn check(&self) -> Result<(), TrainError> {
+        if self.candidates.is_empty() {
+            return Err(TrainError::NoCandidates);
+        }
+        check_folds(self.folds)
+    }
+}
+
+fn check_folds(folds: usize) -> Result<(), TrainError> {
+    if folds < 2 {
+        return Err(TrainError::Folds(folds));
+    }
+    Ok(())
+}
+
+/// Trains on `plan.data`, publishes the next version of `plan.model_name`
+/// and checks the published file loads exactly as the server will load it.
+pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, TrainError> {
+    plan.check()?;
+    let ignored = plan.destination.rejected_entries(&plan.model_name);
+    let (data, summary) = load(&plan.data, observer)?;
+    let options = &plan.options;
+    let report = run_cv(options, &data, plan.folds, observer)?;
+    let metrics = report.summary(&data.labels);
+    let decision = plan.threshold.decide(&report, &data.labels);
+
+    let started = Instant::now();
+    let fitted = stage(observer, &format!("fit {}", options.algorithm.name()), progress_units(options), |tick| {
+        fit(options, &data.rows, &data.labels, tick)
+    })?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+
+    let published = plan
+        .destination
+        .publish_next(&plan.model_name, &|version| {
+            encode_io(&build_payload(PayloadParts {
+                model_name: &plan.model_name,
+                version,
+                options,
+                data: &data,
+                fitted: &fitted,
+                decision: decision.clone(),
+                metrics: Some(metrics.clone()),
+            }))
+        })
+        .map_err(|source| TrainError::Publish { root: plan.destination.root().display().to_string(), source })?;
+    let bytes = local::read_file(&published.path, DEFAULT_MAX_MODEL_BYTES).map_err(TrainError::Verify)?;
+    let model = Model::from_bytes(&bytes).map_err(TrainError::Verify)?;
+    Ok(TrainOutcome {
+        model_name: plan.model_name.clone(),
+        version: published.version,
+        path: published.path,
+        algorithm: options.algorithm.name(),
+        data: summary,
+        fit_seconds,
+        decision,
+        metrics,
+        digest: model.digest,
+        file_bytes: bytes.len() as u64,
+        ignored,
+    })
+}
+
+/// Cross-validates every candidate of `plan` on the same folds.
+pub fn evaluate(plan: &EvaluatePlan, observer: &dyn Observer) -> Result<EvaluateOutcome, TrainError> {
+    plan.check()?;
+    let (data, summary) = load(&plan.data, observer)?;
+    let mut results = Vec::with_capacity(plan.candidates.len());
+    for options in &plan.candidates {
+        let report = run_cv(options, &data, plan.folds, observer)?;
+        let (fit_seconds, predict_seconds) = report.timing();
+        results.push(CandidateResult {
+            options: options.clone(),
+            algorithm: report.algorithm,
+            summary: report.summary(&data.labels),
+            fit_seconds,
+            predict_seconds,
+            folds: report.folds,
+        });
+    }
+    Ok(EvaluateOutcome { data: summary, results })
+}
+
+fn load(path: &Path, observer: &dyn Observer) -> Result<(Dataset, DataSummary), TrainError> {
+    let data = read_csv(path).map_err(|source| TrainError::Data { path: path.display().to_string(), source })?;
+    let summary = DataSummary::of(path, &data);
+    observer.data_loaded(&summary);
+    Ok((data, summary))
+}
+
+fn run_cv(
+    options: &TrainOptions,
+    data: &Dataset,
+    folds: usize,
+    observer: &dyn Observer,
+) -> Result<CvReport, TrainError> {
+    let units = progress_units(options) * folds as u64;
+    let report = stage(observer, &format!("cv {}", options.algorithm.name()), units, |tick| {
+        cross_validate(options, data, folds, options.seed, tick)
+    })?;
+    Ok(report)
+}
+
+/// The progress callback `fit` and `cross_validate` take.
+type Tick<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Runs `work` as one observed stage, handing it the tick callback.
+fn stage<T>(observer: &dyn Observer, label: &str, units: u64, work: impl FnOnce(Tick<'_>) -> T) -> T {
+    observer.stage_started(label, units);
+    let out = work(&|n| observer.advanced(n));
+    observer.stage_finished();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::dataset::write_csv;
+    use crate::train::fit::Algorithm;
+    use crate::train::synth;
+    use std::sync::Mutex;
+
+    /// Records what the pipeline reports, to check the stages are observed.
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<String>>,
+    }
+
+    impl Observer for Recorder {
+        fn data_loaded(&self, data: &DataSummary) {
+            self.events.lock().unwrap().push(format!("data {}", data.rows));
+        }
+        fn stage_started(&self, label: &str, _units: u64) {
+            self.events.lock().unwrap().push(label.to_string());
+        }
+    }
+
+    fn small_options(algorithm: Algorithm) -> TrainOptions {
+        let mut options = TrainOptions::new(algorithm, 7);
+        options.trees = 5;
+        options
+    }
+
+    fn csv(dir: &Path) -> PathBuf {
+        let path = dir.join("loans.csv");
+        write_csv(&path, &synth::generate(2_000, 3)).unwrap();
+        path
+    }
+
+    #[test]
+    fn trains_publishes_consecutive_versions_that_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(models.join("credit-risk/007")).unwrap();
+        let mut plan = TrainPlan {
+            data: csv(dir.path()),
+            model_name: "credit-risk".into(),
+            destination: LocalDirectory::new(&models),
+            options: small_options(Algorithm::Forest),
+            folds: 2,
+            threshold: ThresholdChoice::YoudenOutOfFold,
+        };
+        let recorder = Recorder::default();
+        let first = train(&plan, &recorder).unwrap();
+        assert_eq!(first.version, 1, "007 is not version 7");
+        assert_eq!(first.path, models.join("credit-risk/1/model.json"));
+        assert_eq!(*recorder.events.lock().unwrap(), ["data 2000", "cv random_forest", "fit random_forest"]);
+        let ignored: Vec<&str> = first.ignored.iter().map(|r| r.entry.as_str()).collect();
+        assert_eq!(ignored, ["007"]);
+        assert!(first.ignored[0].reason.contains("leading zeros"));
+        assert_eq!(first.algorithm, "random_forest");
+        assert_eq!((first.data.rows, first.data.source.as_str()), (2_000, "loans.csv"));
+        assert_eq!(first.decision.strategy, "youden_j_out_of_fold");
+        assert!(first.decision.threshold > 0.0 && first.decision.threshold < 1.0);
+        assert_eq!((first.metrics.folds, first.metrics.method.as_str()), (2, "stratified_2_fold"));
+        assert!(first.metrics.roc_auc.mean > 0.5, "{:?}", first.metrics);
+
+        let bytes = std::fs::read(&first.path).unwrap();
+        assert_eq!(bytes.len() as u64, first.file_bytes);
+        let model = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.digest, first.digest);
+        assert_eq!((model.meta.model_name.as_str(), model.meta.model_version), ("credit-risk", 1));
+        assert_eq!(model.meta.metrics.as_ref(), Some(&first.metrics));
+        assert_eq!(model.meta.decision, first.decision);
+
+        plan.options = small_options(Algorithm::Logistic);
+        plan.threshold = ThresholdChoice::Fixed(0.25);
+        let second = train(&plan, &Silent).unwrap();
+        assert_eq!(second.version, 2);
+        assert_eq!(second.decision, DecisionRule { threshold: 0.25, strategy: "fixed".into() });
+        let model = Model::from_bytes(&std::fs::read(&second.path).unwrap()).unwrap();
+        assert_eq!((model.meta.model_version, model.meta.algorithm.as_str()), (2, "logistic_regression"));
+        assert!(model.meta.metrics.is_some());
+    }
+
+    #[test]
+    fn bad_plans_fail_before_reading_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = TrainPlan {
+            data: dir.path().join("absent.csv"),
+            model_name: "credit-risk".into(),
+            destination: LocalDirectory::new(dir.path().join("models")),
+            options: small_options(Algorithm::Logistic),
+            folds: 2,
+            threshold: ThresholdChoice::YoudenOutOfFold,
+        };
+        let error = |plan: TrainPlan| train(&plan, &Silent).unwrap_err().to_string();
+        assert!(error(TrainPlan { model_name: "../x".into(), ..plan.clone() }).contains("model name"));
+        for bad in [0.0, 1.0, -0.5, f64::NAN] {
+            let e = error(TrainPlan { threshold: ThresholdChoice::Fixed(bad), ..plan.clone() });
+            assert!(e.contains("must be inside (0, 1)"), "{e}");
+        }
+        assert!(error(TrainPlan { folds: 1, ..plan.clone() }).contains("at least 2 folds"));
+        assert!(matches!(train(&plan, &Silent), Err(TrainError::Data { .. })), "the plan itself is fine");
+        assert!(!dir.path().join("models").exists(), "nothing published");
+        let eval = EvaluatePlan { data: plan.data.clone(), candidates: vec![], folds: 2 };
+        assert!(matches!(evaluate(&eval, &Silent), Err(TrainError::NoCandidates)));
+    }
+
+    #[test]
+    fn evaluates_each_candidate_on_the_same_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = EvaluatePlan {
+            data: csv(dir.path()),
+            candidates: vec![small_options(Algorithm::Logistic), small_options(Algorithm::Forest)],
+            folds: 2,
+        };
+        let outcome = evaluate(&plan, &Silent).unwrap();
+        assert_eq!(outcome.data.rows, 2_000);
+        let names: Vec<&str> = outcome.results.iter().map(|r| r.algorithm).collect();
+        assert_eq!(names, ["logistic_regression", "random_forest"]);
+        for r in &outcome.results {
+            assert_eq!(r.folds.len(), 2);
+            assert_eq!(r.summary.folds, 2);
+            assert!(r.summary.roc_auc.mean > 0.5, "{:?}", r.summary);
+        }
+    }
+}
