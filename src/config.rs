@@ -226,6 +226,10 @@ settings! {
     /// Follow symlinks (model directories, versions, model.json) that resolve
     /// outside the models directory; by default such a file is refused.
     follow_symlinks_outside_models_dir: bool = false, "BOOL" => follow_symlinks_outside_models_dir: bool;
+    /// Show each failed load's full error (which may quote the file or name
+    /// paths) in /v1/models as `detail`; by default only a fixed-wording
+    /// reason is public and the full error goes to the log.
+    operator_view: bool = false, "BOOL" => operator_view: bool;
 }
 
 #[derive(Debug, Deserialize)]
@@ -438,7 +442,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 14, "--config and thirteen settings");
+        assert_eq!(settings.len(), 15, "--config and fourteen settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());

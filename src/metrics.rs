@@ -160,6 +160,18 @@ impl Metrics {
         let _ = self.model_version_serving.remove_label_values(&[model, &v]);
     }
 
+    /// Removes every per-model series of a model that is gone from the
+    /// source and no longer served, so junk directories created and deleted
+    /// leave `/metrics` as it was.
+    pub fn forget_model(&self, model: &str) {
+        for result in crate::model::format::LoadError::KINDS.iter().chain(["success"].iter()) {
+            let _ = self.model_loads_total.remove_label_values(&[model, result]);
+        }
+        let _ = self.model_load_duration_seconds.remove_label_values(&[model]);
+        let _ = self.model_swaps_total.remove_label_values(&[model]);
+        let _ = self.model_versions_loaded.remove_label_values(&[model]);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);

@@ -119,14 +119,20 @@ pub async fn start_with(config: Config, components: Components) -> Result<Runnin
 }
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+///
+/// Shutdown is bounded whatever the loader is doing: draining is bounded by
+/// `shutdown_timeout`, and a load or listing stuck on a hung filesystem is
+/// not waited for (the runtime gives blocking threads one more second).
 pub fn run_blocking(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let server = start(config).await?;
         wait_for_signal().await?;
         server.shutdown().await;
         Ok(())
-    })
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -122,12 +122,54 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// Every value [`LoadError::kind`] can take.
+    pub const KINDS: [&'static str; 4] = ["io_error", "incomplete", "invalid", "timeout"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             LoadError::Io { .. } => "io_error",
             LoadError::Incomplete(_) => "incomplete",
             LoadError::Invalid(_) => "invalid",
             LoadError::Timeout(_) => "timeout",
+        }
+    }
+
+    /// The reason as shown publicly (`/v1/models`, 404/503 bodies): the
+    /// kind of failure in fixed words, never file contents, paths or raw
+    /// OS / parser messages (a `model.json` linked to a secrets file must not
+    /// echo it). The full text goes to the log, and to the operator view
+    /// when it is enabled.
+    pub fn public_reason(&self) -> String {
+        match self {
+            LoadError::Io { .. } => "cannot read the model file (I/O error; retried with backoff)".into(),
+            LoadError::Incomplete(_) => "incomplete model file (still being written or truncated)".into(),
+            LoadError::Timeout(_) => {
+                "load abandoned: it took longer than the load timeout (retried with backoff)".into()
+            }
+            LoadError::Invalid(detail) => {
+                // Our own messages start with a fixed phrase; keep only that.
+                const KNOWN: [(&str, &str); 12] = [
+                    ("payload digest mismatch", "payload digest mismatch (corrupt or partially copied)"),
+                    ("not a riskserve model file", "not a riskserve model file"),
+                    ("format is", "not a riskserve model file (wrong `format`)"),
+                    ("format_version", "unsupported format_version"),
+                    ("payload does not match format", "payload does not match the model format"),
+                    ("schema", "schema does not match this server's input features"),
+                    ("estimator", "the estimator is invalid or over a limit"),
+                    ("decision threshold", "decision threshold is not inside (0, 1)"),
+                    ("smoke prediction", "smoke prediction did not return a probability"),
+                    ("file is", "file is larger than max_model_bytes"),
+                    ("file grew", "file is larger than max_model_bytes"),
+                    ("model.json is not a regular file", "model.json is not a regular file"),
+                ];
+                let public = KNOWN.iter().find(|(prefix, _)| detail.starts_with(prefix)).map(|(_, public)| *public);
+                let public = public.or_else(|| {
+                    detail
+                        .contains("outside the models directory")
+                        .then_some("model.json is a symlink that resolves outside the models directory")
+                });
+                format!("invalid model file: {}", public.unwrap_or("see the server log"))
+            }
         }
     }
 

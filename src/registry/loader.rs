@@ -73,6 +73,8 @@ pub struct Loader {
     passes: u64,
     /// Loads and listings abandoned at their deadline and still running.
     abandoned: Abandoned,
+    /// The full error of each failed load, for the operator view.
+    details: HashMap<(String, u64), String>,
 }
 
 impl Loader {
@@ -92,6 +94,7 @@ impl Loader {
             rejected_seen: HashSet::new(),
             passes: 0,
             abandoned: Abandoned::default(),
+            details: HashMap::new(),
         }
     }
 
@@ -174,6 +177,9 @@ impl Loader {
                         ),
                     };
                     row.serving = Some(v.version) == serving_version && row.state == VersionState::Available;
+                    if self.config.operator_view && row.reason.is_some() {
+                        row.detail = self.details.get(&(name.clone(), v.version)).cloned();
+                    }
                     row
                 })
                 .collect();
@@ -200,6 +206,11 @@ impl Loader {
             None => listing.models.get(name).is_some_and(|entries| entries.iter().any(|e| e.version == *version)),
         });
 
+        self.details.retain(|key, _| self.known.contains_key(key));
+        // Models gone from the source and no longer served lose their series.
+        for name in current.status.keys().filter(|n| !next.status.contains_key(*n)) {
+            self.registry.metrics.forget_model(name);
+        }
         report.swapped = changed_models(&current, &next);
         self.update_gauges(&current, &next, &report.swapped);
         for name in &report.swapped {
@@ -283,6 +294,7 @@ impl Loader {
                     load_seconds: seconds,
                     metrics: metrics.version(name, entry.version),
                 });
+                self.details.remove(&key);
                 Known::Loaded { fingerprint, version }
             }
             Err(e) => {
@@ -296,7 +308,8 @@ impl Loader {
                     reason = %e,
                     "model version not loaded; the current version keeps serving"
                 );
-                let reason = e.to_string();
+                let reason = e.public_reason();
+                self.details.insert(key.clone(), e.to_string());
                 // Transient failures come back with backoff; the others
                 // when the file changes.
                 let (retry_at, attempts) = if e.is_transient() {

@@ -93,10 +93,16 @@ pub enum VersionState {
 pub struct VersionStatus {
     pub version: u64,
     pub state: VersionState,
+    /// Why it is not available (or serves an older copy), in public words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The full error, only when the operator view is enabled
+    /// (`operator_view`): it may quote the file or name paths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// True for the version taking unpinned traffic.
     pub serving: bool,
+    /// Where the version is, relative to the model source (`credit-risk/3/model.json`).
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loaded_at: Option<String>,
@@ -117,6 +123,7 @@ impl VersionStatus {
             version: v.version,
             state: VersionState::Available,
             reason: None,
+            detail: None,
             serving: false,
             path: v.location.clone(),
             loaded_at: Some(rfc3339(v.loaded_at)),
@@ -132,6 +139,7 @@ impl VersionStatus {
             version,
             state,
             reason,
+            detail: None,
             serving: false,
             path: location.to_string(),
             loaded_at: None,

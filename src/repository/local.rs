@@ -225,7 +225,7 @@ impl ModelSource for LocalDirectory {
                     found.push(VersionEntry {
                         version,
                         fingerprint: fingerprint(&meta),
-                        location: path.display().to_string(),
+                        location: format!("{name}/{entry_name}/{MODEL_FILE_NAME}"),
                     });
                 }
             }
@@ -248,7 +248,11 @@ impl ModelSource for LocalDirectory {
                 )));
             }
         }
-        read_file(&path, max_bytes)
+        // Errors name the file relative to the models directory only.
+        read_file(&path, max_bytes).map_err(|e| match e {
+            LoadError::Io { reason, .. } => LoadError::Io { path: entry.location.clone(), reason },
+            e => e,
+        })
     }
 }
 
