@@ -449,3 +449,31 @@ fn goals(cfg: &BenchConfig, r: &Report) -> Vec<Goal> {
     }
     g
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(t_us: u64, latency_us: u32) -> Sample {
+        Sample { t_us, latency_us, version: 1, status: 200, outcome: Outcome::Ok }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!((percentile(&v, 0.5), percentile(&v, 0.99), percentile(&v, 1.0)), (50, 99, 100));
+        assert_eq!(percentile(&[7], 0.999), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+        let s = spread_us(vec![3000, 1000, 2000]);
+        assert_eq!((s.n, s.p50_ms, s.max_ms, s.mean_ms), (3, 2.0, 3.0, 2.0));
+    }
+
+    #[test]
+    fn a_window_counts_failures_but_times_only_successes() {
+        let failed = Sample { t_us: 500_000, latency_us: 9_000_000, version: 0, status: 0, outcome: Outcome::Timeout };
+        let w = window(&[ok(100_000, 1000), ok(200_000, 3000), failed], 0, 1_000_000);
+        assert_eq!((w.requests, w.ok), (3, 2));
+        assert_eq!((w.req_per_s, w.p50_ms, w.max_ms, w.mean_ms), (3.0, 1.0, 3.0, 2.0));
+        assert_eq!(ok(5000, 2000).start_us(), 3000);
+    }
+}
