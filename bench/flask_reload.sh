@@ -44,7 +44,7 @@ MAX_SECS=${MAX_SECS:-400}
 COMMIT_EVERY_MS=${COMMIT_EVERY_MS:-100}
 BAD_EVERY=${BAD_EVERY:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BENCH=$TARGET_DIR/release/examples/swapbench
+BENCH=$TARGET_DIR/release/swapbench
 LIFETIME=$(( ${MAX_SECS%.*} + 120 ))
 
 mkdir -p "$OUT" "$PEERS_WORK"
@@ -60,7 +60,7 @@ if [ ! -x "$PY" ]; then
     "$VENV/bin/pip" install -q -r "$PEERS/requirements.txt"
 fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release --example swapbench
+    cargo build --release -p swapbench
 fi
 
 # ---- model: the peer's RF100 pipeline, plus a version marker ---------------------

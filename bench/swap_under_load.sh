@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hot-swap under load, against a release build of `riskserve serve` on
 # 127.0.0.1 (see bench/README.md):
-#   build (release: the server and the swapbench example) -> stage a temp
+#   build (release: the server and the swapbench binary) -> stage a temp
 #   models dir with the bundled model -> start the server in the background
 #   with a bounded lifetime on 127.0.0.1:0 -> run swapbench (64 keep-alive
 #   clients; 30 s steady, then a commit every 100 ms until >= 1,000 commits,
@@ -34,7 +34,7 @@ BAD_EVERY=${BAD_EVERY:-25}
 MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/riskserve
-BENCH=$TARGET_DIR/release/examples/swapbench
+BENCH=$TARGET_DIR/release/swapbench
 # The server lives at most this long even if this script is killed hard.
 LIFETIME=$(( ${MAX_SECS%.*} + 120 ))
 
@@ -45,7 +45,7 @@ SERVER=""   # the `timeout` wrapper's PID, stopped by cleanup (bench/lib.sh)
 . "$ROOT/bench/lib.sh"
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release --bin riskserve --example swapbench
+    cargo build --release -p riskserve -p swapbench --bins
 fi
 
 wait_quiet | tee "$OUT/quiet.txt"

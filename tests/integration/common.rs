@@ -1,22 +1,22 @@
-//! Test support: a real server on 127.0.0.1:0 over a temp model repository,
-//! a small hyper HTTP/1.1 client, bounded waits, model fixtures and a
-//! Prometheus text reader. Every wait has a timeout; nothing uses a fixed port.
+//! Test support: a real server on 127.0.0.1:0 over a temp model repository
+//! (in-process, or the binary as a child process), bounded waits and model
+//! fixtures. The child process, the HTTP/1.1 client and the Prometheus text
+//! reader come from `testkit` (shared with `swapbench`); the repository
+//! layout from `riskserve::repository`. Every wait has a timeout; nothing
+//! uses a fixed port.
 
-#![allow(dead_code)]
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use riskserve::config::Config;
 use riskserve::model::format::{decode, encode, ModelPayload};
 use riskserve::registry::Snapshot;
+use riskserve::repository::LocalDirectory;
 use riskserve::server::{start_with, Components, RunningServer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+pub use testkit::prometheus::value as metric;
+pub use testkit::{Reply, Spawned};
 
 pub const MODEL: &str = "credit-risk";
 pub const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE"}"#;
@@ -55,14 +55,11 @@ pub fn corrupt_model() -> Vec<u8> {
 /// Writes `bytes` as `<dir>/<name>/<version>/model.json` the way operators
 /// should: into a hidden staging directory, then one rename.
 pub fn commit(models: &Path, name: &str, version: u64, bytes: &[u8]) {
-    let staging = models.join(name).join(format!(".staging-{version}"));
-    std::fs::create_dir_all(&staging).unwrap();
-    std::fs::write(staging.join("model.json"), bytes).unwrap();
-    std::fs::rename(&staging, models.join(name).join(version.to_string())).unwrap();
+    LocalDirectory::new(models).publish(name, version, bytes).unwrap();
 }
 
 pub fn remove_version(models: &Path, name: &str, version: u64) {
-    std::fs::remove_dir_all(models.join(name).join(version.to_string())).unwrap();
+    std::fs::remove_dir_all(LocalDirectory::new(models).version_dir(name, version)).unwrap();
 }
 
 /// A server over its own temp model repository.
@@ -169,46 +166,12 @@ pub fn test_config(models: &Path) -> Config {
     c
 }
 
-/// A response, fully read.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    /// The `error` message of a JSON error body.
-    pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection.
-pub struct Client {
-    sender: SendRequest<Full<Bytes>>,
-    addr: SocketAddr,
-}
+/// One keep-alive HTTP/1.1 connection; every exchange bounded by [`WAIT`].
+pub struct Client(testkit::Client);
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> std::io::Result<Client> {
-        let stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr)).await??;
-        stream.set_nodelay(true)?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Client { sender, addr })
+        testkit::Client::connect(addr, &addr.to_string(), WAIT).await.map(Client).map_err(std::io::Error::other)
     }
 
     pub async fn request(
@@ -218,26 +181,16 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Reply, String> {
-        let mut builder = hyper::Request::builder().method(method).uri(path).header("host", self.addr.to_string());
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
-        }
-        let req = builder.body(Full::new(Bytes::copy_from_slice(body))).map_err(|e| e.to_string())?;
-        let exchange = async {
-            self.sender.ready().await.map_err(|e| e.to_string())?;
-            let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
-        };
-        tokio::time::timeout(WAIT, exchange).await.map_err(|_| format!("{method} {path} timed out"))?
+        let method = testkit::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let body = bytes::Bytes::copy_from_slice(body);
+        self.0.request(method.clone(), path, headers, body).await.map_err(|e| format!("{method} {path}: {e}"))
     }
 }
 
 /// One request on a fresh connection; panics on transport errors.
 pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let mut client = Client::connect(addr).await.expect("connect");
-    client.request(method, path, headers, body).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    client.request(method, path, headers, body).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Polls `check` every 10 ms until it is true; panics after [`WAIT`].
@@ -256,72 +209,10 @@ where
     panic!("timed out after {WAIT:?} waiting for: {what}");
 }
 
-/// Value of one series in Prometheus text, matching all given labels.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
-        if metric_name != name {
-            return None;
-        }
-        let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-        ok.then(|| value.parse().ok()).flatten()
-    })
-}
-
-/// The `riskserve` binary as a child process; killed on drop if still running.
-pub struct Child(pub std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `riskserve serve` child process that is listening.
-pub struct Spawned {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// The rest of its log.
-    pub stderr: std::io::BufReader<std::process::ChildStderr>,
-    /// The log lines up to and including "riskserve listening".
-    pub startup_log: Vec<String>,
-}
-
-/// Starts `riskserve serve` on 127.0.0.1:0 over `models`.
+/// Starts `riskserve serve` on 127.0.0.1:0 over `models` (info logs);
+/// panics if it does not print its address within [`WAIT`].
 pub fn spawn_binary(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Spawned {
-    use std::io::BufRead;
-    let mut child = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_riskserve"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
-            .arg(models)
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
-    let mut seen = Vec::new();
-    let mut line = String::new();
-    for _ in 0..200 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        seen.push(line.trim_end().to_string());
-        if line.contains("riskserve listening") {
-            // Text logs say `addr=127.0.0.1:1234`, JSON logs `"addr":"127.0.0.1:1234"`.
-            let rest = line.split("addr").nth(1).unwrap_or("");
-            let addr = rest.trim_start_matches(['=', '"', ':']).split(['"', ' ', ',']).next().unwrap_or("");
-            if let Ok(addr) = addr.parse() {
-                return Spawned { child, addr, stderr, startup_log: seen };
-            }
-        }
-    }
-    panic!("riskserve did not print its address; log so far:\n{}", seen.join("\n"));
+    let mut cmd = testkit::serve_command(Path::new(env!("CARGO_BIN_EXE_riskserve")), models);
+    cmd.args(args).envs(env.iter().copied()).env("RUST_LOG", "info");
+    testkit::spawn(cmd, WAIT, None).unwrap_or_else(|e| panic!("riskserve serve: {e}"))
 }

@@ -5,37 +5,31 @@
 //! in a corrupt one and deletes the newest — and every response names a
 //! version that had been committed when it arrived.
 //!
-//! This runs the same harness as `examples/swapbench` (one implementation);
+//! This runs the `swapbench` library (the benchmark's one implementation);
 //! the full benchmark with its latency, commit-to-serve and RSS goals is
 //! `bench/swap_under_load.sh`.
 
-#[path = "../../examples/swapbench/harness.rs"]
-mod harness;
-
-use harness::{BenchConfig, Deployment, OpKind, ServerProcess};
+use crate::common::{bundled_model, commit, MODEL};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json");
+use swapbench::{BenchConfig, Deployment, OpKind, ServerProcess};
 
 #[test]
 fn swaps_under_load_with_bad_files_and_a_rollback_fail_no_request() {
     let dir = tempfile::tempdir().expect("temp dir");
     let models = dir.path().join("models");
-    let v1 = models.join("credit-risk").join("1");
-    std::fs::create_dir_all(&v1).expect("models dir");
-    std::fs::copy(BUNDLED, v1.join("model.json")).expect("copy the bundled model");
+    commit(&models, MODEL, 1, bundled_model());
 
     // Dropping `server` (also on a panic below) kills the child process.
     let server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_riskserve")), &models, &[], None)
         .expect("riskserve serve starts on 127.0.0.1:0");
     let mut cfg = BenchConfig::new(
-        server.predict_target("credit-risk"),
-        Deployment::Riskserve { models_dir: models.clone(), model_name: "credit-risk".into(), source: None },
-        harness::synth_bodies(500, 11),
+        server.predict_target(MODEL),
+        Deployment::Riskserve { models_dir: models.clone(), model_name: MODEL.into(), source: None },
+        swapbench::synth_bodies(500, 11),
     );
     cfg.server_pid = Some(server.pid);
-    cfg.metrics = Some(server.predict_target("credit-risk").with_path("/metrics"));
+    cfg.metrics = Some(server.predict_target(MODEL).with_path("/metrics"));
     cfg.clients = 8;
     cfg.warmup = Duration::from_millis(200);
     cfg.steady = Duration::from_millis(500);
@@ -48,7 +42,7 @@ fn swaps_under_load_with_bad_files_and_a_rollback_fail_no_request() {
     cfg.drain_timeout = Duration::from_secs(10);
 
     let started = Instant::now();
-    let report = harness::run_blocking(cfg, 2).expect("the benchmark runs");
+    let report = swapbench::run_blocking(cfg, 2).expect("the benchmark runs");
     eprintln!("{}", report.summary());
     let context = format!("{}\nserver log tail:\n{}", report.summary(), server.log_tail(20));
     assert!(started.elapsed() < Duration::from_secs(60), "bounded run took {:?}", started.elapsed());

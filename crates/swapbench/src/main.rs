@@ -3,25 +3,25 @@
 //! Drives C keep-alive HTTP/1.1 clients against a server on 127.0.0.1 while
 //! an operator commits a new model version every T ms (plus, at a lower
 //! rate, a half-written file, a corrupt file and a rollback), then prints a
-//! summary and writes the full report as JSON. The logic lives in
-//! `harness.rs` (shared with the `swap_harness` integration test); this file
-//! only parses flags. See `bench/README.md`.
+//! summary and writes the full report as JSON. The logic lives in the
+//! `swapbench` library (shared with the `swap_harness` integration test);
+//! this file only parses flags. See `bench/README.md`.
 //!
 //! ```text
-//! cargo run --release --example swapbench -- --server-bin target/release/riskserve --models-dir /tmp/m
-//! cargo run --release --example swapbench -- --url http://127.0.0.1:8080/v1/models/credit-risk/predict \
+//! cargo run --release -p swapbench -- --server-bin target/release/riskserve --models-dir /tmp/m
+//! cargo run --release -p swapbench -- --url http://127.0.0.1:8080/v1/models/credit-risk/predict \
 //!     --server-pid 1234 --models-dir models
-//! cargo run --release --example swapbench -- --peer flask --url http://127.0.0.1:18081/predict \
+//! cargo run --release -p swapbench -- --peer flask --url http://127.0.0.1:18081/predict \
 //!     --peer-model /tmp/peers/bench/model.pkl --peer-pid 5678
 //! ```
 
-mod harness;
+#![forbid(unsafe_code)]
 
 use clap::{Parser, ValueEnum};
-use harness::{BenchConfig, Deployment, ServerProcess, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use swapbench::{BenchConfig, Deployment, ServerProcess, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Peer {
@@ -133,8 +133,8 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<ExitCode, String> {
     let bodies = match &args.rows_csv {
-        Some(path) => harness::csv_bodies(path)?,
-        None => harness::synth_bodies(args.rows, args.seed),
+        Some(path) => swapbench::csv_bodies(path)?,
+        None => swapbench::synth_bodies(args.rows, args.seed),
     };
     let mut server = None;
     let (target, server_pid) = match (&args.url, &args.server_bin) {
@@ -191,7 +191,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         args.commit_every_ms,
         cfg.bad_every
     );
-    let report = harness::run_blocking(cfg, args.client_threads)?;
+    let report = swapbench::run_blocking(cfg, args.client_threads)?;
     print!("{}", report.summary());
     if let Some(out) = &args.out {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;

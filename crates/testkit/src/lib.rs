@@ -1,0 +1,20 @@
+//! Test support shared by riskserve's integration tests (`tests/`) and the
+//! swap benchmark (`crates/swapbench`), so neither keeps its own copy:
+//!
+//! - [`process`]: `riskserve serve` (or any binary that logs
+//!   `riskserve listening ... addr=...`) as a child process on 127.0.0.1:0,
+//!   its address read from its log within a deadline, killed on drop;
+//! - [`http`]: a small keep-alive HTTP/1.1 client with a timeout on every step;
+//! - [`prometheus`]: reads series out of Prometheus text format.
+//!
+//! It knows nothing of riskserve's internals: only its command line and
+//! its log line.
+
+#![forbid(unsafe_code)]
+
+pub mod http;
+pub mod process;
+pub mod prometheus;
+
+pub use http::{Client, ClientError, Method, Reply};
+pub use process::{serve_command, spawn, Child, Log, LogStream, SpawnError, Spawned};
