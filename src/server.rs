@@ -81,6 +81,7 @@ pub async fn start_with(config: Config, components: Components) -> Result<Runnin
     })
     .await
     .context("initial model load")?;
+    crate::registry::watcher::record_pass(&registry, &first_pass);
     let snapshot = registry.snapshot();
     if snapshot.models.is_empty() {
         let reasons: Vec<String> = snapshot

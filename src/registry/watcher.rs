@@ -7,6 +7,7 @@
 //! so tests (and anything else) wait for a pass instead of sleeping.
 
 use super::loader::{Loader, PassReport};
+use super::Registry;
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::Path;
@@ -143,15 +144,9 @@ async fn reload_loop(
             return;
         };
         loader = l;
-        let metrics = &registry.metrics;
         match report {
             Ok(report) => {
-                let outcome = if report.list_error.is_some() { "list_error" } else { "ok" };
-                metrics.reload_passes_total.with_label_values(&[outcome]).inc();
-                if report.list_error.is_none() {
-                    registry.reload_health.pass_completed();
-                    metrics.reload_last_pass_timestamp_seconds.set(unix_seconds());
-                }
+                record_pass(&registry, &report);
                 if report.loads_failed > 0 || !report.swapped.is_empty() {
                     tracing::debug!(?report, "reconcile pass");
                 }
@@ -165,11 +160,21 @@ async fn reload_loop(
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(panic = %what, "a reload pass panicked; its results are discarded and the next pass starts afresh");
-                metrics.reload_passes_total.with_label_values(&["panic"]).inc();
+                registry.metrics.reload_passes_total.with_label_values(&["panic"]).inc();
                 loader.reset();
                 retry_at = Some(std::time::Instant::now() + super::loader::FIRST_RETRY_DELAY);
             }
         }
+    }
+}
+
+/// Counts a completed pass and, if it listed the source, marks reload healthy.
+pub fn record_pass(registry: &Registry, report: &PassReport) {
+    let outcome = if report.list_error.is_some() { "list_error" } else { "ok" };
+    registry.metrics.reload_passes_total.with_label_values(&[outcome]).inc();
+    if report.list_error.is_none() {
+        registry.reload_health.pass_completed();
+        registry.metrics.reload_last_pass_timestamp_seconds.set(unix_seconds());
     }
 }
 

@@ -77,14 +77,14 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        TestServer::start_with_components(tweak, |_| {}).await
+        TestServer::start_with_components(tweak, |_, _| {}).await
     }
 
     /// With the production components, changed by `swap_parts` (a stand-in
     /// scorer, another source).
     pub async fn start_with_components(
         tweak: impl FnOnce(&mut Config),
-        swap_parts: impl FnOnce(&mut Components),
+        swap_parts: impl FnOnce(&Config, &mut Components),
     ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models");
@@ -92,7 +92,7 @@ impl TestServer {
         let mut config = test_config(&models);
         tweak(&mut config);
         let mut components = Components::production(&config);
-        swap_parts(&mut components);
+        swap_parts(&config, &mut components);
         let server = start_with(config, components).await.expect("server starts");
         TestServer { addr: server.addr, server, models, _dir: dir }
     }
@@ -215,4 +215,39 @@ pub fn spawn_binary(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Spawn
     let mut cmd = testkit::serve_command(Path::new(env!("CARGO_BIN_EXE_riskserve")), models);
     cmd.args(args).envs(env.iter().copied()).env("RUST_LOG", "info");
     testkit::spawn(cmd, WAIT, None).unwrap_or_else(|e| panic!("riskserve serve: {e}"))
+}
+
+/// A gate a stand-in (scorer, source) waits at, bounded by [`WAIT`], until
+/// the test releases it; `entered` counts who reached it.
+pub struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    pub entered: tokio::sync::watch::Sender<usize>,
+}
+
+impl Gate {
+    pub fn new() -> std::sync::Arc<Gate> {
+        std::sync::Arc::new(Gate {
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+            entered: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    pub fn pass(&self) {
+        self.entered.send_modify(|n| *n += 1);
+        let open = self.open.lock().unwrap();
+        let _unused = self.opened.wait_timeout_while(open, WAIT, |open| !*open).unwrap();
+    }
+
+    pub fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
 }

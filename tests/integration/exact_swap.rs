@@ -13,47 +13,16 @@ use riskserve::model::format::{encode, ModelMeta};
 use riskserve::model::input::LoanApplication;
 use riskserve::model::{Model, Prediction, Scorer};
 use riskserve::repository::LocalDirectory;
-use std::sync::{Arc, Condvar, Mutex};
-use tokio::sync::watch;
+use std::sync::Arc;
 
 /// Requests held inside version 1 while the swap happens.
 const IN_FLIGHT: usize = 4;
-
-/// A gate `predict` waits at (bounded by [`WAIT`]) until released.
-struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
-    entered: watch::Sender<usize>,
-}
-
-impl Gate {
-    fn new() -> Arc<Gate> {
-        Arc::new(Gate { open: Mutex::new(false), opened: Condvar::new(), entered: watch::channel(0).0 })
-    }
-
-    fn pass(&self) {
-        self.entered.send_modify(|n| *n += 1);
-        let open = self.open.lock().unwrap();
-        let _unused = self.opened.wait_timeout_while(open, WAIT, |open| !*open).unwrap();
-    }
-
-    fn release(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-}
 
 /// Version 1's stand-in: the real model, behind the gate.
 #[derive(Debug)]
 struct Gated {
     model: Model,
     gate: Arc<Gate>,
-}
-
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Gate")
-    }
 }
 
 impl Scorer for Gated {
@@ -97,7 +66,7 @@ async fn in_flight_requests_finish_on_the_old_version_new_ones_get_the_new_and_t
     let gate_for_v1 = gate.clone();
     let s = TestServer::start_with_components(
         |_| {},
-        move |parts| {
+        move |_, parts| {
             parts.scorers = Arc::new(move |_, version, bytes| {
                 let model = Model::from_bytes(bytes)?;
                 Ok(if version == 1 {

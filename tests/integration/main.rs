@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod errors;
 mod exact_swap;
+mod hostile_files;
 mod hot_swap;
 mod predict;
 mod reload;
