@@ -45,6 +45,13 @@ pub struct OpEvent {
     pub rejected_after_ms: Option<f64>,
 }
 
+impl OpEvent {
+    /// A step after which `version` itself should serve (a commit, a completed write).
+    fn served(kind: OpKind, version: u64, pre_us: u64, at_us: u64) -> OpEvent {
+        OpEvent { kind, version, expect: version, pre_us, at_us, rejected_after_ms: None }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
@@ -242,14 +249,7 @@ pub(crate) fn operator(cfg: &BenchConfig, shared: &Shared, repo: &mut dyn Repo, 
                 valid.insert(v);
                 commits += 1;
                 last_was_commit = true;
-                log.events.push(OpEvent {
-                    kind: OpKind::CompletedWrite,
-                    version: v,
-                    expect: v,
-                    pre_us: pre,
-                    at_us: at,
-                    rejected_after_ms: None,
-                });
+                log.events.push(OpEvent::served(OpKind::CompletedWrite, v, pre, at));
                 return Ok(());
             }
             let bad = cfg.bad_every > 0 && step % cfg.bad_every == 0 && !done;
@@ -328,14 +328,7 @@ pub(crate) fn operator(cfg: &BenchConfig, shared: &Shared, repo: &mut dyn Repo, 
             valid.insert(v);
             commits += 1;
             last_was_commit = true;
-            log.events.push(OpEvent {
-                kind: OpKind::Commit,
-                version: v,
-                expect: v,
-                pre_us: pre,
-                at_us: at,
-                rejected_after_ms: None,
-            });
+            log.events.push(OpEvent::served(OpKind::Commit, v, pre, at));
             Ok(())
         })();
         if let Err(e) = result {
