@@ -6,6 +6,7 @@ mod common;
 mod errors;
 mod exact_swap;
 mod hot_swap;
+mod limits;
 mod predict;
 mod reload;
 mod shutdown;
