@@ -208,8 +208,10 @@ settings! {
     max_body_bytes: usize = 1024 * 1024, "BYTES", check positive => max_body_bytes: usize;
     /// Largest number of instances in one batch request (400 above).
     max_batch: usize = 1000, "N", check positive => max_batch: usize;
-    /// Time allowed to receive a request's headers and body, in milliseconds
-    /// (408 after).
+    /// One deadline per request, from its first byte, in milliseconds: headers
+    /// and body must have arrived within it (408 after; a connection still
+    /// sending headers is closed), and the answer must be ready within it
+    /// (503 after).
     request_timeout_ms: u64 = 10_000, "MS", check positive => request_timeout: Duration = Duration::from_millis;
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in
     /// seconds.
@@ -230,6 +232,38 @@ settings! {
     /// paths) in /v1/models as `detail`; by default only a fixed-wording
     /// reason is public and the full error goes to the log.
     operator_view: bool = false, "BOOL" => operator_view: bool;
+    /// Prediction requests admitted at once (reading the body, parsing,
+    /// scoring); the default is 64 per CPU core.
+    max_inflight_requests: usize = default_max_inflight(), "N", check positive => max_inflight_requests: usize;
+    /// Prediction requests that may wait for admission when all slots are
+    /// taken; beyond this, 503 with Retry-After at once (0: no queue).
+    max_queued_requests: usize = default_max_inflight(), "N" => max_queued_requests: usize;
+    /// How long a queued prediction request may wait for admission, in
+    /// milliseconds, and never past its request deadline (503 after).
+    max_queue_wait_ms: u64 = 1000, "MS", check positive => max_queue_wait: Duration = Duration::from_millis;
+    /// Open connections at most; one more is accepted and closed at once.
+    /// Keep it below the file-descriptor limit (ulimit -n).
+    max_connections: usize = 10_000, "N", check positive => max_connections: usize;
+    /// A keep-alive connection with no request for this long is closed, in
+    /// seconds.
+    idle_timeout_secs: u64 = 60, "SECS", check positive => idle_timeout: Duration = Duration::from_secs;
+    /// A connection whose client has not taken any response bytes for this
+    /// long is closed, in milliseconds (a client that pipelines requests and
+    /// never reads the answers).
+    write_timeout_ms: u64 = 10_000, "MS", check positive => write_timeout: Duration = Duration::from_millis;
+}
+
+/// Slots per CPU core for [`Config::max_inflight_requests`]. A prediction
+/// holds its slot while its body arrives (no CPU, up to `max_body_bytes` of
+/// memory) and while it is scored (CPU-bound, microseconds per row): 64 per
+/// core keeps every core busy behind slow uploads, while the memory that
+/// admitted bodies can hold stays bounded (64 × cores × `max_body_bytes`
+/// and the parsed batches: about 128 MiB per core at the defaults).
+const INFLIGHT_PER_CORE: usize = 64;
+
+/// The default [`Config::max_inflight_requests`]: [`INFLIGHT_PER_CORE`] per core.
+fn default_max_inflight() -> usize {
+    INFLIGHT_PER_CORE * std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,7 +476,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 15, "--config and fourteen settings");
+        assert_eq!(settings.len(), 21, "--config and twenty settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());
@@ -463,6 +497,11 @@ mod tests {
             format!("[default: {}]", d.max_batch),
             format!("[default: {}]", d.request_timeout.as_millis()),
             format!("[default: {}]", d.max_model_bytes),
+            format!("[default: {}]", d.max_inflight_requests),
+            format!("[default: {}]", d.max_queue_wait.as_millis()),
+            format!("[default: {}]", d.max_connections),
+            format!("[default: {}]", d.idle_timeout.as_secs()),
+            format!("[default: {}]", d.write_timeout.as_millis()),
         ] {
             assert!(help.contains(&default), "{default} in\n{help}");
         }
@@ -504,6 +543,11 @@ mod tests {
             ("--max-body-bytes", "0"),
             ("--request-timeout-ms", "0"),
             ("--max-model-bytes", "0"),
+            ("--max-inflight-requests", "0"),
+            ("--max-queue-wait-ms", "0"),
+            ("--max-connections", "0"),
+            ("--idle-timeout-secs", "0"),
+            ("--write-timeout-ms", "0"),
         ] {
             let args = parse(&["--models-dir", models, flag, value]).unwrap();
             let err = Config::resolve(&args).unwrap_err();
@@ -539,6 +583,24 @@ mod tests {
         let (_d, mut args) = with_file("max_batch = 9\n");
         args.models_dir = Some(models);
         assert_eq!(Config::resolve(&args).unwrap().max_batch, 9);
+    }
+
+    #[test]
+    fn overload_limits_default_per_core_and_a_queue_of_zero_is_allowed() {
+        let d = Config::with_models_dir("models");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(d.max_inflight_requests, INFLIGHT_PER_CORE * cores);
+        assert_eq!(d.max_queued_requests, d.max_inflight_requests);
+        assert_eq!(
+            (d.max_connections, d.idle_timeout, d.write_timeout),
+            (10_000, Duration::from_secs(60), Duration::from_secs(10))
+        );
+        let (_d, args) = with_file(
+            "max_inflight_requests = 3\nmax_queued_requests = 0\nmax_queue_wait_ms = 5\nwrite_timeout_ms = 7\n",
+        );
+        let cfg = Config::resolve(&args).unwrap();
+        assert_eq!((cfg.max_inflight_requests, cfg.max_queued_requests), (3, 0));
+        assert_eq!((cfg.max_queue_wait, cfg.write_timeout), (Duration::from_millis(5), Duration::from_millis(7)));
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub struct Metrics {
     pub inflight_requests: IntGauge,
     pub reload_passes_total: IntCounterVec,
     pub reload_last_pass_timestamp_seconds: Gauge,
+    pub inference_errors_total: IntCounterVec,
+    pub requests_shed_total: IntCounterVec,
+    pub requests_admitted: IntGauge,
+    pub requests_queued: IntGauge,
+    pub connections_open: IntGauge,
+    pub connections_refused_total: IntCounter,
+    pub connection_timeouts_total: IntCounterVec,
 }
 
 /// Handles for one loaded version's series.
@@ -34,6 +41,7 @@ pub struct VersionMetrics {
     pub inference_duration_seconds: Histogram,
     pub predictions_high_risk: IntCounter,
     pub predictions_low_risk: IntCounter,
+    pub inference_errors: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -106,6 +114,38 @@ impl Metrics {
             "riskserve_reload_last_pass_timestamp_seconds",
             "Unix time of the last reload pass that listed the model source; alert when it falls behind.",
         ));
+        let inference_errors_total = must(IntCounterVec::new(
+            Opts::new(
+                "riskserve_inference_errors_total",
+                "Requests answered 500 because the model version produced no valid answer (a non-finite probability).",
+            ),
+            &["model", "version"],
+        ));
+        let requests_shed_total = must(IntCounterVec::new(
+            Opts::new(
+                "riskserve_requests_shed_total",
+                "Prediction requests answered 503 to shed load, by reason: queue_full, queue_wait, deadline.",
+            ),
+            &["reason"],
+        ));
+        let requests_admitted = must(IntGauge::new(
+            "riskserve_requests_admitted",
+            "Prediction requests holding one of the max_inflight_requests slots.",
+        ));
+        let requests_queued =
+            must(IntGauge::new("riskserve_requests_queued", "Prediction requests waiting for a slot."));
+        let connections_open = must(IntGauge::new("riskserve_connections_open", "Client connections open."));
+        let connections_refused_total = must(IntCounter::new(
+            "riskserve_connections_refused_total",
+            "Connections closed on accept because max_connections were open.",
+        ));
+        let connection_timeouts_total = must(IntCounterVec::new(
+            Opts::new(
+                "riskserve_connection_timeouts_total",
+                "Connections closed by a timeout, by kind: idle, request (headers too slow), write (client not reading).",
+            ),
+            &["kind"],
+        ));
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration_seconds.clone()),
@@ -119,6 +159,13 @@ impl Metrics {
             Box::new(inflight_requests.clone()),
             Box::new(reload_passes_total.clone()),
             Box::new(reload_last_pass_timestamp_seconds.clone()),
+            Box::new(inference_errors_total.clone()),
+            Box::new(requests_shed_total.clone()),
+            Box::new(requests_admitted.clone()),
+            Box::new(requests_queued.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused_total.clone()),
+            Box::new(connection_timeouts_total.clone()),
         ] {
             must(registry.register(c));
         }
@@ -138,6 +185,13 @@ impl Metrics {
             inflight_requests,
             reload_passes_total,
             reload_last_pass_timestamp_seconds,
+            inference_errors_total,
+            requests_shed_total,
+            requests_admitted,
+            requests_queued,
+            connections_open,
+            connections_refused_total,
+            connection_timeouts_total,
         }
     }
 
@@ -148,6 +202,7 @@ impl Metrics {
             inference_duration_seconds: self.inference_duration_seconds.with_label_values(&[model, &v]),
             predictions_high_risk: self.predictions_total.with_label_values(&[model, &v, "high_risk"]),
             predictions_low_risk: self.predictions_total.with_label_values(&[model, &v, "low_risk"]),
+            inference_errors: self.inference_errors_total.with_label_values(&[model, &v]),
         }
     }
 
@@ -158,6 +213,7 @@ impl Metrics {
         let _ = self.predictions_total.remove_label_values(&[model, &v, "high_risk"]);
         let _ = self.predictions_total.remove_label_values(&[model, &v, "low_risk"]);
         let _ = self.model_version_serving.remove_label_values(&[model, &v]);
+        let _ = self.inference_errors_total.remove_label_values(&[model, &v]);
     }
 
     /// Removes every per-model series of a model that is gone from the
@@ -206,6 +262,8 @@ mod tests {
         let series = text.lines().filter(|l| l.starts_with("riskserve_predictions_total{")).count();
         assert_eq!(series, 2, "only the live version's two decision series remain");
         assert!(text.contains("version=\"500\""));
+        let errors = text.lines().filter(|l| l.starts_with("riskserve_inference_errors_total{")).count();
+        assert_eq!(errors, 1, "only the live version's inference error series remains");
         assert!(!text.contains("version=\"499\""));
         assert!(text.contains("process_resident_memory_bytes"));
     }

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
@@ -23,11 +23,13 @@ pub struct ApiError {
     pub message: String,
     pub fields: Vec<FieldProblem>,
     pub allow: Option<&'static str>,
+    /// `Retry-After` in seconds, on answers that mean "overloaded, come back".
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, message: message.into(), fields: Vec::new(), allow: None }
+        ApiError { status, kind, message: message.into(), fields: Vec::new(), allow: None, retry_after_secs: None }
     }
 
     pub fn malformed_json(message: impl Into<String>) -> ApiError {
@@ -71,8 +73,51 @@ impl ApiError {
         )
     }
 
+    /// 415 for a POST without any `Content-Type`: taking it as JSON would let
+    /// any web page send a cross-site "simple" request without a preflight.
+    pub fn missing_content_type() -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the request has no content type; send `Content-Type: application/json`",
+        )
+    }
+
     pub fn request_timeout() -> ApiError {
-        ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time (request_timeout_ms covers headers and body)",
+        )
+    }
+
+    /// 503 with `Retry-After: 1`: too many prediction requests in progress and
+    /// queued. Answered at once, so latency does not grow without limit.
+    pub fn overloaded(message: impl Into<String>) -> ApiError {
+        ApiError { retry_after_secs: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
+    }
+
+    /// 503 with `Retry-After: 1`: the request could not be answered within
+    /// its deadline (a slow batch on a busy server).
+    pub fn deadline_exceeded() -> ApiError {
+        ApiError {
+            retry_after_secs: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "deadline_exceeded",
+                "the request could not be answered within request_timeout_ms; retry later or send smaller batches",
+            )
+        }
+    }
+
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.kind == "deadline_exceeded"
+    }
+
+    /// 500: the model produced something that is not an answer (a
+    /// non-finite probability). Never passed on as `null`.
+    pub fn inference(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inference_error", message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
@@ -97,6 +142,9 @@ impl ApiError {
         let mut response = json_response(self.status, body);
         if let Some(allow) = self.allow {
             response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -17,7 +17,8 @@
 use super::error::{ApiError, FieldProblem};
 use crate::model::field_rules::{check_category, check_numeric, parse_numeric, FieldError, FieldKind};
 use crate::model::input::{feature_index, LoanApplication, FEATURES};
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::cell::Cell;
 use std::fmt;
 
 const FIELDS: usize = FEATURES.len();
@@ -159,71 +160,124 @@ impl<'de> Deserialize<'de> for RawApplication {
     }
 }
 
-impl<'de> Deserialize<'de> for PredictBody {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = PredictBody;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object: one application, or {\"instances\": [application, ...]}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<PredictBody, A::Error> {
-                let mut single = RawApplication::default();
-                let mut any_field = false;
-                let mut instances: Option<Vec<RawApplication>> = None;
-                while let Some(key) = a.next_key::<Key>()? {
-                    match key {
-                        Key::Field(i) => {
-                            any_field = true;
-                            single.set(i, a.next_value()?);
-                        }
-                        Key::Instances => {
-                            if instances.is_some() {
-                                return Err(de::Error::custom("`instances` appears twice"));
-                            }
-                            instances = Some(a.next_value()?);
-                        }
-                        Key::Unknown(k) => {
-                            a.next_value::<IgnoredAny>()?;
-                            single.unknown.push(k);
-                        }
-                    }
-                }
-                match instances {
-                    Some(_) if any_field => {
-                        Err(de::Error::custom("send either one application's fields or `instances`, not both"))
-                    }
-                    Some(list) => {
-                        if let Some(k) = single.unknown.first() {
-                            return Err(de::Error::custom(format!(
-                                "unknown top-level field `{k}` next to `instances`"
-                            )));
-                        }
-                        Ok(PredictBody::Batch(list))
-                    }
-                    None => Ok(PredictBody::Single(Box::new(single))),
-                }
-            }
-        }
-        d.deserialize_any(V)
+/// How a body is parsed: with the batch limit, so an oversized batch is
+/// refused while it is read (after at most `max_batch + 1` applications)
+/// instead of after a whole 1 MiB of `{}`s has been materialised. `over`
+/// records that the limit, not the syntax, stopped the parser.
+struct BodySeed<'a> {
+    max_batch: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = PredictBody;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PredictBody, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// Parses a body. Syntax and shape errors are 400 with serde's position.
-pub fn parse(body: &[u8]) -> Result<PredictBody, ApiError> {
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = PredictBody;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object: one application, or {\"instances\": [application, ...]}")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<PredictBody, A::Error> {
+        let mut single = RawApplication::default();
+        let mut any_field = false;
+        let mut instances: Option<Vec<RawApplication>> = None;
+        while let Some(key) = a.next_key::<Key>()? {
+            match key {
+                Key::Field(i) => {
+                    any_field = true;
+                    single.set(i, a.next_value()?);
+                }
+                Key::Instances => {
+                    if instances.is_some() {
+                        return Err(de::Error::custom("`instances` appears twice"));
+                    }
+                    instances = Some(a.next_value_seed(InstancesSeed { max_batch: self.max_batch, over: self.over })?);
+                }
+                Key::Unknown(k) => {
+                    a.next_value::<IgnoredAny>()?;
+                    single.unknown.push(k);
+                }
+            }
+        }
+        match instances {
+            Some(_) if any_field => {
+                Err(de::Error::custom("send either one application's fields or `instances`, not both"))
+            }
+            Some(list) => {
+                if let Some(k) = single.unknown.first() {
+                    return Err(de::Error::custom(format!("unknown top-level field `{k}` next to `instances`")));
+                }
+                Ok(PredictBody::Batch(list))
+            }
+            None => Ok(PredictBody::Single(Box::new(single))),
+        }
+    }
+}
+
+/// The `instances` array, counted as it is read.
+struct InstancesSeed<'a> {
+    max_batch: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for InstancesSeed<'_> {
+    type Value = Vec<RawApplication>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<RawApplication>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InstancesSeed<'_> {
+    type Value = Vec<RawApplication>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of application objects")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Vec<RawApplication>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(app) = a.next_element::<RawApplication>()? {
+            if list.len() == self.max_batch {
+                self.over.set(true);
+                return Err(de::Error::custom("batch over the limit"));
+            }
+            list.push(app);
+        }
+        Ok(list)
+    }
+}
+
+/// Parses a body, refusing a batch of more than `max_batch` applications as
+/// soon as the parser reaches one too many. Syntax and shape errors are 400
+/// with serde's position; a batch over the limit is 400 naming `instances`.
+pub fn parse(body: &[u8], max_batch: usize) -> Result<PredictBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::malformed_json(
             "request body is empty; send one application object or {\"instances\": [...]}",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = BodySeed { max_batch, over: &over }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
+    parsed.map_err(|e| {
+        if over.get() {
+            return ApiError::invalid_fields(vec![FieldProblem {
+                field: "instances".into(),
+                problem: format!("has more than {max_batch} applications; the limit is {max_batch} per request"),
+            }]);
+        }
         let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "unexpected JSON shape" };
         ApiError::malformed_json(format!("{what}: {e}"))
     })
 }
 
 /// Validates a parsed body into applications, naming every invalid field.
-pub fn validate(body: PredictBody, max_batch: usize) -> Result<Vec<LoanApplication>, ApiError> {
+/// The batch limit was applied by [`parse`].
+pub fn validate(body: PredictBody) -> Result<Vec<LoanApplication>, ApiError> {
     match body {
         PredictBody::Single(raw) => {
             let mut problems = Vec::new();
@@ -239,12 +293,6 @@ pub fn validate(body: PredictBody, max_batch: usize) -> Result<Vec<LoanApplicati
                 return Err(ApiError::invalid_fields(vec![FieldProblem {
                     field: "instances".into(),
                     problem: "must contain at least one application".into(),
-                }]));
-            }
-            if list.len() > max_batch {
-                return Err(ApiError::invalid_fields(vec![FieldProblem {
-                    field: "instances".into(),
-                    problem: format!("has {} applications; the limit is {max_batch} per request", list.len()),
                 }]));
             }
             let mut problems = Vec::new();
@@ -341,16 +389,22 @@ fn field_list() -> String {
 mod tests {
     use super::*;
     use crate::model::input::{cat, num};
+    use hyper::StatusCode;
 
     const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE"}"#;
 
+    /// Parses and validates with a batch limit of 10.
+    fn apps(body: &str) -> Result<Vec<LoanApplication>, ApiError> {
+        parse(body.as_bytes(), 10).and_then(validate)
+    }
+
     fn problems(body: &str) -> Vec<FieldProblem> {
-        validate(parse(body.as_bytes()).unwrap(), 10).unwrap_err().fields
+        apps(body).unwrap_err().fields
     }
 
     #[test]
     fn a_reference_row_parses_into_the_right_slots() {
-        let apps = validate(parse(ROW.as_bytes()).unwrap(), 10).unwrap();
+        let apps = apps(ROW).unwrap();
         assert_eq!(apps.len(), 1);
         assert_eq!(apps[0].numeric[num::LOAN_AMNT], Some(5000.0));
         assert_eq!(apps[0].numeric[num::DELINQ_2YRS], Some(1.0));
@@ -361,7 +415,7 @@ mod tests {
     #[test]
     fn nulls_and_blanks_are_missing_and_numeric_strings_are_numbers() {
         let body = ROW.replace("0.226", "null").replace("\"9 years\"", "\"\"").replace("5000", "\"5000\"");
-        let app = &validate(parse(body.as_bytes()).unwrap(), 10).unwrap()[0];
+        let app = &apps(&body).unwrap()[0];
         assert_eq!(app.numeric[num::REVOL_UTIL], None);
         assert_eq!(app.categorical[cat::EMP_LENGTH], None);
         assert_eq!(app.numeric[num::LOAN_AMNT], Some(5000.0));
@@ -395,18 +449,37 @@ mod tests {
         assert_eq!(p[0].field, "instances[1].int_rate");
         assert!(p[0].problem.contains("fraction"));
         let many = format!("{{\"instances\":[{}]}}", [ROW; 11].join(","));
-        assert!(problems(&many)[0].problem.contains("limit is 10"));
+        assert_eq!(problems(&many)[0].field, "instances");
+        assert!(problems(&many)[0].problem.contains("more than 10 applications; the limit is 10"));
+        assert_eq!(apps(&format!("{{\"instances\":[{}]}}", [ROW; 10].join(","))).unwrap().len(), 10);
         assert!(problems("{\"instances\":[]}")[0].problem.contains("at least one"));
-        assert_eq!(
-            validate(parse(format!("{{\"instances\":[{ROW},{ROW}]}}").as_bytes()).unwrap(), 10).unwrap().len(),
-            2
-        );
+        assert_eq!(apps(&format!("{{\"instances\":[{ROW},{ROW}]}}")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_oversized_batch_is_refused_while_parsing() {
+        // About 350,000 `{}`s in 1 MiB: materialised, ~120 MB of raw
+        // applications. The parser must stop at the 1,001st.
+        let items = (1024 * 1024 - 20) / 3;
+        let body = format!("{{\"instances\":[{}{{}}]}}", "{},".repeat(items));
+        let err = parse(body.as_bytes(), 1000).unwrap_err();
+        assert_eq!((err.status, err.kind), (StatusCode::BAD_REQUEST, "invalid_field"));
+        assert_eq!(err.fields[0].field, "instances");
+        assert!(err.message.contains("the limit is 1000 per request"), "{}", err.message);
+        // By construction: what follows the 1,001st element is never read, so
+        // even garbage there gives the batch-limit answer, not a syntax error.
+        let stops_early = format!("{{\"instances\":[{}{{}}, this is not JSON", "{},".repeat(1000));
+        let err = parse(stops_early.as_bytes(), 1000).unwrap_err();
+        assert!(err.message.contains("the limit is 1000"), "{}", err.message);
+        // ...while at the limit the whole body is read.
+        let at_limit = format!("{{\"instances\":[{}{{}}, this is not JSON", "{},".repeat(999));
+        assert!(parse(at_limit.as_bytes(), 1000).unwrap_err().message.contains("malformed JSON"));
     }
 
     #[test]
     fn a_value_above_its_maximum_is_a_400_naming_the_field() {
         let body = format!("{{\"instances\":[{ROW},{}]}}", ROW.replace("5000", "1e300"));
-        let err = validate(parse(body.as_bytes()).unwrap(), 10).unwrap_err();
+        let err = apps(&body).unwrap_err();
         assert_eq!(err.status, 400);
         assert_eq!(err.fields.len(), 1);
         assert_eq!(err.fields[0].field, "instances[1].loan_amnt");
@@ -419,7 +492,7 @@ mod tests {
         assert_eq!(by("grade"), "is longer than 100 characters");
         // The maxima themselves are accepted.
         let edge = ROW.replace("5000", "10000000").replace("0.1356", "1").replace("14.39", "1000");
-        assert!(validate(parse(edge.as_bytes()).unwrap(), 10).is_ok());
+        assert!(apps(&edge).is_ok());
     }
 
     #[test]
@@ -432,7 +505,7 @@ mod tests {
             ("{\"instances\": 3}", "unexpected JSON shape"),
             (r#"{"instances": [], "grade": "A"}"#, "not both"),
         ] {
-            let err = parse(body.as_bytes()).unwrap_err();
+            let err = parse(body.as_bytes(), 10).unwrap_err();
             assert_eq!(err.status, 400);
             assert!(err.message.contains(needle), "{body}: {}", err.message);
         }
@@ -441,7 +514,7 @@ mod tests {
     #[test]
     fn deeply_nested_values_are_rejected_without_overflowing_the_stack() {
         let deep = format!("{{\"grade\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        let err = parse(deep.as_bytes()).and_then(|b| validate(b, 10)).unwrap_err();
+        let err = apps(&deep).unwrap_err();
         assert_eq!(err.status, 400);
     }
 
@@ -470,7 +543,7 @@ mod tests {
                     break;
                 }
             }
-            if let Err(e) = parse(&body).and_then(|b| validate(b, 10)) {
+            if let Err(e) = parse(&body, 10).and_then(validate) {
                 assert_eq!(e.status, 400, "{}", e.message);
                 assert!(!e.message.is_empty());
             }

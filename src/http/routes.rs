@@ -2,14 +2,24 @@
 //! it (`riskserve_requests_total{route,code}`, duration, in-flight) under a
 //! route *template* so label cardinality stays bounded.
 //!
+//! A prediction goes: route → content type → admission (a slot, before the
+//! body is read, so slots bound body memory too; 503 + `Retry-After` when
+//! none) → body under the size limit and the request deadline → parse with
+//! the batch limit → resolve the version → score → answer. Large bodies are
+//! parsed, and large batches scored, on a blocking thread so the async
+//! workers keep answering health checks; scoring stops at the deadline.
+//!
 //! [`handle`] is generic over the request body, so the routing table,
 //! statuses and bodies are tested by calling it with a request value (no
 //! socket, no port); the socket-level tests are in `tests/integration`.
 
+use super::admission::{Admission, AdmissionGauges, Shed, Slot};
+use super::conn::Arrival;
 use super::error::{json_response, ApiError};
 use super::request;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::model::input::LoanApplication;
 use crate::model::{Decision, Prediction};
 use crate::registry::{LoadedVersion, LookupError, Registry, MAX_NAMES_LISTED};
 use bytes::Bytes;
@@ -25,6 +35,10 @@ use std::time::Instant;
 /// Batches larger than this are scored on a blocking thread, so a big batch
 /// does not hold up the async workers.
 const INLINE_BATCH: usize = 64;
+/// Bodies larger than this are parsed on a blocking thread.
+const INLINE_BODY_BYTES: usize = 64 * 1024;
+/// Scoring checks the deadline after this many applications.
+const DEADLINE_CHECK_EVERY: usize = 64;
 
 /// The routes, each with a template label for metrics (bounded cardinality).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +96,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     route_metrics: RouteMetrics,
+    admission: Admission,
 }
 
 impl AppState {
@@ -90,7 +105,15 @@ impl AppState {
             duration: Route::ALL.map(|r| metrics.request_duration_seconds.with_label_values(&[r.label()])),
             ok: Route::ALL.map(|r| metrics.requests_total.with_label_values(&[r.label(), "200"])),
         };
-        AppState { config, registry, metrics, route_metrics }
+        let gauges =
+            AdmissionGauges { admitted: metrics.requests_admitted.clone(), queued: metrics.requests_queued.clone() };
+        let admission =
+            Admission::new(config.max_inflight_requests, config.max_queued_requests, config.max_queue_wait, gauges);
+        AppState { config, registry, metrics, route_metrics, admission }
+    }
+
+    fn shed(&self, reason: &str) {
+        self.metrics.requests_shed_total.with_label_values(&[reason]).inc();
     }
 
     fn count(&self, route: Route, status: StatusCode, seconds: f64) {
@@ -122,6 +145,9 @@ pub async fn handle<B: RequestBody>(state: Arc<AppState>, req: Request<B>) -> Re
     state.metrics.inflight_requests.inc();
     let _inflight = InflightGuard(&state.metrics);
     let (route, result) = dispatch(&state, req).await;
+    if result.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
+        state.shed("deadline");
+    }
     let response = result.unwrap_or_else(ApiError::into_response);
     state.count(route, response.status(), started.elapsed().as_secs_f64());
     response
@@ -134,6 +160,10 @@ const MAX_SEGMENTS: usize = 6;
 
 async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, Handled) {
     let (parts, body) = req.into_parts();
+    // One deadline from the request's first byte (see `conn`), or from now
+    // for a request that did not come over a connection.
+    let arrived = parts.extensions.get::<Arrival>().map_or_else(tokio::time::Instant::now, |a| a.0);
+    let deadline = arrived + state.config.request_timeout;
     let path = parts.uri.path();
     let mut buf = [""; MAX_SEGMENTS];
     let mut n = 0;
@@ -152,7 +182,7 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
             if method != Method::POST {
                 return (Route::Predict, Err(ApiError::method_not_allowed("POST")));
             }
-            (Route::Predict, predict(state, name, None, &parts.headers, body).await)
+            (Route::Predict, predict(state, name, None, &parts.headers, body, deadline).await)
         }
         ["v1", "models", name, "versions", version, "predict"] => {
             let route = Route::PredictVersion;
@@ -162,7 +192,7 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
             let Some(v) = crate::repository::layout::parse_version(version) else {
                 return (route, Err(ApiError::not_found(format!("version `{version}` is not a positive integer"))));
             };
-            (route, predict(state, name, Some(v), &parts.headers, body).await)
+            (route, predict(state, name, Some(v), &parts.headers, body, deadline).await)
         }
         ["v1", "models"] => (Route::Models, get_only(method, || list_models(state))),
         ["v1", "models", name] => (Route::Model, get_only(method, || model_status(state, name))),
@@ -190,11 +220,13 @@ fn to_json<T: Serialize>(value: &T) -> Handled {
     serde_json::to_vec(value).map(json_ok).map_err(|e| ApiError::internal(format!("serialising response: {e}")))
 }
 
-/// Content type check: absent means JSON; anything but `application/json`
-/// (parameters like `charset=utf-8` allowed) is 415.
+/// Content type check: `application/json` (parameters like
+/// `charset=utf-8` allowed); anything else, or none, is 415. A missing one is
+/// not taken as JSON: that would let any web page send a cross-site "simple"
+/// request without a CORS preflight.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Ok(());
+        return Err(ApiError::missing_content_type());
     };
     let text = value.to_str().unwrap_or("<non-ASCII>");
     let mime = text.split(';').next().unwrap_or("").trim();
@@ -205,21 +237,45 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body under the size limit and the request timeout.
-async fn read_body<B: RequestBody>(state: &AppState, headers: &HeaderMap, body: B) -> Result<Bytes, ApiError> {
-    let limit = state.config.max_body_bytes;
+/// A declared `Content-Length` over the limit is refused before admission.
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
-    let body = Limited::new(body, limit);
-    match tokio::time::timeout(state.config.request_timeout, body.collect()).await {
+    Ok(())
+}
+
+/// Reads the body under the size limit and the request deadline.
+async fn read_body<B: RequestBody>(limit: usize, body: B, deadline: tokio::time::Instant) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
         Err(_) => Err(ApiError::request_timeout()),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
         Ok(Err(e)) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// A slot for this request, or 503 + `Retry-After`, counted.
+async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot, ApiError> {
+    state.admission.admit(deadline).await.map_err(|shed: Shed| {
+        state.shed(shed.reason());
+        ApiError::overloaded(shed.to_string())
+    })
+}
+
+/// Runs `work` on a blocking thread, answering 503 if the deadline passes
+/// first (the work itself checks the deadline and stops soon after).
+async fn off_thread<T: Send + 'static>(
+    deadline: tokio::time::Instant,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(ApiError::internal(format!("prediction task failed: {e}"))),
+        Err(_) => Err(ApiError::deadline_exceeded()),
     }
 }
 
@@ -236,21 +292,29 @@ async fn predict<B: RequestBody>(
     pinned: Option<u64>,
     headers: &HeaderMap,
     body: B,
+    deadline: tokio::time::Instant,
 ) -> Handled {
+    let limit = state.config.max_body_bytes;
     check_content_type(headers)?;
-    let body = read_body(state, headers, body).await?;
-    let apps = request::validate(request::parse(&body)?, state.config.max_batch)?;
+    check_declared_length(headers, limit)?;
+    let _slot = admit(state, deadline).await?;
+    let body = read_body(limit, body, deadline).await?;
+    let max_batch = state.config.max_batch;
+    let apps = if body.len() <= INLINE_BODY_BYTES {
+        applications(&body, max_batch)?
+    } else {
+        off_thread(deadline, move || applications(&body, max_batch)).await?
+    };
     let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
 
     let started = Instant::now();
+    let std_deadline = deadline.into_std();
     let predictions = if apps.len() <= INLINE_BATCH {
-        score(&version, &apps)
+        score(&version, &apps, std_deadline)
     } else {
         let v = version.clone();
-        tokio::task::spawn_blocking(move || score(&v, &apps))
-            .await
-            .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?
-    };
+        off_thread(deadline, move || score(&v, &apps, std_deadline)).await
+    }?;
     version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
 
     let body = serde_json::to_vec(&PredictResponse {
@@ -266,22 +330,39 @@ async fn predict<B: RequestBody>(
     Ok(response)
 }
 
-fn score(version: &LoadedVersion, apps: &[crate::model::input::LoanApplication]) -> Vec<Prediction> {
+/// Parses (with the batch limit) and validates a body.
+fn applications(body: &[u8], max_batch: usize) -> Result<Vec<LoanApplication>, ApiError> {
+    request::validate(request::parse(body, max_batch)?)
+}
+
+/// Scores every application, or fails: a non-finite probability is an
+/// error for the request (500, counted), never an answer; past the
+/// deadline, 503.
+fn score(version: &LoadedVersion, apps: &[LoanApplication], deadline: Instant) -> Result<Vec<Prediction>, ApiError> {
     let (mut high, mut low) = (0u64, 0u64);
-    let out: Vec<Prediction> = apps
-        .iter()
-        .map(|a| {
-            let p = version.scorer.predict(a);
-            match p.decision {
-                Decision::HighRisk => high += 1,
-                Decision::LowRisk => low += 1,
-            }
-            p
-        })
-        .collect();
+    let mut out = Vec::with_capacity(apps.len());
+    for (i, app) in apps.iter().enumerate() {
+        if i % DEADLINE_CHECK_EVERY == DEADLINE_CHECK_EVERY - 1 && Instant::now() >= deadline {
+            return Err(ApiError::deadline_exceeded());
+        }
+        let p = version.scorer.predict(app);
+        if !p.probability_late.is_finite() {
+            version.metrics.inference_errors.inc();
+            let which = if apps.len() == 1 { String::new() } else { format!(" for instances[{i}]") };
+            return Err(ApiError::inference(format!(
+                "model `{}` version {} produced a non-finite probability ({}){which}; no prediction was made",
+                version.name, version.version, p.probability_late
+            )));
+        }
+        match p.decision {
+            Decision::HighRisk => high += 1,
+            Decision::LowRisk => low += 1,
+        }
+        out.push(p);
+    }
     version.metrics.predictions_high_risk.inc_by(high);
     version.metrics.predictions_low_risk.inc_by(low);
-    out
+    Ok(out)
 }
 
 fn lookup_error(e: LookupError) -> ApiError {
@@ -342,21 +423,60 @@ mod tests {
     use super::*;
     use crate::model::format::encode;
     use crate::model::test_support::tiny_payload;
-    use crate::registry::loader::{compile_models, Loader};
+    use crate::model::Scorer;
+    use crate::registry::loader::{compile_models, Loader, ScorerFactory};
     use crate::repository::LocalDirectory;
 
     const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#;
 
     /// App state serving the tiny model as `m` version 3.
     fn app() -> (Arc<AppState>, tempfile::TempDir) {
+        app_with(compile_models(), |_| {})
+    }
+
+    /// App state serving `m` version 3 through `scorers`, with `tweak`ed settings.
+    fn app_with(scorers: ScorerFactory, tweak: impl FnOnce(&mut Config)) -> (Arc<AppState>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let repo = LocalDirectory::new(dir.path());
         repo.publish("m", 3, &encode(&tiny_payload()).unwrap()).unwrap();
-        let config = Arc::new(Config::with_models_dir(dir.path()));
+        let mut config = Config::with_models_dir(dir.path());
+        tweak(&mut config);
+        let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::new(metrics.clone(), config.reload_stale_after));
-        Loader::new(config.clone(), Arc::new(repo), compile_models(), registry.clone()).reconcile();
+        Loader::new(config.clone(), Arc::new(repo), scorers, registry.clone()).reconcile();
         (Arc::new(AppState::new(config, registry, metrics)), dir)
+    }
+
+    /// A stand-in model: every probability is `probability`, after `delay`.
+    #[derive(Debug)]
+    struct StandIn {
+        meta: crate::model::format::ModelMeta,
+        probability: f64,
+        delay: std::time::Duration,
+    }
+
+    impl Scorer for StandIn {
+        fn predict(&self, _: &LoanApplication) -> Prediction {
+            std::thread::sleep(self.delay);
+            Prediction { probability_late: self.probability, decision: Decision::LowRisk }
+        }
+        fn meta(&self) -> &crate::model::format::ModelMeta {
+            &self.meta
+        }
+        fn digest(&self) -> &str {
+            "stand-in"
+        }
+    }
+
+    fn stand_in(probability: f64, delay: std::time::Duration) -> ScorerFactory {
+        Arc::new(move |_, _, _| {
+            Ok(Arc::new(StandIn { meta: tiny_payload().meta, probability, delay }) as Arc<dyn Scorer>)
+        })
+    }
+
+    fn batch(n: usize) -> String {
+        format!("{{\"instances\":[{}]}}", vec![ROW; n].join(","))
     }
 
     async fn call(state: &Arc<AppState>, method: &str, path: &str, body: &str) -> (StatusCode, HeaderMap, String) {
@@ -364,6 +484,14 @@ mod tests {
         if !body.is_empty() {
             req = req.header(CONTENT_TYPE, "application/json");
         }
+        send(state, req, body).await
+    }
+
+    async fn send(
+        state: &Arc<AppState>,
+        req: hyper::http::request::Builder,
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
         let response = handle(state.clone(), req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await;
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
@@ -404,5 +532,52 @@ mod tests {
             assert_eq!(status, want, "{method} {path}: {text}");
             assert!(text.contains(needle), "{method} {path}: {text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_post_without_content_type_is_415() {
+        let (state, _dir) = app();
+        let req = Request::builder().method("POST").uri("/v1/models/m/predict");
+        let (status, headers, body) = send(&state, req, ROW).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        assert!(body.contains("no content type") && body.contains("Content-Type: application/json"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_non_finite_probability_is_a_500_counted_never_an_answer() {
+        for probability in [f64::NAN, f64::INFINITY] {
+            let (state, _dir) = app_with(stand_in(probability, std::time::Duration::ZERO), |_| {});
+            let (status, _, body) = call(&state, "POST", "/v1/models/m/predict", ROW).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(json["type"], "inference_error");
+            assert!(json["error"].as_str().unwrap().contains("non-finite probability"), "{body}");
+            let (status, _, body) = call(&state, "POST", "/v1/models/m/predict", &batch(100)).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+            assert!(body.contains("instances[0]"), "{body}");
+            let text = String::from_utf8(state.metrics.render()).unwrap();
+            assert!(text.contains(r#"riskserve_inference_errors_total{model="m",version="3"} 2"#), "{text}");
+            let scored = text.lines().filter(|l| l.starts_with("riskserve_predictions_total{"));
+            assert!(scored.clone().count() > 0 && scored.clone().all(|l| l.ends_with(" 0")), "none scored: {text}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scoring_past_the_deadline_is_503_with_retry_after() {
+        let slow = stand_in(0.1, std::time::Duration::from_millis(2));
+        let (state, _dir) = app_with(slow, |c| c.request_timeout = std::time::Duration::from_millis(100));
+        let started = Instant::now();
+        // 500 rows × 2 ms = 1 s of scoring: on a blocking thread, abandoned at 100 ms.
+        let (status, headers, body) = call(&state, "POST", "/v1/models/m/predict", &batch(500)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(900), "{:?}", started.elapsed());
+        assert_eq!(headers["retry-after"], "1");
+        assert!(body.contains("\"type\":\"deadline_exceeded\""), "{body}");
+        // Inline (≤ 64 rows) the scoring loop checks the deadline itself.
+        let (status, _, body) = call(&state, "POST", "/v1/models/m/predict", &batch(64)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let text = String::from_utf8(state.metrics.render()).unwrap();
+        assert!(text.contains(r#"riskserve_requests_shed_total{reason="deadline"} 2"#), "{text}");
     }
 }

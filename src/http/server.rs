@@ -1,8 +1,12 @@
 //! The accept loop: each connection is served by hyper's HTTP/1.1 server
-//! and watched for graceful shutdown; on the stop signal the listener is
-//! dropped and in-flight requests drain under the shutdown deadline.
+//! over a [`GuardedIo`] (request, idle and write timeouts) and watched for
+//! graceful shutdown; on the stop signal the listener is dropped and
+//! in-flight requests drain under the shutdown deadline. At most
+//! `max_connections` are open: one more is accepted and closed at once, and
+//! counted. Accept errors (say EMFILE) are logged at most once a second.
 //! Started by the composition root, [`crate::server`].
 
+use super::conn::{ConnClock, GuardedIo, IoLimits, TimeoutCounters};
 use super::routes::{handle, AppState};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -10,38 +14,81 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+/// Largest request head (request line and headers); above it, 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header fields in one request; above it, 431.
+pub const MAX_HEADERS: usize = 64;
+/// hyper's read and write buffer bound per connection.
+const MAX_BUF_BYTES: usize = 64 * 1024;
 
 /// Accepts connections until `stopped` turns true, then drains: no new
 /// connections, in-flight requests finish under the shutdown deadline.
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
+    let config = state.config.clone();
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(state.config.request_timeout).keep_alive(true);
+    http.timer(TokioTimer::new())
+        // The request deadline, headers included, is the GuardedIo's.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_buf_size(MAX_BUF_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let limits = IoLimits { idle: config.idle_timeout, request: config.request_timeout, write: config.write_timeout };
+    let timeouts = &state.metrics.connection_timeouts_total;
+    let counters = TimeoutCounters {
+        idle: timeouts.with_label_values(&["idle"]),
+        request: timeouts.with_label_values(&["request"]),
+        write: timeouts.with_label_values(&["write"]),
+    };
+    let connections = Arc::new(Semaphore::new(config.max_connections.min(Semaphore::MAX_PERMITS)));
+    let mut accept_errors = RateLimitedLog::new(Duration::from_secs(1));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(c) => c,
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
                     Err(e) => {
+                        if let Some(suppressed) = accept_errors.record(Instant::now()) {
+                            tracing::warn!(error = %e, suppressed, "accept failed (logged at most once a second)");
+                        }
                         // e.g. EMFILE: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
                 };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    state.metrics.connections_refused_total.inc();
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
+                let clock = ConnClock::new();
+                let io = GuardedIo::new(stream, clock.clone(), limits, counters.clone());
                 let state = state.clone();
-                let service = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(state, req).await) }
+                let open = state.metrics.connections_open.clone();
+                let service = service_fn(move |mut req| {
+                    let (state, clock) = (state.clone(), clock.clone());
+                    async move {
+                        req.extensions_mut().insert(clock.begin_request());
+                        let response = handle(state, req).await;
+                        clock.end_request();
+                        Ok::<_, Infallible>(response)
+                    }
                 });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+                open.inc();
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    open.dec();
+                    drop(permit);
                 });
             }
             _ = stopped.changed() => break,
@@ -49,10 +96,54 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
     }
     drop(listener);
     tracing::info!("shutting down: no longer accepting; draining in-flight requests");
-    match tokio::time::timeout(state.config.shutdown_timeout, graceful.shutdown()).await {
+    match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections drained"),
         Err(_) => {
-            tracing::warn!(timeout = ?state.config.shutdown_timeout, "shutdown deadline passed; closing remaining connections")
+            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed; closing remaining connections")
         }
+    }
+}
+
+/// Lets a repeated event be logged at most once per `every`, with the
+/// number of occurrences not logged since the last one.
+#[derive(Debug)]
+struct RateLimitedLog {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    fn new(every: Duration) -> RateLimitedLog {
+        RateLimitedLog { every, last: None, suppressed: 0 }
+    }
+
+    /// An occurrence at `now`: `Some(suppressed since the last log)` if it
+    /// should be logged, `None` if it is counted and suppressed.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now.duration_since(last) < self.every) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_errors_are_logged_once_a_second_with_the_count_suppressed() {
+        let mut log = RateLimitedLog::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(log.record(t0), Some(0));
+        for ms in [1, 200, 999] {
+            assert_eq!(log.record(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(log.record(t0 + Duration::from_millis(1000)), Some(3));
+        assert_eq!(log.record(t0 + Duration::from_millis(1500)), None);
+        assert_eq!(log.record(t0 + Duration::from_secs(5)), Some(1));
     }
 }

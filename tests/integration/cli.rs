@@ -85,7 +85,7 @@ fn environment_variables_configure_the_server_and_json_logs_are_json() {
         server.addr,
         "POST",
         PREDICT,
-        &[],
+        &[("content-type", "application/json")],
         format!("{{\"instances\":[{ROW},{ROW},{ROW}]}}").as_bytes(),
     ));
     assert_eq!(reply.status, 400);

@@ -74,8 +74,10 @@ async fn content_types_and_body_size() {
     let r = post_raw(&s, PREDICT, &[("content-type", "text/plain")], ROW.as_bytes()).await;
     assert_eq!(r.status, 415);
     assert!(r.error().contains("Content-Type: application/json"), "{}", r.error());
-    // Missing content type: taken as JSON. Parameters are fine.
-    assert_eq!(post_raw(&s, PREDICT, &[], ROW.as_bytes()).await.status, 200);
+    // Missing content type: 415 too (no cross-site "simple" requests). Parameters are fine.
+    let r = post_raw(&s, PREDICT, &[], ROW.as_bytes()).await;
+    assert_eq!((r.status, r.json()["type"].as_str()), (415, Some("unsupported_media_type")));
+    assert!(r.error().contains("Content-Type: application/json"), "{}", r.error());
     let r = post_raw(&s, PREDICT, &[("content-type", "application/json; charset=utf-8")], ROW.as_bytes()).await;
     assert_eq!(r.status, 200);
     let big = format!("{{\"instances\":[{}]}}", vec![ROW; 40].join(","));
@@ -105,7 +107,10 @@ async fn a_body_that_does_not_arrive_in_time_is_408_and_the_server_carries_on() 
     let response = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        let head = format!("POST {PREDICT} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", ROW.len());
+        let head = format!(
+            "POST {PREDICT} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            ROW.len()
+        );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(&ROW.as_bytes()[..10]).unwrap();
         // ...and the rest never comes.

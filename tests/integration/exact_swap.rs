@@ -51,8 +51,8 @@ fn halved_model() -> Vec<u8> {
 
 fn answer(model_bytes: &[u8]) -> f64 {
     let model = Model::from_bytes(model_bytes).unwrap();
-    let body = riskserve::http::request::parse(ROW.as_bytes()).unwrap();
-    let app = riskserve::http::request::validate(body, 1).unwrap().remove(0);
+    let body = riskserve::http::request::parse(ROW.as_bytes(), 1).unwrap();
+    let app = riskserve::http::request::validate(body).unwrap().remove(0);
     model.predict(&app).probability_late
 }
 

@@ -7,6 +7,7 @@ mod errors;
 mod exact_swap;
 mod hostile_files;
 mod hot_swap;
+mod limits;
 mod predict;
 mod reload;
 mod shutdown;

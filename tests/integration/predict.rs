@@ -5,8 +5,8 @@ use riskserve::model::Model;
 
 fn reference_probability() -> f64 {
     let model = Model::from_bytes(bundled_model()).unwrap();
-    let body = riskserve::http::request::parse(ROW.as_bytes()).unwrap();
-    let app = riskserve::http::request::validate(body, 1).unwrap().remove(0);
+    let body = riskserve::http::request::parse(ROW.as_bytes(), 1).unwrap();
+    let app = riskserve::http::request::validate(body).unwrap().remove(0);
     model.predict(&app).probability_late
 }
 

@@ -1,0 +1,324 @@
+//! One connection's socket, guarded by its timeouts, and the clock that
+//! tells a request when it started.
+//!
+//! [`GuardedIo`] wraps the socket hyper reads and writes:
+//!
+//! - **Request deadline, headers included.** The first byte read while the
+//!   connection is idle starts the request's clock ([`ConnClock`]). If the
+//!   headers are still incomplete at `request_timeout`, the read fails and the
+//!   connection closes. Once hyper hands the request over, the handler gets
+//!   the same start ([`Arrival`]) and reads the body and scores under the
+//!   same deadline, so headers and body together get one `request_timeout`,
+//!   not one each. (hyper's own `header_read_timeout` is off: its clock
+//!   starts when the connection becomes idle, not when the request starts.)
+//! - **Idle timeout.** An idle keep-alive connection that sends nothing for
+//!   `idle_timeout` reads end-of-file, which hyper takes as a clean close.
+//! - **Write timeout.** A write that stays pending for `write_timeout` (the
+//!   client does not read its responses, say it pipelines requests and never
+//!   reads) fails, and the connection closes instead of pinning buffers.
+//!
+//! Each timeout is counted in `riskserve_connection_timeouts_total{kind}`.
+
+use prometheus::IntCounter;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// When the request being handled started: its first byte, or when hyper
+/// handed it over if its bytes were already buffered (pipelined). Put in the
+/// request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
+/// Where a connection is between requests.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for the next request, since this instant.
+    Idle(Instant),
+    /// A request's first bytes arrived at this instant; its headers are not complete.
+    Receiving(Instant),
+    /// The handler has the request (it enforces the deadline itself).
+    Handling,
+}
+
+/// A connection's phase, shared by its socket wrapper and its handler.
+#[derive(Debug)]
+pub struct ConnClock(Mutex<Phase>);
+
+impl ConnClock {
+    pub fn new() -> Arc<ConnClock> {
+        Arc::new(ConnClock(Mutex::new(Phase::Idle(Instant::now()))))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Phase) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// hyper hands a request to the handler: when did it start?
+    pub fn begin_request(&self) -> Arrival {
+        let now = Instant::now();
+        Arrival(self.with(|p| {
+            let start = match *p {
+                Phase::Receiving(since) => since,
+                Phase::Idle(_) | Phase::Handling => now,
+            };
+            *p = Phase::Handling;
+            start
+        }))
+    }
+
+    /// The handler has answered: the connection is idle again.
+    pub fn end_request(&self) {
+        self.with(|p| *p = Phase::Idle(Instant::now()));
+    }
+
+    fn bytes_arrived(&self) {
+        self.with(|p| {
+            if let Phase::Idle(_) = p {
+                *p = Phase::Receiving(Instant::now());
+            }
+        });
+    }
+
+    fn phase(&self) -> Phase {
+        self.with(|p| *p)
+    }
+}
+
+/// The timeouts a connection enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct IoLimits {
+    pub idle: Duration,
+    pub request: Duration,
+    pub write: Duration,
+}
+
+/// `riskserve_connection_timeouts_total{kind}`, resolved once.
+#[derive(Clone)]
+pub struct TimeoutCounters {
+    pub idle: IntCounter,
+    pub request: IntCounter,
+    pub write: IntCounter,
+}
+
+/// A re-armable timer: expired once `at` has passed.
+#[derive(Default)]
+struct Timer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    at: Option<Instant>,
+}
+
+impl Timer {
+    /// Whether `at` has passed; if not, the task is woken when it does.
+    fn expired(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if self.at != Some(at) {
+            sleep.as_mut().reset(at);
+            self.at = Some(at);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A socket with the connection's timeouts; see the module doc.
+pub struct GuardedIo<T> {
+    inner: T,
+    clock: Arc<ConnClock>,
+    limits: IoLimits,
+    counters: TimeoutCounters,
+    read_timer: Timer,
+    write_timer: Timer,
+    /// When the current run of pending writes began.
+    write_stalled_since: Option<Instant>,
+    timed_out: bool,
+}
+
+impl<T> GuardedIo<T> {
+    pub fn new(inner: T, clock: Arc<ConnClock>, limits: IoLimits, counters: TimeoutCounters) -> GuardedIo<T> {
+        GuardedIo {
+            inner,
+            clock,
+            limits,
+            counters,
+            read_timer: Timer::default(),
+            write_timer: Timer::default(),
+            write_stalled_since: None,
+            timed_out: false,
+        }
+    }
+
+    /// Counts a timeout once per connection.
+    fn count(&mut self, counter: fn(&TimeoutCounters) -> &IntCounter) {
+        if !self.timed_out {
+            self.timed_out = true;
+            counter(&self.counters).inc();
+        }
+    }
+
+    /// A read is pending: has the idle or header deadline passed?
+    fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.clock.phase() {
+            Phase::Handling => Poll::Pending,
+            Phase::Idle(since) => {
+                if !self.read_timer.expired(since + self.limits.idle, cx) {
+                    return Poll::Pending;
+                }
+                self.count(|c| &c.idle);
+                // End of file: hyper closes an idle connection cleanly.
+                Poll::Ready(Ok(()))
+            }
+            Phase::Receiving(since) => {
+                if !self.read_timer.expired(since + self.limits.request, cx) {
+                    return Poll::Pending;
+                }
+                self.count(|c| &c.request);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request headers did not arrive within request_timeout_ms",
+                )))
+            }
+        }
+    }
+
+    /// A write is pending: has it been pending for the write timeout?
+    fn write_pending<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let since = *self.write_stalled_since.get_or_insert_with(Instant::now);
+        if !self.write_timer.expired(since + self.limits.write, cx) {
+            return Poll::Pending;
+        }
+        self.count(|c| &c.write);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client did not read within write_timeout_ms")))
+    }
+
+    /// A write completed (or failed): the stall, if any, is over.
+    fn write_ready<R>(&mut self, result: Poll<io::Result<R>>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        match result {
+            Poll::Pending => self.write_pending(cx),
+            ready => {
+                self.write_stalled_since = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.clock.bytes_arrived();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.read_pending(cx),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.write_ready(result, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.write_ready(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.write_ready(result, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn counters() -> TimeoutCounters {
+        let c = |n: &str| IntCounter::new(n, n).unwrap();
+        TimeoutCounters { idle: c("idle"), request: c("request"), write: c("write") }
+    }
+
+    fn limits() -> IoLimits {
+        IoLimits { idle: Duration::from_secs(60), request: Duration::from_secs(10), write: Duration::from_secs(5) }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_reads_end_of_file_after_the_idle_timeout() {
+        let (server, _client) = tokio::io::duplex(64);
+        let counters = counters();
+        let mut io = GuardedIo::new(server, ConnClock::new(), limits(), counters.clone());
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        assert_eq!(counters.idle.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_get_the_request_timeout_from_their_first_byte_and_the_handler_the_same_start() {
+        let (server, mut client) = tokio::io::duplex(64);
+        let clock = ConnClock::new();
+        let counters = counters();
+        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters.clone());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        let first_byte = Instant::now();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 8);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(first_byte.elapsed(), Duration::from_secs(10), "one deadline from the first byte");
+        assert_eq!(counters.request.get(), 1);
+
+        // The handler's deadline starts at the same first byte.
+        let (server, mut client) = tokio::io::duplex(64);
+        let clock = ConnClock::new();
+        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let first_byte = Instant::now();
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(clock.begin_request().0, first_byte);
+        clock.end_request();
+        assert!(matches!(clock.phase(), Phase::Idle(_)));
+        // Bytes already buffered (pipelined): the request starts when handed over.
+        assert_eq!(clock.begin_request().0, Instant::now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_pending_for_the_write_timeout_fails() {
+        let (server, _client) = tokio::io::duplex(16);
+        let counters = counters();
+        let mut io = GuardedIo::new(server, ConnClock::new(), limits(), counters.clone());
+        let started = Instant::now();
+        let err = io.write_all(&[0u8; 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(counters.write.get(), 1);
+    }
+}
