@@ -355,7 +355,7 @@ mod tests {
         let config = Arc::new(Config::with_models_dir(dir.path()));
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::new(metrics.clone(), config.reload_stale_after));
-        Loader::new(config.clone(), Arc::new(repo), compile_models(), registry.clone()).reconcile();
+        Loader::new(config.clone(), Arc::new(repo), compile_models(Default::default()), registry.clone()).reconcile();
         (Arc::new(AppState::new(config, registry, metrics)), dir)
     }
 

@@ -14,6 +14,7 @@
 //! truncated, half-copied or bit-flipped file is recognised and never loaded.
 
 use super::estimator::Estimator;
+use super::limits::MAX_HYPERPARAMETERS_BYTES;
 use super::preprocess::Preprocessor;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -89,12 +90,61 @@ pub struct ModelMeta {
 
 /// The digest-protected content of a model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PayloadRepr")]
 pub struct ModelPayload {
     #[serde(flatten)]
     pub meta: ModelMeta,
     #[serde(rename = "schema")]
     pub preprocessor: Preprocessor,
     pub estimator: Estimator,
+}
+
+/// The payload as it is decoded: every field named (not `flatten`, which
+/// would buffer unknown fields, whatever their size, before ignoring them),
+/// and the free-form `hyperparameters` size-checked before it is parsed.
+#[derive(Deserialize)]
+struct PayloadRepr {
+    model_name: String,
+    model_version: u64,
+    created_at: String,
+    riskserve_version: String,
+    algorithm: String,
+    hyperparameters: Box<RawValue>,
+    decision: DecisionRule,
+    training: TrainingData,
+    metrics: Option<EvaluationMetrics>,
+    schema: Preprocessor,
+    estimator: Estimator,
+}
+
+impl TryFrom<PayloadRepr> for ModelPayload {
+    type Error = String;
+    fn try_from(r: PayloadRepr) -> Result<Self, String> {
+        let size = r.hyperparameters.get().len();
+        if size > MAX_HYPERPARAMETERS_BYTES {
+            return Err(format!(
+                "hyperparameters take {size} bytes, more than the limit of {MAX_HYPERPARAMETERS_BYTES} \
+                 (max_hyperparameters_bytes)"
+            ));
+        }
+        let hyperparameters =
+            serde_json::from_str(r.hyperparameters.get()).map_err(|e| format!("hyperparameters: {e}"))?;
+        Ok(ModelPayload {
+            meta: ModelMeta {
+                model_name: r.model_name,
+                model_version: r.model_version,
+                created_at: r.created_at,
+                riskserve_version: r.riskserve_version,
+                algorithm: r.algorithm,
+                hyperparameters,
+                decision: r.decision,
+                training: r.training,
+                metrics: r.metrics,
+            },
+            preprocessor: r.schema,
+            estimator: r.estimator,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -7,11 +7,13 @@ pub mod estimator;
 pub mod field_rules;
 pub mod format;
 pub mod input;
+pub mod limits;
 pub mod preprocess;
 
 use estimator::CompiledEstimator;
 use format::{LoadError, ModelMeta, ModelPayload};
 use input::LoanApplication;
+use limits::ModelLimits;
 use preprocess::{Preprocessor, MAX_ENCODED_WIDTH};
 use serde::Serialize;
 
@@ -80,28 +82,43 @@ pub struct Model {
 }
 
 impl Model {
-    /// Validates a decoded payload (schema, estimator, threshold) and compiles
-    /// it, then runs smoke predictions. Everything the server checks before a
-    /// version may serve.
-    pub fn from_payload(payload: ModelPayload, digest: String) -> Result<Model, LoadError> {
+    /// Validates a decoded payload (schema, estimator, threshold, cost
+    /// budget) and compiles it, then runs smoke predictions. Everything the
+    /// server checks before a version may serve.
+    pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        payload.preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
-        let width = payload.preprocessor.width();
-        let estimator = payload.estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
-        let t = payload.meta.decision.threshold;
+        let ModelPayload { meta, preprocessor, estimator } = payload;
+        preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
+        let width = preprocessor.width();
+        let compiled = estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
+        drop(estimator);
+        let cost = compiled.cost();
+        if cost > limits.max_prediction_cost {
+            return Err(invalid(format!(
+                "one prediction visits up to {cost} tree nodes, more than the budget of {} (max_prediction_cost)",
+                limits.max_prediction_cost
+            )));
+        }
+        let t = meta.decision.threshold;
         if !(t > 0.0 && t < 1.0) {
             return Err(invalid(format!("decision threshold {t} is not inside (0, 1)")));
         }
-        let model = Model { meta: payload.meta, preprocessor: payload.preprocessor, digest, estimator, width };
+        let model = Model { meta, preprocessor, digest, estimator: compiled, width };
         model.smoke_test()?;
         Ok(model)
     }
 
     /// Verifies, validates and compiles the bytes of a model file (read by a
-    /// [`crate::repository::ModelSource`]).
+    /// [`crate::repository::ModelSource`]) under the default [`ModelLimits`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, LoadError> {
+        Model::from_bytes_with(bytes, ModelLimits::default())
+    }
+
+    /// [`Model::from_bytes`] under the given limits (the server passes its
+    /// configured `max_prediction_cost`).
+    pub fn from_bytes_with(bytes: &[u8], limits: ModelLimits) -> Result<Model, LoadError> {
         let (payload, digest) = format::decode(bytes)?;
-        Model::from_payload(payload, digest)
+        Model::from_payload(payload, digest, limits)
     }
 
     /// Scores one application. Allocation-free.
@@ -124,6 +141,12 @@ impl Model {
     /// Number of compiled tree nodes (0 for linear models).
     pub fn node_count(&self) -> usize {
         self.estimator.node_count()
+    }
+
+    /// Worst-case work of one prediction: tree nodes visited (the sum over
+    /// trees of depth + 1), or coefficients for a linear model.
+    pub fn prediction_cost(&self) -> u64 {
+        self.estimator.cost()
     }
 
     /// Warm-up and sanity check: an all-missing application and one row per
@@ -203,8 +226,7 @@ mod tests {
     use super::*;
 
     fn model_from(bytes: &[u8]) -> Result<Model, LoadError> {
-        let (payload, digest) = decode(bytes)?;
-        Model::from_payload(payload, digest)
+        Model::from_bytes(bytes)
     }
 
     #[test]
@@ -214,7 +236,7 @@ mod tests {
         let (back, digest) = decode(&bytes).unwrap();
         assert_eq!(back, payload);
         assert_eq!(digest.len(), 64);
-        let model = Model::from_payload(back, digest).unwrap();
+        let model = Model::from_payload(back, digest, ModelLimits::default()).unwrap();
         let mut app = LoanApplication::default();
         app.categorical[cat::GRADE] = Some("B".into());
         let p = model.predict(&app);
@@ -246,6 +268,54 @@ mod tests {
         let err = model_from(&flipped).unwrap_err();
         assert_eq!(err.kind(), "invalid");
         assert!(err.to_string().contains("digest mismatch"), "{err}");
+    }
+
+    fn bundled_model() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json")).unwrap()
+    }
+
+    #[test]
+    fn the_bundled_model_passes_every_limit_and_its_cost_is_the_documented_figure() {
+        let model = Model::from_bytes(&bundled_model()).unwrap();
+        assert_eq!(model.prediction_cost(), limits::BUNDLED_PREDICTION_COST);
+        assert_eq!(limits::DEFAULT_MAX_PREDICTION_COST, 50 * model.prediction_cost());
+        // Decoded and compiled memory stays well inside the documented multiple.
+        let compiled = model.node_count() * std::mem::size_of::<estimator::Node>();
+        assert!((compiled as u64) < bundled_model().len() as u64, "{compiled} bytes compiled");
+    }
+
+    #[test]
+    fn a_version_over_the_prediction_budget_is_invalid_naming_the_budget() {
+        let bytes = bundled_model();
+        let cost = limits::BUNDLED_PREDICTION_COST;
+        let at = |max_prediction_cost| Model::from_bytes_with(&bytes, ModelLimits { max_prediction_cost });
+        assert!(at(cost).is_ok());
+        let err = at(cost - 1).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains(&format!("up to {cost} tree nodes")), "{err}");
+        assert!(err.to_string().contains("max_prediction_cost"), "{err}");
+    }
+
+    #[test]
+    fn oversized_hyperparameters_are_invalid_and_unknown_fields_are_ignored() {
+        let mut payload = tiny_payload();
+        let big = "x".repeat(limits::MAX_HYPERPARAMETERS_BYTES);
+        payload.meta.hyperparameters.insert("notes".into(), big.into());
+        let err = model_from(&encode(&payload).unwrap()).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("max_hyperparameters_bytes"), "{err}");
+
+        let mut value = serde_json::to_value(tiny_payload()).unwrap();
+        value["added_in_a_later_build"] = serde_json::json!({"nested": [1, 2, 3]});
+        let (back, _) = decode(&envelope_around(&value.to_string())).unwrap();
+        assert_eq!(back, tiny_payload());
+    }
+
+    /// A model file around an arbitrary payload text, with its correct digest.
+    fn envelope_around(payload: &str) -> Vec<u8> {
+        let digest = sha256_hex(payload.as_bytes());
+        format!(r#"{{"format":"riskserve-model","format_version":1,"payload_sha256":"{digest}","payload":{payload}}}"#)
+            .into_bytes()
     }
 
     #[test]
