@@ -6,6 +6,8 @@
 pub mod estimator;
 pub mod field_rules;
 pub mod format;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod input;
 pub mod limits;
 pub mod preprocess;
@@ -334,5 +336,96 @@ mod tests {
         assert!(model_from(&encode(&payload).unwrap()).unwrap_err().to_string().contains("threshold"));
 
         assert!(model_from(b"{\"hello\": 1}").unwrap_err().to_string().contains("not a riskserve model"));
+    }
+
+    /// Property tests of the model-file loader: whatever the bytes, the
+    /// answer is a model or a `LoadError`, never a panic, within bounded time.
+    mod properties {
+        use super::*;
+        use crate::model::estimator::{Estimator, Tree};
+        use crate::model::fuzz::{self, apply, edits};
+        use proptest::prelude::*;
+        use std::time::{Duration, Instant};
+
+        /// Far above any input here (a few KB); a loop or a blow-up would exceed it.
+        const BOUND: Duration = Duration::from_secs(5);
+
+        fn load_within_bound(bytes: &[u8]) -> Result<Result<Model, LoadError>, TestCaseError> {
+            let started = Instant::now();
+            let result = Model::from_bytes(bytes);
+            prop_assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
+            if let Ok(model) = &result {
+                let p = model.predict(&LoanApplication::default()).probability_late;
+                prop_assert!((0.0..=1.0).contains(&p));
+            }
+            Ok(result)
+        }
+
+        #[test]
+        fn the_corpus_gives_what_each_file_name_says() {
+            for (name, bytes) in fuzz::corpus("model") {
+                let result = load_within_bound(&bytes).unwrap();
+                let got = result.as_ref().map(|_| "ok").unwrap_or_else(LoadError::kind);
+                let expected = name.split('-').next().unwrap();
+                assert_eq!(got, expected, "{name}: {:?}", result.err());
+            }
+        }
+
+        proptest! {
+            #![proptest_config(fuzz::config())]
+
+            #[test]
+            fn arbitrary_bytes_are_refused_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                prop_assert!(load_within_bound(&bytes)?.is_err());
+            }
+
+            #[test]
+            fn mutated_files_load_or_are_refused(
+                seed in proptest::sample::select(fuzz::corpus("model")),
+                edits in edits(),
+            ) {
+                let _ = load_within_bound(&apply(&seed.1, &edits))?;
+            }
+
+            /// Mutations of the payload under a recomputed digest, so the
+            /// decoding, schema, compile and smoke checks are all reached.
+            #[test]
+            fn mutated_payloads_with_a_valid_digest_load_or_are_refused(
+                seed in proptest::sample::select(fuzz::corpus("model")),
+                edits in edits(),
+            ) {
+                let text = String::from_utf8_lossy(&seed.1).into_owned();
+                let payload = text.find("\"payload\":").map(|at| &text[at + 10..]).unwrap_or(&text);
+                let payload = payload.trim_end().strip_suffix('}').unwrap_or(payload);
+                let mutated = String::from_utf8_lossy(&apply(payload.as_bytes(), &edits)).into_owned();
+                let _ = load_within_bound(&envelope_around(&mutated))?;
+            }
+
+            /// Random trees, mostly malformed: compiled or refused, never a
+            /// panic or an endless walk; a compiled forest scores in [0, 1].
+            #[test]
+            fn random_trees_compile_or_are_refused(
+                trees in proptest::collection::vec(
+                    (1..40usize).prop_flat_map(|n| (
+                        proptest::collection::vec(-2..8i32, n),
+                        proptest::collection::vec(prop_oneof![Just(f64::NAN), -2.0..2.0f64], n),
+                        proptest::collection::vec(0..n as u32 + 2, n),
+                        proptest::collection::vec(0..n as u32 + 2, n),
+                        proptest::collection::vec(-0.5..1.5f64, n),
+                    )),
+                    1..4,
+                ),
+                x in proptest::collection::vec(-2.0..2.0f64, 6),
+            ) {
+                let trees = trees
+                    .into_iter()
+                    .map(|(feature, threshold, left, right, value)| Tree { feature, threshold, left, right, value })
+                    .collect();
+                if let Ok(compiled) = (Estimator::RandomForest { trees }).compile(6) {
+                    let p = compiled.probability(&x);
+                    prop_assert!((0.0..=1.0).contains(&p), "{p}");
+                }
+            }
+        }
     }
 }
