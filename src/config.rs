@@ -18,6 +18,7 @@
 //! depends on the current directory except through a relative models path.
 
 use crate::model::format::DEFAULT_MAX_MODEL_BYTES;
+use crate::model::limits::DEFAULT_MAX_PREDICTION_COST;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -225,6 +226,9 @@ settings! {
     /// Readiness answers 503 when no reload pass has listed the models
     /// directory for this many seconds (a hung mount, a dead reload task).
     reload_stale_secs: u64 = 120, "SECS", check positive => reload_stale_after: Duration = Duration::from_secs;
+    /// A model version whose one prediction may visit more tree nodes than
+    /// this (worst case over the forest) is refused as invalid.
+    max_prediction_cost: u64 = DEFAULT_MAX_PREDICTION_COST, "VISITS", check positive => max_prediction_cost: u64;
     /// Follow symlinks (model directories, versions, model.json) that resolve
     /// outside the models directory; by default such a file is refused.
     follow_symlinks_outside_models_dir: bool = false, "BOOL" => follow_symlinks_outside_models_dir: bool;
@@ -476,7 +480,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 21, "--config and twenty settings");
+        assert_eq!(settings.len(), 22, "--config and twenty-one settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());

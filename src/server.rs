@@ -12,6 +12,7 @@
 use crate::config::Config;
 use crate::http::routes::AppState;
 use crate::metrics::Metrics;
+use crate::model::limits::ModelLimits;
 use crate::registry::loader::{compile_models, Loader, ScorerFactory};
 use crate::registry::watcher::Reloader;
 use crate::registry::Registry;
@@ -36,7 +37,8 @@ impl Components {
     pub fn production(config: &Config) -> Components {
         let directory =
             LocalDirectory::new(&config.models_dir).follow_links_outside(config.follow_symlinks_outside_models_dir);
-        Components { source: Arc::new(directory), scorers: compile_models() }
+        let limits = ModelLimits { max_prediction_cost: config.max_prediction_cost };
+        Components { source: Arc::new(directory), scorers: compile_models(limits) }
     }
 }
 

@@ -549,4 +549,153 @@ mod tests {
             }
         }
     }
+
+    /// Property tests of the request parser: any body gives applications or
+    /// a 400 `ApiError`, never a panic; valid applications round-trip.
+    mod properties {
+        use super::*;
+        use crate::model::field_rules::NUMERIC_RULES;
+        use crate::model::fuzz::{self, apply, edits};
+        use crate::model::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES};
+        use proptest::prelude::*;
+        use serde_json::{json, Map, Value};
+
+        const MAX_BATCH: usize = 10;
+
+        fn ok_or_400(body: &[u8]) -> Result<Option<Vec<LoanApplication>>, TestCaseError> {
+            match parse(body, MAX_BATCH).and_then(validate) {
+                Ok(apps) => {
+                    prop_assert!((1..=MAX_BATCH).contains(&apps.len()));
+                    Ok(Some(apps))
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.status, 400, "{}", e.message);
+                    prop_assert!(!e.message.is_empty());
+                    Ok(None)
+                }
+            }
+        }
+
+        /// A valid application, and one JSON spelling of it (numbers as JSON
+        /// numbers or numeric strings, missing as null or blank, categories
+        /// padded with whitespace).
+        fn application() -> impl Strategy<Value = (LoanApplication, Map<String, Value>)> {
+            let numeric = NUMERIC_RULES.map(|rule| {
+                prop_oneof![
+                    1 => prop_oneof![Just(json!(null)), Just(json!("")), Just(json!(" "))].prop_map(|v| (None, v)),
+                    4 => (0.0..=rule.max).prop_map(|v| (Some(v), json!(v))),
+                    1 => (0..=rule.max as u64).prop_map(|v| (Some(v as f64), json!(v))),
+                    1 => (0.0..=rule.max).prop_map(|v| (Some(v), json!(format!(" {v} ")))),
+                ]
+            });
+            let categorical = CATEGORICAL_FEATURES.map(|_| {
+                prop_oneof![
+                    1 => prop_oneof![Just(json!(null)), Just(json!("")), Just(json!("\t "))].prop_map(|v| (None, v)),
+                    4 => ("[\\PC&&\\S]([\\PC]{0,98}[\\PC&&\\S])?", prop_oneof![Just(""), Just(" "), Just("\n")])
+                        .prop_map(|(c, pad)| (Some(c.clone()), json!(format!("{pad}{c}{pad}")))),
+                ]
+            });
+            (numeric, categorical).prop_map(|(numeric, categorical)| {
+                let mut app = LoanApplication::default();
+                let mut body = Map::new();
+                for (k, (value, spelled)) in numeric.into_iter().enumerate() {
+                    app.numeric[k] = value;
+                    body.insert(NUMERIC_FEATURES[k].to_string(), spelled);
+                }
+                for (k, (value, spelled)) in categorical.into_iter().enumerate() {
+                    app.categorical[k] = value;
+                    body.insert(CATEGORICAL_FEATURES[k].to_string(), spelled);
+                }
+                (app, body)
+            })
+        }
+
+        /// Any JSON value, nested a little.
+        fn any_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<f64>().prop_map(|v| json!(v)),
+                any::<i64>().prop_map(|v| json!(v)),
+                ".{0,120}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-z_]{0,12}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// One structural change to a body: a field (or an unknown key) set to
+        /// any value, or a field removed.
+        fn field_edit() -> impl Strategy<Value = (String, Option<Value>)> {
+            let key = prop_oneof![
+                4 => proptest::sample::select(FEATURES.to_vec()).prop_map(str::to_string),
+                1 => Just("instances".to_string()),
+                1 => "[a-z_]{1,12}",
+            ];
+            (key, proptest::option::weighted(0.8, any_value()))
+        }
+
+        #[test]
+        fn the_corpus_gives_what_each_file_name_says() {
+            for (name, body) in fuzz::corpus("request") {
+                let got = ok_or_400(&body).unwrap();
+                assert_eq!(got.is_some(), name.starts_with("ok-"), "{name}");
+            }
+        }
+
+        proptest! {
+            #![proptest_config(fuzz::config())]
+
+            #[test]
+            fn valid_applications_round_trip(apps in proptest::collection::vec(application(), 1..=MAX_BATCH), batch in any::<bool>()) {
+                let body = if batch || apps.len() > 1 {
+                    json!({"instances": apps.iter().map(|(_, body)| Value::Object(body.clone())).collect::<Vec<_>>()})
+                } else {
+                    Value::Object(apps[0].1.clone())
+                };
+                let got = ok_or_400(body.to_string().as_bytes())?;
+                let expected: Vec<LoanApplication> = apps.into_iter().map(|(app, _)| app).collect();
+                prop_assert_eq!(got, Some(expected));
+            }
+
+            #[test]
+            fn arbitrary_bytes_are_ok_or_400(body in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                ok_or_400(&body)?;
+            }
+
+            #[test]
+            fn byte_mutations_of_seeds_are_ok_or_400(
+                seed in proptest::sample::select(fuzz::corpus("request")),
+                edits in edits(),
+            ) {
+                ok_or_400(&apply(&seed.1, &edits))?;
+            }
+
+            #[test]
+            fn field_mutations_of_valid_bodies_are_ok_or_400(
+                apps in proptest::collection::vec(application(), 1..4),
+                changes in proptest::collection::vec((0..4usize, field_edit()), 1..6),
+            ) {
+                let mut bodies: Vec<Map<String, Value>> = apps.into_iter().map(|(_, body)| body).collect();
+                for (which, (key, value)) in changes {
+                    let n = bodies.len();
+                    let body = &mut bodies[which % n];
+                    match value {
+                        Some(v) => body.insert(key, v),
+                        None => body.remove(&key),
+                    };
+                }
+                let text = if bodies.len() == 1 {
+                    Value::Object(bodies.remove(0)).to_string()
+                } else {
+                    json!({"instances": bodies}).to_string()
+                };
+                ok_or_400(text.as_bytes())?;
+            }
+        }
+    }
 }

@@ -431,7 +431,7 @@ mod tests {
 
     /// App state serving the tiny model as `m` version 3.
     fn app() -> (Arc<AppState>, tempfile::TempDir) {
-        app_with(compile_models(), |_| {})
+        app_with(compile_models(Default::default()), |_| {})
     }
 
     /// App state serving `m` version 3 through `scorers`, with `tweak`ed settings.

@@ -6,9 +6,13 @@
 //! `tree_` layout) and compiled into a single flat node array for all trees,
 //! so scoring walks contiguous memory and never allocates. Compilation also
 //! checks every index, so a hostile file cannot make scoring loop forever or
-//! read out of bounds: children must point strictly forward.
+//! read out of bounds: children must point strictly forward. It measures each
+//! tree's depth (iteratively, so a deep chain cannot overflow the stack) and
+//! the forest's worst-case cost per prediction, and enforces the limits of
+//! [`super::limits`].
 
-use serde::{Deserialize, Serialize};
+use super::limits::{bounded_seq, MAX_NODES_PER_TREE, MAX_TREES, MAX_TREE_DEPTH};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Largest number of tree nodes a model may hold in total.
 pub const MAX_TOTAL_NODES: usize = 20_000_000;
@@ -17,13 +21,29 @@ pub const MAX_TOTAL_NODES: usize = 20_000_000;
 /// node, `feature[i]` is an encoded column and rows with
 /// `x[feature] <= threshold` go to `left`, others to `right`. A leaf has
 /// `feature[i] == -1` and `value[i]` = P(late) among training rows reaching it.
+///
+/// Each array is refused while decoding once it exceeds
+/// [`MAX_NODES_PER_TREE`] entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tree {
+    #[serde(deserialize_with = "tree_nodes")]
     pub feature: Vec<i32>,
+    #[serde(deserialize_with = "tree_nodes")]
     pub threshold: Vec<f64>,
+    #[serde(deserialize_with = "tree_nodes")]
     pub left: Vec<u32>,
+    #[serde(deserialize_with = "tree_nodes")]
     pub right: Vec<u32>,
+    #[serde(deserialize_with = "tree_nodes")]
     pub value: Vec<f64>,
+}
+
+fn tree_nodes<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    bounded_seq(d, MAX_NODES_PER_TREE, "nodes in one tree", "max_nodes_per_tree")
+}
+
+fn forest_trees<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Tree>>, D::Error> {
+    bounded_seq(d, MAX_TREES, "trees in the forest", "max_trees").map(Some)
 }
 
 /// The fitted estimator, as stored in the model file:
@@ -45,7 +65,7 @@ pub enum Estimator {
 #[derive(Serialize, Deserialize)]
 struct EstimatorRepr {
     kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "forest_trees")]
     trees: Option<Vec<Tree>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     intercept: Option<f64>,
@@ -92,6 +112,12 @@ pub enum EstimatorError {
     BadTree { tree: usize, problem: String },
     #[error("forest has {0} nodes in total, more than the limit of {MAX_TOTAL_NODES}")]
     TooManyNodes(usize),
+    #[error("forest has {0} trees, more than the limit of {MAX_TREES} (max_trees)")]
+    TooManyTrees(usize),
+    #[error("tree {tree} has {nodes} nodes, more than the limit of {MAX_NODES_PER_TREE} (max_nodes_per_tree)")]
+    TreeTooLarge { tree: usize, nodes: usize },
+    #[error("tree {tree} is deeper than the limit of {MAX_TREE_DEPTH} levels (max_tree_depth) at node {node}")]
+    TreeTooDeep { tree: usize, node: usize },
     #[error("logistic regression has {found} coefficients but the schema encodes {expected} columns")]
     CoefficientCount { expected: usize, found: usize },
     #[error("logistic regression has a non-finite parameter")]
@@ -113,8 +139,17 @@ pub struct Node {
 /// The estimator, compiled for scoring.
 #[derive(Debug, Clone)]
 pub enum CompiledEstimator {
-    Forest { nodes: Vec<Node>, roots: Vec<u32> },
-    Linear { intercept: f64, coefficients: Vec<f64> },
+    /// `cost`: worst-case nodes visited per row, the sum over trees of
+    /// (depth + 1).
+    Forest {
+        nodes: Vec<Node>,
+        roots: Vec<u32>,
+        cost: u64,
+    },
+    Linear {
+        intercept: f64,
+        coefficients: Vec<f64>,
+    },
 }
 
 impl Estimator {
@@ -147,23 +182,36 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
     if trees.is_empty() {
         return Err(EstimatorError::NoTrees);
     }
+    if trees.len() > MAX_TREES {
+        return Err(EstimatorError::TooManyTrees(trees.len()));
+    }
     let total: usize = trees.iter().map(|t| t.feature.len()).sum();
     if total > MAX_TOTAL_NODES {
         return Err(EstimatorError::TooManyNodes(total));
     }
     let mut nodes = Vec::with_capacity(total);
     let mut roots = Vec::with_capacity(trees.len());
+    let mut cost = 0u64;
+    // Per node: 1 + its depth if reachable from the root, else 0. Reused across trees.
+    let mut level: Vec<u32> = Vec::new();
     for (t, tree) in trees.iter().enumerate() {
         let bad = |problem: String| EstimatorError::BadTree { tree: t, problem };
         let n = tree.feature.len();
         if n == 0 {
             return Err(bad("has no nodes".into()));
         }
+        if n > MAX_NODES_PER_TREE {
+            return Err(EstimatorError::TreeTooLarge { tree: t, nodes: n });
+        }
         if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4] {
             return Err(bad("its arrays have different lengths".into()));
         }
         let base = nodes.len() as u32;
         roots.push(base);
+        level.clear();
+        level.resize(n, 0);
+        level[0] = 1;
+        let mut deepest = 1;
         for i in 0..n {
             let f = tree.feature[i];
             if f == -1 {
@@ -178,7 +226,8 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
                 return Err(bad(format!("node {i} splits on column {f}, outside 0..{width}")));
             }
             let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
-            // Children strictly after their parent: no cycles, so every walk ends.
+            // Children strictly after their parent: no cycles, so every walk
+            // ends, and one forward pass sees every parent before its children.
             if l <= i || r <= i || l >= n || r >= n {
                 return Err(bad(format!("node {i} has children {l} and {r}; they must lie in {}..{n}", i + 1)));
             }
@@ -186,10 +235,20 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
             if th.is_nan() {
                 return Err(bad(format!("node {i} has a NaN threshold")));
             }
+            if level[i] > 0 {
+                let child = level[i] + 1;
+                if child as usize > MAX_TREE_DEPTH + 1 {
+                    return Err(EstimatorError::TreeTooDeep { tree: t, node: i });
+                }
+                level[l] = level[l].max(child);
+                level[r] = level[r].max(child);
+                deepest = deepest.max(child);
+            }
             nodes.push(Node { threshold: th, feature: f as u32, left: base + l as u32, right: base + r as u32 });
         }
+        cost += u64::from(deepest);
     }
-    Ok(CompiledEstimator::Forest { nodes, roots })
+    Ok(CompiledEstimator::Forest { nodes, roots, cost })
 }
 
 impl CompiledEstimator {
@@ -197,7 +256,7 @@ impl CompiledEstimator {
     #[inline]
     pub fn probability(&self, x: &[f64]) -> f64 {
         match self {
-            CompiledEstimator::Forest { nodes, roots } => {
+            CompiledEstimator::Forest { nodes, roots, .. } => {
                 let mut sum = 0.0;
                 for &root in roots {
                     let mut node = &nodes[root as usize];
@@ -213,6 +272,15 @@ impl CompiledEstimator {
                 let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
                 sigmoid(z)
             }
+        }
+    }
+
+    /// Worst-case work for one row: tree nodes visited (the sum over trees
+    /// of depth + 1), or one multiply-add per coefficient for a linear model.
+    pub fn cost(&self) -> u64 {
+        match self {
+            CompiledEstimator::Forest { cost, .. } => *cost,
+            CompiledEstimator::Linear { coefficients, .. } => coefficients.len() as u64,
         }
     }
 
@@ -283,6 +351,84 @@ mod tests {
         assert_eq!(Estimator::RandomForest { trees: vec![] }.compile(2).unwrap_err(), EstimatorError::NoTrees);
     }
 
+    /// A chain of `depth` splits on column 0: internal node 2i has its leaf
+    /// at 2i+1 and continues at 2i+2; the last node is a leaf.
+    fn chain(depth: usize) -> Tree {
+        let n = 2 * depth + 1;
+        let mut t = Tree {
+            feature: vec![-1; n],
+            threshold: vec![0.0; n],
+            left: vec![0; n],
+            right: vec![0; n],
+            value: vec![0.5; n],
+        };
+        for i in (0..depth).map(|k| 2 * k) {
+            t.feature[i] = 0;
+            t.left[i] = (i + 2) as u32;
+            t.right[i] = (i + 1) as u32;
+        }
+        t
+    }
+
+    fn forest(trees: Vec<Tree>) -> Result<CompiledEstimator, EstimatorError> {
+        Estimator::RandomForest { trees }.compile(2)
+    }
+
+    #[test]
+    fn cost_is_the_sum_over_trees_of_depth_plus_one() {
+        let leaf = chain(0);
+        assert_eq!(forest(vec![small_tree(), leaf.clone()]).unwrap().cost(), 3 + 1);
+        assert_eq!(forest(vec![chain(MAX_TREE_DEPTH), leaf]).unwrap().cost(), MAX_TREE_DEPTH as u64 + 2);
+        // A child shared by two parents counts along its longest path; an
+        // unreachable node does not count at all.
+        let mut t = small_tree();
+        t.left[0] = 2; // node 1 is now unreachable; 2 is reached from 0 only
+        assert_eq!(forest(vec![t]).unwrap().cost(), 3);
+        let linear = Estimator::LogisticRegression { intercept: 0.0, coefficients: vec![1.0; 7] };
+        assert_eq!(linear.compile(7).unwrap().cost(), 7);
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_limit_is_refused_without_recursion() {
+        let err = forest(vec![chain(MAX_TREE_DEPTH + 1)]).unwrap_err();
+        assert_eq!(err, EstimatorError::TreeTooDeep { tree: 0, node: 2 * MAX_TREE_DEPTH });
+        assert!(err.to_string().contains("max_tree_depth"), "{err}");
+        // A chain far deeper than any stack could recurse through.
+        let err = forest(vec![chain(0), chain(400_000)]).unwrap_err();
+        assert!(matches!(err, EstimatorError::TreeTooDeep { tree: 1, .. }), "{err}");
+        // Depth only counts reachable nodes: an unreachable deep chain is harmless.
+        let mut t = chain(MAX_TREE_DEPTH + 10);
+        t.feature[0] = -1;
+        assert_eq!(forest(vec![t]).unwrap().cost(), 1);
+    }
+
+    #[test]
+    fn too_many_trees_or_nodes_per_tree_are_refused_naming_the_limit() {
+        let err = forest(vec![chain(0); MAX_TREES + 1]).unwrap_err();
+        assert_eq!(err, EstimatorError::TooManyTrees(MAX_TREES + 1));
+        assert!(err.to_string().contains("max_trees"), "{err}");
+        assert!(forest(vec![chain(0); MAX_TREES]).is_ok());
+
+        let mut wide = chain(0);
+        for v in [&mut wide.threshold, &mut wide.value] {
+            v.resize(MAX_NODES_PER_TREE + 1, 0.0);
+        }
+        wide.feature.resize(MAX_NODES_PER_TREE + 1, -1);
+        wide.left.resize(MAX_NODES_PER_TREE + 1, 0);
+        wide.right.resize(MAX_NODES_PER_TREE + 1, 0);
+        let err = forest(vec![wide.clone()]).unwrap_err();
+        assert_eq!(err, EstimatorError::TreeTooLarge { tree: 0, nodes: MAX_NODES_PER_TREE + 1 });
+        assert!(err.to_string().contains("max_nodes_per_tree"), "{err}");
+
+        // While decoding, over-long lists are refused before they are held.
+        let text = serde_json::to_string(&Estimator::RandomForest { trees: vec![wide] }).unwrap();
+        let err = serde_json::from_str::<Estimator>(&text).unwrap_err().to_string();
+        assert!(err.contains("max_nodes_per_tree"), "{err}");
+        let text = serde_json::to_string(&Estimator::RandomForest { trees: vec![chain(0); MAX_TREES + 1] }).unwrap();
+        let err = serde_json::from_str::<Estimator>(&text).unwrap_err().to_string();
+        assert!(err.contains("max_trees"), "{err}");
+    }
+
     #[test]
     fn logistic_is_sigmoid_of_linear_score_and_checks_its_width() {
         let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0, 0.5] };
@@ -291,6 +437,23 @@ mod tests {
         assert!(est.compile(3).is_err());
         let nan = Estimator::LogisticRegression { intercept: f64::NAN, coefficients: vec![0.0, 0.0] };
         assert_eq!(nan.compile(2).unwrap_err(), EstimatorError::NonFinite);
+    }
+
+    #[test]
+    fn a_compiled_node_is_24_bytes_as_the_memory_bound_in_the_docs_assumes() {
+        // docs/model-format.md, "Limits": a node needs >= 10 bytes of JSON
+        // and compiles to 24 bytes.
+        assert_eq!(std::mem::size_of::<Node>(), 24);
+        let one_node = serde_json::to_string(&chain(0)).unwrap();
+        let two_nodes = serde_json::to_string(&Tree {
+            feature: vec![-1, -1],
+            threshold: vec![0.0, 0.0],
+            left: vec![0, 0],
+            right: vec![0, 0],
+            value: vec![0.5, 0.5],
+        })
+        .unwrap();
+        assert!(two_nodes.len() - one_node.len() >= 10, "{one_node} / {two_nodes}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! truncated, half-copied or bit-flipped file is recognised and never loaded.
 
 use super::estimator::Estimator;
+use super::limits::MAX_HYPERPARAMETERS_BYTES;
 use super::preprocess::Preprocessor;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -89,12 +90,61 @@ pub struct ModelMeta {
 
 /// The digest-protected content of a model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PayloadRepr")]
 pub struct ModelPayload {
     #[serde(flatten)]
     pub meta: ModelMeta,
     #[serde(rename = "schema")]
     pub preprocessor: Preprocessor,
     pub estimator: Estimator,
+}
+
+/// The payload as it is decoded: every field named (not `flatten`, which
+/// would buffer unknown fields, whatever their size, before ignoring them),
+/// and the free-form `hyperparameters` size-checked before it is parsed.
+#[derive(Deserialize)]
+struct PayloadRepr {
+    model_name: String,
+    model_version: u64,
+    created_at: String,
+    riskserve_version: String,
+    algorithm: String,
+    hyperparameters: Box<RawValue>,
+    decision: DecisionRule,
+    training: TrainingData,
+    metrics: Option<EvaluationMetrics>,
+    schema: Preprocessor,
+    estimator: Estimator,
+}
+
+impl TryFrom<PayloadRepr> for ModelPayload {
+    type Error = String;
+    fn try_from(r: PayloadRepr) -> Result<Self, String> {
+        let size = r.hyperparameters.get().len();
+        if size > MAX_HYPERPARAMETERS_BYTES {
+            return Err(format!(
+                "hyperparameters take {size} bytes, more than the limit of {MAX_HYPERPARAMETERS_BYTES} \
+                 (max_hyperparameters_bytes)"
+            ));
+        }
+        let hyperparameters =
+            serde_json::from_str(r.hyperparameters.get()).map_err(|e| format!("hyperparameters: {e}"))?;
+        Ok(ModelPayload {
+            meta: ModelMeta {
+                model_name: r.model_name,
+                model_version: r.model_version,
+                created_at: r.created_at,
+                riskserve_version: r.riskserve_version,
+                algorithm: r.algorithm,
+                hyperparameters,
+                decision: r.decision,
+                training: r.training,
+                metrics: r.metrics,
+            },
+            preprocessor: r.schema,
+            estimator: r.estimator,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -147,20 +197,27 @@ impl LoadError {
                 "load abandoned: it took longer than the load timeout (retried with backoff)".into()
             }
             LoadError::Invalid(detail) => {
-                // Our own messages start with a fixed phrase; keep only that.
-                const KNOWN: [(&str, &str); 12] = [
+                // Messages made only of our words and numbers are shown whole.
+                const WHOLE: [&str; 8] = [
+                    "estimator",
+                    "prediction cost",
+                    "decision threshold",
+                    "smoke prediction",
+                    "file is",
+                    "file grew",
+                    "format_version",
+                    "model.json is not a regular file",
+                ];
+                if WHOLE.iter().any(|prefix| detail.starts_with(prefix)) {
+                    return format!("invalid model file: {detail}");
+                }
+                // Others may quote the file: keep only their fixed phrase.
+                const KNOWN: [(&str, &str); 5] = [
                     ("payload digest mismatch", "payload digest mismatch (corrupt or partially copied)"),
                     ("not a riskserve model file", "not a riskserve model file"),
                     ("format is", "not a riskserve model file (wrong `format`)"),
-                    ("format_version", "unsupported format_version"),
                     ("payload does not match format", "payload does not match the model format"),
                     ("schema", "schema does not match this server's input features"),
-                    ("estimator", "the estimator is invalid or over a limit"),
-                    ("decision threshold", "decision threshold is not inside (0, 1)"),
-                    ("smoke prediction", "smoke prediction did not return a probability"),
-                    ("file is", "file is larger than max_model_bytes"),
-                    ("file grew", "file is larger than max_model_bytes"),
-                    ("model.json is not a regular file", "model.json is not a regular file"),
                 ];
                 let public = KNOWN.iter().find(|(prefix, _)| detail.starts_with(prefix)).map(|(_, public)| *public);
                 let public = public.or_else(|| {

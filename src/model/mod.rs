@@ -6,12 +6,16 @@
 pub mod estimator;
 pub mod field_rules;
 pub mod format;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod input;
+pub mod limits;
 pub mod preprocess;
 
 use estimator::CompiledEstimator;
 use format::{LoadError, ModelMeta, ModelPayload};
 use input::LoanApplication;
+use limits::ModelLimits;
 use preprocess::{Preprocessor, MAX_ENCODED_WIDTH};
 use serde::Serialize;
 
@@ -80,28 +84,43 @@ pub struct Model {
 }
 
 impl Model {
-    /// Validates a decoded payload (schema, estimator, threshold) and compiles
-    /// it, then runs smoke predictions. Everything the server checks before a
-    /// version may serve.
-    pub fn from_payload(payload: ModelPayload, digest: String) -> Result<Model, LoadError> {
+    /// Validates a decoded payload (schema, estimator, threshold, cost
+    /// budget) and compiles it, then runs smoke predictions. Everything the
+    /// server checks before a version may serve.
+    pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        payload.preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
-        let width = payload.preprocessor.width();
-        let estimator = payload.estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
-        let t = payload.meta.decision.threshold;
+        let ModelPayload { meta, preprocessor, estimator } = payload;
+        preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
+        let width = preprocessor.width();
+        let compiled = estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
+        drop(estimator);
+        let cost = compiled.cost();
+        if cost > limits.max_prediction_cost {
+            return Err(invalid(format!(
+                "prediction cost: one prediction visits up to {cost} tree nodes, more than the budget of {} (max_prediction_cost)",
+                limits.max_prediction_cost
+            )));
+        }
+        let t = meta.decision.threshold;
         if !(t > 0.0 && t < 1.0) {
             return Err(invalid(format!("decision threshold {t} is not inside (0, 1)")));
         }
-        let model = Model { meta: payload.meta, preprocessor: payload.preprocessor, digest, estimator, width };
+        let model = Model { meta, preprocessor, digest, estimator: compiled, width };
         model.smoke_test()?;
         Ok(model)
     }
 
     /// Verifies, validates and compiles the bytes of a model file (read by a
-    /// [`crate::repository::ModelSource`]).
+    /// [`crate::repository::ModelSource`]) under the default [`ModelLimits`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, LoadError> {
+        Model::from_bytes_with(bytes, ModelLimits::default())
+    }
+
+    /// [`Model::from_bytes`] under the given limits (the server passes its
+    /// configured `max_prediction_cost`).
+    pub fn from_bytes_with(bytes: &[u8], limits: ModelLimits) -> Result<Model, LoadError> {
         let (payload, digest) = format::decode(bytes)?;
-        Model::from_payload(payload, digest)
+        Model::from_payload(payload, digest, limits)
     }
 
     /// Scores one application. Allocation-free.
@@ -124,6 +143,12 @@ impl Model {
     /// Number of compiled tree nodes (0 for linear models).
     pub fn node_count(&self) -> usize {
         self.estimator.node_count()
+    }
+
+    /// Worst-case work of one prediction: tree nodes visited (the sum over
+    /// trees of depth + 1), or coefficients for a linear model.
+    pub fn prediction_cost(&self) -> u64 {
+        self.estimator.cost()
     }
 
     /// Warm-up and sanity check: an all-missing application and one row per
@@ -203,8 +228,7 @@ mod tests {
     use super::*;
 
     fn model_from(bytes: &[u8]) -> Result<Model, LoadError> {
-        let (payload, digest) = decode(bytes)?;
-        Model::from_payload(payload, digest)
+        Model::from_bytes(bytes)
     }
 
     #[test]
@@ -214,7 +238,7 @@ mod tests {
         let (back, digest) = decode(&bytes).unwrap();
         assert_eq!(back, payload);
         assert_eq!(digest.len(), 64);
-        let model = Model::from_payload(back, digest).unwrap();
+        let model = Model::from_payload(back, digest, ModelLimits::default()).unwrap();
         let mut app = LoanApplication::default();
         app.categorical[cat::GRADE] = Some("B".into());
         let p = model.predict(&app);
@@ -248,6 +272,54 @@ mod tests {
         assert!(err.to_string().contains("digest mismatch"), "{err}");
     }
 
+    fn bundled_model() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json")).unwrap()
+    }
+
+    #[test]
+    fn the_bundled_model_passes_every_limit_and_its_cost_is_the_documented_figure() {
+        let model = Model::from_bytes(&bundled_model()).unwrap();
+        assert_eq!(model.prediction_cost(), limits::BUNDLED_PREDICTION_COST);
+        assert_eq!(limits::DEFAULT_MAX_PREDICTION_COST, 50 * model.prediction_cost());
+        // Decoded and compiled memory stays well inside the documented multiple.
+        let compiled = model.node_count() * std::mem::size_of::<estimator::Node>();
+        assert!((compiled as u64) < bundled_model().len() as u64, "{compiled} bytes compiled");
+    }
+
+    #[test]
+    fn a_version_over_the_prediction_budget_is_invalid_naming_the_budget() {
+        let bytes = bundled_model();
+        let cost = limits::BUNDLED_PREDICTION_COST;
+        let at = |max_prediction_cost| Model::from_bytes_with(&bytes, ModelLimits { max_prediction_cost });
+        assert!(at(cost).is_ok());
+        let err = at(cost - 1).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains(&format!("up to {cost} tree nodes")), "{err}");
+        assert!(err.to_string().contains("max_prediction_cost"), "{err}");
+    }
+
+    #[test]
+    fn oversized_hyperparameters_are_invalid_and_unknown_fields_are_ignored() {
+        let mut payload = tiny_payload();
+        let big = "x".repeat(limits::MAX_HYPERPARAMETERS_BYTES);
+        payload.meta.hyperparameters.insert("notes".into(), big.into());
+        let err = model_from(&encode(&payload).unwrap()).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("max_hyperparameters_bytes"), "{err}");
+
+        let mut value = serde_json::to_value(tiny_payload()).unwrap();
+        value["added_in_a_later_build"] = serde_json::json!({"nested": [1, 2, 3]});
+        let (back, _) = decode(&envelope_around(&value.to_string())).unwrap();
+        assert_eq!(back, tiny_payload());
+    }
+
+    /// A model file around an arbitrary payload text, with its correct digest.
+    fn envelope_around(payload: &str) -> Vec<u8> {
+        let digest = sha256_hex(payload.as_bytes());
+        format!(r#"{{"format":"riskserve-model","format_version":1,"payload_sha256":"{digest}","payload":{payload}}}"#)
+            .into_bytes()
+    }
+
     #[test]
     fn wrong_format_version_and_wrong_schema_are_invalid_with_reasons() {
         let bytes = encode(&tiny_payload()).unwrap();
@@ -264,5 +336,96 @@ mod tests {
         assert!(model_from(&encode(&payload).unwrap()).unwrap_err().to_string().contains("threshold"));
 
         assert!(model_from(b"{\"hello\": 1}").unwrap_err().to_string().contains("not a riskserve model"));
+    }
+
+    /// Property tests of the model-file loader: whatever the bytes, the
+    /// answer is a model or a `LoadError`, never a panic, within bounded time.
+    mod properties {
+        use super::*;
+        use crate::model::estimator::{Estimator, Tree};
+        use crate::model::fuzz::{self, apply, edits};
+        use proptest::prelude::*;
+        use std::time::{Duration, Instant};
+
+        /// Far above any input here (a few KB); a loop or a blow-up would exceed it.
+        const BOUND: Duration = Duration::from_secs(5);
+
+        fn load_within_bound(bytes: &[u8]) -> Result<Result<Model, LoadError>, TestCaseError> {
+            let started = Instant::now();
+            let result = Model::from_bytes(bytes);
+            prop_assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
+            if let Ok(model) = &result {
+                let p = model.predict(&LoanApplication::default()).probability_late;
+                prop_assert!((0.0..=1.0).contains(&p));
+            }
+            Ok(result)
+        }
+
+        #[test]
+        fn the_corpus_gives_what_each_file_name_says() {
+            for (name, bytes) in fuzz::corpus("model") {
+                let result = load_within_bound(&bytes).unwrap();
+                let got = result.as_ref().map(|_| "ok").unwrap_or_else(LoadError::kind);
+                let expected = name.split('-').next().unwrap();
+                assert_eq!(got, expected, "{name}: {:?}", result.err());
+            }
+        }
+
+        proptest! {
+            #![proptest_config(fuzz::config())]
+
+            #[test]
+            fn arbitrary_bytes_are_refused_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                prop_assert!(load_within_bound(&bytes)?.is_err());
+            }
+
+            #[test]
+            fn mutated_files_load_or_are_refused(
+                seed in proptest::sample::select(fuzz::corpus("model")),
+                edits in edits(),
+            ) {
+                let _ = load_within_bound(&apply(&seed.1, &edits))?;
+            }
+
+            /// Mutations of the payload under a recomputed digest, so the
+            /// decoding, schema, compile and smoke checks are all reached.
+            #[test]
+            fn mutated_payloads_with_a_valid_digest_load_or_are_refused(
+                seed in proptest::sample::select(fuzz::corpus("model")),
+                edits in edits(),
+            ) {
+                let text = String::from_utf8_lossy(&seed.1).into_owned();
+                let payload = text.find("\"payload\":").map(|at| &text[at + 10..]).unwrap_or(&text);
+                let payload = payload.trim_end().strip_suffix('}').unwrap_or(payload);
+                let mutated = String::from_utf8_lossy(&apply(payload.as_bytes(), &edits)).into_owned();
+                let _ = load_within_bound(&envelope_around(&mutated))?;
+            }
+
+            /// Random trees, mostly malformed: compiled or refused, never a
+            /// panic or an endless walk; a compiled forest scores in [0, 1].
+            #[test]
+            fn random_trees_compile_or_are_refused(
+                trees in proptest::collection::vec(
+                    (1..40usize).prop_flat_map(|n| (
+                        proptest::collection::vec(-2..8i32, n),
+                        proptest::collection::vec(prop_oneof![Just(f64::NAN), -2.0..2.0f64], n),
+                        proptest::collection::vec(0..n as u32 + 2, n),
+                        proptest::collection::vec(0..n as u32 + 2, n),
+                        proptest::collection::vec(-0.5..1.5f64, n),
+                    )),
+                    1..4,
+                ),
+                x in proptest::collection::vec(-2.0..2.0f64, 6),
+            ) {
+                let trees = trees
+                    .into_iter()
+                    .map(|(feature, threshold, left, right, value)| Tree { feature, threshold, left, right, value })
+                    .collect();
+                if let Ok(compiled) = (Estimator::RandomForest { trees }).compile(6) {
+                    let p = compiled.probability(&x);
+                    prop_assert!((0.0..=1.0).contains(&p), "{p}");
+                }
+            }
+        }
     }
 }

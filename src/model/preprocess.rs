@@ -9,7 +9,8 @@
 //! allocate.
 
 use super::input::{LoanApplication, CATEGORICAL_FEATURES, MISSING_CATEGORY, NUMERIC_FEATURES};
-use serde::{Deserialize, Serialize};
+use super::limits::{bounded_seq, MAX_CATEGORIES_PER_FEATURE, MAX_SCHEMA_FEATURES};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Upper bound on the encoded width a model may declare. Requests encode
 /// into a stack buffer of this size.
@@ -28,14 +29,26 @@ pub struct NumericFeature {
 pub struct CategoricalFeature {
     pub name: String,
     /// Categories seen in training (sorted), one encoded column each.
-    /// Includes `missing` if training had missing values.
+    /// Includes `missing` if training had missing values. At most
+    /// [`MAX_CATEGORIES_PER_FEATURE`] (refused while decoding beyond that).
+    #[serde(deserialize_with = "categories")]
     pub categories: Vec<String>,
+}
+
+fn categories<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    bounded_seq(d, MAX_CATEGORIES_PER_FEATURE, "categories in one feature", "max_categories_per_feature")
+}
+
+fn features<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    bounded_seq(d, MAX_SCHEMA_FEATURES, "features of one kind", "max_schema_features")
 }
 
 /// The fitted preprocessing: what the model file stores as its feature schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessor {
+    #[serde(deserialize_with = "features")]
     pub numeric: Vec<NumericFeature>,
+    #[serde(deserialize_with = "features")]
     pub categorical: Vec<CategoricalFeature>,
     /// The category that missing categorical values are imputed with.
     pub missing_category: String,
@@ -52,9 +65,14 @@ pub enum PreprocessorError {
     BadMedian(String),
     #[error("categorical feature `{0}` has no categories")]
     NoCategories(String),
+    #[error(
+        "categorical feature `{feature}` has {count} categories, more than the limit of \
+         {MAX_CATEGORIES_PER_FEATURE} (max_categories_per_feature)"
+    )]
+    TooManyCategories { feature: String, count: usize },
     #[error("categorical feature `{feature}` lists category `{category}` twice")]
     DuplicateCategory { feature: String, category: String },
-    #[error("encoded width {0} exceeds the limit of {MAX_ENCODED_WIDTH} columns")]
+    #[error("encoded width {0} exceeds the limit of {MAX_ENCODED_WIDTH} columns (max_encoded_width)")]
     TooWide(usize),
 }
 
@@ -108,6 +126,12 @@ impl Preprocessor {
         for f in &self.categorical {
             if f.categories.is_empty() {
                 return Err(PreprocessorError::NoCategories(f.name.clone()));
+            }
+            if f.categories.len() > MAX_CATEGORIES_PER_FEATURE {
+                return Err(PreprocessorError::TooManyCategories {
+                    feature: f.name.clone(),
+                    count: f.categories.len(),
+                });
             }
             let mut seen: Vec<&str> = f.categories.iter().map(String::as_str).collect();
             seen.sort_unstable();
@@ -261,7 +285,22 @@ mod tests {
         s.categorical[1].categories = vec!["A".into(), "A".into()];
         assert!(matches!(s.validate(), Err(PreprocessorError::DuplicateCategory { .. })));
         let mut s = schema;
-        s.categorical[0].categories = (0..MAX_ENCODED_WIDTH).map(|i| i.to_string()).collect();
+        let many = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+        s.categorical[0].categories = many(MAX_CATEGORIES_PER_FEATURE);
+        s.categorical[2].categories = many(MAX_CATEGORIES_PER_FEATURE);
         assert!(matches!(s.validate(), Err(PreprocessorError::TooWide(_))));
+        assert!(s.validate().unwrap_err().to_string().contains("max_encoded_width"));
+    }
+
+    #[test]
+    fn a_feature_with_too_many_categories_is_refused_naming_the_limit() {
+        let mut s = Preprocessor::fit(&[app(Some(1.0), Some("A"))]);
+        s.categorical[1].categories = (0..=MAX_CATEGORIES_PER_FEATURE).map(|i| i.to_string()).collect();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("257 categories") && err.contains("max_categories_per_feature"), "{err}");
+        // While decoding, the list is refused before it is held in memory.
+        let text = serde_json::to_string(&s).unwrap();
+        let err = serde_json::from_str::<Preprocessor>(&text).unwrap_err().to_string();
+        assert!(err.contains("max_categories_per_feature"), "{err}");
     }
 }

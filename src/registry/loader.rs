@@ -21,6 +21,7 @@ use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Sna
 use super::Registry;
 use crate::config::Config;
 use crate::model::format::LoadError;
+use crate::model::limits::ModelLimits;
 use crate::model::{Model, Scorer};
 use crate::repository::ModelSource;
 use crate::repository::Rejected;
@@ -40,9 +41,9 @@ pub const MAX_ABANDONED: usize = 8;
 /// released) to observe a swap exactly.
 pub type ScorerFactory = Arc<dyn Fn(&str, u64, &[u8]) -> Result<Arc<dyn Scorer>, LoadError> + Send + Sync>;
 
-/// The production [`ScorerFactory`]: [`Model::from_bytes`].
-pub fn compile_models() -> ScorerFactory {
-    Arc::new(|_, _, bytes| Model::from_bytes(bytes).map(|m| Arc::new(m) as Arc<dyn Scorer>))
+/// The production [`ScorerFactory`]: [`Model::from_bytes_with`] under `limits`.
+pub fn compile_models(limits: ModelLimits) -> ScorerFactory {
+    Arc::new(move |_, _, bytes| Model::from_bytes_with(bytes, limits).map(|m| Arc::new(m) as Arc<dyn Scorer>))
 }
 
 /// What one pass did; published on the reloader's pass signal.
@@ -447,7 +448,7 @@ mod tests {
         config.default_policy = policy;
         let registry = Arc::new(Registry::new(Arc::new(Metrics::new()), config.reload_stale_after));
         let source = Arc::new(LocalDirectory::new(models));
-        (Loader::new(Arc::new(config), source, compile_models(), registry.clone()), registry)
+        (Loader::new(Arc::new(config), source, compile_models(ModelLimits::default()), registry.clone()), registry)
     }
 
     fn served(registry: &Registry) -> Vec<u64> {

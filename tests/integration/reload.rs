@@ -1,8 +1,10 @@
 //! Hot reload through the real notify watcher: new versions, half-written,
-//! corrupt and wrong-schema files, rollback by deletion, an emptied
+//! corrupt, wrong-schema and too costly files, rollback by deletion, an emptied
 //! repository, and start-up errors. Asserted through HTTP and `/metrics`.
 
 use crate::common::*;
+use riskserve::model::estimator::Estimator;
+use riskserve::model::format::encode;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -84,6 +86,22 @@ async fn corrupt_and_wrong_schema_files_keep_the_current_version_and_are_retried
     // Fixing v3 in place makes it load.
     std::fs::write(s.models.join(MODEL).join("3").join("model.json"), bundled_model()).unwrap();
     s.wait_serving(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_over_the_prediction_cost_budget_is_invalid_and_the_current_one_keeps_serving() {
+    // The bundled model costs 1,727 node visits per row; twice its trees cost twice that.
+    let s = TestServer::start_with(|c| c.max_prediction_cost = 2_000).await;
+    let mut payload = bundled_payload();
+    let Estimator::RandomForest { trees } = &mut payload.estimator else { panic!("the bundled model is a forest") };
+    trees.extend(trees.clone());
+    commit(&s.models, MODEL, 2, &encode(&payload).unwrap());
+    s.wait_metric("riskserve_model_loads_total", &[("model", MODEL), ("result", "invalid")], 1.0).await;
+    assert_eq!(s.serving_version().await, 1);
+    let status = s.get("/v1/models/credit-risk").await.json();
+    let reason = status["versions"][0]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("3454 tree nodes") && reason.contains("max_prediction_cost"), "{status}");
+    assert_eq!(status["serving_version"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
