@@ -405,4 +405,60 @@ mod tests {
         ctx.count_n("x", 2);
         assert_eq!(ctx.seen.lock().unwrap().counts["x"], 3);
     }
+
+    /// A loopback server that, per connection, reads `read_first` bytes (0:
+    /// none), then answers 431 and closes, or holds the connection (None).
+    async fn server(read_first: usize, answer: Option<&'static [u8]>) -> Target {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::parse(&format!("http://{}/p", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; read_first];
+                    let _ = s.read_exact(&mut buf).await;
+                    match answer {
+                        Some(a) => drop(s.write_all(a).await),
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        target
+    }
+
+    fn ctx_for(target: Target, ms: u64) -> Ctx {
+        Ctx {
+            target,
+            deadline: Instant::now() + Duration::from_millis(ms),
+            io_timeout: Duration::from_secs(5),
+            seen: Arc::default(),
+        }
+    }
+
+    async fn finish(tasks: Vec<JoinHandle<()>>, ctx: &Ctx) -> BTreeMap<String, u64> {
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(10), t).await.expect("ends after its deadline").unwrap();
+        }
+        ctx.seen.lock().unwrap().counts.clone()
+    }
+
+    #[tokio::test]
+    async fn attacks_tally_what_the_server_does_and_end_at_the_deadline() {
+        let answer_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\r\n";
+        let ctx = ctx_for(server(16, Some(answer_431)).await, 300);
+        let counts = finish(one_shot_requests(&ctx, 2, big_headers_request(&ctx, 4096)), &ctx).await;
+        assert!(counts.get("answered 431").is_some_and(|n| *n > 0), "{counts:?}");
+        assert!(!counts.contains_key("timeout"), "{counts:?}");
+
+        let ctx = ctx_for(server(0, None).await, 300);
+        let counts = finish(idle_flood(&ctx, 5), &ctx).await;
+        assert_eq!(counts, BTreeMap::from([("held to the end".into(), 5), ("opened".into(), 5)]));
+
+        // Closes after 3 dripped bytes: counted, and the slowloris reconnects.
+        let ctx = ctx_for(server(3, Some(b"")).await, 600);
+        let (endless, _) = slowloris_parts(&ctx);
+        let counts = finish(drip(&ctx, 1, Bytes::new(), endless, Duration::from_millis(10)), &ctx).await;
+        assert!(counts.get("closed by server").is_some_and(|n| *n >= 2), "{counts:?}");
+        assert!(counts["connected"] >= 2, "{counts:?}");
+    }
 }
