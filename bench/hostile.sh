@@ -31,8 +31,8 @@ MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/riskserve
 HOSTILE=$TARGET_DIR/release/hostile
-# 8 cases × (baseline + case + commit + RSS settle + slack), plus start-up.
-MAX_SECS=$(( 8 * (${BASELINE_SECS%.*} + ${CASE_SECS%.*} + 30) + 60 ))
+# 8 cases × (baseline + case + task joins + commit + RSS settle + scrapes), plus start-up.
+MAX_SECS=$(( 8 * (${BASELINE_SECS%.*} + ${CASE_SECS%.*} + 45) + 60 ))
 # The server lives at most this long even if this script is killed hard.
 LIFETIME=$(( MAX_SECS + 60 ))
 
