@@ -49,34 +49,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 wait_quiet | tee "$OUT/quiet.txt"
-mkdir -p "$WORK/models/credit-risk/1"
-cp "$MODEL" "$WORK/models/credit-risk/1/model.json"
-{
-    echo "date: $(date -u +%FT%TZ)"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
-    echo "machine: $(nproc) cores, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-    echo "model: $MODEL ($(wc -c <"$MODEL") bytes)"
-    echo "models dir: $WORK/models (filesystem: $(stat -f -c %T "$WORK"))"
-} >"$OUT/env.txt"
-
-# cwd = the temp dir, so no config/riskserve.toml is picked up by accident.
-(cd "$WORK" && exec timeout -k 5 "$LIFETIME" "$BIN" serve --models-dir "$WORK/models" \
-    --listen 127.0.0.1:0 ${SERVER_ARGS:-}) 2>"$OUT/server.log" &
-SERVER=$!
-ADDR=""
-for _ in $(seq 1 240); do   # at most 60 s
-    ADDR=$(grep -m1 -o 'riskserve listening.*addr=127\.0\.0\.1:[0-9]*' "$OUT/server.log" 2>/dev/null \
-        | grep -o '127\.0\.0\.1:[0-9]*' || true)
-    [ -n "$ADDR" ] && break
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.25
-done
-if [ -z "$ADDR" ]; then
-    echo "riskserve did not start; log:"; tail -20 "$OUT/server.log"; exit 1
-fi
-# `$SERVER` is `timeout` (the subshell exec'd it); the server is its only child.
-PID=$(ps -o pid= --ppid "$SERVER" | tr -d ' ' | head -1)
-echo "riskserve pid $PID listening on $ADDR; results in $OUT"
+stage_models
+start_server
 
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" \
@@ -88,10 +62,6 @@ timeout -k 5 "$LIFETIME" "$BENCH" \
     --commit-every-ms "$COMMIT_EVERY_MS" --bad-every "$BAD_EVERY" \
     --out "$OUT/swapbench.json" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
 
-kill -TERM "$SERVER" 2>/dev/null || true
-server_rc=0
-wait "$SERVER" || server_rc=$?
-SERVER=""
-echo "riskserve exit status after SIGTERM: $server_rc" | tee -a "$OUT/summary.txt"
+stop_server
 echo "report: $OUT/swapbench.json (swapbench exit $rc: 0 = every goal met, 1 = a goal missed)"
 exit "$rc"

@@ -16,7 +16,9 @@
 //! - [`report`]: the [`Report`] (JSON) and its summary text;
 //! - [`process`]: [`ServerProcess`] (a `riskserve serve` child on
 //!   127.0.0.1:0, killed on drop) and the `/proc` CPU and memory readers;
-//! - [`scrape`]: riskserve's `/metrics`.
+//! - [`scrape`]: riskserve's `/metrics`;
+//! - [`hostile`]: the `hostile` binary's abuse cases under good traffic
+//!   (`bench/hostile.sh`), built from the pieces above.
 //!
 //! This file holds the configuration and [`run`]: start the clients, the
 //! operator and the CPU sampler, collect, analyse. Only loopback targets are
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod hostile;
 pub mod load;
 pub mod operator;
 pub mod process;
@@ -243,12 +246,17 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     Ok(analysis::analyse(&cfg, samples, log, cpu_points, server_closed, messages))
 }
 
-/// [`run`] on a fresh multi-threaded runtime with `threads` workers.
-pub fn run_blocking(cfg: BenchConfig, threads: usize) -> Result<Report, String> {
+/// A fresh multi-threaded runtime with `threads` workers (the harness's
+/// share of the machine).
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
         .build()
-        .map_err(|e| format!("building the runtime: {e}"))?
-        .block_on(run(cfg))
+        .map_err(|e| format!("building the runtime: {e}"))
+}
+
+/// [`run`] on a fresh [`runtime`] with `threads` workers.
+pub fn run_blocking(cfg: BenchConfig, threads: usize) -> Result<Report, String> {
+    runtime(threads)?.block_on(run(cfg))
 }

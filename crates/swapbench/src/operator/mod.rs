@@ -13,6 +13,7 @@ mod flask;
 mod riskserve;
 
 pub use flask::PICKLE_MARKER;
+pub(crate) use riskserve::flip_payload_byte;
 
 use crate::process::{cpu_point, memory_of, process_tree, CpuPoint};
 use crate::report::MemorySample;

@@ -50,7 +50,7 @@ impl DirRepo {
 
 /// A copy of `bytes` with one digit inside the payload changed: still JSON,
 /// but the payload digest no longer matches.
-fn flip_payload_byte(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn flip_payload_byte(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     let payload = out.windows(10).position(|w| w == b"\"payload\":").unwrap_or(0);
     let start = payload + (out.len() - payload) / 2;
