@@ -15,7 +15,7 @@
 //! each operator warning once. A retired version's memory is freed when its
 //! last in-flight request drops its `Arc`.
 
-use super::deadline::{run_with_deadline, Abandoned, DeadlineError};
+use super::deadline::{DeadlineError, DeadlineRunner};
 use super::plan::{self, Known, KnownVersions, LoadRequest, Planned, Step};
 use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Snapshot, VersionState, VersionStatus};
 use super::Registry;
@@ -72,8 +72,8 @@ pub struct Loader {
     /// Rejected entries already logged (logged again only after they vanish).
     rejected_seen: HashSet<(Option<String>, String)>,
     passes: u64,
-    /// Loads and listings abandoned at their deadline and still running.
-    abandoned: Abandoned,
+    /// Runs listings and loads under `load_timeout` on a reused worker.
+    worker: DeadlineRunner,
     /// The full error of each failed load, for the operator view.
     details: HashMap<(String, u64), String>,
 }
@@ -94,7 +94,7 @@ impl Loader {
             warned: HashMap::new(),
             rejected_seen: HashSet::new(),
             passes: 0,
-            abandoned: Abandoned::default(),
+            worker: DeadlineRunner::new("riskserve-load", MAX_ABANDONED),
             details: HashMap::new(),
         }
     }
@@ -105,10 +105,7 @@ impl Loader {
         self.passes += 1;
         let mut report = PassReport { seq: self.passes, ..PassReport::default() };
         let source = self.source.clone();
-        let listed =
-            run_with_deadline("riskserve-list", self.config.load_timeout, &self.abandoned, MAX_ABANDONED, move || {
-                source.list()
-            });
+        let listed = self.worker.run(self.config.load_timeout, move || source.list());
         let listing = match listed
             .map_err(|e| format!("listing {}: {e}", self.source.describe()))
             .and_then(|l| l.map_err(|e| e.to_string()))
@@ -337,7 +334,7 @@ impl Loader {
 
     /// Reads and compiles under `load_timeout` (see [`super::deadline`]).
     fn load_with_deadline(
-        &self,
+        &mut self,
         name: &str,
         entry: &crate::repository::VersionEntry,
     ) -> Result<Arc<dyn Scorer>, LoadError> {
@@ -345,11 +342,10 @@ impl Loader {
         let (model, entry) = (name.to_string(), entry.clone());
         let load =
             move || source.read(&model, &entry, max_bytes).and_then(|bytes| scorers(&model, entry.version, &bytes));
-        run_with_deadline("riskserve-load", self.config.load_timeout, &self.abandoned, MAX_ABANDONED, load)
-            .unwrap_or_else(|e| match e {
-                DeadlineError::Panicked => Err(LoadError::Invalid(format!("loading this file {e}"))),
-                e => Err(LoadError::Timeout(format!("reading and compiling {e}"))),
-            })
+        self.worker.run(self.config.load_timeout, load).unwrap_or_else(|e| match e {
+            DeadlineError::Panicked => Err(LoadError::Invalid(format!("loading this file {e}"))),
+            e => Err(LoadError::Timeout(format!("reading and compiling {e}"))),
+        })
     }
 
     /// A new loader with the same parts and nothing loaded yet.
