@@ -204,6 +204,8 @@ impl ModelSource for LocalDirectory {
             }
             let versions = match fs::read_dir(entry.path()) {
                 Ok(v) => v,
+                // Deleted while we listed: simply gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     out.rejected.push(Rejected { model: None, entry: name, reason: e.to_string() });
                     continue;
