@@ -127,7 +127,13 @@ pub async fn start_with(config: Config, components: Components) -> Result<Runnin
 /// `shutdown_timeout`, and a load or listing stuck on a hung filesystem is
 /// not waited for (the runtime gives blocking threads one more second).
 pub fn run_blocking(config: Config) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Blocking threads (big bodies, big batches, reload passes) that have
+    // nothing to do exit after 2 s instead of tokio's 10 s, so the memory of
+    // a burst is given back soon after it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .build()?;
     let result = runtime.block_on(async move {
         let server = start(config).await?;
         wait_for_signal().await?;
