@@ -13,7 +13,7 @@
 //! - [`http`] — hyper 1.x accept loop with graceful shutdown, routes, request
 //!   parsing and the one error → status mapping.
 //! - [`metrics`] — the Prometheus registry and metric families.
-//! - [`config`] — defaults < `config/riskserve.toml` < `RISKSERVE_*` env < CLI.
+//! - [`config`] — defaults < `config/riskserve.toml` (beside the models directory) < `RISKSERVE_*` env < CLI; each setting declared once.
 //! - [`cli`] — the `riskserve` subcommands.
 #![forbid(unsafe_code)]
 
