@@ -2,19 +2,26 @@
 //!
 //! The architecture in one page:
 //!
-//! - [`model`] — the prediction core: the ten-feature [`model::input::LoanApplication`],
-//!   the reference preprocessing (median / `missing` + one-hot), estimators
-//!   compiled into flat arrays, and the versioned, digest-protected file format.
-//! - [`train`] — smartcore training, stratified cross-validation, metrics
-//!   (ROC-AUC, PR-AUC, Brier), synthetic data, atomic publication of versions.
-//! - [`registry`] — the set of loaded versions in an `ArcSwap` snapshot, the
-//!   loader that validates off the request path, and the notify watcher that
-//!   triggers it.
-//! - [`http`] — hyper 1.x accept loop with graceful shutdown, routes, request
-//!   parsing and the one error → status mapping.
+//! - [`server`] — the composition root: [`server::Components`] (a model
+//!   source and a scorer factory), start-up as a story, bounded shutdown.
+//! - [`model`] — the prediction core: the ten-feature [`model::input::LoanApplication`]
+//!   and its per-field rules, the reference preprocessing, estimators compiled
+//!   into flat arrays, load-time limits, the digest-protected file format,
+//!   and the [`model::Scorer`] seam.
+//! - [`repository`] — the layout rules, the [`repository::ModelSource`]
+//!   interface, and the local directory with atomic publishing.
+//! - [`registry`] — the `ArcSwap` snapshot (serving set + status), the pure
+//!   plan of a reload pass, the loader (deadlines, backoff), reload health,
+//!   and the notify watcher with its pass signal.
+//! - [`train`] — the training pipeline (typed plan → outcome), smartcore
+//!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
+//! - [`http`] — the accept loop with connection limits, admission control,
+//!   routes (callable without a socket), request parsing and the one error →
+//!   status mapping.
 //! - [`metrics`] — the Prometheus registry and metric families.
-//! - [`config`] — defaults < `config/riskserve.toml` (beside the models directory) < `RISKSERVE_*` env < CLI; each setting declared once.
-//! - [`cli`] — the `riskserve` subcommands.
+//! - [`config`] — defaults < `config/riskserve.toml` (beside the models
+//!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
+//! - [`cli`] — the `riskserve` subcommands: parse and print.
 #![forbid(unsafe_code)]
 
 pub mod cli;
