@@ -11,3 +11,4 @@ pub mod form;
 pub mod request;
 pub mod routes;
 pub mod server;
+pub mod workers;

@@ -97,6 +97,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     route_metrics: RouteMetrics,
     admission: Admission,
+    /// Threads for big bodies and big batches.
+    workers: super::workers::Workers,
 }
 
 impl AppState {
@@ -109,7 +111,8 @@ impl AppState {
             AdmissionGauges { admitted: metrics.requests_admitted.clone(), queued: metrics.requests_queued.clone() };
         let admission =
             Admission::new(config.max_inflight_requests, config.max_queued_requests, config.max_queue_wait, gauges);
-        AppState { config, registry, metrics, route_metrics, admission }
+        let workers = super::workers::Workers::new(std::thread::available_parallelism().map_or(1, usize::from));
+        AppState { config, registry, metrics, route_metrics, admission, workers }
     }
 
     fn shed(&self, reason: &str) {
@@ -266,13 +269,14 @@ async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot,
     })
 }
 
-/// Runs `work` on a blocking thread, answering 503 if the deadline passes
-/// first (the work itself checks the deadline and stops soon after).
+/// Runs `work` on the request worker pool, answering 503 if the deadline
+/// passes first (the work itself checks the deadline and stops soon after).
 async fn off_thread<T: Send + 'static>(
+    state: &AppState,
     deadline: tokio::time::Instant,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(work)).await {
+    match tokio::time::timeout_at(deadline, state.workers.run(work)).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(ApiError::internal(format!("prediction task failed: {e}"))),
         Err(_) => Err(ApiError::deadline_exceeded()),
@@ -303,7 +307,7 @@ async fn predict<B: RequestBody>(
     let apps = if body.len() <= INLINE_BODY_BYTES {
         applications(&body, max_batch)?
     } else {
-        off_thread(deadline, move || applications(&body, max_batch)).await?
+        off_thread(state, deadline, move || applications(&body, max_batch)).await?
     };
     let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
 
@@ -313,7 +317,7 @@ async fn predict<B: RequestBody>(
         score(&version, &apps, std_deadline)
     } else {
         let v = version.clone();
-        off_thread(deadline, move || score(&v, &apps, std_deadline)).await
+        off_thread(state, deadline, move || score(&v, &apps, std_deadline)).await
     }?;
     version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
 
