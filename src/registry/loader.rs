@@ -74,8 +74,6 @@ pub struct Loader {
     passes: u64,
     /// Runs listings and loads under `load_timeout` on a reused worker.
     worker: DeadlineRunner,
-    /// The full error of each failed load, for the operator view.
-    details: HashMap<(String, u64), String>,
 }
 
 impl Loader {
@@ -95,7 +93,6 @@ impl Loader {
             rejected_seen: HashSet::new(),
             passes: 0,
             worker: DeadlineRunner::new("riskserve-load", MAX_ABANDONED),
-            details: HashMap::new(),
         }
     }
 
@@ -176,7 +173,8 @@ impl Loader {
                     };
                     row.serving = Some(v.version) == serving_version && row.state == VersionState::Available;
                     if self.config.operator_view && row.reason.is_some() {
-                        row.detail = self.details.get(&(name.clone(), v.version)).cloned();
+                        row.detail =
+                            self.known.get(&(name.clone(), v.version)).and_then(Known::detail).map(str::to_string);
                     }
                     row
                 })
@@ -204,7 +202,6 @@ impl Loader {
             None => listing.models.get(name).is_some_and(|entries| entries.iter().any(|e| e.version == *version)),
         });
 
-        self.details.retain(|key, _| self.known.contains_key(key));
         // Models gone from the source and no longer served lose their series.
         for name in current.status.keys().filter(|n| !next.status.contains_key(*n)) {
             self.registry.metrics.forget_model(name);
@@ -292,7 +289,6 @@ impl Loader {
                     load_seconds: seconds,
                     metrics: metrics.version(name, entry.version),
                 });
-                self.details.remove(&key);
                 Known::Loaded { fingerprint, version }
             }
             Err(e) => {
@@ -307,7 +303,7 @@ impl Loader {
                     "model version not loaded; the current version keeps serving"
                 );
                 let reason = e.public_reason();
-                self.details.insert(key.clone(), e.to_string());
+                let detail = e.to_string();
                 // Transient failures come back with backoff; the others
                 // when the file changes.
                 let (retry_at, attempts) = if e.is_transient() {
@@ -323,9 +319,9 @@ impl Loader {
                             version = entry.version,
                             "the file of a loaded version changed and does not load; the copy in memory keeps serving"
                         );
-                        Known::Stale { fingerprint, reason, version }
+                        Known::Stale { fingerprint, reason, detail, version }
                     }
-                    None => Known::Failed { fingerprint, reason, retry_at, attempts },
+                    None => Known::Failed { fingerprint, reason, detail, retry_at, attempts },
                 }
             }
         };
@@ -526,6 +522,27 @@ mod tests {
         assert_eq!((report.loads_succeeded, report.swapped.len()), (1, 1));
         assert!(!Arc::ptr_eq(&v2, &r.resolve("m", None).unwrap()));
         assert!(r.snapshot().status["m"].versions[0].reason.is_none());
+    }
+
+    #[test]
+    fn the_full_error_is_shown_only_in_the_operator_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        write(dir.path(), 1, &good);
+        write(dir.path(), 2, &good[..good.len() / 2]);
+        for operator_view in [false, true] {
+            let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
+            let mut config = (*l.config).clone();
+            config.operator_view = operator_view;
+            l.config = Arc::new(config);
+            l.reconcile();
+            let row = r.snapshot().status["m"].versions[0].clone();
+            assert_eq!(row.reason.as_deref(), Some("incomplete model file (still being written or truncated)"));
+            match operator_view {
+                false => assert_eq!(row.detail, None),
+                true => assert!(row.detail.as_deref().unwrap().contains("JSON ends early"), "{row:?}"),
+            }
+        }
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub enum Known<V> {
     },
     Failed {
         fingerprint: Fingerprint,
+        /// Public wording (shown in `/v1/models`).
         reason: String,
+        /// The full error, for the log and the operator view.
+        detail: String,
         /// For transient failures: when to try again (with backoff).
         retry_at: Option<Instant>,
         /// Consecutive transient failures, for the backoff.
@@ -45,6 +48,7 @@ pub enum Known<V> {
     Stale {
         fingerprint: Fingerprint,
         reason: String,
+        detail: String,
         version: V,
     },
 }
@@ -55,6 +59,14 @@ impl<V> Known<V> {
             Known::Loaded { fingerprint, .. }
             | Known::Failed { fingerprint, .. }
             | Known::Stale { fingerprint, .. } => *fingerprint,
+        }
+    }
+
+    /// The full error of the last failed load, if it failed.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Known::Failed { detail, .. } | Known::Stale { detail, .. } => Some(detail),
+            Known::Loaded { .. } => None,
         }
     }
 
@@ -250,7 +262,13 @@ mod tests {
     fn failed(known: &mut K, version: u64, f: u64) {
         known.insert(
             ("m".into(), version),
-            Known::Failed { fingerprint: fp(f), reason: "bad".into(), retry_at: None, attempts: 0 },
+            Known::Failed {
+                fingerprint: fp(f),
+                reason: "bad".into(),
+                detail: String::new(),
+                retry_at: None,
+                attempts: 0,
+            },
         );
     }
 
@@ -335,6 +353,7 @@ mod tests {
             Known::Failed {
                 fingerprint: fp(1),
                 reason: "permission denied".into(),
+                detail: "cannot read m/1/model.json: Permission denied (os error 13)".into(),
                 retry_at: Some(retry_at),
                 attempts: 1,
             },
@@ -349,7 +368,10 @@ mod tests {
     fn a_stale_copy_keeps_serving() {
         let none = BTreeMap::new();
         let mut known = K::new();
-        known.insert(("m".into(), 2), Known::Stale { fingerprint: fp(5), reason: "incomplete".into(), version: "v2" });
+        known.insert(
+            ("m".into(), 2),
+            Known::Stale { fingerprint: fp(5), reason: "incomplete".into(), detail: String::new(), version: "v2" },
+        );
         let p = plan(step(&listing(&[(1, 1), (2, 5)]), &known, &none, VersionPolicy::Latest(1)));
         assert_eq!(p.serving, BTreeMap::from([(2, "v2")]));
         assert!(matches!(&p.versions[0].state, Planned::ServingStale { reason, .. } if reason == "incomplete"));
