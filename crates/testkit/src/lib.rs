@@ -5,7 +5,8 @@
 //!   `riskserve listening ... addr=...`) as a child process on 127.0.0.1:0,
 //!   its address read from its log within a deadline, killed on drop;
 //! - [`http`]: a small keep-alive HTTP/1.1 client with a timeout on every step;
-//! - [`prometheus`]: reads series out of Prometheus text format.
+//! - [`prometheus`]: reads series out of Prometheus text format;
+//! - [`tools`]: finds the external programs `.ci/setup` installs.
 //!
 //! It knows nothing of riskserve's internals: only its command line and
 //! its log line.
@@ -15,6 +16,7 @@
 pub mod http;
 pub mod process;
 pub mod prometheus;
+pub mod tools;
 
 pub use http::{Client, ClientError, Method, Reply};
 pub use process::{serve_command, spawn, Child, Log, LogStream, SpawnError, Spawned};
