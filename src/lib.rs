@@ -19,6 +19,8 @@
 //!   routes (callable without a socket), request parsing and the one error →
 //!   status mapping.
 //! - [`metrics`] — the Prometheus registry and metric families.
+//! - [`memory`] — lets each thread give back its allocator arena's free top
+//!   after a burst.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
 //! - [`cli`] — the `riskserve` subcommands: parse and print.
@@ -27,6 +29,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod registry;

@@ -133,6 +133,7 @@ pub fn run_blocking(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_keep_alive(std::time::Duration::from_secs(2))
+        .on_thread_park(crate::memory::release_arena_top)
         .build()?;
     let result = runtime.block_on(async move {
         let server = start(config).await?;

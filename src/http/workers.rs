@@ -39,7 +39,10 @@ impl Workers {
                     Err(_) => return,
                 };
                 match job {
-                    Ok(job) => job(),
+                    Ok(job) => {
+                        job();
+                        crate::memory::release_arena_top();
+                    }
                     Err(_) => return,
                 }
             });

@@ -59,6 +59,9 @@ pub struct PassReport {
     pub next_retry: Option<Instant>,
     /// The source could not be listed: nothing changed.
     pub list_error: Option<String>,
+    /// Entries the listing had (models, versions, rejected entries): the
+    /// watcher uses it to notice that the tree it watches shrank a lot.
+    pub listed_entries: usize,
 }
 
 pub struct Loader {
@@ -115,6 +118,8 @@ impl Loader {
             }
         };
         self.warned.remove("*");
+        report.listed_entries =
+            listing.models.len() + listing.models.values().map(Vec::len).sum::<usize>() + listing.rejected.len();
         self.note_rejected(&listing.rejected);
         let current = self.registry.snapshot();
         let serving_now: BTreeMap<String, BTreeMap<u64, Arc<LoadedVersion>>> =
@@ -201,6 +206,11 @@ impl Loader {
             Some(v) => next.models.get(name).and_then(|m| m.versions.get(version)).is_some_and(|s| Arc::ptr_eq(s, v)),
             None => listing.models.get(name).is_some_and(|entries| entries.iter().any(|e| e.version == *version)),
         });
+        // Warnings of models that are gone are forgotten too, and neither
+        // table keeps the capacity a burst of junk directories gave it.
+        self.warned.retain(|key, _| key == "*" || next.status.contains_key(key));
+        shrink_if_sparse(&mut self.known);
+        shrink_if_sparse(&mut self.warned);
 
         // Models gone from the source and no longer served lose their series.
         for name in current.status.keys().filter(|n| !next.status.contains_key(*n)) {
@@ -402,6 +412,14 @@ impl Loader {
             tracing::error!("{msg}");
             self.warned.insert(key.to_string(), msg.to_string());
         }
+    }
+}
+
+/// Gives back a map's capacity once it is mostly empty (after a burst of
+/// entries that are gone again), so memory follows what is listed now.
+fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.capacity() > 4 * map.len() {
+        map.shrink_to_fit();
     }
 }
 

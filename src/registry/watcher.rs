@@ -10,8 +10,8 @@ use super::loader::{Loader, PassReport};
 use super::Registry;
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -40,9 +40,56 @@ pub fn watch_dir(dir: &Path, trigger: Arc<Notify>) -> notify::Result<notify::Rec
     Ok(watcher)
 }
 
+/// Rebuild the watcher when the watched tree has shrunk to less than half of
+/// its high-water mark by more than this many entries.
+const REBUILD_SLACK: usize = 64;
+
+/// The filesystem watcher of the models directory. notify keeps a table
+/// entry per watched directory and its tables never give capacity back, so
+/// after a burst of directories that are gone again (500 junk model
+/// directories created and deleted), the watcher is rebuilt: memory follows
+/// what is on disk now. A rebuild watches the new tree before dropping the
+/// old watcher, and the pass that follows rescans anyway, so nothing is missed.
+pub struct DirWatch {
+    dir: PathBuf,
+    trigger: Arc<Notify>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Most listing entries seen since the watcher was (re)built.
+    high_water: usize,
+}
+
+impl DirWatch {
+    fn start(dir: &Path, trigger: Arc<Notify>) -> DirWatch {
+        let watcher = match watch_dir(dir, trigger.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %dir.display(), "cannot watch models directory; relying on periodic rescan");
+                None
+            }
+        };
+        DirWatch { dir: dir.to_path_buf(), trigger, watcher, high_water: 0 }
+    }
+
+    /// Called after each pass with the number of entries it listed.
+    fn after_pass(&mut self, listed: usize) {
+        self.high_water = self.high_water.max(listed);
+        if self.watcher.is_none() || self.high_water <= 2 * listed + REBUILD_SLACK {
+            return;
+        }
+        match watch_dir(&self.dir, self.trigger.clone()) {
+            Ok(fresh) => {
+                tracing::debug!(from = self.high_water, to = listed, "models tree shrank; rebuilt its watcher");
+                self.watcher = Some(fresh);
+                self.high_water = listed;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not rebuild the models watcher; keeping the old one"),
+        }
+    }
+}
+
 /// The running reload machinery. Dropping it stops the watcher and the task.
 pub struct Reloader {
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watch: Arc<Mutex<DirWatch>>,
     trigger: Arc<Notify>,
     passes: watch::Receiver<PassReport>,
     task: JoinHandle<()>,
@@ -54,16 +101,11 @@ impl Reloader {
     /// periodic rescan still works (logged).
     pub fn start(loader: Loader, last: PassReport, dir: &Path, debounce: Duration, rescan: Duration) -> Reloader {
         let trigger = Arc::new(Notify::new());
-        let watcher = match watch_dir(dir, trigger.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, dir = %dir.display(), "cannot watch models directory; relying on periodic rescan");
-                None
-            }
-        };
+        let dir_watch = Arc::new(Mutex::new(DirWatch::start(dir, trigger.clone())));
         let (done, passes) = watch::channel(last);
-        let task = tokio::spawn(supervise(loader, trigger.clone(), done, debounce, rescan));
-        Reloader { _watcher: watcher, trigger, passes, task }
+        let triggers = Triggers { trigger: trigger.clone(), dir_watch: dir_watch.clone(), debounce, rescan };
+        let task = tokio::spawn(supervise(loader, triggers, done));
+        Reloader { _watch: dir_watch, trigger, passes, task }
     }
 
     /// The report of every completed pass, newest first: `changed()` wakes
@@ -87,26 +129,20 @@ impl Drop for Reloader {
 /// Keeps the reload loop running: if it ever panics outside a pass (a
 /// panic inside a pass is caught there), it is restarted with a fresh
 /// loader. Readiness reports a reload task that is gone for good.
-async fn supervise(
-    loader: Loader,
-    trigger: Arc<Notify>,
-    done: watch::Sender<PassReport>,
-    debounce: Duration,
-    rescan: Duration,
-) {
+async fn supervise(loader: Loader, triggers: Triggers, done: watch::Sender<PassReport>) {
     let template = loader.fresh();
     let registry = template.registry().clone();
     let done = Arc::new(done);
     let mut next = Some(loader);
     for restart in 0u32.. {
         let loader = next.take().unwrap_or_else(|| template.fresh());
-        let task = tokio::spawn(reload_loop(loader, trigger.clone(), done.clone(), debounce, rescan));
+        let task = tokio::spawn(reload_loop(loader, triggers.clone(), done.clone()));
         match task.await {
             Err(e) if e.is_panic() && restart < 1000 => {
                 tracing::error!(error = %e, "the reload task panicked; restarting it");
                 registry.metrics.reload_passes_total.with_label_values(&["panic"]).inc();
                 // Let a trigger that arrived meanwhile run the next pass.
-                trigger.notify_one();
+                triggers.trigger.notify_one();
             }
             _ => break,
         }
@@ -115,13 +151,17 @@ async fn supervise(
     tracing::error!("hot reload stopped for good; current versions keep serving");
 }
 
-async fn reload_loop(
-    mut loader: Loader,
+/// What wakes the reload loop, and the watcher it keeps in shape.
+#[derive(Clone)]
+struct Triggers {
     trigger: Arc<Notify>,
-    done: Arc<watch::Sender<PassReport>>,
+    dir_watch: Arc<Mutex<DirWatch>>,
     debounce: Duration,
     rescan: Duration,
-) {
+}
+
+async fn reload_loop(mut loader: Loader, triggers: Triggers, done: Arc<watch::Sender<PassReport>>) {
+    let Triggers { trigger, dir_watch, debounce, rescan } = triggers;
     let registry = loader.registry().clone();
     let mut ticker = tokio::time::interval(rescan);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -136,6 +176,7 @@ async fn reload_loop(
         }
         let pass = tokio::task::spawn_blocking(move || {
             let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.reconcile()));
+            crate::memory::release_arena_top();
             (loader, report)
         })
         .await;
@@ -151,6 +192,11 @@ async fn reload_loop(
                     tracing::debug!(?report, "reconcile pass");
                 }
                 retry_at = report.next_retry;
+                if report.list_error.is_none() {
+                    if let Ok(mut watch) = dir_watch.lock() {
+                        watch.after_pass(report.listed_entries);
+                    }
+                }
                 done.send_replace(report);
             }
             Err(panic) => {
