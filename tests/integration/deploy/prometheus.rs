@@ -136,8 +136,8 @@ fn versions(result: &[Value]) -> Vec<String> {
     v
 }
 
-/// Keeps predictions going on one keep-alive connection until stopped;
-/// returns (answered, not 200).
+/// Keeps predictions going on one keep-alive connection until stopped or a
+/// transport error; returns (answered, the failures).
 fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
     tokio::spawn(async move {
         let mut client = Client::connect(addr).await.expect("connect");
@@ -148,7 +148,10 @@ fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(
             match client.request("POST", PREDICT, &[("content-type", "application/json")], body.as_bytes()).await {
                 Ok(r) if r.status == 200 => answered += 1,
                 Ok(r) => failed.push(format!("{}: {}", r.status, r.text())),
-                Err(e) => failed.push(e),
+                Err(e) => {
+                    failed.push(e);
+                    break;
+                }
             }
         }
         (answered, failed)
