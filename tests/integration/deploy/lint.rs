@@ -10,13 +10,14 @@ use testkit::tools::tool;
 
 const LINT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
+/// The files under `dir`, recursively, whose name ends in `suffix`, sorted.
+fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            out.extend(files_under(&path, ext));
-        } else if path.extension().is_some_and(|e| e == ext) {
+            out.extend(files_under(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
             out.push(path);
         }
     }
@@ -43,7 +44,7 @@ fn hadolint_passes_the_dockerfile() {
 #[test]
 fn kubernetes_manifests_validate_strictly() {
     let validate = tool("kubernetes-validate");
-    let manifests = files_under(&deploy_dir().join("kubernetes"), "yaml");
+    let manifests = files_under(&deploy_dir().join("kubernetes"), ".yaml");
     assert!(manifests.len() >= 8, "{manifests:?}");
     let ran =
         run(Command::new(&validate).arg("--strict").args(&manifests), LINT_TIMEOUT).ok("kubernetes-validate --strict");
@@ -124,7 +125,7 @@ fn promtool_checks_the_config_and_rules_and_passes_the_rule_tests() {
     let prom = deploy_dir().join("prometheus");
     run(Command::new(&promtool).args(["check", "config"]).arg(prom.join("prometheus.yml")), LINT_TIMEOUT)
         .ok("promtool check config");
-    let rules = files_under(&prom, "yml").into_iter().filter(|p| p.to_string_lossy().ends_with(".rules.yml"));
+    let rules = files_under(&prom, ".rules.yml");
     let ran =
         run(Command::new(&promtool).args(["check", "rules"]).args(rules), LINT_TIMEOUT).ok("promtool check rules");
     assert!(
@@ -185,4 +186,30 @@ fn systemd_analyze_verifies_the_unit() {
     assert!(ran.status.success() && ran.stderr.trim().is_empty() && ran.stdout.trim().is_empty(), "{}", ran.output());
     let ran = verify(&unit.replace("NoNewPrivileges=", "NoNewPrivilege="));
     assert!(ran.stderr.contains("Unknown key 'NoNewPrivilege'"), "a misspelt key passed:\n{}", ran.output());
+}
+
+#[test]
+fn every_riskserve_variable_in_deploy_is_a_setting_the_server_knows() {
+    // A misspelt variable would be ignored silently: check each one against
+    // the settings `riskserve serve --help` lists.
+    let help =
+        run(Command::new(env!("CARGO_BIN_EXE_riskserve")).args(["serve", "--help"]), LINT_TIMEOUT).ok("serve --help");
+    let mut used = 0;
+    for path in files_under(&deploy_dir(), "") {
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for (at, _) in text.match_indices("RISKSERVE_") {
+            let name: String =
+                text[at..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+            if name == "RISKSERVE_" {
+                continue; // `RISKSERVE_*` in prose
+            }
+            assert!(
+                help.stdout.contains(&format!("env: {name}]")) || help.stdout.contains(&format!("env: {name}=")),
+                "{}: {name} is not a riskserve setting",
+                path.display()
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= 10, "found only {used} RISKSERVE_ variables");
 }
