@@ -50,17 +50,20 @@ fn chmod_readable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// The build context: the binary and the bundled model, nothing else. The
-/// test binary's debug info (~90 % of its size) is left out: with vfs
-/// storage every layer is a full copy.
+/// The build context, laid out as the repository's: its `.dockerignore`,
+/// the binary where the Dockerfile's default `BINARY` expects a release
+/// build (so the ignore file's exception for it is exercised), and the
+/// bundled model. The test binary's debug info (~90 % of its size) is left
+/// out: with vfs storage every layer is a full copy.
 fn context(dir: &Path) -> PathBuf {
     let ctx = dir.join("context");
-    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::create_dir_all(ctx.join("target/release")).unwrap();
+    std::fs::copy(workspace_root().join(".dockerignore"), ctx.join(".dockerignore")).unwrap();
     run(
         Command::new(tool("objcopy"))
             .arg("--strip-debug")
             .arg(env!("CARGO_BIN_EXE_riskserve"))
-            .arg(ctx.join("riskserve")),
+            .arg(ctx.join("target/release/riskserve")),
         PODMAN_TIMEOUT,
     )
     .ok("objcopy --strip-debug");
@@ -82,7 +85,7 @@ fn the_image_builds_serves_the_mounted_models_and_hot_swaps_a_published_version(
     run(
         podman()
             .args(["build", "--format", "docker", "--layers=false", "--pull=never", "--target", "runtime-prebuilt"])
-            .args(["--build-arg", &format!("RUNTIME_BASE={BASE_IMAGE}"), "--build-arg", "BINARY=riskserve"])
+            .args(["--build-arg", &format!("RUNTIME_BASE={BASE_IMAGE}")])
             .args(["--tag", &cleanup.image, "--file"])
             .arg(deploy_dir().join("Dockerfile"))
             .arg(&ctx),
