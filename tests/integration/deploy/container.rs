@@ -6,7 +6,7 @@
 //! user; a version published into the host directory is swapped in by the
 //! container's watcher; the image's HEALTHCHECK passes.
 
-use super::{deploy_dir, run};
+use super::{deploy_dir, run, wait_for_exit};
 use crate::common::{bundled_model, commit, MODEL, PREDICT, ROW};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -163,7 +163,14 @@ fn the_image_builds_serves_the_mounted_models_and_hot_swaps_a_published_version(
     // The image's HEALTHCHECK (bash /dev/tcp, no curl in the image) passes.
     let health = run(podman().args(["healthcheck", "run", &cleanup.container]), PODMAN_TIMEOUT);
     assert!(health.status.success(), "HEALTHCHECK failed: {}", health.output());
-    drop(server);
+
+    // `podman stop` (what Kubernetes does after preStop) sends SIGTERM to
+    // the server as PID 1: it drains and exits 0, well before the kill.
+    run(podman().args(["stop", "--time", "30", &cleanup.container]), PODMAN_TIMEOUT).ok("podman stop");
+    let mut server = server;
+    let status = wait_for_exit(&mut server.child.0, PODMAN_TIMEOUT).expect("podman run ends after podman stop");
+    assert!(status.success(), "exit {status}; log:\n{}", server.log.tail(20));
+    assert!(server.log.count("all connections drained") == 1, "no drain in the log:\n{}", server.log.tail(20));
     drop(cleanup);
     eprintln!("container: whole test {:?}", started.elapsed());
 }

@@ -56,18 +56,25 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Ran {
     };
     let out = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let err = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let Some(status) = wait_for_exit(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{shown} did not finish within {timeout:?}");
+    };
+    Ran { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
+
+/// Waits up to `timeout` for `child` to exit; None if it is still running.
+pub fn wait_for_exit(child: &mut std::process::Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return Some(status);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} did not finish within {timeout:?}");
+            return None;
         }
         // std has no wait-with-timeout for a child process: poll.
         std::thread::sleep(Duration::from_millis(20));
-    };
-    Ran { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+    }
 }
