@@ -35,8 +35,11 @@ driver = "vfs"
 graphroot = "$DEPLOY_TOOLS/storage"
 runroot = "$DEPLOY_TOOLS/run"
 CONF
-export CONTAINERS_CONF="$DEPLOY_TOOLS/containers.conf"
-export CONTAINERS_STORAGE_CONF="$DEPLOY_TOOLS/storage.conf"
+# podman with that configuration (not exported: the other scripts are
+# sourced into this same shell).
+deploy_podman() {
+    CONTAINERS_CONF="$DEPLOY_TOOLS/containers.conf" CONTAINERS_STORAGE_CONF="$DEPLOY_TOOLS/storage.conf" podman "$@"
+}
 
 BASE_IMAGE=localhost/debian:bookworm-minbase
 BASE_TAR="$DEPLOY_TOOLS/bookworm-minbase.tar"
@@ -44,16 +47,17 @@ if [ ! -s "$BASE_TAR" ]; then
     echo "setup: debootstrap --variant=minbase bookworm (once; cached in $BASE_TAR)"
     rootfs="$DEPLOY_TOOLS/rootfs"
     as_root rm -rf "$rootfs"
-    as_root debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$DEPLOY_TOOLS/debootstrap.log" 2>&1 \
+    # debootstrap's default mirror.
+    as_root debootstrap --variant=minbase bookworm "$rootfs" >"$DEPLOY_TOOLS/debootstrap.log" 2>&1 \
         || { tail -20 "$DEPLOY_TOOLS/debootstrap.log" >&2; exit 1; }
     as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     as_root tar -C "$rootfs" -cf "$BASE_TAR.partial" .
     mv "$BASE_TAR.partial" "$BASE_TAR"
     as_root rm -rf "$rootfs"
 fi
-if ! podman image exists "$BASE_IMAGE"; then
+if ! deploy_podman image exists "$BASE_IMAGE"; then
     echo "setup: podman import $BASE_IMAGE"
-    podman import --quiet "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+    deploy_podman import --quiet "$BASE_TAR" "$BASE_IMAGE" >/dev/null
 fi
 
 link_tool prometheus /usr/bin/prometheus

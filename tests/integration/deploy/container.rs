@@ -4,7 +4,8 @@
 //! The container serves the bundled model from a host directory mounted
 //! read-only at /models, on a read-only root file system, as its non-root
 //! user; a version published into the host directory is swapped in by the
-//! container's watcher; the image's HEALTHCHECK passes.
+//! container's watcher; the image's HEALTHCHECK passes; `podman stop`
+//! drains it and it exits 0.
 
 use super::{deploy_dir, run, wait_for_exit};
 use crate::common::{bundled_model, commit, MODEL, PREDICT, ROW};
