@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod deploy;
 mod errors;
 mod exact_swap;
 mod hostile_files;
