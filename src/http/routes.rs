@@ -523,6 +523,7 @@ mod tests {
             ("GET", "/v2/health/ready", "", StatusCode::OK, "ready"),
             ("GET", "/v1/models", "", StatusCode::OK, "\"serving_version\":3"),
             ("GET", "/v1/models/m", "", StatusCode::OK, "\"state\":\"available\""),
+            ("GET", "/v1/models/m", "", StatusCode::OK, r#""categories":["A","B"]"#),
             ("GET", "/v1/models/nope", "", StatusCode::NOT_FOUND, "models: m"),
             ("POST", "/v1/models/nope/predict", ROW, StatusCode::NOT_FOUND, "models: m"),
             ("POST", "/v1/models/m/versions/9/predict", ROW, StatusCode::NOT_FOUND, "loaded versions: 3"),

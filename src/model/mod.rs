@@ -11,6 +11,7 @@ pub(crate) mod fuzz;
 pub mod input;
 pub mod limits;
 pub mod preprocess;
+pub mod schema;
 
 use estimator::CompiledEstimator;
 use format::{LoadError, ModelMeta, ModelPayload};
@@ -54,6 +55,11 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     fn predict(&self, app: &LoanApplication) -> Prediction;
     /// What the model file records.
     fn meta(&self) -> &ModelMeta;
+    /// The feature schema requests are encoded with, when there is one (a
+    /// stand-in may have none): shown to clients as the version's inputs.
+    fn preprocessor(&self) -> Option<&Preprocessor> {
+        None
+    }
     /// SHA-256 of the file's payload.
     fn digest(&self) -> &str;
 }
@@ -65,6 +71,9 @@ impl Scorer for Model {
     }
     fn meta(&self) -> &ModelMeta {
         &self.meta
+    }
+    fn preprocessor(&self) -> Option<&Preprocessor> {
+        Some(&self.preprocessor)
     }
     fn digest(&self) -> &str {
         &self.digest

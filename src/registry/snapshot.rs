@@ -114,6 +114,10 @@ pub struct VersionStatus {
     /// training data fingerprint and metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<crate::model::format::ModelMeta>,
+    /// What a request may send to this version: each feature's kind, range
+    /// or trained categories, and the value imputed when it is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<crate::model::schema::Input>>,
 }
 
 impl VersionStatus {
@@ -130,6 +134,7 @@ impl VersionStatus {
             load_seconds: Some(v.load_seconds),
             digest: Some(v.scorer.digest().to_string()),
             model: Some(v.scorer.meta().clone()),
+            inputs: v.scorer.preprocessor().map(crate::model::schema::inputs),
         }
     }
 
@@ -146,6 +151,7 @@ impl VersionStatus {
             load_seconds: None,
             digest: None,
             model: None,
+            inputs: None,
         }
     }
 }
