@@ -64,6 +64,31 @@ LABELS = {
 expect.set_options(timeout=TIMEOUT_MS)
 
 
+# reasonText(reason, rank 1, body sent) on the page, and what it must say.
+WORDING = [
+    (
+        {"feature": "revol_util", "value": 0.448, "contribution": 0.0123, "imputed": True},
+        "revolving utilisation was not given (the model assumed 44.8 %); that raised the risk (+1.2 points)",
+    ),
+    (
+        {"feature": "purpose", "value": None, "contribution": -0.004, "imputed": True},
+        "purpose was not given; that lowered the risk (-0.4 points)",
+    ),
+    (
+        {"feature": "home_ownership", "value": "MORTGAGE", "contribution": -0.02, "imputed": False},
+        "home ownership mortgage lowered the risk (-2.0 points)",
+    ),
+    (
+        {"feature": "delinq_2yrs", "value": 1, "contribution": 0.0, "imputed": False},
+        "1 delinquency in the last 2 years made no difference (+0.0 points)",
+    ),
+    (
+        {"feature": "annual_inc", "value": 152000, "contribution": -0.031, "imputed": False},
+        "annual income $152,000 lowered the risk (-3.1 points)",
+    ),
+]
+
+
 def say(line):
     print(line, flush=True)
 
@@ -103,6 +128,8 @@ def check_prediction(page, body, version):
     status = api("GET", f"/v1/models/{MODEL}")
     threshold = next(v for v in status["versions"] if v["version"] == version)["model"]["decision"]["threshold"]
     expect(page.locator("#cutoff")).to_contain_text(f"at or above {100 * threshold:.2f} % are high risk")
+    if "band" in p:
+        expect(page.locator("#decision")).to_contain_text(p["band"].capitalize())
     reasons = p.get("reasons")
     assert reasons, f"the API gave no reasons: {p}"
     items = page.locator("#reasons li")
@@ -185,10 +212,18 @@ def main():
             body, _ = submit(page)
             expect(page.locator("#int_rate-error")).to_be_hidden()
             assert page.evaluate("document.activeElement.id") != "int_rate"
-            check_prediction(page, body, 2)
+            p = check_prediction(page, body, 2)
+            assert p.get("band") == "review", f"version 2 configures bands: {p}"
+            expect(page.locator("#cutoff")).to_contain_text("Bands: approve below 5 %, review 5 % to 10 %, decline from 10 %.")
             assert page.evaluate("window.sameDocument === true"), "the page was reloaded"
             expect(page.locator("#model-version-line")).to_contain_text("version 2 serving")
             say("new version: the next answer names version 2, same page")
+
+            # The reasons' wording for what this application did not exercise.
+            for reason, want in WORDING:
+                got = page.evaluate("([r, sent]) => reasonText(r, 1, sent)", [reason, {"purpose": None}])
+                assert got == want, (got, want)
+            say("wording: imputed values, categories and counts in plain words")
 
             # On a phone: one column, nothing wider than the screen.
             page.set_viewport_size({"width": 360, "height": 740})

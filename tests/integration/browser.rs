@@ -4,13 +4,15 @@
 //! script fills in the form, submits, compares what is shown with the API's
 //! answer for the same input, checks the server's validation messages land
 //! next to their fields, and, after this test commits version 2, that the
-//! next submission names it without reloading the page.
+//! next submission names it (and its decision band) without reloading the
+//! page.
 //!
 //! The script asks for the new version on stdout (`COMMIT 2`) and is told
 //! it serves on stdin (`SERVING 2`); every wait is bounded. Set
 //! `FORM_SCREENSHOT=docs/form.png` to keep the screenshot it takes.
 
-use crate::common::{bundled_model, commit, TestServer, MODEL};
+use crate::common::{bundled_payload, commit, TestServer, MODEL};
+use riskserve::model::format::{encode, Bands};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -87,6 +89,15 @@ impl Drop for Script {
     }
 }
 
+/// The bundled model as version 2, with approve / review / decline bands.
+fn banded_model() -> Vec<u8> {
+    let mut payload = bundled_payload();
+    payload.meta.model_version = 2;
+    let names = ["approve", "review", "decline"].map(String::from).to_vec();
+    payload.meta.decision.bands = Some(Bands { names, cutoffs: vec![0.05, 0.10] });
+    encode(&payload).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loan_officer_scores_sees_reasons_fixes_a_field_and_gets_the_new_version() {
     let chromium = testkit::tools::tool("chromium");
@@ -100,7 +111,7 @@ async fn a_loan_officer_scores_sees_reasons_fixes_a_field_and_gets_the_new_versi
         eprintln!("form.py: {line}");
         match line.as_str() {
             "COMMIT 2" => {
-                commit(&server.models, MODEL, 2, bundled_model());
+                commit(&server.models, MODEL, 2, &banded_model());
                 server.wait_serving(2).await;
                 script.answer("SERVING 2");
             }
