@@ -46,6 +46,20 @@ EXPECTED_BODY = {
     "delinq_2yrs": 2,
     **CHOSEN,
 }
+# Each field's visible label, and the order Tab visits them.
+LABELS_SHOWN = {
+    "loan_amnt": "Loan amount",
+    "int_rate": "Interest rate",
+    "annual_inc": "Annual income",
+    "revol_util": "Revolving utilisation",
+    "dti": "Debt-to-income ratio",
+    "delinq_2yrs": "Delinquencies in the last 2 years",
+    "purpose": "Purpose",
+    "grade": "Grade",
+    "emp_length": "Employment length",
+    "home_ownership": "Home ownership",
+}
+FIELD_ORDER = ["loan_amnt", "int_rate", "purpose", "grade", "annual_inc", "emp_length", "home_ownership", "revol_util", "dti", "delinq_2yrs"]
 # The plain words each feature is named with in the reasons.
 LABELS = {
     "loan_amnt": "loan amount",
@@ -174,11 +188,19 @@ def main():
                     assert values == [""] + field["categories"], (field, values)
             say("schema: selects filled from the served version's inputs")
 
-            # Fill in the form as a person would, by label.
+            # Fill in the form as a person would, finding each field by its
+            # label (as a screen reader announces it).
             for name, text in TYPED.items():
-                page.fill(f"#{name}", text)
+                page.get_by_label(LABELS_SHOWN[name], exact=True).fill(text)
             for name, value in CHOSEN.items():
-                page.select_option(f"#{name}", value)
+                page.get_by_label(LABELS_SHOWN[name], exact=True).select_option(value)
+            # By keyboard: Tab walks the fields in reading order to the button.
+            page.focus("#loan_amnt")
+            order = []
+            for _ in FIELD_ORDER[1:] + ["score"]:
+                page.keyboard.press("Tab")
+                order.append(page.evaluate("document.activeElement.id"))
+            assert order == FIELD_ORDER[1:] + ["score"], order
             page.evaluate("window.sameDocument = true")
             body, content_type = submit(page)
             assert content_type.split(";")[0].strip() == "application/json", content_type
