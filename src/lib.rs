@@ -16,8 +16,8 @@
 //! - [`train`] — the training pipeline (typed plan → outcome), smartcore
 //!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
 //! - [`http`] — the accept loop with connection limits, admission control,
-//!   routes (callable without a socket), request parsing and the one error →
-//!   status mapping.
+//!   routes (callable without a socket), request parsing, the one error →
+//!   status mapping, and the loan officer's web form at `/`.
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
