@@ -16,8 +16,8 @@
 //! - [`train`] — the training pipeline (typed plan → outcome), smartcore
 //!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
 //! - [`http`] — the accept loop with connection limits, admission control,
-//!   routes (callable without a socket), request parsing and the one error →
-//!   status mapping.
+//!   routes (callable without a socket), request parsing, the one error →
+//!   status mapping, and the loan officer's web form at `/`.
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`memory`] — lets each thread give back its allocator arena's free top
 //!   after a burst.

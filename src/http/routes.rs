@@ -19,6 +19,7 @@ use super::error::{json_response, ApiError};
 use super::request;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::model::explain::{Reason, DEFAULT_REASONS, MAX_REASONS};
 use crate::model::input::LoanApplication;
 use crate::model::{Decision, Prediction};
 use crate::registry::{LoadedVersion, LookupError, Registry, MAX_NAMES_LISTED};
@@ -185,7 +186,11 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
             if method != Method::POST {
                 return (Route::Predict, Err(ApiError::method_not_allowed("POST")));
             }
-            (Route::Predict, predict(state, name, None, &parts.headers, body, deadline).await)
+            let explain = match ExplainQuery::parse(parts.uri.query()) {
+                Ok(e) => e,
+                Err(e) => return (Route::Predict, Err(e)),
+            };
+            (Route::Predict, predict(state, name, None, explain, &parts.headers, body, deadline).await)
         }
         ["v1", "models", name, "versions", version, "predict"] => {
             let route = Route::PredictVersion;
@@ -195,7 +200,11 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
             let Some(v) = crate::repository::layout::parse_version(version) else {
                 return (route, Err(ApiError::not_found(format!("version `{version}` is not a positive integer"))));
             };
-            (route, predict(state, name, Some(v), &parts.headers, body, deadline).await)
+            let explain = match ExplainQuery::parse(parts.uri.query()) {
+                Ok(e) => e,
+                Err(e) => return (route, Err(e)),
+            };
+            (route, predict(state, name, Some(v), explain, &parts.headers, body, deadline).await)
         }
         ["v1", "models"] => (Route::Models, get_only(method, || list_models(state))),
         ["v1", "models", name] => (Route::Model, get_only(method, || model_status(state, name))),
@@ -287,13 +296,70 @@ async fn off_thread<T: Send + 'static>(
 struct PredictResponse<'a> {
     model_name: &'a str,
     model_version: u64,
-    predictions: &'a [Prediction],
+    predictions: &'a [Scored],
 }
 
+/// One prediction as answered: the probability and decision, the decision
+/// band when the model configures bands, and the reason codes unless
+/// `?explain=false` (or `?reasons=0`).
+#[derive(Debug, Serialize)]
+struct Scored {
+    #[serde(flatten)]
+    prediction: Prediction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    band: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasons: Option<Vec<Reason>>,
+}
+
+/// The predict routes' query parameters: `explain=true|false` (default
+/// true) and `reasons=N` (0..=10, default 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ExplainQuery {
+    /// How many reasons each prediction carries; `None` = no `reasons` field.
+    reasons: Option<usize>,
+}
+
+impl ExplainQuery {
+    fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
+        let mut explain = true;
+        let mut reasons = DEFAULT_REASONS;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "explain" => {
+                    explain = match value {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "query parameter `explain` must be true or false, got `{}`",
+                                other.chars().take(32).collect::<String>()
+                            )))
+                        }
+                    }
+                }
+                "reasons" => {
+                    reasons = value.parse().ok().filter(|n| *n <= MAX_REASONS).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "query parameter `reasons` must be a whole number from 0 to {MAX_REASONS}, got `{}`",
+                            value.chars().take(32).collect::<String>()
+                        ))
+                    })?
+                }
+                _ => {}
+            }
+        }
+        Ok(ExplainQuery { reasons: explain.then_some(reasons) })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn predict<B: RequestBody>(
     state: &AppState,
     name: &str,
     pinned: Option<u64>,
+    explain: ExplainQuery,
     headers: &HeaderMap,
     body: B,
     deadline: tokio::time::Instant,
@@ -314,10 +380,10 @@ async fn predict<B: RequestBody>(
     let started = Instant::now();
     let std_deadline = deadline.into_std();
     let predictions = if apps.len() <= INLINE_BATCH {
-        score(&version, &apps, std_deadline)
+        score(&version, &apps, explain, std_deadline)
     } else {
         let v = version.clone();
-        off_thread(state, deadline, move || score(&v, &apps, std_deadline)).await
+        off_thread(state, deadline, move || score(&v, &apps, explain, std_deadline)).await
     }?;
     version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
 
@@ -342,7 +408,13 @@ fn applications(body: &[u8], max_batch: usize) -> Result<Vec<LoanApplication>, A
 /// Scores every application, or fails: a non-finite probability is an
 /// error for the request (500, counted), never an answer; past the
 /// deadline, 503.
-fn score(version: &LoadedVersion, apps: &[LoanApplication], deadline: Instant) -> Result<Vec<Prediction>, ApiError> {
+fn score(
+    version: &LoadedVersion,
+    apps: &[LoanApplication],
+    explain: ExplainQuery,
+    deadline: Instant,
+) -> Result<Vec<Scored>, ApiError> {
+    let bands = version.scorer.meta().decision.bands.as_ref();
     let (mut high, mut low) = (0u64, 0u64);
     let mut out = Vec::with_capacity(apps.len());
     for (i, app) in apps.iter().enumerate() {
@@ -362,7 +434,9 @@ fn score(version: &LoadedVersion, apps: &[LoanApplication], deadline: Instant) -
             Decision::HighRisk => high += 1,
             Decision::LowRisk => low += 1,
         }
-        out.push(p);
+        let reasons = explain.reasons.and_then(|top| version.scorer.attribution(app).map(|a| a.reasons(app, top)));
+        let band = bands.map(|b| b.band(p.probability_late).to_string());
+        out.push(Scored { prediction: p, band, reasons });
     }
     version.metrics.predictions_high_risk.inc_by(high);
     version.metrics.predictions_low_risk.inc_by(low);
@@ -440,9 +514,18 @@ mod tests {
 
     /// App state serving `m` version 3 through `scorers`, with `tweak`ed settings.
     fn app_with(scorers: ScorerFactory, tweak: impl FnOnce(&mut Config)) -> (Arc<AppState>, tempfile::TempDir) {
+        app_serving(tiny_payload(), scorers, tweak)
+    }
+
+    /// App state serving `payload` as `m` version 3.
+    fn app_serving(
+        payload: crate::model::format::ModelPayload,
+        scorers: ScorerFactory,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Arc<AppState>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let repo = LocalDirectory::new(dir.path());
-        repo.publish("m", 3, &encode(&tiny_payload()).unwrap()).unwrap();
+        repo.publish("m", 3, &encode(&payload).unwrap()).unwrap();
         let mut config = Config::with_models_dir(dir.path());
         tweak(&mut config);
         let config = Arc::new(config);
@@ -523,6 +606,7 @@ mod tests {
             ("GET", "/v2/health/ready", "", StatusCode::OK, "ready"),
             ("GET", "/v1/models", "", StatusCode::OK, "\"serving_version\":3"),
             ("GET", "/v1/models/m", "", StatusCode::OK, "\"state\":\"available\""),
+            ("GET", "/v1/models/m", "", StatusCode::OK, r#""categories":["A","B"]"#),
             ("GET", "/v1/models/nope", "", StatusCode::NOT_FOUND, "models: m"),
             ("POST", "/v1/models/nope/predict", ROW, StatusCode::NOT_FOUND, "models: m"),
             ("POST", "/v1/models/m/versions/9/predict", ROW, StatusCode::NOT_FOUND, "loaded versions: 3"),
@@ -583,5 +667,80 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         let text = String::from_utf8(state.metrics.render()).unwrap();
         assert!(text.contains(r#"riskserve_requests_shed_total{reason="deadline"} 2"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn predictions_carry_ranked_reasons_unless_explain_is_false() {
+        let (state, _dir) = app();
+        let (status, _, body) = call(&state, "POST", "/v1/models/m/predict", ROW).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let p = &json["predictions"][0];
+        let reasons = p["reasons"].as_array().unwrap();
+        assert_eq!(reasons.len(), 4, "{body}");
+        assert_eq!(reasons[0]["feature"], "grade", "{body}");
+        assert_eq!(reasons[0]["value"], "B");
+        assert_eq!(reasons[0]["imputed"], false);
+        let contributions: Vec<f64> = reasons.iter().map(|r| r["contribution"].as_f64().unwrap()).collect();
+        assert!(contributions.windows(2).all(|w| w[0] >= w[1]), "{body}");
+        assert!(p.get("band").is_none(), "no bands configured: {body}");
+        // The metadata names the method and the base value they start from.
+        let (_, _, meta) = call(&state, "GET", "/v1/models/m", "").await;
+        let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+        let explain = &meta["versions"][0]["explain"];
+        assert_eq!(explain["method"], "saabas", "{meta}");
+        let base = explain["base_value"].as_f64().unwrap();
+        let p_late = p["probability_late"].as_f64().unwrap();
+        // Every feature's contribution: they add up to the probability.
+        let (_, _, all) = call(&state, "POST", "/v1/models/m/predict?reasons=10", ROW).await;
+        let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+        let sum: f64 = all["predictions"][0]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["contribution"].as_f64().unwrap())
+            .sum();
+        assert!((base + sum - p_late).abs() < 1e-9, "{base} + {sum} vs {p_late}");
+
+        for (query, want) in [
+            ("?explain=false", None),
+            ("?reasons=2", Some(2)),
+            ("?reasons=0", Some(0)),
+            ("?explain=true&reasons=1", Some(1)),
+        ] {
+            let path = format!("/v1/models/m/versions/3/predict{query}");
+            let (status, _, body) = call(&state, "POST", &path, &batch(2)).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            for p in json["predictions"].as_array().unwrap() {
+                assert_eq!(p.get("reasons").map(|r| r.as_array().unwrap().len()), want, "{query}: {body}");
+                assert_eq!(p["decision"], "high_risk", "{body}");
+            }
+        }
+        for (query, needle) in
+            [("?reasons=11", "`reasons`"), ("?reasons=-1", "`reasons`"), ("?explain=maybe", "`explain`")]
+        {
+            let (status, _, body) = call(&state, "POST", &format!("/v1/models/m/predict{query}"), ROW).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+            assert!(body.contains(needle), "{query}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_with_bands_names_each_predictions_band() {
+        let mut payload = tiny_payload();
+        payload.meta.decision.bands = Some(crate::model::format::Bands {
+            names: vec!["approve".into(), "review".into(), "decline".into()],
+            cutoffs: vec![0.01, 0.1],
+        });
+        let (state, _dir) = app_serving(payload, compile_models(Default::default()), |_| {});
+        let other = ROW.replace("\"B\"", "\"A\"");
+        let body = format!("{{\"instances\":[{ROW},{other}]}}");
+        let (status, _, text) = call(&state, "POST", "/v1/models/m/predict?explain=false", &body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["predictions"][0]["band"], "decline", "0.3: {text}");
+        assert_eq!(json["predictions"][1]["band"], "review", "0.02: {text}");
+        assert_eq!(json["predictions"][1]["decision"], "low_risk", "{text}");
     }
 }

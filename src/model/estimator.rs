@@ -36,6 +36,12 @@ pub struct Tree {
     pub right: Vec<u32>,
     #[serde(deserialize_with = "tree_nodes")]
     pub value: Vec<f64>,
+    /// Training rows that reached each node (scikit-learn's
+    /// `n_node_samples`), used to weight node means when explaining. Optional:
+    /// files written before format v2 lack it, and children are then
+    /// weighted equally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "tree_nodes")]
+    pub samples: Vec<u32>,
 }
 
 fn tree_nodes<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
@@ -56,7 +62,10 @@ pub enum Estimator {
     RandomForest { trees: Vec<Tree> },
     /// `sigmoid(intercept + coefficients · x)` over the raw encoded columns
     /// (any standardisation used in training is folded into the coefficients).
-    LogisticRegression { intercept: f64, coefficients: Vec<f64> },
+    /// `column_means`: each encoded column's training mean, the reference
+    /// point explanations measure deviations from (absent in older files:
+    /// the all-missing application is the reference then).
+    LogisticRegression { intercept: f64, coefficients: Vec<f64>, column_means: Option<Vec<f64>> },
 }
 
 /// The estimator's on-disk shape as one plain struct. (Not serde's
@@ -71,18 +80,21 @@ struct EstimatorRepr {
     intercept: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     coefficients: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    column_means: Option<Vec<f64>>,
 }
 
 impl TryFrom<EstimatorRepr> for Estimator {
     type Error = String;
     fn try_from(r: EstimatorRepr) -> Result<Self, String> {
-        let EstimatorRepr { kind, trees, intercept, coefficients } = r;
+        let EstimatorRepr { kind, trees, intercept, coefficients, column_means } = r;
         let missing = |field: &str| format!("estimator of kind `{kind}` needs `{field}`");
         match kind.as_str() {
             "random_forest" => Ok(Estimator::RandomForest { trees: trees.ok_or_else(|| missing("trees"))? }),
             "logistic_regression" => Ok(Estimator::LogisticRegression {
                 intercept: intercept.ok_or_else(|| missing("intercept"))?,
                 coefficients: coefficients.ok_or_else(|| missing("coefficients"))?,
+                column_means,
             }),
             other => Err(format!("unknown estimator kind `{other}` (expected random_forest or logistic_regression)")),
         }
@@ -94,11 +106,15 @@ impl From<Estimator> for EstimatorRepr {
         let kind = e.kind().to_string();
         match e {
             Estimator::RandomForest { trees } => {
-                EstimatorRepr { kind, trees: Some(trees), intercept: None, coefficients: None }
+                EstimatorRepr { kind, trees: Some(trees), intercept: None, coefficients: None, column_means: None }
             }
-            Estimator::LogisticRegression { intercept, coefficients } => {
-                EstimatorRepr { kind, trees: None, intercept: Some(intercept), coefficients: Some(coefficients) }
-            }
+            Estimator::LogisticRegression { intercept, coefficients, column_means } => EstimatorRepr {
+                kind,
+                trees: None,
+                intercept: Some(intercept),
+                coefficients: Some(coefficients),
+                column_means,
+            },
         }
     }
 }
@@ -122,6 +138,8 @@ pub enum EstimatorError {
     CoefficientCount { expected: usize, found: usize },
     #[error("logistic regression has a non-finite parameter")]
     NonFinite,
+    #[error("logistic regression has {found} column means but {expected} coefficients")]
+    MeanCount { expected: usize, found: usize },
 }
 
 const LEAF: u32 = u32::MAX;
@@ -140,33 +158,46 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub enum CompiledEstimator {
     /// `cost`: worst-case nodes visited per row, the sum over trees of
-    /// (depth + 1).
-    Forest {
-        nodes: Vec<Node>,
-        roots: Vec<u32>,
-        cost: u64,
-    },
-    Linear {
-        intercept: f64,
-        coefficients: Vec<f64>,
-    },
+    /// (depth + 1). `means[i]`: the mean leaf probability under node `i`,
+    /// weighted by training rows (for explanations only; scoring never
+    /// reads it, so `nodes` stays compact).
+    Forest { nodes: Vec<Node>, roots: Vec<u32>, cost: u64, means: Vec<f64> },
+    /// `reference`: the encoded row explanations measure deviations from.
+    Linear { intercept: f64, coefficients: Vec<f64>, reference: Vec<f64> },
 }
 
 impl Estimator {
     /// Checks the estimator against the encoded width and compiles it.
-    pub fn compile(&self, width: usize) -> Result<CompiledEstimator, EstimatorError> {
+    /// `fallback_reference` is the encoded row a linear model is explained
+    /// against when the file records no column means.
+    pub fn compile_with(
+        &self,
+        width: usize,
+        fallback_reference: impl FnOnce() -> Vec<f64>,
+    ) -> Result<CompiledEstimator, EstimatorError> {
         match self {
             Estimator::RandomForest { trees } => compile_forest(trees, width),
-            Estimator::LogisticRegression { intercept, coefficients } => {
+            Estimator::LogisticRegression { intercept, coefficients, column_means } => {
                 if coefficients.len() != width {
                     return Err(EstimatorError::CoefficientCount { expected: width, found: coefficients.len() });
                 }
-                if !intercept.is_finite() || coefficients.iter().any(|c| !c.is_finite()) {
+                if let Some(m) = column_means.as_ref().filter(|m| m.len() != width) {
+                    return Err(EstimatorError::MeanCount { expected: width, found: m.len() });
+                }
+                let reference = column_means.clone().unwrap_or_else(fallback_reference);
+                let finite = |v: &[f64]| v.iter().all(|c| c.is_finite());
+                if !intercept.is_finite() || !finite(coefficients) || !finite(&reference) || reference.len() != width {
                     return Err(EstimatorError::NonFinite);
                 }
-                Ok(CompiledEstimator::Linear { intercept: *intercept, coefficients: coefficients.clone() })
+                Ok(CompiledEstimator::Linear { intercept: *intercept, coefficients: coefficients.clone(), reference })
             }
         }
+    }
+
+    /// [`Estimator::compile_with`] explaining a linear model against the
+    /// all-zero row when the file records no column means.
+    pub fn compile(&self, width: usize) -> Result<CompiledEstimator, EstimatorError> {
+        self.compile_with(width, || vec![0.0; width])
     }
 
     /// Short name of the estimator kind, as used in the file and metrics.
@@ -190,6 +221,7 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
         return Err(EstimatorError::TooManyNodes(total));
     }
     let mut nodes = Vec::with_capacity(total);
+    let mut means = Vec::with_capacity(total);
     let mut roots = Vec::with_capacity(trees.len());
     let mut cost = 0u64;
     // Per node: 1 + its depth if reachable from the root, else 0. Reused across trees.
@@ -203,7 +235,9 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
         if n > MAX_NODES_PER_TREE {
             return Err(EstimatorError::TreeTooLarge { tree: t, nodes: n });
         }
-        if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4] {
+        if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4]
+            || !(tree.samples.is_empty() || tree.samples.len() == n)
+        {
             return Err(bad("its arrays have different lengths".into()));
         }
         let base = nodes.len() as u32;
@@ -247,8 +281,33 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
             nodes.push(Node { threshold: th, feature: f as u32, left: base + l as u32, right: base + r as u32 });
         }
         cost += u64::from(deepest);
+        node_means(tree, &nodes[base as usize..], &mut means);
     }
-    Ok(CompiledEstimator::Forest { nodes, roots, cost })
+    Ok(CompiledEstimator::Forest { nodes, roots, cost, means })
+}
+
+/// Appends the node means of one compiled tree (`nodes`, already checked:
+/// children lie after their parent) to `means`. Bottom-up in one backward
+/// pass: a leaf's mean is its probability; an internal node's is its
+/// children's means weighted by the training rows that reached each (equal
+/// weights when the file records no counts, or both counts are zero).
+fn node_means(tree: &Tree, nodes: &[Node], means: &mut Vec<f64>) {
+    let base = means.len();
+    means.resize(base + nodes.len(), 0.0);
+    let local = &mut means[base..];
+    for i in (0..nodes.len()).rev() {
+        let node = &nodes[i];
+        if node.feature == LEAF {
+            local[i] = node.threshold;
+            continue;
+        }
+        let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
+        let (wl, wr) = match (tree.samples.get(l), tree.samples.get(r)) {
+            (Some(&a), Some(&b)) if a as u64 + b as u64 > 0 => (f64::from(a), f64::from(b)),
+            _ => (1.0, 1.0),
+        };
+        local[i] = (wl * local[l] + wr * local[r]) / (wl + wr);
+    }
 }
 
 impl CompiledEstimator {
@@ -268,10 +327,79 @@ impl CompiledEstimator {
                 }
                 sum / roots.len() as f64
             }
-            CompiledEstimator::Linear { intercept, coefficients } => {
+            CompiledEstimator::Linear { intercept, coefficients, .. } => {
                 let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
                 sigmoid(z)
             }
+        }
+    }
+
+    /// Exact additive attribution of one encoded row, on the estimator's
+    /// own scale (probability for a forest, log-odds for a linear model):
+    /// adds each column's contribution to `out` (length = the encoded width)
+    /// and returns the score; the score equals [`Self::base_score`] plus the
+    /// sum of what was added. Forest: per-tree path contributions (Saabas),
+    /// each split crossed credits its column with the change of the node
+    /// mean, averaged over trees. Linear: `coefficient × (x − reference)`,
+    /// i.e. the standardised coefficient times the standardised deviation.
+    /// Allocation-free.
+    pub fn contributions(&self, x: &[f64], out: &mut [f64]) -> f64 {
+        match self {
+            CompiledEstimator::Forest { nodes, roots, means, .. } => {
+                let scale = 1.0 / roots.len() as f64;
+                let mut sum = 0.0;
+                for &root in roots {
+                    let mut i = root as usize;
+                    while nodes[i].feature != LEAF {
+                        let node = &nodes[i];
+                        let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
+                        let next = next as usize;
+                        out[node.feature as usize] += (means[next] - means[i]) * scale;
+                        i = next;
+                    }
+                    sum += nodes[i].threshold;
+                }
+                // The same operations as `probability`, so the same bits.
+                sum / roots.len() as f64
+            }
+            CompiledEstimator::Linear { intercept, coefficients, reference } => {
+                let mut dot = 0.0;
+                for (j, ((c, v), r)) in coefficients.iter().zip(x).zip(reference).enumerate() {
+                    dot += c * v;
+                    out[j] += c * (v - r);
+                }
+                intercept + dot
+            }
+        }
+    }
+
+    /// The score of the reference point explanations start from: the
+    /// forest's mean root value (the training late rate, for counted
+    /// trees), or the linear score at the reference row.
+    pub fn base_score(&self) -> f64 {
+        match self {
+            CompiledEstimator::Forest { roots, means, .. } => {
+                roots.iter().map(|&r| means[r as usize]).sum::<f64>() / roots.len() as f64
+            }
+            CompiledEstimator::Linear { intercept, coefficients, reference } => {
+                intercept + coefficients.iter().zip(reference).map(|(c, r)| c * r).sum::<f64>()
+            }
+        }
+    }
+
+    /// Maps a score of [`Self::contributions`] to a probability.
+    pub fn score_to_probability(&self, score: f64) -> f64 {
+        match self {
+            CompiledEstimator::Forest { .. } => score,
+            CompiledEstimator::Linear { .. } => sigmoid(score),
+        }
+    }
+
+    /// `saabas` for a forest, `linear` for a linear model.
+    pub fn explain_method(&self) -> &'static str {
+        match self {
+            CompiledEstimator::Forest { .. } => "saabas",
+            CompiledEstimator::Linear { .. } => "linear",
         }
     }
 
@@ -315,12 +443,20 @@ mod tests {
             left: vec![1, 0, 3, 0, 0],
             right: vec![2, 0, 4, 0, 0],
             value: vec![0.0, 0.1, 0.0, 0.4, 0.9],
+            samples: vec![],
         }
     }
 
     #[test]
     fn forest_averages_leaf_probabilities() {
-        let leaf = Tree { feature: vec![-1], threshold: vec![0.0], left: vec![0], right: vec![0], value: vec![0.3] };
+        let leaf = Tree {
+            feature: vec![-1],
+            threshold: vec![0.0],
+            left: vec![0],
+            right: vec![0],
+            value: vec![0.3],
+            samples: vec![],
+        };
         let est = Estimator::RandomForest { trees: vec![small_tree(), leaf] };
         let c = est.compile(2).unwrap();
         assert!((c.probability(&[0.0, 0.0]) - (0.1 + 0.3) / 2.0).abs() < 1e-12);
@@ -361,6 +497,7 @@ mod tests {
             left: vec![0; n],
             right: vec![0; n],
             value: vec![0.5; n],
+            samples: vec![],
         };
         for i in (0..depth).map(|k| 2 * k) {
             t.feature[i] = 0;
@@ -384,7 +521,7 @@ mod tests {
         let mut t = small_tree();
         t.left[0] = 2; // node 1 is now unreachable; 2 is reached from 0 only
         assert_eq!(forest(vec![t]).unwrap().cost(), 3);
-        let linear = Estimator::LogisticRegression { intercept: 0.0, coefficients: vec![1.0; 7] };
+        let linear = Estimator::LogisticRegression { intercept: 0.0, coefficients: vec![1.0; 7], column_means: None };
         assert_eq!(linear.compile(7).unwrap().cost(), 7);
     }
 
@@ -431,11 +568,12 @@ mod tests {
 
     #[test]
     fn logistic_is_sigmoid_of_linear_score_and_checks_its_width() {
-        let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0, 0.5] };
+        let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0, 0.5], column_means: None };
         let c = est.compile(2).unwrap();
         assert!((c.probability(&[1.0, 2.0]) - sigmoid(2.0)).abs() < 1e-12);
         assert!(est.compile(3).is_err());
-        let nan = Estimator::LogisticRegression { intercept: f64::NAN, coefficients: vec![0.0, 0.0] };
+        let nan =
+            Estimator::LogisticRegression { intercept: f64::NAN, coefficients: vec![0.0, 0.0], column_means: None };
         assert_eq!(nan.compile(2).unwrap_err(), EstimatorError::NonFinite);
     }
 
@@ -451,6 +589,7 @@ mod tests {
             left: vec![0, 0],
             right: vec![0, 0],
             value: vec![0.5, 0.5],
+            samples: vec![],
         })
         .unwrap();
         assert!(two_nodes.len() - one_node.len() >= 10, "{one_node} / {two_nodes}");
@@ -465,7 +604,7 @@ mod tests {
 
     #[test]
     fn the_on_disk_shape_is_kind_plus_fields_and_bad_shapes_are_named() {
-        let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0] };
+        let est = Estimator::LogisticRegression { intercept: -1.0, coefficients: vec![2.0], column_means: None };
         let text = serde_json::to_string(&est).unwrap();
         assert_eq!(text, r#"{"kind":"logistic_regression","intercept":-1.0,"coefficients":[2.0]}"#);
         assert_eq!(serde_json::from_str::<Estimator>(&text).unwrap(), est);

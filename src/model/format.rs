@@ -1,4 +1,4 @@
-//! Model file format v1: one self-describing JSON file per version at
+//! Model file format v2 (reads v1): one self-describing JSON file per version at
 //! `models/<model-name>/<version>/model.json` (documented in
 //! `docs/model-format.md`).
 //!
@@ -13,6 +13,7 @@
 //! The digest covers the payload bytes exactly as they are on disk, so a
 //! truncated, half-copied or bit-flipped file is recognised and never loaded.
 
+use super::calibration::Calibration;
 use super::estimator::Estimator;
 use super::limits::MAX_HYPERPARAMETERS_BYTES;
 use super::preprocess::Preprocessor;
@@ -22,18 +23,81 @@ use sha2::{Digest, Sha256};
 
 /// Value of the `format` field.
 pub const FORMAT_NAME: &str = "riskserve-model";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. Version 2 added the optional
+/// `calibration`, decision costs and bands, and tree node counts; files of
+/// version 1 (without them) still load.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Default upper bound on a model file's size.
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How the decision threshold was chosen and its value: `decision` is
 /// `high_risk` when `probability_late >= threshold`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRule {
     pub threshold: f64,
-    /// e.g. `youden_j_out_of_fold` or `fixed`.
+    /// e.g. `youden_j_out_of_fold`, `min_expected_cost_out_of_fold` or `fixed`.
     pub strategy: String,
+    /// The costs the threshold was chosen for (`min_expected_cost_out_of_fold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<DecisionCosts>,
+    /// Expected cost per 1,000 applications at this threshold, on the
+    /// out-of-fold predictions (when costs are recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_cost_per_1000: Option<f64>,
+    /// Optional decision bands (e.g. approve / review / decline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Bands>,
+}
+
+/// Money lost per wrong decision: approving a loan that pays late
+/// (`false_negative`) and declining one that would have paid on time
+/// (`false_positive`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DecisionCosts {
+    pub false_negative: f64,
+    pub false_positive: f64,
+}
+
+/// Most decision bands a model may configure.
+pub const MAX_BANDS: usize = 8;
+
+/// Decision bands over `probability_late`: band `names[k]` holds
+/// probabilities in `[cutoffs[k-1], cutoffs[k])` (the first from 0, the last
+/// up to 1), so `cutoffs` has one entry fewer than `names`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bands {
+    pub names: Vec<String>,
+    pub cutoffs: Vec<f64>,
+}
+
+impl Bands {
+    /// Checks the bands: 2..=8 non-empty names of at most 32 characters,
+    /// cutoffs strictly increasing inside (0, 1).
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.names.len();
+        if !(2..=MAX_BANDS).contains(&n) || self.cutoffs.len() + 1 != n {
+            return Err(format!(
+                "decision bands: need 2 to {MAX_BANDS} names and one cutoff fewer (found {n} names, {} cutoffs)",
+                self.cutoffs.len()
+            ));
+        }
+        if self.names.iter().any(|b| b.is_empty() || b.chars().count() > 32) {
+            return Err("decision bands: names must be 1 to 32 characters".into());
+        }
+        let inside = self.cutoffs.iter().all(|c| *c > 0.0 && *c < 1.0);
+        if !inside || self.cutoffs.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("decision bands: cutoffs must increase strictly inside (0, 1)".into());
+        }
+        Ok(())
+    }
+
+    /// The band of a probability.
+    pub fn band(&self, p: f64) -> &str {
+        let k = self.cutoffs.partition_point(|&c| c <= p);
+        self.names.get(k).map_or("", String::as_str)
+    }
 }
 
 /// Fingerprint of the training data.
@@ -97,6 +161,9 @@ pub struct ModelPayload {
     #[serde(rename = "schema")]
     pub preprocessor: Preprocessor,
     pub estimator: Estimator,
+    /// Maps the estimator's probability to a calibrated one (format v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 /// The payload as it is decoded: every field named (not `flatten`, which
@@ -115,6 +182,8 @@ struct PayloadRepr {
     metrics: Option<EvaluationMetrics>,
     schema: Preprocessor,
     estimator: Estimator,
+    #[serde(default)]
+    calibration: Option<Calibration>,
 }
 
 impl TryFrom<PayloadRepr> for ModelPayload {
@@ -143,6 +212,7 @@ impl TryFrom<PayloadRepr> for ModelPayload {
             },
             preprocessor: r.schema,
             estimator: r.estimator,
+            calibration: r.calibration,
         })
     }
 }
@@ -270,9 +340,9 @@ pub fn decode(bytes: &[u8]) -> Result<(ModelPayload, String), LoadError> {
     if envelope.format != FORMAT_NAME {
         return Err(LoadError::Invalid(format!("format is `{}`, expected `{FORMAT_NAME}`", envelope.format)));
     }
-    if envelope.format_version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&envelope.format_version) {
         return Err(LoadError::Invalid(format!(
-            "format_version {} is not supported by this build (it reads version {FORMAT_VERSION})",
+            "format_version {} is not supported by this build (it reads versions {MIN_FORMAT_VERSION} to {FORMAT_VERSION})",
             envelope.format_version
         )));
     }
@@ -284,7 +354,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ModelPayload, String), LoadError> {
         )));
     }
     let payload: ModelPayload = serde_json::from_str(envelope.payload.get())
-        .map_err(|e| LoadError::Invalid(format!("payload does not match format v{FORMAT_VERSION}: {e}")))?;
+        .map_err(|e| LoadError::Invalid(format!("payload does not match format v{}: {e}", envelope.format_version)))?;
     Ok((payload, digest))
 }
 

@@ -3,7 +3,9 @@
 //! on-disk format, and [`Model`], a loaded, validated and compiled model
 //! version that scores applications without allocating.
 
+pub mod calibration;
 pub mod estimator;
+pub mod explain;
 pub mod field_rules;
 pub mod format;
 #[cfg(test)]
@@ -11,8 +13,11 @@ pub(crate) mod fuzz;
 pub mod input;
 pub mod limits;
 pub mod preprocess;
+pub mod schema;
 
+use calibration::Calibration;
 use estimator::CompiledEstimator;
+use explain::{Attribution, ExplainInfo};
 use format::{LoadError, ModelMeta, ModelPayload};
 use input::LoanApplication;
 use limits::ModelLimits;
@@ -54,8 +59,22 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     fn predict(&self, app: &LoanApplication) -> Prediction;
     /// What the model file records.
     fn meta(&self) -> &ModelMeta;
+    /// The feature schema requests are encoded with, when there is one (a
+    /// stand-in may have none): shown to clients as the version's inputs.
+    fn preprocessor(&self) -> Option<&Preprocessor> {
+        None
+    }
     /// SHA-256 of the file's payload.
     fn digest(&self) -> &str;
+    /// Splits one prediction into a base value and per-feature
+    /// contributions; `None` for a scorer that cannot explain itself.
+    fn attribution(&self, _app: &LoanApplication) -> Option<Attribution> {
+        None
+    }
+    /// How this scorer explains its predictions, if it can.
+    fn explain_info(&self) -> Option<ExplainInfo> {
+        None
+    }
 }
 
 impl Scorer for Model {
@@ -66,8 +85,17 @@ impl Scorer for Model {
     fn meta(&self) -> &ModelMeta {
         &self.meta
     }
+    fn preprocessor(&self) -> Option<&Preprocessor> {
+        Some(&self.preprocessor)
+    }
     fn digest(&self) -> &str {
         &self.digest
+    }
+    fn attribution(&self, app: &LoanApplication) -> Option<Attribution> {
+        Some(Model::attribution(self, app))
+    }
+    fn explain_info(&self) -> Option<ExplainInfo> {
+        Some(Model::explain_info(self))
     }
 }
 
@@ -80,7 +108,12 @@ pub struct Model {
     /// SHA-256 of the file's payload.
     pub digest: String,
     estimator: CompiledEstimator,
+    calibration: Option<Calibration>,
     width: usize,
+    /// The field index (position in `FEATURES`) of each encoded column.
+    column_field: Vec<u8>,
+    /// The probability explanations start from.
+    base_value: f64,
 }
 
 impl Model {
@@ -89,10 +122,17 @@ impl Model {
     /// server checks before a version may serve.
     pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        let ModelPayload { meta, preprocessor, estimator } = payload;
+        let ModelPayload { meta, preprocessor, estimator, calibration } = payload;
         preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
         let width = preprocessor.width();
-        let compiled = estimator.compile(width).map_err(|e| invalid(format!("estimator: {e}")))?;
+        // A linear model without recorded column means is explained
+        // against the all-missing application (medians, `missing`).
+        let reference = || {
+            let mut x = vec![0.0; width];
+            preprocessor.encode_into(&LoanApplication::default(), &mut x);
+            x
+        };
+        let compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
         drop(estimator);
         let cost = compiled.cost();
         if cost > limits.max_prediction_cost {
@@ -105,7 +145,24 @@ impl Model {
         if !(t > 0.0 && t < 1.0) {
             return Err(invalid(format!("decision threshold {t} is not inside (0, 1)")));
         }
-        let model = Model { meta, preprocessor, digest, estimator: compiled, width };
+        if let Some(bands) = &meta.decision.bands {
+            bands.validate().map_err(invalid)?;
+        }
+        if let Some(c) = &calibration {
+            c.validate().map_err(|e| invalid(format!("calibration: {e}")))?;
+        }
+        let column_field = column_fields(&preprocessor);
+        let mut model = Model {
+            meta,
+            preprocessor,
+            digest,
+            estimator: compiled,
+            calibration,
+            width,
+            column_field,
+            base_value: 0.0,
+        };
+        model.base_value = model.to_probability(model.estimator.base_score());
         model.smoke_test()?;
         Ok(model)
     }
@@ -131,13 +188,58 @@ impl Model {
         Prediction { probability_late: p, decision }
     }
 
-    /// Preprocess into a stack buffer and score, without clamping.
+    /// Preprocess into a stack buffer and score (calibrated when the file
+    /// has a calibration), without clamping.
     #[inline]
     fn raw_probability(&self, app: &LoanApplication) -> f64 {
         let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
         let x = &mut buf[..self.width];
         self.preprocessor.encode_into(app, x);
-        self.estimator.probability(x)
+        let p = self.estimator.probability(x);
+        match &self.calibration {
+            Some(c) => c.apply(p),
+            None => p,
+        }
+    }
+
+    /// The served probability for an estimator score (see
+    /// [`CompiledEstimator::contributions`]), clamped to [0, 1].
+    fn to_probability(&self, score: f64) -> f64 {
+        let p = self.estimator.score_to_probability(score);
+        match &self.calibration {
+            Some(c) => c.apply(p),
+            None => p,
+        }
+        .clamp(0.0, 1.0)
+    }
+
+    /// Splits the prediction for `app` exactly into [`Self::explain_info`]'s
+    /// base value plus one contribution per feature (see [`explain`]).
+    /// Allocation-free; only runs when an explanation is asked for.
+    pub fn attribution(&self, app: &LoanApplication) -> Attribution {
+        let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
+        let x = &mut buf[..self.width];
+        self.preprocessor.encode_into(app, x);
+        let mut cols = [0.0f64; MAX_ENCODED_WIDTH];
+        let cols = &mut cols[..self.width];
+        let score = self.estimator.contributions(x, cols);
+        let base_score = self.estimator.base_score();
+        let probability = self.to_probability(score);
+        // One positive factor carries the score-scale contributions onto
+        // the probability scale (the map is monotone), so they keep their
+        // order and add up to probability − base_value.
+        let moved = score - base_score;
+        let factor = if moved.abs() > 1e-12 { (probability - self.base_value) / moved } else { 1.0 };
+        let mut contributions = [0.0; input::FEATURES.len()];
+        for (c, &field) in cols.iter().zip(&self.column_field) {
+            contributions[field as usize] += c * factor;
+        }
+        Attribution { probability, base_value: self.base_value, contributions }
+    }
+
+    /// The explanation method and base value.
+    pub fn explain_info(&self) -> ExplainInfo {
+        ExplainInfo { method: self.estimator.explain_method(), base_value: self.base_value }
     }
 
     /// Number of compiled tree nodes (0 for linear models).
@@ -174,6 +276,16 @@ impl Model {
     }
 }
 
+/// The field index of each encoded column: numeric columns are their
+/// feature, each one-hot block belongs to its categorical feature.
+fn column_fields(p: &Preprocessor) -> Vec<u8> {
+    let mut out: Vec<u8> = (0..p.numeric.len() as u8).collect();
+    for (k, f) in p.categorical.iter().enumerate() {
+        out.extend(std::iter::repeat_n((p.numeric.len() + k) as u8, f.categories.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     //! A tiny hand-made model payload for tests that need a valid file.
@@ -201,6 +313,7 @@ pub(crate) mod test_support {
             left: vec![1, 0, 0],
             right: vec![2, 0, 0],
             value: vec![0.0, 0.02, 0.3],
+            samples: vec![],
         };
         ModelPayload {
             meta: ModelMeta {
@@ -210,12 +323,13 @@ pub(crate) mod test_support {
                 riskserve_version: env!("CARGO_PKG_VERSION").into(),
                 algorithm: "random_forest".into(),
                 hyperparameters: Default::default(),
-                decision: DecisionRule { threshold: 0.1, strategy: "fixed".into() },
+                decision: DecisionRule { threshold: 0.1, strategy: "fixed".into(), ..Default::default() },
                 training: TrainingData { source: "test".into(), rows: 3, positives: 1, sha256: "0".repeat(64) },
                 metrics: None,
             },
             preprocessor: schema,
             estimator: Estimator::RandomForest { trees: vec![tree] },
+            calibration: None,
         }
     }
 }
@@ -323,7 +437,7 @@ mod tests {
     #[test]
     fn wrong_format_version_and_wrong_schema_are_invalid_with_reasons() {
         let bytes = encode(&tiny_payload()).unwrap();
-        let text = String::from_utf8(bytes).unwrap().replacen("\"format_version\":1", "\"format_version\":9", 1);
+        let text = String::from_utf8(bytes).unwrap().replacen("\"format_version\":2", "\"format_version\":9", 1);
         assert!(model_from(text.as_bytes()).unwrap_err().to_string().contains("format_version 9"));
 
         let mut payload = tiny_payload();
@@ -419,7 +533,7 @@ mod tests {
             ) {
                 let trees = trees
                     .into_iter()
-                    .map(|(feature, threshold, left, right, value)| Tree { feature, threshold, left, right, value })
+                    .map(|(feature, threshold, left, right, value)| Tree { feature, threshold, left, right, value, samples: vec![] })
                     .collect();
                 if let Ok(compiled) = (Estimator::RandomForest { trees }).compile(6) {
                     let p = compiled.probability(&x);

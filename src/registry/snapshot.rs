@@ -110,10 +110,17 @@ pub struct VersionStatus {
     pub load_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// How predictions of this version are explained (`reasons`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<crate::model::explain::ExplainInfo>,
     /// What the file records: trained-as name/version, algorithm, threshold,
     /// training data fingerprint and metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<crate::model::format::ModelMeta>,
+    /// What a request may send to this version: each feature's kind, range
+    /// or trained categories, and the value imputed when it is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<crate::model::schema::Input>>,
 }
 
 impl VersionStatus {
@@ -129,7 +136,9 @@ impl VersionStatus {
             loaded_at: Some(rfc3339(v.loaded_at)),
             load_seconds: Some(v.load_seconds),
             digest: Some(v.scorer.digest().to_string()),
+            explain: v.scorer.explain_info(),
             model: Some(v.scorer.meta().clone()),
+            inputs: v.scorer.preprocessor().map(crate::model::schema::inputs),
         }
     }
 
@@ -145,7 +154,9 @@ impl VersionStatus {
             loaded_at: None,
             load_seconds: None,
             digest: None,
+            explain: None,
             model: None,
+            inputs: None,
         }
     }
 }

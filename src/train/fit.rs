@@ -296,6 +296,7 @@ fn extract_trees(rf: &RandomForestClassifier<f64, u32, DenseMatrix<f64>, Vec<u32
             left: vec![0; n],
             right: vec![0; n],
             value: vec![0.0; n],
+            samples: vec![],
         };
         for (i, node) in nodes.iter().enumerate() {
             let child = |k: &str| node.get(k).and_then(Value::as_u64);
@@ -315,25 +316,29 @@ fn extract_trees(rf: &RandomForestClassifier<f64, u32, DenseMatrix<f64>, Vec<u32
     Ok(out)
 }
 
-/// Sets each leaf's value to the late rate of the training rows reaching it.
+/// Sets each node's value to the late rate of the training rows reaching it
+/// (a leaf's is its probability) and records how many rows reached each
+/// node (`samples`, which weights node means when explaining).
 fn with_leaf_rates(mut tree: Tree, x: &[f64], width: usize, labels: &[u8]) -> Tree {
     let n = tree.feature.len();
     let mut count = vec![0u32; n];
     let mut late = vec![0u32; n];
     for (row, &y) in x.chunks_exact(width).zip(labels) {
         let mut i = 0usize;
-        while tree.feature[i] >= 0 {
+        loop {
+            count[i] += 1;
+            late[i] += y as u32;
+            if tree.feature[i] < 0 {
+                break;
+            }
             i = if row[tree.feature[i] as usize] <= tree.threshold[i] { tree.left[i] } else { tree.right[i] } as usize;
         }
-        count[i] += 1;
-        late[i] += y as u32;
     }
     let prior = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len().max(1) as f64;
     for i in 0..n {
-        if tree.feature[i] < 0 {
-            tree.value[i] = if count[i] == 0 { prior } else { late[i] as f64 / count[i] as f64 };
-        }
+        tree.value[i] = if count[i] == 0 { prior } else { late[i] as f64 / count[i] as f64 };
     }
+    tree.samples = count;
     tree
 }
 
@@ -368,7 +373,16 @@ fn fit_logistic(opts: &TrainOptions, x: &[f64], width: usize, labels: &[u8]) -> 
         coefficients[j] /= scale[j];
         intercept -= coefficients[j] * mean[j];
     }
-    Ok(Estimator::LogisticRegression { intercept, coefficients })
+    // Every encoded column's training mean: the reference explanations
+    // measure deviations from (one-hot means are category frequencies).
+    let mut column_means = vec![0.0; width];
+    for row in x.chunks_exact(width) {
+        for (m, v) in column_means.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    column_means.iter_mut().for_each(|m| *m /= n as f64);
+    Ok(Estimator::LogisticRegression { intercept, coefficients, column_means: Some(column_means) })
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
         },
         preprocessor: fitted.preprocessor.clone(),
         estimator: fitted.estimator.clone(),
+        calibration: None,
     }
 }
 

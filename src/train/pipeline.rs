@@ -36,10 +36,13 @@ impl ThresholdChoice {
 
     fn decide(self, report: &CvReport, labels: &[u8]) -> DecisionRule {
         match self {
-            ThresholdChoice::Fixed(threshold) => DecisionRule { threshold, strategy: "fixed".into() },
+            ThresholdChoice::Fixed(threshold) => {
+                DecisionRule { threshold, strategy: "fixed".into(), ..Default::default() }
+            }
             ThresholdChoice::YoudenOutOfFold => DecisionRule {
                 threshold: youden_threshold(labels, &report.out_of_fold),
                 strategy: "youden_j_out_of_fold".into(),
+                ..Default::default()
             },
         }
     }
@@ -372,7 +375,7 @@ mod tests {
         plan.threshold = ThresholdChoice::Fixed(0.25);
         let second = train(&plan, &Silent).unwrap();
         assert_eq!(second.version, 2);
-        assert_eq!(second.decision, DecisionRule { threshold: 0.25, strategy: "fixed".into() });
+        assert_eq!(second.decision, DecisionRule { threshold: 0.25, strategy: "fixed".into(), ..Default::default() });
         let model = Model::from_bytes(&std::fs::read(&second.path).unwrap()).unwrap();
         assert_eq!((model.meta.model_version, model.meta.algorithm.as_str()), (2, "logistic_regression"));
         assert!(model.meta.metrics.is_some());

@@ -1,6 +1,7 @@
 //! All integration tests, in one binary: each module starts the real server
 //! on 127.0.0.1:0 over a temp model repository and talks HTTP to it.
 
+mod browser;
 mod cli;
 mod common;
 mod deploy;
