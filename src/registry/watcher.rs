@@ -243,6 +243,22 @@ async fn coalesce(trigger: &Notify, debounce: Duration) {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_watcher_is_rebuilt_after_the_tree_shrank_and_still_watches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let trigger = Arc::new(Notify::new());
+        let mut watch = DirWatch::start(tmp.path(), trigger.clone());
+        watch.after_pass(1000);
+        watch.after_pass(600);
+        assert_eq!(watch.high_water, 1000, "shrinking by less than half keeps the watcher");
+        watch.after_pass(10);
+        assert_eq!(watch.high_water, 10, "rebuilt: the high-water mark starts again");
+        std::fs::create_dir(tmp.path().join("m")).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), trigger.notified())
+            .await
+            .expect("the rebuilt watcher reports a new directory");
+    }
+
     #[test]
     fn own_reads_do_not_trigger_but_writes_renames_and_removes_do() {
         use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
