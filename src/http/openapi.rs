@@ -14,28 +14,54 @@ use super::routes::Route;
 use crate::config::Config;
 use crate::model::field_rules::{MAX_CATEGORY_LEN, NUMERIC_RULES};
 use crate::model::input::{CATEGORICAL_FEATURES, FEATURES};
+use crate::registry::{Snapshot, MAX_NAMES_LISTED};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::Response;
 use serde_json::{json, Map, Value};
 
-/// The document as a response.
-pub fn response(config: &Config) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(&document(config)).unwrap_or_default();
+/// The document as a response, with the models being served as examples.
+pub fn response(config: &Config, snapshot: &Snapshot) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&document(config, snapshot)).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-/// The OpenAPI 3.1 document for a server with `config`.
-pub fn document(config: &Config) -> Value {
+/// An application every model accepts, the example of the request bodies.
+fn example_application() -> Value {
+    json!({"loan_amnt": 5000, "int_rate": 0.1356, "annual_inc": 52000, "revol_util": 0.226, "dti": 14.39,
+        "delinq_2yrs": 1, "purpose": "debt_consolidation", "grade": "C", "emp_length": "9 years",
+        "home_ownership": "MORTGAGE"})
+}
+
+/// [`example_application`] as OIP input tensors.
+fn example_inference_request() -> Value {
+    let app = example_application();
+    let inputs: Vec<Value> = oip::input_metadata()
+        .into_iter()
+        .map(|t| json!({"name": t.name, "datatype": t.datatype, "shape": [1], "data": [app[&t.name]]}))
+        .collect();
+    json!({"id": "example-1", "inputs": inputs})
+}
+
+/// The OpenAPI 3.1 document for a server with `config`; the names and
+/// versions being served are the path parameters' examples, so a client
+/// generating requests from the document reaches real models.
+pub fn document(config: &Config, snapshot: &Snapshot) -> Value {
+    let names: Vec<&str> = snapshot.models.keys().take(MAX_NAMES_LISTED).map(String::as_str).collect();
+    let mut versions: Vec<String> =
+        snapshot.models.values().flat_map(|m| m.versions.keys().map(u64::to_string)).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    versions.truncate(MAX_NAMES_LISTED);
     let mut paths = Map::new();
     for route in Route::ALL {
         let Some((method, op)) = operation(route) else { continue };
         let item = paths.entry(route.label()).or_insert_with(|| json!({}));
         let mut op = op;
-        let mut params = path_parameters(route.label());
+        let mut params = path_parameters(route.label(), &names, &versions);
         if let Some(own) = op.get("parameters").and_then(Value::as_array) {
             params.extend(own.iter().cloned());
         }
@@ -57,17 +83,18 @@ pub fn document(config: &Config) -> Value {
     })
 }
 
-/// `{name}` and `{version}` path parameters of a template.
-fn path_parameters(template: &str) -> Vec<Value> {
+/// `{name}` and `{version}` path parameters of a template, with examples.
+fn path_parameters(template: &str, names: &[&str], versions: &[String]) -> Vec<Value> {
     let mut params = Vec::new();
     if template.contains("{name}") {
         params.push(json!({"name": "name", "in": "path", "required": true,
-            "description": "Model name (its directory in the model repository)", "schema": {"type": "string"}}));
+            "description": "Model name (its directory in the model repository)",
+            "schema": {"type": "string", "examples": names}}));
     }
     if template.contains("{version}") {
         params.push(json!({"name": "version", "in": "path", "required": true,
             "description": "A loaded version: a positive integer without leading zeros",
-            "schema": {"type": "string"}}));
+            "schema": {"type": "string", "examples": versions}}));
     }
     params
 }
@@ -149,7 +176,8 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
             json!({
                 "summary": if route == Route::Predict { "Score applications with the serving version" } else { "Score applications with a pinned version" },
                 "tags": ["v1"],
-                "requestBody": {"required": true, "content": json_body(schema_ref("PredictRequest"))},
+                "requestBody": {"required": true, "content": {"application/json": {
+                    "schema": schema_ref("PredictRequest"), "example": example_application()}}},
                 "responses": responses,
             })
         }
@@ -212,7 +240,7 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
                     "description": "Binary tensor extension: the length of the JSON part of the body",
                     "schema": {"type": "integer", "minimum": 0}}],
                 "requestBody": {"required": true, "content": {
-                    "application/json": {"schema": schema_ref("InferenceRequest")},
+                    "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request()},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary",
                         "description": "Binary tensor extension: Inference-Header-Content-Length bytes of InferenceRequest JSON, then the tensors' bytes"}},
                 }},
@@ -345,7 +373,7 @@ mod tests {
     use super::*;
 
     fn doc() -> Value {
-        document(&Config::with_models_dir(std::path::Path::new("models")))
+        document(&Config::with_models_dir(std::path::Path::new("models")), &Snapshot::default())
     }
 
     #[test]
@@ -382,6 +410,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_examples_are_requests_the_server_accepts() {
+        let body = example_application().to_string();
+        crate::http::request::parse(body.as_bytes(), 1).and_then(crate::http::request::validate).unwrap();
+        let body = example_inference_request().to_string();
+        let (_, apps) = super::oip::tensor::decode(body.as_bytes(), None, 1).unwrap();
+        assert_eq!(apps.len(), 1);
     }
 
     #[test]

@@ -239,7 +239,10 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
         ["v2", "health", "ready"] => (Route::Ready, get_only(method, || ready(state))),
         ["metrics"] => (Route::Metrics, get_only(method, || Ok(metrics_text(state)))),
         [""] => (Route::Form, get_only(method, || Ok(super::form::page()))),
-        ["openapi.json"] => (Route::OpenApi, get_only(method, || Ok(super::openapi::response(&state.config)))),
+        ["openapi.json"] => (
+            Route::OpenApi,
+            get_only(method, || Ok(super::openapi::response(&state.config, &state.registry.snapshot()))),
+        ),
         ["v2", ..] => match oip::route(segments) {
             Some((route, call)) => (route, oip::handle(state, call, method, &parts.headers, body, deadline).await),
             None => (Route::Unmatched, Err(ApiError::not_found(format!("no route for {path}")))),

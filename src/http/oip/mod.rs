@@ -474,6 +474,7 @@ mod tests {
             ("POST", "/v2/models/nope/infer", &infer_body(&rows()).to_string(), StatusCode::NOT_FOUND, "not served"),
             ("GET", "/v2/models/m/versions/3/extra/x", "", StatusCode::NOT_FOUND, "no route"),
             ("GET", "/openapi.json", "", StatusCode::OK, r#""openapi":"3.1.0""#),
+            ("GET", "/openapi.json", "", StatusCode::OK, r#""schema":{"examples":["m"],"type":"string"}"#),
         ] {
             expect(&state, method, path, body, want, needle).await;
         }
