@@ -17,7 +17,8 @@
 //!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
 //! - [`http`] — the accept loop with connection limits, admission control,
 //!   routes (callable without a socket), request parsing and the one error →
-//!   status mapping.
+//!   status mapping; the Open Inference Protocol (`/v2`, same prediction
+//!   path as `/v1`) and the OpenAPI document of every route.
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.

@@ -236,13 +236,11 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
             prediction_errors(&mut responses);
             json!({
                 "summary": "OIP inference: one input tensor per feature", "tags": ["oip"],
-                "parameters": [{"name": "Inference-Header-Content-Length", "in": "header", "required": false,
-                    "description": "Binary tensor extension: the length of the JSON part of the body",
-                    "schema": {"type": "integer", "minimum": 0}}],
-                "requestBody": {"required": true, "content": {
+            "requestBody": {"required": true, "content": {
                     "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request()},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                        "description": "Binary tensor extension: Inference-Header-Content-Length bytes of InferenceRequest JSON, then the tensors' bytes"}},
+                        "description": "Binary tensor extension: with an Inference-Header-Content-Length header giving its length, \
+                            InferenceRequest JSON, then the bytes of the tensors whose parameters have binary_data_size"}},
                 }},
                 "responses": responses,
             })
@@ -361,7 +359,7 @@ fn schemas(config: &Config) -> Value {
                 "data": {"type": "array", "items": {"type": ["number", "string"]}}}}}}},
         "RepositoryIndexRequest": {"type": "object", "additionalProperties": false, "properties": {
             "ready": {"type": "boolean", "description": "Only versions ready for inference"},
-            "repository_name": {"type": "string"}}},
+            "repository_name": {"type": ["string", "null"]}}},
         "RepositoryIndexEntry": {"type": "object", "required": ["name", "state", "reason"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string"},
             "state": {"type": "string", "enum": ["READY", "LOADING", "UNAVAILABLE"]}, "reason": {"type": "string"}}},
@@ -427,7 +425,7 @@ mod tests {
         let op = &doc["paths"]["/v2/models/{name}/versions/{version}/infer"]["post"];
         let names: Vec<&str> =
             op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["name", "version", "Inference-Header-Content-Length"]);
+        assert_eq!(names, ["name", "version"]);
         assert!(doc["paths"]["/v2"]["get"]["parameters"].is_null());
     }
 }
