@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of every route, built from
-//! the route table ([`Route::ALL`], whose labels are the path templates) and
-//! the limits in force (`max_batch`, the field bounds). [`operation`] matches
+//! the route table (`Route::ALL`, whose labels are the path templates) and
+//! the limits in force (`max_batch`, the field bounds). `operation` matches
 //! every route exhaustively, so a new route does not compile until it is
 //! documented, and a test checks every path is in the document.
 //!

@@ -12,7 +12,7 @@
 //! fields are rejected, so a typo is not silently imputed; batches are
 //! bounded. The rules for the values themselves (bounds, lengths, their
 //! messages) are the model's, shared with the CSV reader:
-//! [`crate::model::field_rules`]. [`numeric`] and [`categorical`] are also
+//! [`crate::model::field_rules`]. `numeric` and `categorical` are also
 //! how OIP tensor elements are checked (`oip::tensor`), so both protocols
 //! accept and refuse the same values with the same messages.
 

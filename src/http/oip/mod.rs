@@ -11,7 +11,7 @@
 //!   request (JSON, or JSON + binary tensors) into applications through the
 //!   same field rules as `/v1`, so both answer bit-identically; scoring,
 //!   admission, limits, deadline and metrics are the shared
-//!   [`super::routes::run_prediction`].
+//!   `routes::run_prediction`.
 //! - `POST /v2/repository/index` — every version the source lists, with its
 //!   state; `.../load` and `.../unload` are refused (400): the model
 //!   directory (or store) is the source of truth.

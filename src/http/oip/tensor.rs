@@ -5,7 +5,7 @@
 //! `[batch, 1]`): numerics as FP64, FP32 or any INT/UINT type, categoricals
 //! as BYTES; `null` (JSON) is a missing value, imputed by the model. Each
 //! element then goes through the same per-field rules as `/v1`
-//! ([`crate::http::request::numeric`] / [`crate::http::request::categorical`]),
+//! (`request::numeric` / `request::categorical`),
 //! so the same batch gets bit-identical answers on both protocols.
 //!
 //! Triton's binary tensor extension is supported both ways: with an
