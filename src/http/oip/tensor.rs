@@ -212,6 +212,10 @@ pub fn decode(
             problems.push(problem(name, "appears more than once in inputs"));
             continue;
         }
+        if uses_shared_memory(input.parameters.as_ref()) {
+            problems.push(problem(name, SHARED_MEMORY));
+            continue;
+        }
         let Some(datatype) = DataType::parse(&input.datatype) else {
             problems.push(problem(name, format!("unsupported datatype `{}`", shown(&input.datatype))));
             continue;
@@ -335,6 +339,13 @@ fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<bool, Stri
     }
 }
 
+const SHARED_MEMORY: &str = "shared-memory tensors are not supported; send the data in the body (JSON or binary)";
+
+/// Whether a tensor names a shared-memory region (Triton's extension).
+fn uses_shared_memory(parameters: Option<&Map<String, Value>>) -> bool {
+    parameters.is_some_and(|p| p.contains_key("shared_memory_region"))
+}
+
 /// An input's `binary_data_size` parameter, if any.
 fn binary_data_size(parameters: Option<&Map<String, Value>>) -> Result<Option<usize>, String> {
     match parameters.and_then(|p| p.get("binary_data_size")) {
@@ -371,6 +382,10 @@ fn wanted_outputs(
             ));
             continue;
         };
+        if uses_shared_memory(requested.parameters.as_ref()) {
+            problems.push(problem("outputs", format!("`{}`: {SHARED_MEMORY}", output.name())));
+            continue;
+        }
         if wanted.iter().any(|(o, _)| *o == output) {
             problems.push(problem("outputs", format!("`{}` is asked for more than once", output.name())));
             continue;
@@ -691,6 +706,10 @@ mod tests {
         assert_eq!(p, ["dti: data must be an array"]);
         let p = problems(&with_input("dti", json!({"name": "dti", "datatype": "FP64", "shape": [2]})));
         assert_eq!(p, ["dti: has no data (and no binary_data_size)"]);
+        let shm = json!({"shared_memory_region": "r", "shared_memory_byte_size": 16});
+        let p =
+            problems(&with_input("dti", json!({"name": "dti", "datatype": "FP64", "shape": [2], "parameters": shm})));
+        assert_eq!(p, [format!("dti: {SHARED_MEMORY}")]);
     }
 
     #[test]
