@@ -339,7 +339,7 @@ async fn repository_index<B: RequestBody>(
 mod tests {
     //! The OIP routes without a socket, over the tiny model served as `m` v3.
     use super::super::routes::handle;
-    use super::super::routes::tests::{app, call, expect, send, ROW};
+    use super::super::routes::tests::{app, app_with, call, expect, send, stand_in, ROW};
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::{Request, StatusCode};
@@ -519,5 +519,29 @@ mod tests {
         let entries: Vec<super::IndexEntry> = serde_json::from_str(&text).unwrap();
         assert_eq!(entries.len(), 1, "{text}");
         assert_eq!(entries[0].name, "m");
+    }
+
+    /// `n` rows, cycling through [`rows`].
+    fn many(n: usize) -> Vec<Value> {
+        rows().into_iter().cycle().take(n).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn infer_shares_the_deadline_and_the_body_limit_with_v1() {
+        let (fits, over) = (infer_body(&many(500)).to_string(), infer_body(&many(1000)).to_string());
+        let slow = stand_in(0.1, std::time::Duration::from_millis(2));
+        let (state, _dir) = app_with(slow, |c| {
+            c.request_timeout = std::time::Duration::from_millis(100);
+            c.max_body_bytes = fits.len();
+        });
+        // 500 rows × 2 ms = 1 s of scoring, abandoned at the 100 ms deadline.
+        let (status, headers, text) = call(&state, "POST", "/v2/models/m/infer", &fits).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert_eq!(headers["retry-after"], "1");
+        assert!(text.contains("deadline_exceeded"), "{text}");
+        let (status, _, text) = call(&state, "POST", "/v2/models/m/infer", &over).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+        let metrics = String::from_utf8(state.metrics.render()).unwrap();
+        assert!(metrics.contains(r#"riskserve_requests_shed_total{reason="deadline"} 1"#), "{metrics}");
     }
 }
