@@ -8,8 +8,8 @@ field objects, every field present and non-null). Runs, with
 tritonclient.http and nothing hand-rolled: server liveness, readiness and
 metadata, model metadata and readiness, the repository index, and one batch
 inference with one input tensor per feature (numerics FP64, categoricals
-BYTES), JSON tensors or, with --binary, the binary tensor extension (the
-client's default). The same request goes to every server: the request-level
+BYTES), JSON tensors in and out or, with --binary, the binary tensor
+extension both ways (the client's default). The same request goes to every server: the request-level
 `content_type: pd` and per-input `content_type: str` parameters are what
 MLServer needs to hand the tensors to scikit-learn as a DataFrame; other
 servers ignore them.
@@ -78,7 +78,16 @@ def main() -> int:
             # needs this one to decode BYTES as text, not bytes.
             tensor._parameters["content_type"] = "str"
             inputs.append(tensor)
-        result = client.infer(model, inputs, request_id="oip-client-1", parameters={"content_type": "pd"})
+        # With no outputs named, tritonclient asks for every output as binary
+        # data; in JSON mode name the outputs the metadata lists (if any) and
+        # ask for them as JSON, so both directions are covered.
+        listed = [o["name"] for o in report.get("model_metadata", {}).get("outputs", [])]
+        outputs = None if binary or not listed else [
+            httpclient.InferRequestedOutput(name, binary_data=False) for name in listed
+        ]
+        result = client.infer(
+            model, inputs, outputs=outputs, request_id="oip-client-1", parameters={"content_type": "pd"}
+        )
         response = result.get_response()
         outputs = {}
         for out in response.get("outputs", []):
