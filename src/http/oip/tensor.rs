@@ -167,7 +167,12 @@ pub fn decode(
     }
     let request: RequestJson = serde_json::from_slice(header).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "not an inference request" };
-        ApiError::malformed_json(format!("{what}: {e}"))
+        let hint = if json_length.is_none() && e.to_string().starts_with("trailing characters") {
+            " (binary tensor data after the JSON needs an Inference-Header-Content-Length header)"
+        } else {
+            ""
+        };
+        ApiError::malformed_json(format!("{what}: {e}{hint}"))
     })?;
 
     let mut problems = Vec::new();
@@ -868,6 +873,7 @@ mod tests {
         let (body, _) = binary_body(|_, _| {});
         let e = decode(&body, None, 10).unwrap_err();
         assert!(e.message.contains("malformed JSON: trailing characters"), "{}", e.message);
+        assert!(e.message.ends_with("needs an Inference-Header-Content-Length header)"), "{}", e.message);
     }
 
     #[test]
