@@ -17,7 +17,9 @@
 //!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
 //! - [`http`] — the accept loop with connection limits, admission control,
 //!   routes (callable without a socket), request parsing, the one error →
-//!   status mapping, and the loan officer's web form at `/`.
+//!   status mapping, the loan officer's web form at `/`, the Open Inference
+//!   Protocol (`/v2`, same prediction path as `/v1`) and the OpenAPI
+//!   document of every route.
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`memory`] — lets each thread give back its allocator arena's free top
 //!   after a burst.

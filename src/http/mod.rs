@@ -2,12 +2,16 @@
 //! connections ([`server`]), each connection's timeouts ([`conn`]), routes
 //! and handlers ([`routes`]), admission control for predictions
 //! ([`admission`]), prediction body parsing and validation ([`request`]), the
-//! one error → status mapping ([`error`]), and the web form ([`form`]).
+//! one error → status mapping ([`error`]), the web form ([`form`]), the
+//! Open Inference Protocol (KServe V2) routes ([`oip`]) and the OpenAPI
+//! document of every route ([`openapi`]).
 
 pub mod admission;
 pub mod conn;
 pub mod error;
 pub mod form;
+pub mod oip;
+pub mod openapi;
 pub mod request;
 pub mod routes;
 pub mod server;

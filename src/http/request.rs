@@ -12,7 +12,9 @@
 //! fields are rejected, so a typo is not silently imputed; batches are
 //! bounded. The rules for the values themselves (bounds, lengths, their
 //! messages) are the model's, shared with the CSV reader:
-//! [`crate::model::field_rules`].
+//! [`crate::model::field_rules`]. `numeric` and `categorical` are also
+//! how OIP tensor elements are checked (`oip::tensor`), so both protocols
+//! accept and refuse the same values with the same messages.
 
 use super::error::{ApiError, FieldProblem};
 use crate::model::field_rules::{check_category, check_numeric, parse_numeric, FieldError, FieldKind};
@@ -341,7 +343,7 @@ fn validate_one(raw: RawApplication, prefix: &str, problems: &mut Vec<FieldProbl
 
 /// A JSON value for numeric feature `k`: the JSON types are checked here,
 /// the value by the model's rule.
-fn numeric(k: usize, value: Scalar) -> Result<Option<f64>, String> {
+pub(crate) fn numeric(k: usize, value: Scalar) -> Result<Option<f64>, String> {
     match value {
         Scalar::Null => Ok(None),
         Scalar::Number(v) => check_numeric(k, v).map(Some).map_err(problem),
@@ -352,7 +354,7 @@ fn numeric(k: usize, value: Scalar) -> Result<Option<f64>, String> {
 
 /// A JSON value for categorical feature `k`, kept without a copy when it
 /// needs no trimming.
-fn categorical(k: usize, value: Scalar) -> Result<Option<String>, String> {
+pub(crate) fn categorical(k: usize, value: Scalar) -> Result<Option<String>, String> {
     match value {
         Scalar::Null => Ok(None),
         Scalar::Text(s) => match check_category(k, &s).map_err(problem)? {

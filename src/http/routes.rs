@@ -16,6 +16,7 @@
 use super::admission::{Admission, AdmissionGauges, Shed, Slot};
 use super::conn::Arrival;
 use super::error::{json_response, ApiError};
+use super::oip;
 use super::request;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -43,7 +44,7 @@ const DEADLINE_CHECK_EVERY: usize = 64;
 
 /// The routes, each with a template label for metrics (bounded cardinality).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub(super) enum Route {
     Predict,
     PredictVersion,
     Models,
@@ -52,11 +53,22 @@ enum Route {
     Ready,
     Metrics,
     Form,
+    OipServer,
+    OipModel,
+    OipModelVersion,
+    OipModelReady,
+    OipModelVersionReady,
+    OipInfer,
+    OipInferVersion,
+    OipRepositoryIndex,
+    OipRepositoryLoad,
+    OipRepositoryUnload,
+    OpenApi,
     Unmatched,
 }
 
 impl Route {
-    const ALL: [Route; 9] = [
+    pub(super) const ALL: [Route; 20] = [
         Route::Predict,
         Route::PredictVersion,
         Route::Models,
@@ -65,10 +77,22 @@ impl Route {
         Route::Ready,
         Route::Metrics,
         Route::Form,
+        Route::OipServer,
+        Route::OipModel,
+        Route::OipModelVersion,
+        Route::OipModelReady,
+        Route::OipModelVersionReady,
+        Route::OipInfer,
+        Route::OipInferVersion,
+        Route::OipRepositoryIndex,
+        Route::OipRepositoryLoad,
+        Route::OipRepositoryUnload,
+        Route::OpenApi,
         Route::Unmatched,
     ];
 
-    fn label(self) -> &'static str {
+    /// The path template (OpenAPI syntax), also the metrics label.
+    pub(super) fn label(self) -> &'static str {
         match self {
             Route::Predict => "/v1/models/{name}/predict",
             Route::PredictVersion => "/v1/models/{name}/versions/{version}/predict",
@@ -78,6 +102,17 @@ impl Route {
             Route::Ready => "/v2/health/ready",
             Route::Metrics => "/metrics",
             Route::Form => "/",
+            Route::OipServer => "/v2",
+            Route::OipModel => "/v2/models/{name}",
+            Route::OipModelVersion => "/v2/models/{name}/versions/{version}",
+            Route::OipModelReady => "/v2/models/{name}/ready",
+            Route::OipModelVersionReady => "/v2/models/{name}/versions/{version}/ready",
+            Route::OipInfer => "/v2/models/{name}/infer",
+            Route::OipInferVersion => "/v2/models/{name}/versions/{version}/infer",
+            Route::OipRepositoryIndex => "/v2/repository/index",
+            Route::OipRepositoryLoad => "/v2/repository/models/{name}/load",
+            Route::OipRepositoryUnload => "/v2/repository/models/{name}/unload",
+            Route::OpenApi => "/openapi.json",
             Route::Unmatched => "unmatched",
         }
     }
@@ -157,7 +192,7 @@ pub async fn handle<B: RequestBody>(state: Arc<AppState>, req: Request<B>) -> Re
     response
 }
 
-type Handled = Result<Response<Full<Bytes>>, ApiError>;
+pub(super) type Handled = Result<Response<Full<Bytes>>, ApiError>;
 
 /// Most path segments any route has; longer paths are unmatched.
 const MAX_SEGMENTS: usize = 6;
@@ -197,8 +232,9 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
             if method != Method::POST {
                 return (route, Err(ApiError::method_not_allowed("POST")));
             }
-            let Some(v) = crate::repository::layout::parse_version(version) else {
-                return (route, Err(ApiError::not_found(format!("version `{version}` is not a positive integer"))));
+            let v = match pinned_version(version) {
+                Ok(v) => v,
+                Err(e) => return (route, Err(e)),
             };
             let explain = match ExplainQuery::parse(parts.uri.query()) {
                 Ok(e) => e,
@@ -212,11 +248,25 @@ async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, 
         ["v2", "health", "ready"] => (Route::Ready, get_only(method, || ready(state))),
         ["metrics"] => (Route::Metrics, get_only(method, || Ok(metrics_text(state)))),
         [""] => (Route::Form, get_only(method, || Ok(super::form::page()))),
+        ["openapi.json"] => (
+            Route::OpenApi,
+            get_only(method, || Ok(super::openapi::response(&state.config, &state.registry.snapshot()))),
+        ),
+        ["v2", ..] => match oip::route(segments) {
+            Some((route, call)) => (route, oip::handle(state, call, method, &parts.headers, body, deadline).await),
+            None => (Route::Unmatched, Err(ApiError::not_found(format!("no route for {path}")))),
+        },
         _ => (Route::Unmatched, Err(ApiError::not_found(format!("no route for {path}")))),
     }
 }
 
-fn get_only(method: &Method, f: impl FnOnce() -> Handled) -> Handled {
+/// A `{version}` path segment: a positive integer without leading zeros.
+pub(super) fn pinned_version(version: &str) -> Result<u64, ApiError> {
+    crate::repository::layout::parse_version(version)
+        .ok_or_else(|| ApiError::not_found(format!("version `{version}` is not a positive integer")))
+}
+
+pub(super) fn get_only(method: &Method, f: impl FnOnce() -> Handled) -> Handled {
     if method == Method::GET || method == Method::HEAD {
         f()
     } else {
@@ -224,11 +274,11 @@ fn get_only(method: &Method, f: impl FnOnce() -> Handled) -> Handled {
     }
 }
 
-fn json_ok(body: Vec<u8>) -> Response<Full<Bytes>> {
+pub(super) fn json_ok(body: Vec<u8>) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, body)
 }
 
-fn to_json<T: Serialize>(value: &T) -> Handled {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Handled {
     serde_json::to_vec(value).map(json_ok).map_err(|e| ApiError::internal(format!("serialising response: {e}")))
 }
 
@@ -250,7 +300,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// A declared `Content-Length` over the limit is refused before admission.
-fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
@@ -259,7 +309,11 @@ fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiErr
 }
 
 /// Reads the body under the size limit and the request deadline.
-async fn read_body<B: RequestBody>(limit: usize, body: B, deadline: tokio::time::Instant) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body<B: RequestBody>(
+    limit: usize,
+    body: B,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, ApiError> {
     match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
         Err(_) => Err(ApiError::request_timeout()),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -296,16 +350,16 @@ async fn off_thread<T: Send + 'static>(
 struct PredictResponse<'a> {
     model_name: &'a str,
     model_version: u64,
-    predictions: &'a [Scored],
+    predictions: &'a [Answered],
 }
 
 /// One prediction as answered: the probability and decision, the decision
 /// band when the model configures bands, and the reason codes unless
 /// `?explain=false` (or `?reasons=0`).
 #[derive(Debug, Serialize)]
-struct Scored {
+pub(super) struct Answered {
     #[serde(flatten)]
-    prediction: Prediction,
+    pub prediction: Prediction,
     #[serde(skip_serializing_if = "Option::is_none")]
     band: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,12 +369,15 @@ struct Scored {
 /// The predict routes' query parameters: `explain=true|false` (default
 /// true) and `reasons=N` (0..=10, default 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ExplainQuery {
+pub(super) struct ExplainQuery {
     /// How many reasons each prediction carries; `None` = no `reasons` field.
     reasons: Option<usize>,
 }
 
 impl ExplainQuery {
+    /// No reason codes (the OIP outputs have no place for them).
+    pub(super) const NONE: ExplainQuery = ExplainQuery { reasons: None };
+
     fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
         let mut explain = true;
         let mut reasons = DEFAULT_REASONS;
@@ -364,16 +421,61 @@ async fn predict<B: RequestBody>(
     body: B,
     deadline: tokio::time::Instant,
 ) -> Handled {
-    let limit = state.config.max_body_bytes;
     check_content_type(headers)?;
+    let scored = run_prediction(state, name, pinned, explain, headers, body, deadline, |body, max_batch| {
+        Ok(((), applications(body, max_batch)?))
+    })
+    .await?;
+    let version = &scored.version;
+    let body = serde_json::to_vec(&PredictResponse {
+        model_name: &version.name,
+        model_version: version.version,
+        predictions: &scored.predictions,
+    })
+    .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
+    Ok(with_version_header(json_ok(body), version))
+}
+
+/// What the shared prediction path hands back: the version that answered,
+/// what the decoder kept from the body beside the applications, and one
+/// prediction per application.
+pub(super) struct Scored<T> {
+    pub version: Arc<LoadedVersion>,
+    pub request: T,
+    pub predictions: Vec<Answered>,
+}
+
+/// The prediction path every protocol shares (`/v1` predict, OIP infer):
+/// declared length → admission slot → body under the size limit and the
+/// deadline → `decode` (the protocol's parser, with the batch limit; on a
+/// worker thread for big bodies) → resolve the version → score (on a worker
+/// thread for big batches) → per-version inference metrics. The caller
+/// checks its content type first and writes its own answer.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_prediction<B, T, F>(
+    state: &AppState,
+    name: &str,
+    pinned: Option<u64>,
+    explain: ExplainQuery,
+    headers: &HeaderMap,
+    body: B,
+    deadline: tokio::time::Instant,
+    decode: F,
+) -> Result<Scored<T>, ApiError>
+where
+    B: RequestBody,
+    T: Send + 'static,
+    F: FnOnce(&[u8], usize) -> Result<(T, Vec<LoanApplication>), ApiError> + Send + 'static,
+{
+    let limit = state.config.max_body_bytes;
     check_declared_length(headers, limit)?;
     let _slot = admit(state, deadline).await?;
     let body = read_body(limit, body, deadline).await?;
     let max_batch = state.config.max_batch;
-    let apps = if body.len() <= INLINE_BODY_BYTES {
-        applications(&body, max_batch)?
+    let (request, apps) = if body.len() <= INLINE_BODY_BYTES {
+        decode(&body, max_batch)?
     } else {
-        off_thread(state, deadline, move || applications(&body, max_batch)).await?
+        off_thread(state, deadline, move || decode(&body, max_batch)).await?
     };
     let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
 
@@ -386,18 +488,18 @@ async fn predict<B: RequestBody>(
         off_thread(state, deadline, move || score(&v, &apps, explain, std_deadline)).await
     }?;
     version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
+    Ok(Scored { version, request, predictions })
+}
 
-    let body = serde_json::to_vec(&PredictResponse {
-        model_name: &version.name,
-        model_version: version.version,
-        predictions: &predictions,
-    })
-    .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
-    let mut response = json_ok(body);
+/// Names the answering version in the `x-model-version` header.
+pub(super) fn with_version_header(
+    mut response: Response<Full<Bytes>>,
+    version: &LoadedVersion,
+) -> Response<Full<Bytes>> {
     if let Ok(v) = HeaderValue::from_str(&version.version_label) {
         response.headers_mut().insert("x-model-version", v);
     }
-    Ok(response)
+    response
 }
 
 /// Parses (with the batch limit) and validates a body.
@@ -413,7 +515,7 @@ fn score(
     apps: &[LoanApplication],
     explain: ExplainQuery,
     deadline: Instant,
-) -> Result<Vec<Scored>, ApiError> {
+) -> Result<Vec<Answered>, ApiError> {
     let bands = version.scorer.meta().decision.bands.as_ref();
     let (mut high, mut low) = (0u64, 0u64);
     let mut out = Vec::with_capacity(apps.len());
@@ -436,14 +538,14 @@ fn score(
         }
         let reasons = explain.reasons.and_then(|top| version.scorer.attribution(app).map(|a| a.reasons(app, top)));
         let band = bands.map(|b| b.band(p.probability_late).to_string());
-        out.push(Scored { prediction: p, band, reasons });
+        out.push(Answered { prediction: p, band, reasons });
     }
     version.metrics.predictions_high_risk.inc_by(high);
     version.metrics.predictions_low_risk.inc_by(low);
     Ok(out)
 }
 
-fn lookup_error(e: LookupError) -> ApiError {
+pub(super) fn lookup_error(e: LookupError) -> ApiError {
     match e {
         LookupError::UnknownModel { name, known } => {
             ApiError::not_found(format!("model `{name}` is not served; models: {}", known.join(", ")))
@@ -495,7 +597,7 @@ fn metrics_text(state: &AppState) -> Response<Full<Bytes>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The routing table without a socket: each test calls [`handle`] with a
     //! request value and inspects the response value.
     use super::*;
@@ -505,15 +607,18 @@ mod tests {
     use crate::registry::loader::{compile_models, Loader, ScorerFactory};
     use crate::repository::LocalDirectory;
 
-    const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#;
+    pub(crate) const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#;
 
     /// App state serving the tiny model as `m` version 3.
-    fn app() -> (Arc<AppState>, tempfile::TempDir) {
+    pub(crate) fn app() -> (Arc<AppState>, tempfile::TempDir) {
         app_with(compile_models(Default::default()), |_| {})
     }
 
     /// App state serving `m` version 3 through `scorers`, with `tweak`ed settings.
-    fn app_with(scorers: ScorerFactory, tweak: impl FnOnce(&mut Config)) -> (Arc<AppState>, tempfile::TempDir) {
+    pub(crate) fn app_with(
+        scorers: ScorerFactory,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Arc<AppState>, tempfile::TempDir) {
         app_serving(tiny_payload(), scorers, tweak)
     }
 
@@ -556,17 +661,22 @@ mod tests {
         }
     }
 
-    fn stand_in(probability: f64, delay: std::time::Duration) -> ScorerFactory {
+    pub(crate) fn stand_in(probability: f64, delay: std::time::Duration) -> ScorerFactory {
         Arc::new(move |_, _, _| {
             Ok(Arc::new(StandIn { meta: tiny_payload().meta, probability, delay }) as Arc<dyn Scorer>)
         })
     }
 
-    fn batch(n: usize) -> String {
+    pub(crate) fn batch(n: usize) -> String {
         format!("{{\"instances\":[{}]}}", vec![ROW; n].join(","))
     }
 
-    async fn call(state: &Arc<AppState>, method: &str, path: &str, body: &str) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn call(
+        state: &Arc<AppState>,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
         let mut req = Request::builder().method(method).uri(path);
         if !body.is_empty() {
             req = req.header(CONTENT_TYPE, "application/json");
@@ -574,7 +684,21 @@ mod tests {
         send(state, req, body).await
     }
 
-    async fn send(
+    /// Calls `method path` and checks the status and a piece of the body.
+    pub(crate) async fn expect(
+        state: &Arc<AppState>,
+        method: &str,
+        path: &str,
+        body: &str,
+        want: StatusCode,
+        needle: &str,
+    ) {
+        let (status, _, text) = call(state, method, path, body).await;
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert!(text.contains(needle), "{method} {path}: {text}");
+    }
+
+    pub(crate) async fn send(
         state: &Arc<AppState>,
         req: hyper::http::request::Builder,
         body: &str,
@@ -616,9 +740,7 @@ mod tests {
             ("GET", "/v1/models/m/predict/extra/segments/here", "", StatusCode::NOT_FOUND, "no route"),
             ("POST", "/v1/models/m/predict", "{", StatusCode::BAD_REQUEST, "malformed JSON"),
         ] {
-            let (status, _, text) = call(&state, method, path, body).await;
-            assert_eq!(status, want, "{method} {path}: {text}");
-            assert!(text.contains(needle), "{method} {path}: {text}");
+            expect(&state, method, path, body, want, needle).await;
         }
     }
 

@@ -1,0 +1,450 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of every route, built from
+//! the route table (`Route::ALL`, whose labels are the path templates) and
+//! the limits in force (`max_batch`, the field bounds). `operation` matches
+//! every route exhaustively, so a new route does not compile until it is
+//! documented, and a test checks every path is in the document.
+//!
+//! Hand-built (with `serde_json::json!`) rather than derived with a macro
+//! crate: the router is hand-rolled and the request parsers are custom
+//! visitors, so the schemas say what the parsers accept (and the tests run
+//! real clients against them: schemathesis, tritonclient).
+
+use super::oip::{self, tensor::Output, EXTENSIONS};
+use super::routes::Route;
+use crate::config::Config;
+use crate::model::field_rules::{MAX_CATEGORY_LEN, NUMERIC_RULES};
+use crate::model::input::{CATEGORICAL_FEATURES, FEATURES};
+use crate::registry::{Snapshot, MAX_NAMES_LISTED};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::Response;
+use serde_json::{json, Map, Value};
+
+/// The document as a response, with the models being served as examples.
+pub fn response(config: &Config, snapshot: &Snapshot) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&document(config, snapshot)).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// An application every model accepts, the example of the request bodies.
+fn example_application() -> Value {
+    json!({"loan_amnt": 5000, "int_rate": 0.1356, "annual_inc": 52000, "revol_util": 0.226, "dti": 14.39,
+        "delinq_2yrs": 1, "purpose": "debt_consolidation", "grade": "C", "emp_length": "9 years",
+        "home_ownership": "MORTGAGE"})
+}
+
+/// [`example_application`] as OIP input tensors.
+fn example_inference_request() -> Value {
+    let app = example_application();
+    let inputs: Vec<Value> = oip::input_metadata()
+        .into_iter()
+        .map(|t| json!({"name": t.name, "datatype": t.datatype, "shape": [1], "data": [app[&t.name]]}))
+        .collect();
+    json!({"id": "example-1", "inputs": inputs})
+}
+
+/// The OpenAPI 3.1 document for a server with `config`; the names and
+/// versions being served are the path parameters' examples, so a client
+/// generating requests from the document reaches real models.
+pub fn document(config: &Config, snapshot: &Snapshot) -> Value {
+    let names: Vec<&str> = snapshot.models.keys().take(MAX_NAMES_LISTED).map(String::as_str).collect();
+    let mut versions: Vec<String> =
+        snapshot.models.values().flat_map(|m| m.versions.keys().map(u64::to_string)).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    versions.truncate(MAX_NAMES_LISTED);
+    let mut paths = Map::new();
+    for route in Route::ALL {
+        let Some((method, op)) = operation(route) else { continue };
+        let item = paths.entry(route.label()).or_insert_with(|| json!({}));
+        let mut op = op;
+        let mut params = path_parameters(route.label(), &names, &versions);
+        if let Some(own) = op.get("parameters").and_then(Value::as_array) {
+            params.extend(own.iter().cloned());
+        }
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        item[method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "riskserve",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Credit-risk model server: the native /v1 API, the Open Inference Protocol \
+                (KServe V2) under /v2, health and metrics. Errors are JSON {\"error\", \"type\", \"fields\"?}.",
+        },
+        "paths": paths,
+        "components": { "schemas": schemas(config) },
+    })
+}
+
+/// `{name}` and `{version}` path parameters of a template, with examples.
+fn path_parameters(template: &str, names: &[&str], versions: &[String]) -> Vec<Value> {
+    let mut params = Vec::new();
+    if template.contains("{name}") {
+        params.push(json!({"name": "name", "in": "path", "required": true,
+            "description": "Model name (its directory in the model repository)",
+            "schema": {"type": "string", "examples": names}}));
+    }
+    if template.contains("{version}") {
+        params.push(json!({"name": "version", "in": "path", "required": true,
+            "description": "A loaded version: a positive integer without leading zeros",
+            "schema": {"type": "string", "examples": versions}}));
+    }
+    params
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": json_body(schema)})
+}
+
+/// An error response with an example body.
+fn error(description: &str, kind: &str, message: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {
+            "schema": schema_ref("Error"),
+            "example": {"error": message, "type": kind},
+        }},
+    })
+}
+
+fn not_found() -> Value {
+    error("Unknown model or version", "not_found", "model `x` is not served; models: credit-risk")
+}
+
+fn unavailable() -> Value {
+    error("The model has no version available", "unavailable", "model `credit-risk` has no version available")
+}
+
+fn bad_request() -> Value {
+    error(
+        "Invalid request: the message names each field or tensor and its problem",
+        "invalid_field",
+        "dti: must not be negative, got -1",
+    )
+}
+
+/// The responses every prediction (`/v1` predict, OIP infer) can give
+/// besides 200.
+fn prediction_errors(responses: &mut Value) {
+    responses["400"] = bad_request();
+    responses["404"] = not_found();
+    responses["408"] =
+        error("The body did not arrive in time", "request_timeout", "the request body did not arrive in time");
+    responses["413"] = error(
+        "Body over max_body_bytes",
+        "payload_too_large",
+        "request body is larger than the limit of 1048576 bytes",
+    );
+    responses["415"] = error(
+        "Unsupported content type",
+        "unsupported_media_type",
+        "content type `text/plain` is not supported; send `Content-Type: application/json`",
+    );
+    responses["500"] = error(
+        "The model produced no answer (a non-finite probability)",
+        "inference_error",
+        "model `credit-risk` version 1 produced a non-finite probability (NaN); no prediction was made",
+    );
+    responses["503"] = error(
+        "Overloaded, past the deadline, or no version available; Retry-After says when to retry",
+        "overloaded",
+        "too many requests in progress; retry later",
+    );
+}
+
+/// The method and operation of a route; `None` for the unmatched fallback.
+fn operation(route: Route) -> Option<(&'static str, Value)> {
+    let op = match route {
+        Route::Predict | Route::PredictVersion => {
+            let mut responses = json!({"200": ok("One prediction per application", schema_ref("PredictResponse"))});
+            prediction_errors(&mut responses);
+            json!({
+                "summary": if route == Route::Predict { "Score applications with the serving version" } else { "Score applications with a pinned version" },
+                "tags": ["v1"],
+                "parameters": [
+                    {"name": "explain", "in": "query", "required": false,
+                        "description": "Whether each prediction carries its reason codes (default true)",
+                        "schema": {"type": "boolean", "default": true}},
+                    {"name": "reasons", "in": "query", "required": false,
+                        "description": "How many reason codes each prediction carries",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": crate::model::explain::MAX_REASONS, "default": crate::model::explain::DEFAULT_REASONS}},
+                ],
+                "requestBody": {"required": true, "content": {"application/json": {
+                    "schema": schema_ref("PredictRequest"), "example": example_application()}}},
+                "responses": responses,
+            })
+        }
+        Route::Models => json!({
+            "summary": "Every model the source lists, with each version's state", "tags": ["v1"],
+            "responses": {"200": ok("Models", schema_ref("Models"))},
+        }),
+        Route::Model => json!({
+            "summary": "One model's versions and their state", "tags": ["v1"],
+            "responses": {"200": ok("The model", schema_ref("ModelStatus")), "404": not_found()},
+        }),
+        Route::Live => json!({
+            "summary": "Liveness (also the OIP server-live endpoint)", "tags": ["health", "oip"],
+            "responses": {"200": ok("Live", json!({"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}}))},
+        }),
+        Route::Ready => json!({
+            "summary": "Readiness: every model has a version serving and reloads are healthy (also OIP server-ready)",
+            "tags": ["health", "oip"],
+            "responses": {
+                "200": ok("Ready", json!({"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}})),
+                "503": error("Not ready", "unavailable", "not ready: no model has an available version"),
+            },
+        }),
+        Route::Metrics => json!({
+            "summary": "Prometheus metrics", "tags": ["health"],
+            "responses": {"200": {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }),
+        Route::Form => json!({
+            "summary": "A web page to score one application", "tags": ["v1"],
+            "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }),
+        Route::OpenApi => json!({
+            "summary": "This document", "tags": ["meta"],
+            "responses": {"200": ok("OpenAPI 3.1 document", json!({"type": "object"}))},
+        }),
+        Route::OipServer => json!({
+            "summary": "OIP server metadata", "tags": ["oip"],
+            "responses": {"200": ok("Server metadata", schema_ref("ServerMetadata"))},
+        }),
+        Route::OipModel | Route::OipModelVersion => json!({
+            "summary": "OIP model metadata: the input and output tensors", "tags": ["oip"],
+            "responses": {"200": ok("Model metadata", schema_ref("ModelMetadata")), "404": not_found(), "503": unavailable()},
+        }),
+        Route::OipModelReady | Route::OipModelVersionReady => json!({
+            "summary": "OIP model readiness: 200 when it can answer", "tags": ["oip"],
+            "responses": {"200": ok("Ready", schema_ref("ModelReady")), "404": not_found(), "503": unavailable()},
+        }),
+        Route::OipInfer | Route::OipInferVersion => {
+            let mut responses = json!({"200": {
+                "description": "The output tensors; with binary outputs, the JSON (Inference-Header-Content-Length bytes) then the tensor bytes",
+                "content": {
+                    "application/json": {"schema": schema_ref("InferenceResponse")},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }});
+            prediction_errors(&mut responses);
+            json!({
+                "summary": "OIP inference: one input tensor per feature", "tags": ["oip"],
+            "requestBody": {"required": true, "content": {
+                    "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request()},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                        "description": "Binary tensor extension: with an Inference-Header-Content-Length header giving its length, \
+                            InferenceRequest JSON, then the bytes of the tensors whose parameters have binary_data_size"}},
+                }},
+                "responses": responses,
+            })
+        }
+        Route::OipRepositoryIndex => json!({
+            "summary": "OIP model-repository index: every version the source lists, with its state", "tags": ["oip"],
+            "requestBody": {"required": false, "content": json_body(schema_ref("RepositoryIndexRequest"))},
+            "responses": {
+                "200": ok("Index", json!({"type": "array", "items": schema_ref("RepositoryIndexEntry")})),
+                "400": error("Malformed request", "malformed_json", "repository index request: expected value at line 1 column 1; send {\"ready\": bool}"),
+                "408": error("The body did not arrive in time", "request_timeout", "the request body did not arrive in time"),
+                "413": error("Body too large", "payload_too_large", "request body is larger than the limit of 4096 bytes"),
+                "415": error("Unsupported content type", "unsupported_media_type", "content type `text/plain` is not supported; send `Content-Type: application/json`"),
+            },
+        }),
+        Route::OipRepositoryLoad | Route::OipRepositoryUnload => json!({
+            "summary": "Refused: the model directory (or store) is the source of truth", "tags": ["oip"],
+            "responses": {"400": error("Loading and unloading stay with the model source", "bad_request",
+                "model `credit-risk` cannot be loaded through the API: riskserve serves what the model directory (or store) holds")},
+        }),
+        Route::Unmatched => return None,
+    };
+    let method = match route {
+        Route::Predict | Route::PredictVersion | Route::OipInfer | Route::OipInferVersion => "post",
+        Route::OipRepositoryIndex | Route::OipRepositoryLoad | Route::OipRepositoryUnload => "post",
+        _ => "get",
+    };
+    Some((method, op))
+}
+
+fn schemas(config: &Config) -> Value {
+    let mut application = Map::new();
+    for rule in NUMERIC_RULES {
+        application.insert(
+            rule.feature.into(),
+            json!({"type": ["number", "string", "null"], "minimum": 0, "maximum": rule.max,
+                "description": "A number (or numeric string) in 0..=maximum; null or \"\" is missing (imputed)"}),
+        );
+    }
+    for feature in CATEGORICAL_FEATURES {
+        application.insert(
+            feature.into(),
+            json!({"type": ["string", "null"], "maxLength": MAX_CATEGORY_LEN,
+                "description": "A category; null or \"\" is missing"}),
+        );
+    }
+    let datatypes = ["FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8", "BYTES"];
+    let tensor_data = json!({"type": "array", "description": "Row-major elements (nested arrays are flattened); null is a missing value",
+        "items": {"type": ["number", "string", "null", "array"]}});
+    let parameters =
+        json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}});
+    let metadata_tensor = json!({"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}});
+    let outputs: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
+    let version_status = json!({"type": "object", "required": ["version", "state", "serving", "path"], "properties": {
+        "version": {"type": "integer"},
+        "state": {"type": "string", "enum": ["loading", "available", "failed", "not_loaded"]},
+        "serving": {"type": "boolean"}, "path": {"type": "string"},
+        "reason": {"type": "string"}, "detail": {"type": "string"},
+        "loaded_at": {"type": "string"}, "load_seconds": {"type": "number"}, "digest": {"type": "string"},
+        "model": {"type": "object"},
+        "explain": {"type": "object", "description": "How reason codes are computed: method (saabas | linear) and base_value",
+            "properties": {"method": {"type": "string"}, "base_value": {"type": "number"}}},
+        "inputs": {"type": "array", "description": "Each input field: kind, limits, unit, categories, the value imputed when missing",
+            "items": {"type": "object"}}}});
+    json!({
+        "Error": {"type": "object", "required": ["error", "type"], "properties": {
+            "error": {"type": "string", "description": "What is wrong, naming the field or tensor"},
+            "type": {"type": "string"},
+            "fields": {"type": "array", "items": {"type": "object", "required": ["field", "problem"],
+                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}}}},
+        }},
+        "Application": {"type": "object", "required": FEATURES, "additionalProperties": false, "properties": application},
+        "PredictRequest": {"oneOf": [
+            schema_ref("Application"),
+            {"type": "object", "required": ["instances"], "additionalProperties": false, "properties": {
+                "instances": {"type": "array", "minItems": 1, "maxItems": config.max_batch, "items": schema_ref("Application")}}},
+        ]},
+        "PredictResponse": {"type": "object", "required": ["model_name", "model_version", "predictions"], "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "integer"},
+            "predictions": {"type": "array", "items": {"type": "object", "required": ["probability_late", "decision"], "properties": {
+                "probability_late": {"type": "number", "minimum": 0, "maximum": 1},
+                "decision": {"type": "string", "enum": ["high_risk", "low_risk"]},
+                "band": {"type": "string", "description": "The decision band, when the model file configures bands"},
+                "reasons": {"type": "array", "description": "The features that raised the risk most, ranked (absent with explain=false)",
+                    "items": {"type": "object", "required": ["feature", "value", "contribution", "imputed"], "properties": {
+                        "feature": {"type": "string", "enum": FEATURES},
+                        "value": {"type": ["number", "string", "null"]},
+                        "contribution": {"type": "number"},
+                        "imputed": {"type": "boolean"}}}}}}},
+        }},
+        "ModelStatus": {"type": "object", "required": ["name", "version_policy", "versions"], "properties": {
+            "name": {"type": "string"}, "version_policy": {"type": "string"}, "serving_version": {"type": "integer"},
+            "versions": {"type": "array", "items": version_status},
+            "ignored": {"type": "array", "items": {"type": "object"}}, "warning": {"type": "string"}}},
+        "Models": {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": schema_ref("ModelStatus")}}},
+        "ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}, "examples": [EXTENSIONS]}}},
+        "MetadataTensor": metadata_tensor,
+        "ModelMetadata": {"type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"], "properties": {
+            "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": schema_ref("MetadataTensor"), "examples": [oip::input_metadata()]},
+            "outputs": {"type": "array", "items": schema_ref("MetadataTensor"), "examples": [oip::output_metadata()]}}},
+        "ModelReady": {"type": "object", "required": ["name", "version", "ready"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "ready": {"type": "boolean"}}},
+        "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"},
+            "parameters": parameters.clone(),
+            "inputs": {"type": "array", "items": schema_ref("RequestInput"),
+                "description": format!("One tensor per feature ({}), shape [batch] or [batch, 1], batch 1..={}", FEATURES.join(", "), config.max_batch)},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "enum": outputs}, "parameters": parameters.clone()}}}}},
+        "RequestInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+            "name": {"type": "string", "enum": FEATURES},
+            "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": datatypes},
+            "parameters": parameters.clone(),
+            "data": tensor_data}},
+        "InferenceResponse": {"type": "object", "required": ["model_name", "model_version", "outputs"], "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+                "name": {"type": "string", "enum": outputs}, "datatype": {"type": "string", "enum": ["FP64", "BYTES"]},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "parameters": parameters,
+                "data": {"type": "array", "items": {"type": ["number", "string"]}}}}}}},
+        "RepositoryIndexRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "ready": {"type": "boolean", "description": "Only versions ready for inference"},
+            "repository_name": {"type": ["string", "null"]}}},
+        "RepositoryIndexEntry": {"type": "object", "required": ["name", "state", "reason"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "state": {"type": "string", "enum": ["READY", "LOADING", "UNAVAILABLE"]}, "reason": {"type": "string"}}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        document(&Config::with_models_dir(std::path::Path::new("models")), &Snapshot::default())
+    }
+
+    #[test]
+    fn every_route_is_in_the_document_with_its_method() {
+        let doc = doc();
+        for route in Route::ALL {
+            if route == Route::Unmatched {
+                assert!(operation(route).is_none());
+                continue;
+            }
+            let (method, _) = operation(route).unwrap();
+            let op = &doc["paths"][route.label()][method];
+            assert!(op.is_object(), "{route:?} ({method} {}) is missing from the document", route.label());
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{route:?} has no responses");
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_error_has_an_example() {
+        let doc = doc();
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if !status.starts_with('2') {
+                        let example = &response["content"]["application/json"]["example"];
+                        assert!(example["error"].is_string(), "{method} {path} {status} has no error example");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_examples_are_requests_the_server_accepts() {
+        let body = example_application().to_string();
+        crate::http::request::parse(body.as_bytes(), 1).and_then(crate::http::request::validate).unwrap();
+        let body = example_inference_request().to_string();
+        let (_, apps) = super::oip::tensor::decode(body.as_bytes(), None, 1).unwrap();
+        assert_eq!(apps.len(), 1);
+    }
+
+    #[test]
+    fn path_parameters_match_the_templates() {
+        let doc = doc();
+        let op = &doc["paths"]["/v2/models/{name}/versions/{version}/infer"]["post"];
+        let names: Vec<&str> =
+            op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["name", "version"]);
+        assert!(doc["paths"]["/v2"]["get"]["parameters"].is_null());
+    }
+}
