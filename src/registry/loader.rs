@@ -17,14 +17,18 @@
 
 use super::deadline::{DeadlineError, DeadlineRunner};
 use super::plan::{self, Known, KnownVersions, LoadRequest, Planned, Step};
-use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Snapshot, VersionState, VersionStatus};
+use super::rollout::{self, RolloutPolicy, MAX_ROLLOUT_FILE_BYTES};
+use super::snapshot::{
+    IgnoredEntry, LoadedVersion, ModelStatus, RolloutStatus, ServedModel, Snapshot, VersionState, VersionStatus,
+};
+use super::traffic::Rollout;
 use super::Registry;
 use crate::config::Config;
 use crate::model::format::LoadError;
 use crate::model::limits::ModelLimits;
 use crate::model::{Model, Scorer};
-use crate::repository::ModelSource;
 use crate::repository::Rejected;
+use crate::repository::{Fingerprint, Listing, ModelSource};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -74,6 +78,18 @@ pub struct Loader {
     passes: u64,
     /// Runs listings and loads under `load_timeout` on a reused worker.
     worker: DeadlineRunner,
+    /// Each model's `rollout.toml` as last read, by model.
+    rollout_files: HashMap<String, RolloutFile>,
+}
+
+/// A model's rollout file as last read.
+struct RolloutFile {
+    fingerprint: Fingerprint,
+    location: String,
+    /// The last good policy read from this file (kept while a newer content is bad).
+    good: Option<RolloutPolicy>,
+    /// Why the current content is not applied.
+    error: Option<String>,
 }
 
 impl Loader {
@@ -93,6 +109,7 @@ impl Loader {
             rejected_seen: HashSet::new(),
             passes: 0,
             worker: DeadlineRunner::new("riskserve-load", MAX_ABANDONED),
+            rollout_files: HashMap::new(),
         }
     }
 
@@ -119,11 +136,18 @@ impl Loader {
         let current = self.registry.snapshot();
         let serving_now: BTreeMap<String, BTreeMap<u64, Arc<LoadedVersion>>> =
             current.models.iter().map(|(name, m)| (name.clone(), m.versions.clone())).collect();
+        self.read_rollouts(&listing);
         let config = self.config.clone();
         let policy_of = |name: &str| config.policy(name).clone();
+        let named: HashMap<String, Vec<u64>> = self
+            .rollout_files
+            .iter()
+            .filter_map(|(name, f)| f.good.as_ref().map(|p| (name.clone(), p.named_versions())))
+            .collect();
+        let pinned_of = |name: &str| named.get(name).cloned().unwrap_or_default();
         let mut shown_loading = false;
         let plan = loop {
-            match plan::next_step(&listing, &self.known, &serving_now, &policy_of, Instant::now()) {
+            match plan::next_step(&listing, &self.known, &serving_now, &policy_of, &pinned_of, Instant::now()) {
                 Step::Publish(plan) => break plan,
                 Step::Load(requests) => {
                     if !shown_loading {
@@ -146,7 +170,12 @@ impl Loader {
                     self.warned.remove(&name);
                 }
             }
-            let serving_version = model.serving.keys().next_back().copied();
+            let previous = current.models.get(&name).and_then(|m| m.rollout.as_ref());
+            let (rollout, rollout_status) = self.apply_rollout(&name, &model.serving, previous);
+            let serving_version = match &rollout {
+                Some(r) => Some(r.default_version().version),
+                None => model.serving.keys().next_back().copied(),
+            };
             let versions = model
                 .versions
                 .iter()
@@ -188,10 +217,11 @@ impl Loader {
                     versions,
                     ignored: model.ignored.iter().map(IgnoredEntry::from).collect(),
                     warning: model.warning,
+                    rollout: rollout_status,
                 },
             );
             if !model.serving.is_empty() {
-                next.models.insert(name, ServedModel { versions: model.serving });
+                next.models.insert(name, ServedModel { versions: model.serving, rollout });
             }
         }
 
@@ -207,7 +237,9 @@ impl Loader {
             self.registry.metrics.forget_model(name);
         }
         report.swapped = changed_models(&current, &next);
-        self.update_gauges(&current, &next, &report.swapped);
+        let mut regauged = report.swapped.clone();
+        regauged.extend(changed_rollouts(&current, &next).into_iter().filter(|n| !report.swapped.contains(n)));
+        self.update_gauges(&current, &next, &regauged);
         for name in &report.swapped {
             let loaded: Vec<u64> =
                 next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
@@ -225,6 +257,157 @@ impl Loader {
         // its last in-flight request ends.
         drop(self.registry.publish(next));
         report
+    }
+
+    /// Reads the rollout files whose fingerprint changed. A file that cannot
+    /// be read or is invalid keeps the last good policy in force, with the
+    /// reason shown and counted; a removed file removes the rollout.
+    fn read_rollouts(&mut self, listing: &Listing) {
+        self.rollout_files.retain(|name, _| listing.rollouts.contains_key(name));
+        for (name, entry) in &listing.rollouts {
+            if self.rollout_files.get(name).is_some_and(|f| f.fingerprint == entry.fingerprint) {
+                continue;
+            }
+            let (source, model, listed) = (self.source.clone(), name.clone(), entry.clone());
+            let read = self
+                .worker
+                .run(self.config.load_timeout, move || source.read_rollout(&model, &listed, MAX_ROLLOUT_FILE_BYTES));
+            let parsed = match read {
+                Ok(Ok(bytes)) => rollout::parse(&bytes).map_err(|e| e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("reading the rollout file {e}")),
+            };
+            let good = self.rollout_files.remove(name).and_then(|f| f.good);
+            let (good, error) = match parsed {
+                Ok(policy) => {
+                    tracing::info!(model = %name, file = %entry.location, ?policy, "rollout file read");
+                    (Some(policy), None)
+                }
+                Err(e) => {
+                    self.registry.metrics.rollout.file_errors_total.with_label_values(&[name]).inc();
+                    tracing::warn!(
+                        model = %name, file = %entry.location, error = %e, keeps = ?good,
+                        "rollout file not applied; the last good rollout stays in force"
+                    );
+                    (good, Some(e))
+                }
+            };
+            let file = RolloutFile { fingerprint: entry.fingerprint, location: entry.location.clone(), good, error };
+            self.rollout_files.insert(name.clone(), file);
+        }
+    }
+
+    /// The rollout `name` serves with, given its serving versions: the
+    /// previous one while nothing changed (it keeps its counters and any
+    /// revert), a new one when the policy or its versions changed, the
+    /// previous one when the new policy names a version that is not loaded.
+    fn apply_rollout(
+        &self,
+        name: &str,
+        serving: &BTreeMap<u64, Arc<LoadedVersion>>,
+        previous: Option<&Arc<Rollout>>,
+    ) -> (Option<Arc<Rollout>>, Option<RolloutStatus>) {
+        let Some(file) = self.rollout_files.get(name) else {
+            if previous.is_some() {
+                tracing::info!(model = %name, "rollout file removed: the highest version takes unpinned traffic");
+                self.count_transition(name, "stable", "none");
+            }
+            return (None, None);
+        };
+        let mut error = file.error.clone();
+        let built = match &file.good {
+            None => None,
+            Some(policy) if serving.is_empty() => {
+                error.get_or_insert_with(|| format!("not applied: no version of {name} is loaded"));
+                let _ = policy;
+                None
+            }
+            Some(policy) => match self.build_rollout(name, policy, serving, previous) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    error = Some(why);
+                    // Keep the previous rollout while every version it uses still serves as it was.
+                    previous
+                        .filter(|p| {
+                            let named = std::iter::once(&p.stable)
+                                .chain(p.canary.as_ref().map(|c| &c.version))
+                                .chain(p.shadow.as_ref().map(|c| &c.version));
+                            named.into_iter().all(|v| serving.get(&v.version).is_some_and(|s| Arc::ptr_eq(s, v)))
+                        })
+                        .cloned()
+                }
+            },
+        };
+        let status = RolloutStatus { file: file.location.clone(), error, applied: built.clone() };
+        (built, Some(status))
+    }
+
+    fn build_rollout(
+        &self,
+        name: &str,
+        policy: &RolloutPolicy,
+        serving: &BTreeMap<u64, Arc<LoadedVersion>>,
+        previous: Option<&Arc<Rollout>>,
+    ) -> Result<Arc<Rollout>, String> {
+        let get = |role: &str, v: u64| {
+            serving.get(&v).cloned().ok_or_else(|| {
+                format!("not applied: version {v} ({role}) is not loaded; the previous rollout, if any, stays in force")
+            })
+        };
+        let canary = policy.canary.map(|c| get("canary", c.version)).transpose()?;
+        let shadow = policy.shadow.map(|v| get("shadow", v)).transpose()?;
+        let stable = match policy.stable {
+            Some(v) => get("stable", v)?,
+            None => serving
+                .values()
+                .rev()
+                .find(|v| Some(v.version) != policy.canary.map(|c| c.version) && Some(v.version) != policy.shadow)
+                .cloned()
+                .ok_or_else(|| {
+                    "not applied: no loaded version other than the canary and the shadow to be the stable one"
+                        .to_string()
+                })?,
+        };
+        if let Some(p) = previous.filter(|p| p.same_as(policy, &stable, canary.as_ref(), shadow.as_ref())) {
+            return Ok(p.clone());
+        }
+        let queue = shadow.as_ref().and_then(|_| self.registry.shadow.sender());
+        let next = Rollout::new(name, policy.clone(), stable, canary, shadow, self.registry.metrics.clone(), queue);
+        self.note_transitions(name, previous.map(|p| p.as_ref()), &next);
+        Ok(Arc::new(next))
+    }
+
+    /// Logs and counts what a new rollout changes.
+    fn note_transitions(&self, name: &str, previous: Option<&Rollout>, next: &Rollout) {
+        let version = |c: Option<&super::traffic::Candidate>| c.map(|c| c.version.version);
+        match previous {
+            None => self.count_transition(name, "none", "stable"),
+            Some(p) if p.stable.version != next.stable.version => self.count_transition(name, "stable", "stable"),
+            Some(_) => {}
+        }
+        for (role, before, after) in [
+            ("canary", previous.and_then(|p| p.canary.as_ref()), next.canary.as_ref()),
+            ("shadow", previous.and_then(|p| p.shadow.as_ref()), next.shadow.as_ref()),
+        ] {
+            match (before, after) {
+                (None, Some(_)) => self.count_transition(name, "stable", role),
+                (Some(_), None) => self.count_transition(name, role, "stable"),
+                (Some(b), Some(_)) if !b.is_active() => self.count_transition(name, "reverted", role),
+                (Some(_), Some(_)) if version(before) != version(after) => self.count_transition(name, role, role),
+                _ => {}
+            }
+        }
+        tracing::info!(
+            model = %name,
+            stable = next.stable.version,
+            canary = ?next.canary.as_ref().map(|c| (c.version.version, c.weight_bp)),
+            shadow = ?version(next.shadow.as_ref()),
+            "rollout applied"
+        );
+    }
+
+    fn count_transition(&self, name: &str, from: &str, to: &str) {
+        self.registry.metrics.rollout.transitions_total.with_label_values(&[name, from, to, "rollout_file"]).inc();
     }
 
     /// Publishes the current serving set with the versions about to load
@@ -403,6 +586,15 @@ impl Loader {
             self.warned.insert(key.to_string(), msg.to_string());
         }
     }
+}
+
+/// Models whose applied rollout changed (another instance, or added/removed).
+fn changed_rollouts(current: &Snapshot, next: &Snapshot) -> Vec<String> {
+    let id = |s: &Snapshot, name: &str| {
+        s.models.get(name).and_then(|m| m.rollout.as_ref()).map(|r| Arc::as_ptr(r) as *const () as usize)
+    };
+    let names: HashSet<&String> = current.models.keys().chain(next.models.keys()).collect();
+    names.into_iter().filter(|name| id(current, name) != id(next, name)).cloned().collect()
 }
 
 /// Models whose served versions differ (by version or by loaded instance).
