@@ -139,11 +139,14 @@ impl Loader {
         self.read_rollouts(&listing);
         let config = self.config.clone();
         let policy_of = |name: &str| config.policy(name).clone();
-        let named: HashMap<String, Vec<u64>> = self
-            .rollout_files
-            .iter()
-            .filter_map(|(name, f)| f.good.as_ref().map(|p| (name.clone(), p.named_versions())))
-            .collect();
+        // Versions the rollout files name, and those the rollouts in force
+        // use (kept until a new rollout is applied without them).
+        let mut named: HashMap<String, Vec<u64>> = self.named_versions();
+        for (name, m) in &current.models {
+            if let Some(r) = &m.rollout {
+                named.entry(name.clone()).or_default().extend(rollout_versions(r));
+            }
+        }
         let pinned_of = |name: &str| named.get(name).cloned().unwrap_or_default();
         let mut shown_loading = false;
         let plan = loop {
@@ -236,6 +239,16 @@ impl Loader {
         for name in current.status.keys().filter(|n| !next.status.contains_key(*n)) {
             self.registry.metrics.forget_model(name);
         }
+        // Versions only a superseded rollout kept loaded go in a pass right after this one.
+        let needed = self.named_versions();
+        let superseded = next.models.iter().any(|(name, m)| {
+            let mut still = needed.get(name).cloned().unwrap_or_default();
+            still.extend(m.rollout.iter().flat_map(|r| rollout_versions(r)));
+            named.get(name).is_some_and(|pinned| pinned.iter().any(|v| !still.contains(v)))
+        });
+        if superseded {
+            report.next_retry = Some(Instant::now());
+        }
         report.swapped = changed_models(&current, &next);
         let mut regauged = report.swapped.clone();
         regauged.extend(changed_rollouts(&current, &next).into_iter().filter(|n| !report.swapped.contains(n)));
@@ -257,6 +270,14 @@ impl Loader {
         // its last in-flight request ends.
         drop(self.registry.publish(next));
         report
+    }
+
+    /// The versions each model's last good rollout file names.
+    fn named_versions(&self) -> HashMap<String, Vec<u64>> {
+        self.rollout_files
+            .iter()
+            .filter_map(|(name, f)| f.good.as_ref().map(|p| (name.clone(), p.named_versions())))
+            .collect()
     }
 
     /// Reads the rollout files whose fingerprint changed. A file that cannot
@@ -588,6 +609,13 @@ impl Loader {
     }
 }
 
+/// The versions a rollout in force uses.
+fn rollout_versions(r: &Rollout) -> impl Iterator<Item = u64> + '_ {
+    std::iter::once(r.stable.version)
+        .chain(r.canary.as_ref().map(|c| c.version.version))
+        .chain(r.shadow.as_ref().map(|c| c.version.version))
+}
+
 /// Models whose applied rollout changed (another instance, or added/removed).
 fn changed_rollouts(current: &Snapshot, next: &Snapshot) -> Vec<String> {
     let id = |s: &Snapshot, name: &str| {
@@ -753,5 +781,64 @@ mod tests {
         assert_eq!(snapshot.status["m"].serving_version, Some(2));
         assert_eq!(snapshot.status["m"].ignored.len(), 1);
         assert!(snapshot.status["m"].ignored[0].reason.contains("leading zeros"));
+    }
+
+    fn rollout_of(r: &Registry) -> (Option<u64>, Option<String>, Option<u64>) {
+        let snapshot = r.snapshot();
+        let status = snapshot.status["m"].rollout.clone();
+        let applied = snapshot.models["m"].rollout.as_ref().map(|r| r.stable.version);
+        (applied, status.as_ref().and_then(|s| s.error.clone()), snapshot.serving_version("m"))
+    }
+
+    #[test]
+    fn a_rollout_file_picks_the_stable_version_and_a_bad_one_keeps_the_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        for v in [1, 2, 3] {
+            write(dir.path(), v, &good);
+        }
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
+        l.reconcile();
+        assert_eq!((served(&r), rollout_of(&r)), (vec![3], (None, None, Some(3))), "no file: today's behaviour");
+        let file = dir.path().join("m/rollout.toml");
+        std::fs::write(&file, "stable = 1\ncanary = { version = 3, weight = 0.25 }\n").unwrap();
+        let report = l.reconcile();
+        assert_eq!(report.loads_succeeded, 1, "1 is named, so it is loaded outside latest=1");
+        assert_eq!(served(&r), vec![1, 3]);
+        assert_eq!(rollout_of(&r), (Some(1), None, Some(1)));
+        let shares: Vec<u64> = (0..1000).map(|_| r.resolve("m", None).unwrap().version).collect();
+        assert_eq!(shares.iter().filter(|&&v| v == 3).count(), 250, "requests without a key: the exact share");
+        assert_eq!(r.resolve("m", Some(3)).unwrap().version, 3, "pinned requests ignore the rollout");
+
+        for (bad, needle) in [("stable = ", "TOML"), ("stable = 9", "version 9 (stable) is not loaded")] {
+            std::fs::write(&file, bad).unwrap();
+            let report = l.reconcile();
+            assert_eq!((report.loads_succeeded, report.swapped.len()), (0, 0), "{bad}");
+            let (applied, error, serving) = rollout_of(&r);
+            assert_eq!((applied, serving), (Some(1), Some(1)), "{bad}: the last good rollout stays");
+            assert!(error.as_deref().unwrap_or_default().contains(needle), "{bad}: {error:?}");
+        }
+        let text = String::from_utf8(r.metrics.render()).unwrap();
+        assert!(text.contains("riskserve_rollout_file_errors_total{model=\"m\"} 1"), "{text}");
+
+        // Roll back to 1 alone, then remove the file: back to latest=1.
+        std::fs::write(&file, "stable = 1\n").unwrap();
+        let before = r.resolve("m", None).unwrap();
+        let report = l.reconcile();
+        assert_eq!(report.loads_succeeded, 0, "a warm version needs no reload");
+        assert!(Arc::ptr_eq(&before, &r.resolve("m", None).unwrap()));
+        assert_eq!(rollout_of(&r), (Some(1), None, Some(1)));
+        std::fs::remove_file(&file).unwrap();
+        let report = l.reconcile();
+        assert_eq!(rollout_of(&r), (None, None, Some(3)));
+        assert!(report.next_retry.is_some(), "1 was kept only for the old rollout: another pass is due now");
+        l.reconcile();
+        assert_eq!(served(&r), vec![3]);
+        let text = String::from_utf8(r.metrics.render()).unwrap();
+        for (from, to) in [("none", "stable"), ("stable", "canary"), ("canary", "stable"), ("stable", "none")] {
+            let labels = [("model", "m"), ("from", from), ("to", to), ("reason", "rollout_file")];
+            let counted = testkit::prometheus::value(&text, "riskserve_rollout_transitions_total", &labels);
+            assert_eq!(counted, Some(1.0), "{from} -> {to}: {text}");
+        }
     }
 }

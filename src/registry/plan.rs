@@ -13,7 +13,8 @@
 //! - the version policy (`latest = N` counts only versions that load;
 //!   `all`; `specific = [..]`);
 //! - versions a model's rollout names (stable, canary, shadow) are wanted
-//!   whatever the policy, and do not count towards `latest = N`;
+//!   whatever the policy, and the policy selects among the others
+//!   (`latest = 1` with `shadow = 5` loads 5 and the highest other version);
 //! - an unchanged file is never read twice: a loaded one is reused, a failed
 //!   one stays failed until its fingerprint changes, except a *transient*
 //!   failure (I/O error, timeout), which is retried at its `retry_at`;
@@ -164,12 +165,14 @@ pub fn next_step<V: Clone>(
         // Versions the policy selected that loaded or are being loaded.
         let mut selected = 0usize;
         for entry in entries.iter().rev() {
-            let by_policy = match &policy {
-                VersionPolicy::Latest(n) => selected < *n as usize,
-                VersionPolicy::All => true,
-                VersionPolicy::Specific(list) => list.contains(&entry.version),
-            };
-            let wanted = by_policy || pinned.contains(&entry.version);
+            let is_pinned = pinned.contains(&entry.version);
+            let by_policy = !is_pinned
+                && match &policy {
+                    VersionPolicy::Latest(n) => selected < *n as usize,
+                    VersionPolicy::All => true,
+                    VersionPolicy::Specific(list) => list.contains(&entry.version),
+                };
+            let wanted = by_policy || is_pinned;
             let state = if !wanted {
                 Planned::NotSelected(format!("not selected by version policy {policy}"))
             } else {
@@ -342,6 +345,11 @@ mod tests {
         let p = plan(go(&known));
         assert_eq!(p.serving, BTreeMap::from([(1, "v1"), (3, "v3"), (4, "v4")]));
         assert!(matches!(p.versions[2].state, Planned::NotSelected(_)), "2 is neither latest nor named");
+        // A named version is not the policy's pick: latest=1 takes the highest other.
+        let only_top = |_: &str| vec![4];
+        let l2 = listing(&[(3, 3), (4, 4)]);
+        let p = plan(next_step(&l2, &known, &none, &|_| VersionPolicy::Latest(1), &only_top, Instant::now()));
+        assert_eq!(p.serving, BTreeMap::from([(3, "v3"), (4, "v4")]));
         // A named version that fails does not pull an unnamed one in.
         failed(&mut known, 3, 3);
         let p = plan(go(&known));
