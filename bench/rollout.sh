@@ -12,7 +12,8 @@
 #
 # Knobs (environment): CLIENTS (32), PHASE_SECS (10), TOGGLES (20),
 #   MODEL (models/credit-risk/1/model.json), OUT, SKIP_BUILD=1,
-#   CARGO_TARGET_DIR, SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2).
+#   CARGO_TARGET_DIR, PROFILE (release; debug = a quick check of the harness),
+#   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2).
 # Everything targets 127.0.0.1 only; the server is the only process this
 # script starts in the background, and the EXIT trap stops it by its PID.
 set -euo pipefail
@@ -26,8 +27,9 @@ PHASE_SECS=${PHASE_SECS:-10}
 TOGGLES=${TOGGLES:-20}
 MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/riskserve
-BENCH=$TARGET_DIR/release/rollout
+PROFILE=${PROFILE:-release}
+BIN=$TARGET_DIR/$PROFILE/riskserve
+BENCH=$TARGET_DIR/$PROFILE/rollout
 LIFETIME=$(( PHASE_SECS * 6 + 240 ))
 
 mkdir -p "$OUT"

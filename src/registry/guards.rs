@@ -10,7 +10,9 @@
 //!    window, so a candidate that fails everything trips early);
 //! 2. nothing else before the candidate has `min_requests` requests;
 //! 3. with at least `min_requests` baseline requests too: **p99 latency**
-//!    ratio candidate / baseline above `max_latency_ratio`; **decision
+//!    ratio candidate / baseline above `max_latency_ratio` (and the median
+//!    ratio too, so a few requests preempted on a busy machine are not a
+//!    regression); **decision
 //!    shift**, |share of `high_risk` candidate − baseline| above
 //!    `max_decision_shift`; **PSI** of the score distributions above `max_psi`;
 //! 4. `promote_after` candidate requests without a trip → promote (0 = never).
@@ -36,11 +38,14 @@ pub struct Guards {
 }
 
 impl Default for Guards {
+    /// `max_latency_ratio` is 5, not 2: a canary at a low weight scores with
+    /// its trees colder in the CPU caches, and an identical model measured
+    /// 2–3 × the stable version's time at 10 % (`bench/rollout.sh`).
     fn default() -> Guards {
         Guards {
             min_requests: 200,
             max_error_rate: 0.01,
-            max_latency_ratio: 2.0,
+            max_latency_ratio: 5.0,
             max_decision_shift: 0.10,
             max_psi: 0.25,
             promote_after: 0,
@@ -97,13 +102,13 @@ pub fn score_bucket(p: f64) -> usize {
 }
 
 impl ArmSample {
-    /// The 99th percentile scoring time (bucket upper bound), ns.
-    pub fn p99_ns(&self) -> Option<f64> {
+    /// The `q` quantile of scoring time (bucket upper bound), ns.
+    pub fn quantile_ns(&self, q: f64) -> Option<f64> {
         let total: u64 = self.latency.iter().sum();
         if total == 0 {
             return None;
         }
-        let rank = (total as f64 * 0.99).ceil() as u64;
+        let rank = ((total as f64 * q).ceil() as u64).max(1);
         let mut seen = 0;
         for (i, n) in self.latency.iter().enumerate() {
             seen += n;
@@ -112,6 +117,11 @@ impl ArmSample {
             }
         }
         Some(latency_upper_ns(LATENCY_BUCKETS - 1))
+    }
+
+    /// The 99th percentile scoring time, ns.
+    pub fn p99_ns(&self) -> Option<f64> {
+        self.quantile_ns(0.99)
     }
 
     /// Share of applications decided `high_risk`.
@@ -181,9 +191,12 @@ pub fn evaluate(g: &Guards, baseline: &ArmSample, candidate: &ArmSample) -> Verd
         return Verdict::Wait;
     }
     if baseline.requests >= g.min_requests {
+        let median_ratio = candidate.quantile_ns(0.5).zip(baseline.quantile_ns(0.5)).map(|(c, b)| c / b);
         if let (Some(c), Some(b)) = (candidate.p99_ns(), baseline.p99_ns()) {
             let ratio = c / b;
-            if ratio > g.max_latency_ratio {
+            // A few preempted requests move a p99 of microseconds by
+            // multiples on a busy machine: the median must have moved too.
+            if ratio > g.max_latency_ratio && median_ratio.is_some_and(|m| m > g.max_latency_ratio) {
                 return Verdict::Trip(Trip {
                     guard: "latency",
                     reason: format!(
@@ -276,6 +289,11 @@ mod tests {
         let Verdict::Trip(t) = slow else { unreachable!() };
         assert!(t.reason.contains("× the baseline"), "{}", t.reason);
         assert_eq!(guard(evaluate(&g, &base, &arm(300, 20_000, 300, 0))), "decision_shift", "approves no one");
+        // A tail of preempted requests alone is noise, not a slower model.
+        let mut noisy = arm(300, 20_000, 30, 0);
+        noisy.latency[latency_bucket(20_000)] = 290;
+        noisy.latency[latency_bucket(400_000)] = 10;
+        assert_eq!(guard(evaluate(&g, &base, &noisy)), "healthy");
         // Same decisions, different scores: only the PSI sees it.
         let mut shifted = arm(300, 20_000, 30, 0);
         shifted.scores = [0; SCORE_BUCKETS];

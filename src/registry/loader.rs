@@ -803,8 +803,8 @@ mod tests {
         let file = dir.path().join("m/rollout.toml");
         std::fs::write(&file, "stable = 1\ncanary = { version = 3, weight = 0.25 }\n").unwrap();
         let report = l.reconcile();
-        assert_eq!(report.loads_succeeded, 1, "1 is named, so it is loaded outside latest=1");
-        assert_eq!(served(&r), vec![1, 3]);
+        assert_eq!(report.loads_succeeded, 2, "1 and 3 are named; latest=1 picks among the others: 2");
+        assert_eq!(served(&r), vec![1, 2, 3]);
         assert_eq!(rollout_of(&r), (Some(1), None, Some(1)));
         let shares: Vec<u64> = (0..1000).map(|_| r.resolve("m", None).unwrap().version).collect();
         assert_eq!(shares.iter().filter(|&&v| v == 3).count(), 250, "requests without a key: the exact share");

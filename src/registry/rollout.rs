@@ -12,7 +12,7 @@
 //! [guards]                                # defaults apply to any canary or shadow
 //! min_requests = 200
 //! max_error_rate = 0.01
-//! max_latency_ratio = 2.0
+//! max_latency_ratio = 5.0
 //! max_decision_shift = 0.10
 //! max_psi = 0.25
 //! promote_after = 0                       # 0 = never promote automatically

@@ -216,6 +216,12 @@ impl Bench {
     async fn rollback(&self) -> Result<Value, String> {
         self.publish(2, &self.base)?;
         self.wait_status("version 2 serving", |s| s["serving_version"] == 2).await?;
+        // Naming 2 keeps it loaded and lets the policy pick 1 as well: both warm.
+        self.write_rollout("stable = 2\n")?;
+        self.wait_status("versions 1 and 2 loaded", |s| {
+            s["versions"].as_array().is_some_and(|v| v.iter().filter(|v| v["state"] == "available").count() == 2)
+        })
+        .await?;
         let loads_before = self.metric("riskserve_model_loads_total", &[("result", "success")]).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let phase = Instant::now();
@@ -271,7 +277,9 @@ impl Bench {
             }
         }
         let switched = seen.values().filter(|(a, b)| *a && *b).count();
-        let state = self.status().await?["rollout"]["applied"]["canary"]["state"].clone();
+        let canary = self.status().await?["rollout"]["applied"]["canary"].clone();
+        let state = json!({"state": canary["state"], "guard": canary["guard"], "reason": canary["reason"],
+            "p99_latency_ratio": canary["p99_latency_ratio"], "psi": canary["psi"]});
         self.write_rollout("stable = 2\n")?;
         self.wait_status("promoted", |s| s["serving_version"] == 2).await?;
         let after = self.load_for(2.0).await;
@@ -294,7 +302,12 @@ impl Bench {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let committed = phase.elapsed();
         self.write_rollout(&format!("stable = 2\ncanary = {{ version = {version}, weight = 0.1 }}\n"))?;
-        let result = self.wait_status("reverted", |s| s["rollout"]["applied"]["canary"]["state"] == "reverted").await;
+        let result = self
+            .wait_status("reverted", |s| {
+                let canary = &s["rollout"]["applied"]["canary"];
+                canary["version"] == version && canary["state"] == "reverted"
+            })
+            .await;
         let reverted_seen = phase.elapsed();
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
