@@ -485,6 +485,72 @@ pub struct CandidateView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::format::encode;
+    use crate::model::test_support::tiny_payload;
+    use crate::model::Model;
+
+    fn version(metrics: &Metrics, v: u64) -> Arc<LoadedVersion> {
+        let model = Model::from_bytes(&encode(&tiny_payload()).unwrap()).unwrap();
+        Arc::new(LoadedVersion {
+            name: "m".into(),
+            version: v,
+            version_label: v.to_string(),
+            location: format!("m/{v}/model.json"),
+            scorer: Arc::new(model),
+            loaded_at: SystemTime::now(),
+            load_seconds: 0.0,
+            metrics: metrics.version("m", v),
+        })
+    }
+
+    fn canary(text: &str) -> (Arc<Rollout>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let policy = super::super::rollout::parse(text.as_bytes()).unwrap();
+        let (v1, v2) = (version(&metrics, 1), version(&metrics, 2));
+        (Arc::new(Rollout::new("m", policy, v1, Some(v2), None, metrics.clone(), None)), metrics)
+    }
+
+    fn low() -> Vec<Prediction> {
+        vec![Prediction { probability_late: 0.02, decision: Decision::LowRisk }]
+    }
+
+    #[test]
+    fn a_clean_canary_is_promoted_and_a_failing_one_reverted_for_good() {
+        let guards = "[guards]\nmin_requests = 10\npromote_after = 20\nmax_error_rate = 0.1\n";
+        let (r, metrics) = canary(&format!("stable = 1\ncanary = {{ version = 2, weight = 0.5 }}\n{guards}"));
+        let (stable, cand) = (r.stable.clone(), r.canary.as_ref().unwrap().version.clone());
+        let apps = [LoanApplication::default()];
+        let ms = Duration::from_micros(50);
+        for _ in 0..20 {
+            r.observe(&stable, &apps, Some(&low()), ms);
+        }
+        for i in 0..20 {
+            assert!(r.canary.as_ref().unwrap().is_active(), "promoted early at {i}");
+            r.observe(&cand, &apps, Some(&low()), ms);
+        }
+        assert_eq!(r.canary.as_ref().unwrap().outcome().unwrap().state, CandidateState::Promoted);
+        assert!((0..100).all(|_| r.pick(None).version == 2) && r.default_version().version == 2);
+        let view = r.view();
+        assert_eq!((view.serving, view.canary.unwrap().requests), (2, 20));
+
+        let (r, metrics2) = canary(&format!("stable = 1\ncanary = {{ version = 2, weight = 0.5 }}\n{guards}"));
+        let cand = r.canary.as_ref().unwrap().version.clone();
+        r.observe(&cand, &apps, None, ms);
+        assert!(r.canary.as_ref().unwrap().is_active(), "1 error fits the budget of 10 % of 10");
+        r.observe(&cand, &apps, None, ms);
+        let outcome = r.canary.as_ref().unwrap().outcome().unwrap().clone();
+        assert_eq!((outcome.state, outcome.guard), (CandidateState::Reverted, "error_rate"));
+        assert!((0..100).all(|_| r.pick(Some(b"any key")).version == 1), "reverted: stable only");
+        for _ in 0..30 {
+            r.observe(&cand, &apps, Some(&low()), ms);
+        }
+        assert_eq!(r.canary.as_ref().unwrap().outcome().unwrap().state, CandidateState::Reverted, "for good");
+        for (m, to, reason) in [(&metrics, "promoted", "clean_window"), (&metrics2, "reverted", "error_rate")] {
+            let text = String::from_utf8(m.render()).unwrap();
+            let labels = [("model", "m"), ("from", "canary"), ("to", to), ("reason", reason)];
+            assert_eq!(testkit::prometheus::value(&text, "riskserve_rollout_transitions_total", &labels), Some(1.0));
+        }
+    }
 
     #[test]
     fn keys_are_sticky_and_spread_evenly() {
