@@ -102,14 +102,15 @@ impl Registry {
 
     /// [`Registry::resolve`] for a request with headers: an unpinned request
     /// to a model with a rollout is routed by its request key header
-    /// (`x-request-id` unless the rollout names another), sticky per key.
+    /// (`x-request-id` unless the rollout names another), sticky per key;
+    /// without the header (or with an empty one), by the rollout's counter.
     pub fn resolve_request(
         &self,
         name: &str,
         version: Option<u64>,
         headers: &hyper::HeaderMap,
     ) -> Result<Resolved, LookupError> {
-        self.resolve_keyed(name, version, |key| headers.get(key).map(|v| v.as_bytes()))
+        self.resolve_keyed(name, version, |key| headers.get(key).map(|v| v.as_bytes()).filter(|k| !k.is_empty()))
     }
 
     /// One lock-free load of the snapshot; the returned `Arc` keeps the
