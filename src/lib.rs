@@ -12,7 +12,8 @@
 //!   interface, and the local directory with atomic publishing.
 //! - [`registry`] — the `ArcSwap` snapshot (serving set + status), the pure
 //!   plan of a reload pass, the loader (deadlines, backoff), reload health,
-//!   and the notify watcher with its pass signal.
+//!   the notify watcher with its pass signal, and rollouts (`rollout.toml`:
+//!   stable, sticky canary, shadow, guards that revert a bad candidate).
 //! - [`train`] — the training pipeline (typed plan → outcome), smartcore
 //!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
 //! - [`http`] — the accept loop with connection limits, admission control,

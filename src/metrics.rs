@@ -33,6 +33,80 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub connections_refused_total: IntCounter,
     pub connection_timeouts_total: IntCounterVec,
+    pub rollout: RolloutMetrics,
+}
+
+/// The families of rollouts (`rollout.toml`): transitions, bad files, shadow comparisons.
+pub struct RolloutMetrics {
+    pub transitions_total: IntCounterVec,
+    pub file_errors_total: IntCounterVec,
+    pub shadow_predictions_total: IntCounterVec,
+    pub shadow_probability_delta: HistogramVec,
+    pub shadow_latency_ratio: HistogramVec,
+    pub shadow_dropped_total: IntCounterVec,
+}
+
+impl RolloutMetrics {
+    fn new(registry: &Registry) -> RolloutMetrics {
+        let m = RolloutMetrics {
+            transitions_total: must(IntCounterVec::new(
+                Opts::new(
+                    "riskserve_rollout_transitions_total",
+                    "Rollout transitions: from/to a role or state (stable, canary, shadow, reverted, promoted, none), \
+                     with the reason (rollout_file, a guard name, clean_window).",
+                ),
+                &["model", "from", "to", "reason"],
+            )),
+            file_errors_total: must(IntCounterVec::new(
+                Opts::new(
+                    "riskserve_rollout_file_errors_total",
+                    "Rollout files that could not be read or are invalid; the last good rollout stays in force.",
+                ),
+                &["model"],
+            )),
+            shadow_predictions_total: must(IntCounterVec::new(
+                Opts::new(
+                    "riskserve_shadow_predictions_total",
+                    "Applications scored by a shadow version, by whether its decision agrees with the baseline's.",
+                ),
+                &["model", "version", "baseline", "agreement"],
+            )),
+            shadow_probability_delta: must(HistogramVec::new(
+                HistogramOpts::new(
+                    "riskserve_shadow_probability_delta",
+                    "|probability_late of the shadow - of the baseline| per application.",
+                )
+                .buckets(vec![0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
+                &["model", "version", "baseline"],
+            )),
+            shadow_latency_ratio: must(HistogramVec::new(
+                HistogramOpts::new(
+                    "riskserve_shadow_latency_ratio",
+                    "Scoring time of the shadow copy / of the real request, per request.",
+                )
+                .buckets(vec![0.25, 0.5, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0]),
+                &["model", "version", "baseline"],
+            )),
+            shadow_dropped_total: must(IntCounterVec::new(
+                Opts::new(
+                    "riskserve_shadow_dropped_total",
+                    "Shadow copies dropped because the shadow queue was full (the real request is never delayed).",
+                ),
+                &["model", "version"],
+            )),
+        };
+        for c in [
+            Box::new(m.transitions_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.file_errors_total.clone()),
+            Box::new(m.shadow_predictions_total.clone()),
+            Box::new(m.shadow_probability_delta.clone()),
+            Box::new(m.shadow_latency_ratio.clone()),
+            Box::new(m.shadow_dropped_total.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        m
+    }
 }
 
 /// Handles for one loaded version's series.
@@ -171,7 +245,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         must(registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())));
+        let rollout = RolloutMetrics::new(&registry);
         Metrics {
+            rollout,
             registry,
             requests_total,
             request_duration_seconds,

@@ -343,7 +343,8 @@ fn schemas(config: &Config) -> Value {
         "ModelStatus": {"type": "object", "required": ["name", "version_policy", "versions"], "properties": {
             "name": {"type": "string"}, "version_policy": {"type": "string"}, "serving_version": {"type": "integer"},
             "versions": {"type": "array", "items": version_status},
-            "ignored": {"type": "array", "items": {"type": "object"}}, "warning": {"type": "string"}}},
+            "ignored": {"type": "array", "items": {"type": "object"}}, "warning": {"type": "string"},
+            "rollout": {"type": "object", "description": "The rollout in force (stable, canary, shadow, guards, state, comparison), and the error of a bad rollout.toml"}}},
         "Models": {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": schema_ref("ModelStatus")}}},
         "ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string"},

@@ -477,17 +477,32 @@ where
     } else {
         off_thread(state, deadline, move || decode(&body, max_batch)).await?
     };
-    let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
+    // A rollout routes unpinned requests by their request key (sticky).
+    let resolved = state.registry.resolve_request(name, pinned, headers).map_err(lookup_error)?;
+    let version = resolved.version.clone();
 
     let started = Instant::now();
     let std_deadline = deadline.into_std();
-    let predictions = if apps.len() <= INLINE_BATCH {
-        score(&version, &apps, explain, std_deadline)
+    let (apps, scored) = if apps.len() <= INLINE_BATCH {
+        let scored = score(&version, &apps, explain, std_deadline);
+        (apps, scored)
     } else {
         let v = version.clone();
-        off_thread(state, deadline, move || score(&v, &apps, explain, std_deadline)).await
-    }?;
-    version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
+        off_thread(state, deadline, move || {
+            let scored = score(&v, &apps, explain, std_deadline);
+            Ok((apps, scored))
+        })
+        .await?
+    };
+    let elapsed = started.elapsed();
+    // Guards and shadow see what the model did (not deadline cut-offs).
+    if resolved.rollout.is_some() && !scored.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
+        let predictions: Option<Vec<Prediction>> =
+            scored.as_ref().ok().map(|answered| answered.iter().map(|a| a.prediction).collect());
+        resolved.observe(&apps, predictions.as_deref(), elapsed);
+    }
+    let predictions = scored?;
+    version.metrics.inference_duration_seconds.observe(elapsed.as_secs_f64());
     Ok(Scored { version, request, predictions })
 }
 

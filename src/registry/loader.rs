@@ -17,14 +17,18 @@
 
 use super::deadline::{DeadlineError, DeadlineRunner};
 use super::plan::{self, Known, KnownVersions, LoadRequest, Planned, Step};
-use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Snapshot, VersionState, VersionStatus};
+use super::rollout::{self, RolloutPolicy, MAX_ROLLOUT_FILE_BYTES};
+use super::snapshot::{
+    IgnoredEntry, LoadedVersion, ModelStatus, RolloutStatus, ServedModel, Snapshot, VersionState, VersionStatus,
+};
+use super::traffic::Rollout;
 use super::Registry;
 use crate::config::Config;
 use crate::model::format::LoadError;
 use crate::model::limits::ModelLimits;
 use crate::model::{Model, Scorer};
-use crate::repository::ModelSource;
 use crate::repository::Rejected;
+use crate::repository::{Fingerprint, Listing, ModelSource};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -77,6 +81,18 @@ pub struct Loader {
     passes: u64,
     /// Runs listings and loads under `load_timeout` on a reused worker.
     worker: DeadlineRunner,
+    /// Each model's `rollout.toml` as last read, by model.
+    rollout_files: HashMap<String, RolloutFile>,
+}
+
+/// A model's rollout file as last read.
+struct RolloutFile {
+    fingerprint: Fingerprint,
+    location: String,
+    /// The last good policy read from this file (kept while a newer content is bad).
+    good: Option<RolloutPolicy>,
+    /// Why the current content is not applied.
+    error: Option<String>,
 }
 
 impl Loader {
@@ -96,6 +112,7 @@ impl Loader {
             rejected_seen: HashSet::new(),
             passes: 0,
             worker: DeadlineRunner::new("riskserve-load", MAX_ABANDONED),
+            rollout_files: HashMap::new(),
         }
     }
 
@@ -124,11 +141,21 @@ impl Loader {
         let current = self.registry.snapshot();
         let serving_now: BTreeMap<String, BTreeMap<u64, Arc<LoadedVersion>>> =
             current.models.iter().map(|(name, m)| (name.clone(), m.versions.clone())).collect();
+        self.read_rollouts(&listing);
         let config = self.config.clone();
         let policy_of = |name: &str| config.policy(name).clone();
+        // Versions the rollout files name, and those the rollouts in force
+        // use (kept until a new rollout is applied without them).
+        let mut named: HashMap<String, Vec<u64>> = self.named_versions();
+        for (name, m) in &current.models {
+            if let Some(r) = &m.rollout {
+                named.entry(name.clone()).or_default().extend(rollout_versions(r));
+            }
+        }
+        let pinned_of = |name: &str| named.get(name).cloned().unwrap_or_default();
         let mut shown_loading = false;
         let plan = loop {
-            match plan::next_step(&listing, &self.known, &serving_now, &policy_of, Instant::now()) {
+            match plan::next_step(&listing, &self.known, &serving_now, &policy_of, &pinned_of, Instant::now()) {
                 Step::Publish(plan) => break plan,
                 Step::Load(requests) => {
                     if !shown_loading {
@@ -151,7 +178,12 @@ impl Loader {
                     self.warned.remove(&name);
                 }
             }
-            let serving_version = model.serving.keys().next_back().copied();
+            let previous = current.models.get(&name).and_then(|m| m.rollout.as_ref());
+            let (rollout, rollout_status) = self.apply_rollout(&name, &model.serving, previous);
+            let serving_version = match &rollout {
+                Some(r) => Some(r.default_version().version),
+                None => model.serving.keys().next_back().copied(),
+            };
             let versions = model
                 .versions
                 .iter()
@@ -193,10 +225,11 @@ impl Loader {
                     versions,
                     ignored: model.ignored.iter().map(IgnoredEntry::from).collect(),
                     warning: model.warning,
+                    rollout: rollout_status,
                 },
             );
             if !model.serving.is_empty() {
-                next.models.insert(name, ServedModel { versions: model.serving });
+                next.models.insert(name, ServedModel { versions: model.serving, rollout });
             }
         }
 
@@ -216,8 +249,20 @@ impl Loader {
         for name in current.status.keys().filter(|n| !next.status.contains_key(*n)) {
             self.registry.metrics.forget_model(name);
         }
+        // Versions only a superseded rollout kept loaded go in a pass right after this one.
+        let needed = self.named_versions();
+        let superseded = next.models.iter().any(|(name, m)| {
+            let mut still = needed.get(name).cloned().unwrap_or_default();
+            still.extend(m.rollout.iter().flat_map(|r| rollout_versions(r)));
+            named.get(name).is_some_and(|pinned| pinned.iter().any(|v| !still.contains(v)))
+        });
+        if superseded {
+            report.next_retry = Some(Instant::now());
+        }
         report.swapped = changed_models(&current, &next);
-        self.update_gauges(&current, &next, &report.swapped);
+        let mut regauged = report.swapped.clone();
+        regauged.extend(changed_rollouts(&current, &next).into_iter().filter(|n| !report.swapped.contains(n)));
+        self.update_gauges(&current, &next, &regauged);
         for name in &report.swapped {
             let loaded: Vec<u64> =
                 next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
@@ -235,6 +280,165 @@ impl Loader {
         // its last in-flight request ends.
         drop(self.registry.publish(next));
         report
+    }
+
+    /// The versions each model's last good rollout file names.
+    fn named_versions(&self) -> HashMap<String, Vec<u64>> {
+        self.rollout_files
+            .iter()
+            .filter_map(|(name, f)| f.good.as_ref().map(|p| (name.clone(), p.named_versions())))
+            .collect()
+    }
+
+    /// Reads the rollout files whose fingerprint changed. A file that cannot
+    /// be read or is invalid keeps the last good policy in force, with the
+    /// reason shown and counted; a removed file removes the rollout.
+    fn read_rollouts(&mut self, listing: &Listing) {
+        self.rollout_files.retain(|name, _| listing.rollouts.contains_key(name));
+        for (name, entry) in &listing.rollouts {
+            if self.rollout_files.get(name).is_some_and(|f| f.fingerprint == entry.fingerprint) {
+                continue;
+            }
+            let (source, model, listed) = (self.source.clone(), name.clone(), entry.clone());
+            let read = self
+                .worker
+                .run(self.config.load_timeout, move || source.read_rollout(&model, &listed, MAX_ROLLOUT_FILE_BYTES));
+            let parsed = match read {
+                Ok(Ok(bytes)) => rollout::parse(&bytes).map_err(|e| e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("reading the rollout file {e}")),
+            };
+            let good = self.rollout_files.remove(name).and_then(|f| f.good);
+            let (good, error) = match parsed {
+                Ok(policy) => {
+                    tracing::info!(model = %name, file = %entry.location, ?policy, "rollout file read");
+                    (Some(policy), None)
+                }
+                Err(e) => {
+                    self.registry.metrics.rollout.file_errors_total.with_label_values(&[name]).inc();
+                    tracing::warn!(
+                        model = %name, file = %entry.location, error = %e, keeps = ?good,
+                        "rollout file not applied; the last good rollout stays in force"
+                    );
+                    (good, Some(e))
+                }
+            };
+            let file = RolloutFile { fingerprint: entry.fingerprint, location: entry.location.clone(), good, error };
+            self.rollout_files.insert(name.clone(), file);
+        }
+    }
+
+    /// The rollout `name` serves with, given its serving versions: the
+    /// previous one while nothing changed (it keeps its counters and any
+    /// revert), a new one when the policy or its versions changed, the
+    /// previous one when the new policy names a version that is not loaded.
+    fn apply_rollout(
+        &self,
+        name: &str,
+        serving: &BTreeMap<u64, Arc<LoadedVersion>>,
+        previous: Option<&Arc<Rollout>>,
+    ) -> (Option<Arc<Rollout>>, Option<RolloutStatus>) {
+        let Some(file) = self.rollout_files.get(name) else {
+            if previous.is_some() {
+                tracing::info!(model = %name, "rollout file removed: the highest version takes unpinned traffic");
+                self.count_transition(name, "stable", "none");
+            }
+            return (None, None);
+        };
+        let mut error = file.error.clone();
+        let built = match &file.good {
+            None => None,
+            Some(policy) if serving.is_empty() => {
+                error.get_or_insert_with(|| format!("not applied: no version of {name} is loaded"));
+                let _ = policy;
+                None
+            }
+            Some(policy) => match self.build_rollout(name, policy, serving, previous) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    error = Some(why);
+                    // Keep the previous rollout while every version it uses still serves as it was.
+                    previous
+                        .filter(|p| {
+                            let named = std::iter::once(&p.stable)
+                                .chain(p.canary.as_ref().map(|c| &c.version))
+                                .chain(p.shadow.as_ref().map(|c| &c.version));
+                            named.into_iter().all(|v| serving.get(&v.version).is_some_and(|s| Arc::ptr_eq(s, v)))
+                        })
+                        .cloned()
+                }
+            },
+        };
+        let status = RolloutStatus { file: file.location.clone(), error, applied: built.clone() };
+        (built, Some(status))
+    }
+
+    fn build_rollout(
+        &self,
+        name: &str,
+        policy: &RolloutPolicy,
+        serving: &BTreeMap<u64, Arc<LoadedVersion>>,
+        previous: Option<&Arc<Rollout>>,
+    ) -> Result<Arc<Rollout>, String> {
+        let get = |role: &str, v: u64| {
+            serving.get(&v).cloned().ok_or_else(|| {
+                format!("not applied: version {v} ({role}) is not loaded; the previous rollout, if any, stays in force")
+            })
+        };
+        let canary = policy.canary.map(|c| get("canary", c.version)).transpose()?;
+        let shadow = policy.shadow.map(|v| get("shadow", v)).transpose()?;
+        let stable = match policy.stable {
+            Some(v) => get("stable", v)?,
+            None => serving
+                .values()
+                .rev()
+                .find(|v| Some(v.version) != policy.canary.map(|c| c.version) && Some(v.version) != policy.shadow)
+                .cloned()
+                .ok_or_else(|| {
+                    "not applied: no loaded version other than the canary and the shadow to be the stable one"
+                        .to_string()
+                })?,
+        };
+        if let Some(p) = previous.filter(|p| p.same_as(policy, &stable, canary.as_ref(), shadow.as_ref())) {
+            return Ok(p.clone());
+        }
+        let queue = shadow.as_ref().and_then(|_| self.registry.shadow.sender());
+        let next = Rollout::new(name, policy.clone(), stable, canary, shadow, self.registry.metrics.clone(), queue);
+        self.note_transitions(name, previous.map(|p| p.as_ref()), &next);
+        Ok(Arc::new(next))
+    }
+
+    /// Logs and counts what a new rollout changes.
+    fn note_transitions(&self, name: &str, previous: Option<&Rollout>, next: &Rollout) {
+        let version = |c: Option<&super::traffic::Candidate>| c.map(|c| c.version.version);
+        match previous {
+            None => self.count_transition(name, "none", "stable"),
+            Some(p) if p.stable.version != next.stable.version => self.count_transition(name, "stable", "stable"),
+            Some(_) => {}
+        }
+        for (role, before, after) in [
+            ("canary", previous.and_then(|p| p.canary.as_ref()), next.canary.as_ref()),
+            ("shadow", previous.and_then(|p| p.shadow.as_ref()), next.shadow.as_ref()),
+        ] {
+            match (before, after) {
+                (None, Some(_)) => self.count_transition(name, "stable", role),
+                (Some(_), None) => self.count_transition(name, role, "stable"),
+                (Some(b), Some(_)) if !b.is_active() => self.count_transition(name, "reverted", role),
+                (Some(_), Some(_)) if version(before) != version(after) => self.count_transition(name, role, role),
+                _ => {}
+            }
+        }
+        tracing::info!(
+            model = %name,
+            stable = next.stable.version,
+            canary = ?next.canary.as_ref().map(|c| (c.version.version, c.weight_bp)),
+            shadow = ?version(next.shadow.as_ref()),
+            "rollout applied"
+        );
+    }
+
+    fn count_transition(&self, name: &str, from: &str, to: &str) {
+        self.registry.metrics.rollout.transitions_total.with_label_values(&[name, from, to, "rollout_file"]).inc();
     }
 
     /// Publishes the current serving set with the versions about to load
@@ -423,6 +627,22 @@ fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
     }
 }
 
+/// The versions a rollout in force uses.
+fn rollout_versions(r: &Rollout) -> impl Iterator<Item = u64> + '_ {
+    std::iter::once(r.stable.version)
+        .chain(r.canary.as_ref().map(|c| c.version.version))
+        .chain(r.shadow.as_ref().map(|c| c.version.version))
+}
+
+/// Models whose applied rollout changed (another instance, or added/removed).
+fn changed_rollouts(current: &Snapshot, next: &Snapshot) -> Vec<String> {
+    let id = |s: &Snapshot, name: &str| {
+        s.models.get(name).and_then(|m| m.rollout.as_ref()).map(|r| Arc::as_ptr(r) as *const () as usize)
+    };
+    let names: HashSet<&String> = current.models.keys().chain(next.models.keys()).collect();
+    names.into_iter().filter(|name| id(current, name) != id(next, name)).cloned().collect()
+}
+
 /// Models whose served versions differ (by version or by loaded instance).
 fn changed_models(current: &Snapshot, next: &Snapshot) -> Vec<String> {
     let ids = |s: &Snapshot, name: &str| -> Vec<(u64, usize)> {
@@ -579,5 +799,64 @@ mod tests {
         assert_eq!(snapshot.status["m"].serving_version, Some(2));
         assert_eq!(snapshot.status["m"].ignored.len(), 1);
         assert!(snapshot.status["m"].ignored[0].reason.contains("leading zeros"));
+    }
+
+    fn rollout_of(r: &Registry) -> (Option<u64>, Option<String>, Option<u64>) {
+        let snapshot = r.snapshot();
+        let status = snapshot.status["m"].rollout.clone();
+        let applied = snapshot.models["m"].rollout.as_ref().map(|r| r.stable.version);
+        (applied, status.as_ref().and_then(|s| s.error.clone()), snapshot.serving_version("m"))
+    }
+
+    #[test]
+    fn a_rollout_file_picks_the_stable_version_and_a_bad_one_keeps_the_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        for v in [1, 2, 3] {
+            write(dir.path(), v, &good);
+        }
+        let (mut l, r) = loader(dir.path(), VersionPolicy::Latest(1));
+        l.reconcile();
+        assert_eq!((served(&r), rollout_of(&r)), (vec![3], (None, None, Some(3))), "no file: today's behaviour");
+        let file = dir.path().join("m/rollout.toml");
+        std::fs::write(&file, "stable = 1\ncanary = { version = 3, weight = 0.25 }\n").unwrap();
+        let report = l.reconcile();
+        assert_eq!(report.loads_succeeded, 2, "1 and 3 are named; latest=1 picks among the others: 2");
+        assert_eq!(served(&r), vec![1, 2, 3]);
+        assert_eq!(rollout_of(&r), (Some(1), None, Some(1)));
+        let shares: Vec<u64> = (0..1000).map(|_| r.resolve("m", None).unwrap().version).collect();
+        assert_eq!(shares.iter().filter(|&&v| v == 3).count(), 250, "requests without a key: the exact share");
+        assert_eq!(r.resolve("m", Some(3)).unwrap().version, 3, "pinned requests ignore the rollout");
+
+        for (bad, needle) in [("stable = ", "TOML"), ("stable = 9", "version 9 (stable) is not loaded")] {
+            std::fs::write(&file, bad).unwrap();
+            let report = l.reconcile();
+            assert_eq!((report.loads_succeeded, report.swapped.len()), (0, 0), "{bad}");
+            let (applied, error, serving) = rollout_of(&r);
+            assert_eq!((applied, serving), (Some(1), Some(1)), "{bad}: the last good rollout stays");
+            assert!(error.as_deref().unwrap_or_default().contains(needle), "{bad}: {error:?}");
+        }
+        let text = String::from_utf8(r.metrics.render()).unwrap();
+        assert!(text.contains("riskserve_rollout_file_errors_total{model=\"m\"} 1"), "{text}");
+
+        // Roll back to 1 alone, then remove the file: back to latest=1.
+        std::fs::write(&file, "stable = 1\n").unwrap();
+        let before = r.resolve("m", None).unwrap();
+        let report = l.reconcile();
+        assert_eq!(report.loads_succeeded, 0, "a warm version needs no reload");
+        assert!(Arc::ptr_eq(&before, &r.resolve("m", None).unwrap()));
+        assert_eq!(rollout_of(&r), (Some(1), None, Some(1)));
+        std::fs::remove_file(&file).unwrap();
+        let report = l.reconcile();
+        assert_eq!(rollout_of(&r), (None, None, Some(3)));
+        assert!(report.next_retry.is_some(), "1 was kept only for the old rollout: another pass is due now");
+        l.reconcile();
+        assert_eq!(served(&r), vec![3]);
+        let text = String::from_utf8(r.metrics.render()).unwrap();
+        for (from, to) in [("none", "stable"), ("stable", "canary"), ("canary", "stable"), ("stable", "none")] {
+            let labels = [("model", "m"), ("from", from), ("to", to), ("reason", "rollout_file")];
+            let counted = testkit::prometheus::value(&text, "riskserve_rollout_transitions_total", &labels);
+            assert_eq!(counted, Some(1.0), "{from} -> {to}: {text}");
+        }
     }
 }

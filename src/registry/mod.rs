@@ -7,6 +7,10 @@
 //! - [`plan`]: the pure decision of a reload pass (listing + what is loaded +
 //!   policy → next serving set and every version's state).
 //! - [`loader`]: performs the loads the plan asks for and publishes.
+//! - [`rollout`], [`traffic`], [`guards`], [`shadow`]: a model's
+//!   `rollout.toml` (stable, canary, shadow, guards): the file, routing
+//!   and the guard counters at run time, the pure guard evaluator, and
+//!   shadow scoring off the request path.
 //! - [`watcher`]: what triggers a pass (notify + periodic rescan), and the
 //!   pass signal tests and operators can wait on.
 //!
@@ -15,14 +19,18 @@
 //! load-then-swap, never unload-then-load.
 
 pub mod deadline;
+pub mod guards;
 pub mod health;
 pub mod loader;
 pub mod plan;
+pub mod rollout;
+pub mod shadow;
 pub mod snapshot;
+pub mod traffic;
 pub mod watcher;
 
 pub use snapshot::{
-    rfc3339, LoadedVersion, LookupError, ModelStatus, ServedModel, Snapshot, VersionState, VersionStatus,
+    rfc3339, LoadedVersion, LookupError, ModelStatus, RolloutStatus, ServedModel, Snapshot, VersionState, VersionStatus,
 };
 
 use crate::metrics::Metrics;
@@ -38,6 +46,30 @@ pub struct Registry {
     pub metrics: Arc<Metrics>,
     /// Whether hot reload is alive (readiness reports it).
     pub reload_health: ReloadHealth,
+    /// Where rollouts send shadow copies.
+    pub(crate) shadow: shadow::ShadowQueue,
+}
+
+/// A resolved unpinned or pinned request: the version to use and, when a
+/// rollout routed it, the rollout to report the outcome to.
+pub struct Resolved {
+    pub version: Arc<LoadedVersion>,
+    pub rollout: Option<Arc<traffic::Rollout>>,
+}
+
+impl Resolved {
+    /// Reports how the request went (`None`: the model failed it) so the
+    /// rollout's guards and shadow see it. Nothing to do without a rollout.
+    pub fn observe(
+        &self,
+        apps: &[crate::model::input::LoanApplication],
+        predictions: Option<&[crate::model::Prediction]>,
+        elapsed: Duration,
+    ) {
+        if let Some(r) = &self.rollout {
+            r.observe(&self.version, apps, predictions, elapsed);
+        }
+    }
 }
 
 impl Registry {
@@ -47,6 +79,7 @@ impl Registry {
             current: ArcSwap::from_pointee(Snapshot::default()),
             metrics,
             reload_health: ReloadHealth::new(reload_stale_after),
+            shadow: shadow::ShadowQueue::default(),
         }
     }
 
@@ -61,10 +94,33 @@ impl Registry {
         self.current.swap(Arc::new(next))
     }
 
-    /// The version a request should use: pinned, or the model's default.
+    /// The version a request should use: pinned, or the model's default
+    /// (for a model with a rollout, as a request without a key).
+    pub fn resolve(&self, name: &str, version: Option<u64>) -> Result<Arc<LoadedVersion>, LookupError> {
+        self.resolve_keyed(name, version, |_| None).map(|r| r.version)
+    }
+
+    /// [`Registry::resolve`] for a request with headers: an unpinned request
+    /// to a model with a rollout is routed by its request key header
+    /// (`x-request-id` unless the rollout names another), sticky per key;
+    /// without the header (or with an empty one), by the rollout's counter.
+    pub fn resolve_request(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        headers: &hyper::HeaderMap,
+    ) -> Result<Resolved, LookupError> {
+        self.resolve_keyed(name, version, |key| headers.get(key).map(|v| v.as_bytes()).filter(|k| !k.is_empty()))
+    }
+
     /// One lock-free load of the snapshot; the returned `Arc` keeps the
     /// version alive for the whole request.
-    pub fn resolve(&self, name: &str, version: Option<u64>) -> Result<Arc<LoadedVersion>, LookupError> {
+    fn resolve_keyed<'h>(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        key: impl FnOnce(&hyper::header::HeaderName) -> Option<&'h [u8]>,
+    ) -> Result<Resolved, LookupError> {
         let snapshot = self.current.load();
         let Some(model) = snapshot.models.get(name) else {
             // Off the hot path: only requests for models not being served get here.
@@ -83,16 +139,25 @@ impl Registry {
                 },
             });
         };
-        match version {
-            None => model
+        match (version, &model.rollout) {
+            (None, Some(rollout)) => {
+                let picked = rollout.pick(key(&rollout.policy.request_key)).clone();
+                Ok(Resolved { version: picked, rollout: Some(rollout.clone()) })
+            }
+            (None, None) => model
                 .default_version()
                 .cloned()
+                .map(|version| Resolved { version, rollout: None })
                 .ok_or_else(|| LookupError::NoVersionAvailable { name: name.to_string(), reasons: Vec::new() }),
-            Some(v) => model.versions.get(&v).cloned().ok_or_else(|| LookupError::VersionNotLoaded {
-                name: name.to_string(),
-                version: v,
-                loaded: model.versions.keys().take(MAX_NAMES_LISTED).copied().collect(),
-            }),
+            (Some(v), _) => {
+                model.versions.get(&v).cloned().map(|version| Resolved { version, rollout: None }).ok_or_else(|| {
+                    LookupError::VersionNotLoaded {
+                        name: name.to_string(),
+                        version: v,
+                        loaded: model.versions.keys().take(MAX_NAMES_LISTED).copied().collect(),
+                    }
+                })
+            }
         }
     }
 

@@ -12,6 +12,9 @@
 //! Rules it owns:
 //! - the version policy (`latest = N` counts only versions that load;
 //!   `all`; `specific = [..]`);
+//! - versions a model's rollout names (stable, canary, shadow) are wanted
+//!   whatever the policy, and the policy selects among the others
+//!   (`latest = 1` with `shadow = 5` loads 5 and the highest other version);
 //! - an unchanged file is never read twice: a loaded one is reused, a failed
 //!   one stays failed until its fingerprint changes, except a *transient*
 //!   failure (I/O error, timeout), which is retried at its `retry_at`;
@@ -148,6 +151,7 @@ pub fn next_step<V: Clone>(
     known: &KnownVersions<V>,
     serving_now: &BTreeMap<String, BTreeMap<u64, V>>,
     policy_of: &dyn Fn(&str) -> VersionPolicy,
+    pinned_of: &dyn Fn(&str) -> Vec<u64>,
     now: Instant,
 ) -> Step<V> {
     let mut loads = Vec::new();
@@ -155,24 +159,31 @@ pub fn next_step<V: Clone>(
     let mut models = BTreeMap::new();
     for (name, entries) in &listing.models {
         let policy = policy_of(name);
+        let pinned = pinned_of(name);
         let mut serving = BTreeMap::new();
         let mut versions = Vec::new();
-        let mut pending = 0usize;
+        // Versions the policy selected that loaded or are being loaded.
+        let mut selected = 0usize;
         for entry in entries.iter().rev() {
-            let wanted = match &policy {
-                VersionPolicy::Latest(n) => serving.len() + pending < *n as usize,
-                VersionPolicy::All => true,
-                VersionPolicy::Specific(list) => list.contains(&entry.version),
-            };
+            let is_pinned = pinned.contains(&entry.version);
+            let by_policy = !is_pinned
+                && match &policy {
+                    VersionPolicy::Latest(n) => selected < *n as usize,
+                    VersionPolicy::All => true,
+                    VersionPolicy::Specific(list) => list.contains(&entry.version),
+                };
+            let wanted = by_policy || is_pinned;
             let state = if !wanted {
                 Planned::NotSelected(format!("not selected by version policy {policy}"))
             } else {
                 match known.get(&(name.clone(), entry.version)).filter(|k| k.fingerprint() == entry.fingerprint) {
                     Some(Known::Loaded { version, .. }) => {
+                        selected += usize::from(by_policy);
                         serving.insert(entry.version, version.clone());
                         Planned::Serving(version.clone())
                     }
                     Some(Known::Stale { version, reason, .. }) => {
+                        selected += usize::from(by_policy);
                         serving.insert(entry.version, version.clone());
                         Planned::ServingStale { version: version.clone(), reason: reason.clone() }
                     }
@@ -184,7 +195,7 @@ pub fn next_step<V: Clone>(
                     }
                     _ => {
                         loads.push(LoadRequest { model: name.clone(), entry: entry.clone() });
-                        pending += 1;
+                        selected += usize::from(by_policy);
                         continue;
                     }
                 }
@@ -250,7 +261,7 @@ mod tests {
             .iter()
             .map(|&(version, f)| VersionEntry { version, fingerprint: fp(f), location: format!("m/{version}") })
             .collect();
-        Listing { models: BTreeMap::from([("m".to_string(), entries)]), rejected: Vec::new() }
+        Listing { models: BTreeMap::from([("m".to_string(), entries)]), ..Listing::default() }
     }
 
     type K = KnownVersions<&'static str>;
@@ -278,7 +289,7 @@ mod tests {
         now: &BTreeMap<String, BTreeMap<u64, &'static str>>,
         p: VersionPolicy,
     ) -> Step<&'static str> {
-        next_step(l, known, now, &|_| p.clone(), Instant::now())
+        next_step(l, known, now, &|_| p.clone(), &|_| Vec::new(), Instant::now())
     }
 
     fn loads(s: Step<&'static str>) -> Vec<u64> {
@@ -321,6 +332,32 @@ mod tests {
     }
 
     #[test]
+    fn versions_a_rollout_names_stay_loaded_outside_the_policy_without_counting_towards_it() {
+        let l = listing(&[(1, 1), (2, 2), (3, 3), (4, 4)]);
+        let none = BTreeMap::new();
+        let pinned = |_: &str| vec![1, 3];
+        let go = |known: &K| next_step(&l, known, &none, &|_| VersionPolicy::Latest(1), &pinned, Instant::now());
+        let mut known = K::new();
+        assert_eq!(loads(go(&known)), vec![4, 3, 1], "latest=1 still takes 4; 3 and 1 are named");
+        loaded(&mut known, 4, 4, "v4");
+        loaded(&mut known, 3, 3, "v3");
+        loaded(&mut known, 1, 1, "v1");
+        let p = plan(go(&known));
+        assert_eq!(p.serving, BTreeMap::from([(1, "v1"), (3, "v3"), (4, "v4")]));
+        assert!(matches!(p.versions[2].state, Planned::NotSelected(_)), "2 is neither latest nor named");
+        // A named version is not the policy's pick: latest=1 takes the highest other.
+        let only_top = |_: &str| vec![4];
+        let l2 = listing(&[(3, 3), (4, 4)]);
+        let p = plan(next_step(&l2, &known, &none, &|_| VersionPolicy::Latest(1), &only_top, Instant::now()));
+        assert_eq!(p.serving, BTreeMap::from([(3, "v3"), (4, "v4")]));
+        // A named version that fails does not pull an unnamed one in.
+        failed(&mut known, 3, 3);
+        let p = plan(go(&known));
+        assert_eq!(p.serving, BTreeMap::from([(1, "v1"), (4, "v4")]));
+        assert!(matches!(p.versions[1].state, Planned::Failed(_)));
+    }
+
+    #[test]
     fn specific_and_all() {
         let l = listing(&[(1, 1), (2, 2), (3, 3)]);
         let none = BTreeMap::new();
@@ -359,9 +396,9 @@ mod tests {
             },
         );
         let policy = |_: &str| VersionPolicy::Latest(1);
-        let Step::Publish(p) = next_step(&l, &known, &none, &policy, t0) else { panic!("not yet") };
+        let Step::Publish(p) = next_step(&l, &known, &none, &policy, &|_| Vec::new(), t0) else { panic!("not yet") };
         assert_eq!(p.next_retry, Some(retry_at), "the loader is told when to come back");
-        assert_eq!(loads(next_step(&l, &known, &none, &policy, retry_at)), vec![1]);
+        assert_eq!(loads(next_step(&l, &known, &none, &policy, &|_| Vec::new(), retry_at)), vec![1]);
     }
 
     #[test]
@@ -388,7 +425,8 @@ mod tests {
         assert!(matches!(p.versions[1].state, Planned::Kept("v3")));
         // The directory gone entirely.
         let gone = Listing::default();
-        let Step::Publish(mut all) = next_step(&gone, &known, &now, &|_| VersionPolicy::Latest(1), Instant::now())
+        let Step::Publish(mut all) =
+            next_step(&gone, &known, &now, &|_| VersionPolicy::Latest(1), &|_| Vec::new(), Instant::now())
         else {
             panic!()
         };

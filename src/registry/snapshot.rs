@@ -2,6 +2,7 @@
 //! of every version the source lists, in one immutable [`Snapshot`], so
 //! `GET /v1/models` can never disagree with the traffic being served.
 
+use super::traffic::{Rollout, RolloutView};
 use crate::metrics::VersionMetrics;
 use crate::model::Scorer;
 use crate::repository::Rejected;
@@ -33,12 +34,18 @@ pub struct LoadedVersion {
 pub struct ServedModel {
     /// Ascending by version; never empty.
     pub versions: BTreeMap<u64, Arc<LoadedVersion>>,
+    /// The applied `rollout.toml`, if any (its versions are all in `versions`).
+    pub rollout: Option<Arc<Rollout>>,
 }
 
 impl ServedModel {
-    /// The version that takes unpinned traffic: the highest loaded.
+    /// The version that takes unpinned traffic by default: the rollout's
+    /// stable version (or promoted canary), else the highest loaded.
     pub fn default_version(&self) -> Option<&Arc<LoadedVersion>> {
-        self.versions.values().next_back()
+        match &self.rollout {
+            Some(r) => Some(r.default_version()),
+            None => self.versions.values().next_back(),
+        }
     }
 }
 
@@ -189,6 +196,35 @@ pub struct ModelStatus {
     /// A warning an operator should act on (e.g. every version removed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// The model's `rollout.toml`, when it has one: live state of the rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A model's rollout file and what it does now.
+#[derive(Debug, Clone)]
+pub struct RolloutStatus {
+    /// Where the file is (`credit-risk/rollout.toml`).
+    pub file: String,
+    /// Why the current file is not applied (the last good rollout, if any,
+    /// stays in force).
+    pub error: Option<String>,
+    /// The rollout in force.
+    pub applied: Option<Arc<Rollout>>,
+}
+
+impl Serialize for RolloutStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            file: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+            applied: Option<RolloutView>,
+        }
+        Shown { file: &self.file, error: self.error.as_deref(), applied: self.applied.as_ref().map(|r| r.view()) }
+            .serialize(serializer)
+    }
 }
 
 /// RFC 3339 text of a time.

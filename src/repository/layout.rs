@@ -7,12 +7,19 @@
 //!   never `07`, `007`, `+7` or `0`.
 //! - **Staging** entries start with `.` (`.staging-7-1234`): operators and
 //!   `train` write there and rename into place, and nobody reads them.
+//! - A **rollout file** `rollout.toml` directly in a model directory
+//!   declares how its versions take traffic (stable, canary, shadow,
+//!   guards; see `docs/rollouts.md`). It is listed, never rejected.
 //! - Anything else in a model directory is *rejected*: not served, and
 //!   reported with the reason (a `007` next to `7` is a mistake to show,
 //!   not a version to guess at).
 
 /// File name of a model inside its version directory.
 pub const MODEL_FILE_NAME: &str = "model.json";
+
+/// File name of a model's rollout declaration, inside the model directory
+/// (`<root>/<model>/rollout.toml`, next to the version directories).
+pub const ROLLOUT_FILE_NAME: &str = "rollout.toml";
 
 /// Longest model name accepted.
 pub const MAX_MODEL_NAME_LEN: usize = 128;
@@ -54,6 +61,8 @@ pub enum VersionEntryName {
     Version(u64),
     /// A hidden entry: staging, editor files, `.DS_Store`. Silently ignored.
     Hidden,
+    /// The model's rollout file ([`ROLLOUT_FILE_NAME`]).
+    Rollout,
     /// Not a valid version name; the reason says why (and what to do).
     Rejected(String),
 }
@@ -62,6 +71,9 @@ pub enum VersionEntryName {
 pub fn classify_version_entry(name: &str) -> VersionEntryName {
     if name.starts_with('.') {
         return VersionEntryName::Hidden;
+    }
+    if name == ROLLOUT_FILE_NAME {
+        return VersionEntryName::Rollout;
     }
     if let Some(v) = parse_version(name) {
         return VersionEntryName::Version(v);
@@ -115,6 +127,8 @@ mod tests {
         }
         assert_eq!(classify_version_entry("7"), VersionEntryName::Version(7));
         assert_eq!(classify_version_entry(".staging-7"), VersionEntryName::Hidden);
+        assert_eq!(classify_version_entry("rollout.toml"), VersionEntryName::Rollout);
+        assert!(matches!(classify_version_entry("rollout.yaml"), VersionEntryName::Rejected(_)));
         let VersionEntryName::Rejected(why) = classify_version_entry("007") else { panic!() };
         assert!(why.contains("leading zeros") && why.contains("`7`"), "{why}");
         let VersionEntryName::Rejected(why) = classify_version_entry("0") else { panic!() };

@@ -8,8 +8,10 @@
 //!
 //! [`validate_file`] checks one file as the server would before loading it.
 
-use super::layout::{self, classify_version_entry, VersionEntryName, MODEL_FILE_NAME, STAGING_PREFIX};
-use super::source::{Fingerprint, ListError, Listing, ModelSource, Rejected, VersionEntry};
+use super::layout::{
+    self, classify_version_entry, VersionEntryName, MODEL_FILE_NAME, ROLLOUT_FILE_NAME, STAGING_PREFIX,
+};
+use super::source::{Fingerprint, ListError, Listing, ModelSource, Rejected, RolloutEntry, VersionEntry};
 use crate::model::format::LoadError;
 use crate::model::Model;
 use std::fs;
@@ -173,6 +175,24 @@ impl LocalDirectory {
     }
 }
 
+impl LocalDirectory {
+    /// Refuses a file that resolves outside the models directory (unless allowed).
+    fn check_inside(&self, path: &Path, shown: &str) -> Result<(), LoadError> {
+        if self.links_outside {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
+        let root = fs::canonicalize(&self.root).map_err(io)?;
+        if !fs::canonicalize(path).map_err(io)?.starts_with(&root) {
+            return Err(LoadError::Invalid(format!(
+                "{shown} is a symlink that resolves outside the models directory; \
+                 refused (see follow_symlinks_outside_models_dir)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The fingerprint of a file from its metadata: size, mtime, ctime (a
 /// `chmod` or `chown` changes it), inode and device.
 pub fn fingerprint(meta: &fs::Metadata) -> Fingerprint {
@@ -217,6 +237,14 @@ impl ModelSource for LocalDirectory {
                 let version = match classify_version_entry(&entry_name) {
                     VersionEntryName::Version(n) => n,
                     VersionEntryName::Hidden => continue,
+                    VersionEntryName::Rollout => {
+                        if let Ok(meta) = fs::metadata(v.path()) {
+                            let location = format!("{name}/{ROLLOUT_FILE_NAME}");
+                            out.rollouts
+                                .insert(name.clone(), RolloutEntry { fingerprint: fingerprint(&meta), location });
+                        }
+                        continue;
+                    }
                     VersionEntryName::Rejected(reason) => {
                         out.rejected.push(Rejected { model: Some(name.clone()), entry: entry_name, reason });
                         continue;
@@ -237,19 +265,18 @@ impl ModelSource for LocalDirectory {
         Ok(out)
     }
 
+    fn read_rollout(&self, model: &str, entry: &RolloutEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+        let path = self.model_dir(model).join(ROLLOUT_FILE_NAME);
+        self.check_inside(&path, &entry.location)?;
+        read_file(&path, max_bytes).map_err(|e| match e {
+            LoadError::Io { reason, .. } => LoadError::Io { path: entry.location.clone(), reason },
+            e => e,
+        })
+    }
+
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
         let path = self.model_file(model, entry.version);
-        if !self.links_outside {
-            let io = |e: std::io::Error| LoadError::Io { path: path.display().to_string(), reason: e.to_string() };
-            let root = fs::canonicalize(&self.root).map_err(io)?;
-            if !fs::canonicalize(&path).map_err(io)?.starts_with(&root) {
-                return Err(LoadError::Invalid(format!(
-                    "{model}/{}/{MODEL_FILE_NAME} is a symlink that resolves outside the models directory; \
-                     refused (see follow_symlinks_outside_models_dir)",
-                    entry.version
-                )));
-            }
-        }
+        self.check_inside(&path, &format!("{model}/{}/{MODEL_FILE_NAME}", entry.version))?;
         // Errors name the file relative to the models directory only.
         read_file(&path, max_bytes).map_err(|e| match e {
             LoadError::Io { reason, .. } => LoadError::Io { path: entry.location.clone(), reason },
@@ -269,7 +296,8 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
     let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
     let before = file.metadata().map_err(io)?;
     if !before.is_file() {
-        return Err(LoadError::Invalid(format!("{MODEL_FILE_NAME} is not a regular file")));
+        let file = path.file_name().map_or_else(|| MODEL_FILE_NAME.into(), |n| n.to_string_lossy());
+        return Err(LoadError::Invalid(format!("{file} is not a regular file")));
     }
     let size = before.len();
     if size > max_bytes {
@@ -324,6 +352,24 @@ pub fn validate_file(path: &Path, max_bytes: u64) -> Result<ValidatedFile, Valid
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rollout_file_is_listed_with_a_fingerprint_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("m/1")).unwrap();
+        fs::write(dir.path().join("m/1/model.json"), "{}").unwrap();
+        let repo = LocalDirectory::new(dir.path());
+        assert!(repo.list().unwrap().rollouts.is_empty());
+        fs::write(dir.path().join("m/rollout.toml"), "stable = 1\n").unwrap();
+        let listing = repo.list().unwrap();
+        assert!(listing.rejected.is_empty(), "not junk: {:?}", listing.rejected);
+        let entry = listing.rollouts["m"].clone();
+        assert_eq!(entry.location, "m/rollout.toml");
+        assert_eq!(repo.read_rollout("m", &entry, 1024).unwrap(), b"stable = 1\n");
+        assert!(repo.read_rollout("m", &entry, 3).unwrap_err().to_string().contains("above the limit"));
+        fs::write(dir.path().join("m/rollout.toml"), "stable = 1\n# changed\n").unwrap();
+        assert_ne!(repo.list().unwrap().rollouts["m"].fingerprint, entry.fingerprint);
+    }
 
     #[test]
     fn lists_canonical_versions_and_rejects_lookalikes() {

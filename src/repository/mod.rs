@@ -17,4 +17,4 @@ pub mod local;
 pub mod source;
 
 pub use local::LocalDirectory;
-pub use source::{Fingerprint, ListError, Listing, ModelSource, Rejected, VersionEntry};
+pub use source::{Fingerprint, ListError, Listing, ModelSource, Rejected, RolloutEntry, VersionEntry};

@@ -48,6 +48,17 @@ pub struct Listing {
     /// listed with an empty vector (its directory exists).
     pub models: BTreeMap<String, Vec<VersionEntry>>,
     pub rejected: Vec<Rejected>,
+    /// Model name → its rollout file (`rollout.toml`), for the models that
+    /// have one. A source that does not carry rollout files leaves it empty.
+    pub rollouts: BTreeMap<String, RolloutEntry>,
+}
+
+/// A model's rollout file as listed: read again only when the fingerprint changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutEntry {
+    pub fingerprint: Fingerprint,
+    /// Where it is, for logs (`credit-risk/rollout.toml`).
+    pub location: String,
 }
 
 /// Why a source could not be listed at all (the whole repository, not one
@@ -69,4 +80,14 @@ pub trait ModelSource: Send + Sync + 'static {
     fn list(&self) -> Result<Listing, ListError>;
     /// The bytes of one version as listed, refusing more than `max_bytes`.
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError>;
+    /// The bytes of one model's rollout file as listed in
+    /// [`Listing::rollouts`], refusing more than `max_bytes`. Sources that
+    /// never list rollout files need not implement it.
+    fn read_rollout(&self, model: &str, entry: &RolloutEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+        let _ = (model, max_bytes);
+        Err(LoadError::Io {
+            path: entry.location.clone(),
+            reason: format!("{} does not carry rollout files", self.describe()),
+        })
+    }
 }

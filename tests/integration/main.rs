@@ -13,5 +13,6 @@ mod limits;
 mod oip_clients;
 mod predict;
 mod reload;
+mod rollout;
 mod shutdown;
 mod swap_harness;

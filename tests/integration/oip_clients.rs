@@ -270,7 +270,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "none",
         ])
         .current_dir(dir.path())
-        .env("SCHEMATHESIS_HOOKS", "");
+        // A workaround for a CPython 3.11.7 bug hit by query parameters
+        // (see the module's docstring); it changes no generated case.
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PYTHONPATH", testkit::tools::workspace_root().join("tests/clients"));
     let work = dir.path().to_path_buf();
     let (ok, out, err) =
         tokio::task::spawn_blocking(move || run_bounded(cmd, &work, "schemathesis", SCHEMATHESIS_TIMEOUT))

@@ -1,0 +1,463 @@
+//! `rollout`: the four rollout scenarios of `bench/rollout.sh` against a
+//! running riskserve (loopback only) under steady load from many keep-alive
+//! clients, each request carrying an `x-request-id` from a fixed pool of
+//! keys (so stickiness can be checked):
+//!
+//! 1. `stable = N` rollback to a warm version, toggled repeatedly:
+//!    commit → first response from the new version, and no model load;
+//! 2. a good canary at 10 %: observed share, keys that switched version,
+//!    then promotion by `stable = M`;
+//! 3. bad canaries (all `high_risk`; 20 × slower): time to revert and the
+//!    requests they answered;
+//! 4. a shadow at full traffic: p99 of real traffic without and with it,
+//!    and the agreement it reports against an offline comparison.
+//!
+//! Prints a table and writes the JSON report; 0 failed requests are
+//! expected everywhere (the counts are reported, not asserted).
+
+#![forbid(unsafe_code)]
+
+use bytes::Bytes;
+use clap::Parser;
+use riskserve::model::estimator::Estimator;
+use riskserve::model::format::{decode, encode};
+use riskserve::model::Model;
+use riskserve::repository::LocalDirectory;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use testkit::{Client, Method};
+
+#[derive(Debug, Parser)]
+#[command(name = "rollout", about = "Rollout scenarios under load: rollback, canary, bad canaries, shadow")]
+struct Args {
+    /// The server's address, e.g. 127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// The server's models directory.
+    #[arg(long)]
+    models_dir: PathBuf,
+    #[arg(long, default_value = "credit-risk")]
+    model_name: String,
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Length of each measured load phase.
+    #[arg(long, default_value_t = 10)]
+    phase_secs: u64,
+    /// Rollback toggles in scenario 1.
+    #[arg(long, default_value_t = 20)]
+    toggles: usize,
+    /// Distinct request keys per client.
+    #[arg(long, default_value_t = 200)]
+    keys_per_client: usize,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// One response seen by a client.
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    /// Receive time since the phase started.
+    at: Duration,
+    latency: Duration,
+    version: u64,
+    ok: bool,
+    key: u32,
+}
+
+struct Bench {
+    args: Args,
+    repo: LocalDirectory,
+    rows: Arc<Vec<Bytes>>,
+    base: Vec<u8>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if !args.addr.ip().is_loopback() {
+        eprintln!("rollout: only loopback addresses");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rollout: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollout: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let repo = LocalDirectory::new(&args.models_dir);
+    let base = std::fs::read(repo.model_file(&args.model_name, 1)).map_err(|e| format!("version 1: {e}"))?;
+    let bench = Bench { rows: Arc::new(rows()), repo, base, args };
+    let mut report = serde_json::Map::new();
+    report.insert("rollback".into(), bench.rollback().await?);
+    report.insert("good_canary".into(), bench.good_canary().await?);
+    report.insert(
+        "bad_canary_high_risk".into(),
+        bench.bad_canary(3, bench.with_threshold(1e-9)?, "all high_risk").await?,
+    );
+    report.insert("bad_canary_slow".into(), bench.bad_canary(4, bench.slower(20)?, "20 x slower").await?);
+    report.insert("shadow".into(), bench.shadow().await?);
+    let text = serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
+    std::fs::write(&bench.args.out, text).map_err(|e| format!("{}: {e}", bench.args.out.display()))?;
+    println!("report: {}", bench.args.out.display());
+    Ok(())
+}
+
+impl Bench {
+    fn write_rollout(&self, text: &str) -> Result<(), String> {
+        let dir = self.repo.model_dir(&self.args.model_name);
+        let tmp = dir.join(".rollout.toml.bench");
+        std::fs::write(&tmp, text).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, dir.join("rollout.toml")).map_err(|e| e.to_string())
+    }
+
+    fn publish(&self, version: u64, bytes: &[u8]) -> Result<(), String> {
+        self.repo
+            .publish(&self.args.model_name, version, bytes)
+            .map(|_| ())
+            .map_err(|e| format!("publish {version}: {e}"))
+    }
+
+    fn with_threshold(&self, threshold: f64) -> Result<Vec<u8>, String> {
+        let (mut payload, _) = decode(&self.base).map_err(|e| e.to_string())?;
+        payload.meta.decision.threshold = threshold;
+        encode(&payload).map_err(|e| e.to_string())
+    }
+
+    /// The base forest with every tree repeated `times`: same scores, `times` × the work.
+    fn slower(&self, times: usize) -> Result<Vec<u8>, String> {
+        let (mut payload, _) = decode(&self.base).map_err(|e| e.to_string())?;
+        let Estimator::RandomForest { trees } = &mut payload.estimator else {
+            return Err("the base model is not a forest".into());
+        };
+        *trees = trees.iter().cloned().cycle().take(trees.len() * times).collect();
+        encode(&payload).map_err(|e| e.to_string())
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        let mut c = Client::connect(self.args.addr, &self.args.addr.to_string(), Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = c.request(Method::GET, path, &[], Bytes::new()).await.map_err(|e| e.to_string())?;
+        if path == "/metrics" {
+            return Ok(Value::String(r.text()));
+        }
+        serde_json::from_slice(&r.body).map_err(|e| format!("{path}: {e}"))
+    }
+
+    async fn status(&self) -> Result<Value, String> {
+        self.get(&format!("/v1/models/{}", self.args.model_name)).await
+    }
+
+    /// Polls the model's status (every 5 ms, at most 30 s) until `check` holds.
+    async fn wait_status(&self, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value, String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status().await?;
+            if check(&s) {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out waiting for {what}: {s}"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64, String> {
+        let Value::String(text) = self.get("/metrics").await? else { unreachable!() };
+        Ok(testkit::prometheus::value(&text, name, labels).unwrap_or(0.0))
+    }
+
+    /// Starts the load; `stop` ends it; returns every client's records.
+    fn load(&self, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Rec>> {
+        let (addr, clients, keys) = (self.args.addr, self.args.clients, self.args.keys_per_client);
+        let path = format!("/v1/models/{}/predict", self.args.model_name);
+        let rows = self.rows.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..clients)
+                .map(|c| {
+                    let (stop, rows, path) = (stop.clone(), rows.clone(), path.clone());
+                    tokio::spawn(async move { client(addr, c, keys, &path, &rows, &stop, started).await })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap_or_default());
+            }
+            all
+        })
+    }
+
+    async fn load_for(&self, secs: f64) -> Vec<Rec> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = self.load(stop.clone());
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        stop.store(true, Ordering::Relaxed);
+        handle.await.unwrap_or_default()
+    }
+
+    /// Scenario 1: toggles `stable` between two warm versions under load.
+    async fn rollback(&self) -> Result<Value, String> {
+        self.publish(2, &self.base)?;
+        self.wait_status("version 2 serving", |s| s["serving_version"] == 2).await?;
+        // Naming 2 keeps it loaded and lets the policy pick 1 as well: both warm.
+        self.write_rollout("stable = 2\n")?;
+        self.wait_status("versions 1 and 2 loaded", |s| {
+            s["versions"].as_array().is_some_and(|v| v.iter().filter(|v| v["state"] == "available").count() == 2)
+        })
+        .await?;
+        let loads_before = self.metric("riskserve_model_loads_total", &[("result", "success")]).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let phase = Instant::now();
+        let handle = self.load(stop.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut commits = Vec::new();
+        for i in 0..self.args.toggles {
+            let target = if i % 2 == 0 { 1 } else { 2 };
+            let at = phase.elapsed();
+            self.write_rollout(&format!("stable = {target}\n"))?;
+            commits.push((at, target));
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut recs = handle.await.map_err(|e| e.to_string())?;
+        recs.sort_by_key(|r| r.at);
+        let mut ms: Vec<f64> = commits
+            .iter()
+            .filter_map(|&(at, target)| {
+                recs.iter()
+                    .find(|r| r.ok && r.version == target && r.at.saturating_sub(r.latency) >= at)
+                    .map(|r| (r.at - at).as_secs_f64() * 1e3)
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let loads_after = self.metric("riskserve_model_loads_total", &[("result", "success")]).await?;
+        std::fs::remove_file(self.repo.model_dir(&self.args.model_name).join("rollout.toml")).ok();
+        let v = json!({
+            "toggles": commits.len(), "measured": ms.len(),
+            "commit_to_serve_ms_p50": pct(&ms, 0.5), "commit_to_serve_ms_p99": pct(&ms, 0.99),
+            "commit_to_serve_ms_max": ms.last(),
+            "loads_during": loads_after - loads_before,
+            "requests": recs.len(), "failed": recs.iter().filter(|r| !r.ok).count(),
+        });
+        println!("1. stable rollback (warm):      {v}");
+        Ok(v)
+    }
+
+    /// Scenario 2: a good canary at 10 %, then promoted.
+    async fn good_canary(&self) -> Result<Value, String> {
+        self.write_rollout("stable = 1\ncanary = { version = 2, weight = 0.1 }\n")?;
+        self.wait_status("canary applied", |s| s["rollout"]["applied"]["canary"]["version"] == 2).await?;
+        let recs = self.load_for(self.args.phase_secs as f64).await;
+        let ok: Vec<&Rec> = recs.iter().filter(|r| r.ok).collect();
+        let share = ok.iter().filter(|r| r.version == 2).count() as f64 / ok.len().max(1) as f64;
+        let mut seen: HashMap<u32, (bool, bool)> = HashMap::new();
+        for r in &ok {
+            let e = seen.entry(r.key).or_default();
+            if r.version == 2 {
+                e.1 = true
+            } else {
+                e.0 = true
+            }
+        }
+        let switched = seen.values().filter(|(a, b)| *a && *b).count();
+        let canary = self.status().await?["rollout"]["applied"]["canary"].clone();
+        let state = json!({"state": canary["state"], "guard": canary["guard"], "reason": canary["reason"],
+            "p99_latency_ratio": canary["p99_latency_ratio"], "psi": canary["psi"]});
+        self.write_rollout("stable = 2\n")?;
+        self.wait_status("promoted", |s| s["serving_version"] == 2).await?;
+        let after = self.load_for(2.0).await;
+        let v = json!({
+            "requests": recs.len(), "failed": recs.len() - ok.len(), "canary_share": share,
+            "keys": seen.len(), "keys_that_switched": switched, "canary_state_before_promotion": state,
+            "after_promotion_requests": after.len(),
+            "after_promotion_not_v2": after.iter().filter(|r| !r.ok || r.version != 2).count(),
+        });
+        println!("2. good canary 10 % + promote:  {v}");
+        Ok(v)
+    }
+
+    /// Scenario 3: a bad candidate as canary at 10 % until reverted.
+    async fn bad_canary(&self, version: u64, bytes: Vec<u8>, what: &str) -> Result<Value, String> {
+        self.publish(version, &bytes)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let phase = Instant::now();
+        let handle = self.load(stop.clone());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let committed = phase.elapsed();
+        self.write_rollout(&format!("stable = 2\ncanary = {{ version = {version}, weight = 0.1 }}\n"))?;
+        let result = self
+            .wait_status("reverted", |s| {
+                let canary = &s["rollout"]["applied"]["canary"];
+                canary["version"] == version && canary["state"] == "reverted"
+            })
+            .await;
+        let reverted_seen = phase.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let recs = handle.await.map_err(|e| e.to_string())?;
+        let status = result?;
+        let canary = &status["rollout"]["applied"]["canary"];
+        let theirs: Vec<&Rec> = recs.iter().filter(|r| r.ok && r.version == version).collect();
+        let first = theirs.iter().map(|r| r.at).min();
+        let last = theirs.iter().map(|r| r.at).max();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let v = json!({
+            "candidate": what, "guard": canary["guard"], "reason": canary["reason"],
+            "answered_by_candidate": theirs.len(), "min_requests": canary_min(&status),
+            "first_to_last_candidate_answer_ms": first.zip(last).map(|(f, l)| ms(l - f)),
+            "commit_to_last_candidate_answer_ms": last.map(|l| ms(l.saturating_sub(committed))),
+            "commit_to_revert_seen_ms": ms(reverted_seen - committed),
+            "requests": recs.len(), "failed": recs.iter().filter(|r| !r.ok).count(),
+        });
+        println!("3. bad canary ({what}): {v}");
+        Ok(v)
+    }
+
+    /// Scenario 4: p99 without and with a shadow at full traffic.
+    async fn shadow(&self) -> Result<Value, String> {
+        self.write_rollout("stable = 2\n")?;
+        self.wait_status("stable 2 alone", |s| s["rollout"]["applied"]["canary"].is_null()).await?;
+        let without = self.load_for(self.args.phase_secs as f64).await;
+        let candidate = self.with_threshold(0.05)?;
+        self.publish(5, &candidate)?;
+        let lax = "[guards]\nmax_decision_shift = 1.0\nmax_psi = 1000.0\nmax_latency_ratio = 1000.0\n";
+        self.write_rollout(&format!("stable = 2\nshadow = 5\n{lax}"))?;
+        self.wait_status("shadow applied", |s| s["rollout"]["applied"]["shadow"]["version"] == 5).await?;
+        let with = self.load_for(self.args.phase_secs as f64).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let name = "riskserve_shadow_predictions_total";
+        let m = &self.args.model_name;
+        let agree =
+            self.metric(name, &[("model", m), ("version", "5"), ("baseline", "2"), ("agreement", "agree")]).await?;
+        let disagree =
+            self.metric(name, &[("model", m), ("version", "5"), ("baseline", "2"), ("agreement", "disagree")]).await?;
+        let dropped = self.metric("riskserve_shadow_dropped_total", &[("model", m), ("version", "5")]).await?;
+        // Offline: both versions on the rows, weighted by how often each was sent.
+        let (a, b) = (
+            Model::from_bytes(&self.base).map_err(|e| e.to_string())?,
+            Model::from_bytes(&candidate).map_err(|e| e.to_string())?,
+        );
+        let mut sent = vec![0u64; self.rows.len()];
+        for r in with.iter().filter(|r| r.ok) {
+            sent[r.key as usize % self.rows.len()] += 1;
+        }
+        let (mut agree_w, mut total_w) = (0u64, 0u64);
+        for (i, row) in self.rows.iter().enumerate() {
+            let app = riskserve::http::request::parse(row, 1)
+                .and_then(riskserve::http::request::validate)
+                .map_err(|e| format!("row {i}: {e:?}"))?;
+            agree_w += sent[i] * u64::from(a.predict(&app[0]).decision == b.predict(&app[0]).decision);
+            total_w += sent[i];
+        }
+        let p99 = |recs: &[Rec]| {
+            let mut l: Vec<f64> = recs.iter().filter(|r| r.ok).map(|r| r.latency.as_secs_f64() * 1e3).collect();
+            l.sort_by(f64::total_cmp);
+            pct(&l, 0.99)
+        };
+        let (p_without, p_with) = (p99(&without), p99(&with));
+        std::fs::remove_file(self.repo.model_dir(m).join("rollout.toml")).ok();
+        let v = json!({
+            "p99_ms_without": p_without, "p99_ms_with": p_with,
+            "p99_rise": p_with.zip(p_without).map(|(w, o)| w / o - 1.0),
+            "rps_without": without.len() as f64 / self.args.phase_secs as f64,
+            "rps_with": with.len() as f64 / self.args.phase_secs as f64,
+            "compared": agree + disagree, "dropped": dropped,
+            "agreement_server": agree / (agree + disagree).max(1.0),
+            "agreement_offline": agree_w as f64 / total_w.max(1) as f64,
+            "failed": without.iter().chain(&with).filter(|r| !r.ok).count(),
+        });
+        println!("4. shadow at full traffic:      {v}");
+        Ok(v)
+    }
+}
+
+fn canary_min(status: &Value) -> Value {
+    status["rollout"]["applied"]["guards"]["min_requests"].clone()
+}
+
+fn pct(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    Some(sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1])
+}
+
+/// One keep-alive client: key `k<client>-<n mod keys>`, row by the key's index.
+async fn client(
+    addr: SocketAddr,
+    c: usize,
+    keys: usize,
+    path: &str,
+    rows: &[Bytes],
+    stop: &AtomicBool,
+    started: Instant,
+) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut conn = None;
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let k = (c * keys + n % keys) as u32;
+        n += 1;
+        let key = format!("k{k}");
+        let sent = Instant::now();
+        if conn.is_none() {
+            conn = Client::connect(addr, &addr.to_string(), Duration::from_secs(10)).await.ok();
+        }
+        let Some(client) = conn.as_mut() else {
+            out.push(Rec { at: started.elapsed(), latency: sent.elapsed(), version: 0, ok: false, key: k });
+            continue;
+        };
+        let headers = [("content-type", "application/json"), ("x-request-id", key.as_str())];
+        let row = rows[k as usize % rows.len()].clone();
+        let rec = match client.request(Method::POST, path, &headers, row).await {
+            Ok(r) => {
+                let version = r.header("x-model-version").and_then(|v| v.parse().ok()).unwrap_or(0);
+                Rec { at: started.elapsed(), latency: sent.elapsed(), version, ok: r.status == 200, key: k }
+            }
+            Err(_) => {
+                conn = None;
+                Rec { at: started.elapsed(), latency: sent.elapsed(), version: 0, ok: false, key: k }
+            }
+        };
+        out.push(rec);
+    }
+    out
+}
+
+/// Varied applications (grade, rate, income, debt ratio).
+fn rows() -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for (g, grade) in ["A", "B", "C", "D", "E", "F", "G"].iter().enumerate() {
+        for i in 0..12 {
+            let rate = 0.05 + 0.02 * g as f64 + 0.004 * i as f64;
+            let row = format!(
+                r#"{{"loan_amnt":{},"int_rate":{rate:.4},"purpose":"debt_consolidation","grade":"{grade}","annual_inc":{},"revol_util":0.3,"emp_length":"{} years","dti":{:.2},"delinq_2yrs":{},"home_ownership":"{}"}}"#,
+                4_000 + 1_000 * i,
+                30_000 + 9_000 * i,
+                i % 10,
+                3.0 + 2.5 * i as f64,
+                i % 2,
+                ["RENT", "MORTGAGE", "OWN"][i % 3]
+            );
+            out.push(Bytes::from(row));
+        }
+    }
+    out
+}
