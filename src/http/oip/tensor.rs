@@ -470,7 +470,7 @@ fn binary_elements(datatype: DataType, bytes: &[u8]) -> Result<Vec<Scalar>, Elem
         DataType::Float { bytes } | DataType::Int { bytes, .. } => bytes,
         DataType::Bytes => return binary_strings(bytes),
     };
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err((None, format!("binary_data_size {} is not a multiple of the element size {size}", bytes.len())));
     }
     Ok(bytes

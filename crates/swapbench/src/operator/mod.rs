@@ -253,7 +253,7 @@ pub(crate) fn operator(cfg: &BenchConfig, shared: &Shared, repo: &mut dyn Repo, 
                 log.events.push(OpEvent::served(OpKind::CompletedWrite, v, pre, at));
                 return Ok(());
             }
-            let bad = cfg.bad_every > 0 && step % cfg.bad_every == 0 && !done;
+            let bad = cfg.bad_every > 0 && step.is_multiple_of(cfg.bad_every) && !done;
             if bad {
                 let kind = bad_turn % 3;
                 bad_turn += 1;
@@ -341,14 +341,15 @@ pub(crate) fn operator(cfg: &BenchConfig, shared: &Shared, repo: &mut dyn Repo, 
             let m = scrape();
             log.memory.extend(memory(commits, m.as_ref()));
             log.metrics_after_10 = m.or(Some(ServerMetrics::default()));
-        } else if commits > 0 && commits % 100 == 0 && log.memory.last().is_some_and(|s| s.commits != commits) {
+        } else if commits > 0 && commits.is_multiple_of(100) && log.memory.last().is_some_and(|s| s.commits != commits)
+        {
             let m = scrape();
             log.memory.extend(memory(commits, m.as_ref()));
         }
         if let Some(every) = cfg.progress {
             let n = step as u64;
             let per = (every.as_millis() / cfg.commit_every.as_millis().max(1)).max(1) as u64;
-            if n % per == 0 {
+            if n.is_multiple_of(per) {
                 eprintln!(
                     "swapbench: t={:>6.1}s requests={} failures={} commits={} max_version_seen={}",
                     t0.elapsed().as_secs_f64(),
