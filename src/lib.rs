@@ -21,6 +21,8 @@
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
+//! - [`sync`] — many replicas, one object store: the manifest, publishing
+//!   with compare-and-swap, and the replica poll loop.
 //! - [`cli`] — the `riskserve` subcommands: parse and print.
 #![forbid(unsafe_code)]
 
@@ -32,5 +34,6 @@ pub mod model;
 pub mod registry;
 pub mod repository;
 pub mod server;
+pub mod sync;
 pub mod telemetry;
 pub mod train;

@@ -8,6 +8,7 @@ mod exact_swap;
 mod hostile_files;
 mod hot_swap;
 mod limits;
+mod object_store;
 mod predict;
 mod reload;
 mod shutdown;
