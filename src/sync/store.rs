@@ -75,12 +75,6 @@ fn retry() -> object_store::RetryConfig {
     }
 }
 
-fn client_options() -> object_store::ClientOptions {
-    object_store::ClientOptions::new()
-        .with_timeout(Duration::from_secs(60))
-        .with_connect_timeout(Duration::from_secs(5))
-}
-
 impl Store {
     /// Opens `url`: `s3://bucket/prefix`, `gs://bucket/prefix`,
     /// `az://container/prefix` (credentials and endpoint from the
@@ -100,7 +94,6 @@ impl Store {
                     object_store::aws::AmazonS3Builder::from_env()
                         .with_url(bucket_url)
                         .with_retry(retry())
-                        .with_client_options(client_options())
                         .build()
                         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
                 )?,
@@ -111,7 +104,6 @@ impl Store {
                     object_store::gcp::GoogleCloudStorageBuilder::from_env()
                         .with_url(bucket_url)
                         .with_retry(retry())
-                        .with_client_options(client_options())
                         .build()
                         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
                 )?,
@@ -122,7 +114,6 @@ impl Store {
                     object_store::azure::MicrosoftAzureBuilder::from_env()
                         .with_url(bucket_url)
                         .with_retry(retry())
-                        .with_client_options(client_options())
                         .build()
                         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
                 )?,
