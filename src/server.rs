@@ -130,6 +130,10 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let reloader = Reloader::start(loader, first_pass, &dir, config.reload_debounce, config.rescan_interval);
+    if let Some(syncer) = &syncer {
+        // The initial pass above listed what the first sync applied.
+        syncer.mark_on_generation();
+    }
     let sync = syncer.as_ref().map(|s| s.state().clone());
     let sync_task = syncer.map(|syncer| {
         let hooks =

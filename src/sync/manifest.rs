@@ -259,7 +259,7 @@ mod tests {
         };
         assert_eq!(sha256, sha256_hex(b"seven"));
         let m2 = m1.apply(&add("credit-risk", 8, b"eight"), "t2".into()).unwrap();
-        assert_eq!(m2.versions().map(|(n, v, _)| (n.to_string(), v)).count(), 2);
+        assert_eq!(m2.versions().map(|(n, v, _)| (n, v)).collect::<Vec<_>>(), [("credit-risk", 7), ("credit-risk", 8)]);
         let m3 = m2.apply(&Change::Remove { model: "credit-risk".into(), version: 7 }, "t3".into()).unwrap();
         assert_eq!((m3.generation, m3.version("credit-risk", 7)), (3, None));
         let m4 = m3.apply(&Change::Remove { model: "credit-risk".into(), version: 8 }, "t4".into()).unwrap();

@@ -64,10 +64,13 @@ pub struct Published {
     pub retries: usize,
 }
 
+/// File name and bytes of each file of a version.
+pub type VersionContents = Vec<(String, Bytes)>;
+
 /// The files of a version directory `<…>/<model>/<version>/`: its
 /// `model.json` (checked exactly as the server would load it) and any other
-/// plain files beside it. Returns `(model, version, files with bytes)`.
-pub fn read_version_dir(dir: &Path) -> Result<(String, u64, Vec<(String, Bytes)>), PublishError> {
+/// plain files beside it. Returns `(model, version, files)`.
+pub fn read_version_dir(dir: &Path) -> Result<(String, u64, VersionContents), PublishError> {
     let local = |reason: String| PublishError::Local { path: dir.display().to_string(), reason };
     let model_file = dir.join(MODEL_FILE_NAME);
     let (model, version) = layout::name_and_version(&model_file)
@@ -99,7 +102,7 @@ pub async fn publish_files(
     store: &Store,
     model: &str,
     version: u64,
-    files: Vec<(String, Bytes)>,
+    files: VersionContents,
 ) -> Result<Published, PublishError> {
     let mut entries = BTreeMap::new();
     let mut uploaded = 0;

@@ -284,8 +284,9 @@ impl Syncer {
         self.applied.as_ref().map(|m| m.generation)
     }
 
-    /// Marks the replica as on its applied generation.
-    fn mark_on_generation(&self) {
+    /// Marks the replica as on its applied generation (call after a reload
+    /// pass has listed it).
+    pub fn mark_on_generation(&self) {
         if let Some(g) = self.generation() {
             self.metrics.manifest_generation_applied.set(g as i64);
             self.state.update_status(|s| s.generation = Some(g));

@@ -515,6 +515,9 @@ async fn rclone_serves_the_read_path() {
     let r = replica(dir.path(), "r", s3.addr);
     let load = Load::start(r.proc.addr);
     load.wait_serving(1, "rclone: first version").await;
+    let status = get_json(r.proc.addr, "/v1/models").await;
+    assert_eq!(status["sync"]["generation"], 1, "on the generation of the first sync: {status}");
+    assert_eq!(status["sync"]["source"], url());
     publish_files(&shared, MODEL, 2, file(2)).await.unwrap();
     load.wait_serving(2, "rclone: second version").await;
     unpublish(&shared, MODEL, 1).await.unwrap();
