@@ -169,7 +169,9 @@ async fn first_sync(config: &Config, url: &str, metrics: &Metrics, components: &
         .with_context(|| format!("creating models directory {}", config.models_dir.display()))?;
     let store = Store::open(url)?;
     let sync_metrics = SyncMetrics::register(metrics).context("registering sync metrics")?;
-    let mut syncer = Syncer::new(store, &config.models_dir, config.max_model_bytes, sync_metrics);
+    let manifest_timeout = (config.sync_interval * 10).max(std::time::Duration::from_secs(5));
+    let mut syncer = Syncer::new(store, &config.models_dir, config.max_model_bytes, sync_metrics)
+        .with_manifest_timeout(manifest_timeout);
     syncer.restore();
     match syncer.poll(config.load_timeout).await {
         Ok(outcome) => tracing::info!(source = %url, ?outcome, "first sync from the object store"),

@@ -64,6 +64,9 @@ pub struct Syncer {
     state: Arc<SyncState>,
     metrics: SyncMetrics,
     max_bytes: u64,
+    /// Bound on one manifest read: a store that hangs is an error soon, not
+    /// after the client's 30 s.
+    manifest_timeout: Duration,
     /// The manifest applied (verified on disk), and its ETag.
     applied: Option<Manifest>,
     etag: Option<String>,
@@ -81,10 +84,17 @@ impl Syncer {
             state,
             metrics,
             max_bytes,
+            manifest_timeout: Duration::from_secs(10),
             applied: None,
             etag: None,
             retiring: BTreeSet::new(),
         }
+    }
+
+    /// Bounds each manifest read (default 10 s).
+    pub fn with_manifest_timeout(mut self, timeout: Duration) -> Syncer {
+        self.manifest_timeout = timeout;
+        self
     }
 
     pub fn state(&self) -> &Arc<SyncState> {
@@ -152,7 +162,8 @@ impl Syncer {
         if self.local_copies_changed() {
             self.etag = None;
         }
-        let (manifest, etag) = match self.store.read_manifest(self.etag.as_deref()).await? {
+        let read = tokio::time::timeout(self.manifest_timeout, self.store.read_manifest(self.etag.as_deref()));
+        let (manifest, etag) = match read.await.map_err(|_| SyncError::Timeout(self.manifest_timeout))?? {
             ManifestRead::Unchanged => return Ok(Outcome::Unchanged),
             ManifestRead::Absent => return Ok(Outcome::Absent),
             ManifestRead::Found { manifest, etag, bytes } => {

@@ -154,10 +154,13 @@ struct Load {
     /// (when, version served) each time the served version changed.
     changes: Arc<Mutex<Vec<(Instant, u64)>>>,
     task: tokio::task::JoinHandle<()>,
+    /// The replica's log, shown when a wait fails.
+    log: testkit::Log,
 }
 
 impl Load {
-    fn start(addr: SocketAddr) -> Load {
+    fn start(replica: &Replica) -> Load {
+        let (addr, log) = (replica.proc.addr, replica.proc.log.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -193,7 +196,7 @@ impl Load {
                 tokio::task::yield_now().await;
             }
         });
-        Load { stop, requests, failures, changes, task }
+        Load { stop, requests, failures, changes, task, log }
     }
 
     /// When this replica first served `version` (or a newer one).
@@ -207,7 +210,11 @@ impl Load {
             if let Some(t) = self.first_serving(version) {
                 return t;
             }
-            assert!(Instant::now() < deadline, "{what}: version {version} not served within {WAIT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: version {version} not served within {WAIT:?}; replica log:\n{}",
+                self.log.tail(30)
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -357,7 +364,7 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
     digests.insert(1, payload_digest(&model_bytes(1)));
     let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), proxy.addr)).collect();
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
-    let loads: Vec<Load> = addrs.iter().map(|a| Load::start(*a)).collect();
+    let loads: Vec<Load> = replicas.iter().map(Load::start).collect();
     for l in &loads {
         l.wait_serving(1, "first version").await;
     }
@@ -513,7 +520,7 @@ async fn rclone_serves_the_read_path() {
     publish_files(&shared, MODEL, 1, file(1)).await.unwrap();
     let s3 = S3Server::rclone(&root).await;
     let r = replica(dir.path(), "r", s3.addr);
-    let load = Load::start(r.proc.addr);
+    let load = Load::start(&r);
     load.wait_serving(1, "rclone: first version").await;
     let status = get_json(r.proc.addr, "/v1/models").await;
     assert_eq!(status["sync"]["generation"], 1, "on the generation of the first sync: {status}");
@@ -534,4 +541,40 @@ async fn rclone_serves_the_read_path() {
     assert_eq!(metric(&text, "riskserve_sync_manifest_generation", &[]), Some(3.0));
     let (requests, failures) = load.finish().await;
     assert!(failures.is_empty() && requests > 0, "{failures:?}");
+}
+
+/// `train --publish-to` and `publish --remove` through the binary, on a
+/// `file://` store (a shared mount).
+#[tokio::test]
+async fn train_publishes_to_a_store_and_publish_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store_url = format!("file://{}/shared/credit", d.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_riskserve"))
+            .args(args)
+            .current_dir(d)
+            .env("CI", "true")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    assert!(run(&["synth", "--rows", "800", "--seed", "2", "--out", "loans.csv"]).0);
+    let (ok, text) = run(&["train", "--data", "loans.csv", "--algorithm", "logistic", "--publish-to", &store_url]);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("published credit-risk version 1 to {store_url}: manifest generation 1")), "{text}");
+    let store = Store::open(&store_url).unwrap();
+    let ManifestRead::Found { manifest, .. } = store.read_manifest(None).await.unwrap() else { panic!("{text}") };
+    let local = std::fs::read(d.join("models/credit-risk/1/model.json")).unwrap();
+    assert!(manifest.version(MODEL, 1).unwrap().files["model.json"].matches(&local));
+
+    let (ok, text) = run(&["publish", "--to", &store_url, "--remove", "credit-risk/1"]);
+    assert!(ok && text.contains("removed credit-risk version 1") && text.contains("generation 2"), "{text}");
+    let (ok, text) = run(&["publish", "--to", &store_url, "--remove", "credit-risk/1"]);
+    assert!(!ok && text.contains("not published"), "{text}");
+    let (ok, text) = run(&["publish", "--to", &store_url, "--remove", "credit-risk/07"]);
+    assert!(!ok && text.contains("<model>/<version>"), "{text}");
+    let (ok, text) = run(&["publish", "--to", "ftp://x/y", "models/credit-risk/1"]);
+    assert!(!ok && text.contains("unsupported scheme"), "{text}");
 }
