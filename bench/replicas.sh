@@ -21,6 +21,6 @@ wait_quiet | tee "$OUT/quiet.txt"
 { uname -a; nproc; git rev-parse HEAD; } >"$OUT/env.txt"
 RISKSERVE_SYNC_OUTAGE_SECS="$OUTAGE_SECS" timeout 900 \
     cargo test --locked --test integration three_replicas_converge -- --nocapture --test-threads 1 2>&1 \
-    | tee "$OUT/test.log" | grep -E "^three replicas|test result"
-grep "^three replicas" "$OUT/test.log" >"$OUT/replicas.txt"
+    | tee "$OUT/test.log" | grep -oE "three replicas:.*|test result.*"
+grep -o "three replicas:.*" "$OUT/test.log" >"$OUT/replicas.txt"
 echo "results in $OUT"

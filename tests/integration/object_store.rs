@@ -275,19 +275,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Every version a replica lists as available has the digest of the bytes
-/// published for it, and every local copy matches the manifest.
-async fn check_bytes(r: &Replica, addr: SocketAddr, digests: &std::collections::BTreeMap<u64, String>) {
+/// published for it, and every local copy is exactly those bytes.
+async fn check_bytes(r: &Replica, addr: SocketAddr, published: &std::collections::BTreeMap<u64, Vec<u8>>) {
     let models = get_json(addr, &format!("/v1/models/{MODEL}")).await;
     for v in models["versions"].as_array().unwrap() {
         if v["state"] == "available" {
             let version = v["version"].as_u64().unwrap();
-            assert_eq!(v["digest"].as_str(), digests.get(&version).map(String::as_str), "version {version}");
+            let expected = published.get(&version).map(|b| payload_digest(b));
+            assert_eq!(v["digest"].as_str(), expected.as_deref(), "version {version}");
         }
     }
     let local = LocalDirectory::new(&r.models);
-    for version in digests.keys() {
-        if let Ok(bytes) = std::fs::read(local.model_file(MODEL, *version)) {
-            assert_eq!(sha256_hex(&bytes), sha256_hex(&model_bytes(*version)), "local copy of {version}");
+    for (version, bytes) in published {
+        if let Ok(local) = std::fs::read(local.model_file(MODEL, *version)) {
+            assert_eq!(sha256_hex(&local), sha256_hex(bytes), "local copy of {version}");
         }
     }
 }
@@ -359,9 +360,9 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
     let store = s3_store(s3.addr);
     let proxy = Outage::forward_to(s3.addr).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut digests = std::collections::BTreeMap::new();
+    let mut published = std::collections::BTreeMap::new();
     publish_files(&store, MODEL, 1, file(1)).await.unwrap();
-    digests.insert(1, payload_digest(&model_bytes(1)));
+    published.insert(1, model_bytes(1));
     let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), proxy.addr)).collect();
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
     let loads: Vec<Load> = replicas.iter().map(Load::start).collect();
@@ -395,11 +396,11 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
             );
             let (won, lost) = match (mine, their) {
                 (Ok(w), Err(l)) => {
-                    digests.insert(version, payload_digest(&model_bytes(version)));
+                    published.insert(version, model_bytes(version));
                     (w, l)
                 }
                 (Err(l), Ok(w)) => {
-                    digests.insert(version, payload_digest(&theirs[0].1));
+                    published.insert(version, theirs[0].1.to_vec());
                     (w, l)
                 }
                 other => panic!("exactly one of two racing publishers wins: {other:?}"),
@@ -409,7 +410,7 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
             assert!(won.changed);
         } else {
             publish_files(&store, MODEL, version, file(version)).await.unwrap();
-            digests.insert(version, payload_digest(&model_bytes(version)));
+            published.insert(version, model_bytes(version));
         }
         for l in &loads {
             let t = l.wait_serving(version, "convergence").await;
@@ -432,7 +433,7 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
     }
     // A version published while the replicas cannot reach the store.
     publish_files(&store, MODEL, 22, file(22)).await.unwrap();
-    digests.insert(22, payload_digest(&model_bytes(22)));
+    published.insert(22, model_bytes(22));
     tokio::time::sleep(outage_for.saturating_sub(stopped.elapsed())).await; // the outage itself
     for l in &loads {
         assert!(l.first_serving(22).is_none(), "nothing new arrives while the store is down");
@@ -481,7 +482,7 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
             assert!(Instant::now() < deadline, "replica not on generation {generation}: {status}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        check_bytes(r, *addr, &digests).await;
+        check_bytes(r, *addr, &published).await;
     }
 
     let mut requests = 0;
@@ -534,8 +535,8 @@ async fn rclone_serves_the_read_path() {
         assert!(Instant::now() < deadline, "version 1 not removed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let digests = std::collections::BTreeMap::from([(2, payload_digest(&model_bytes(2)))]);
-    check_bytes(&r, r.proc.addr, &digests).await;
+    let published = std::collections::BTreeMap::from([(2, model_bytes(2))]);
+    check_bytes(&r, r.proc.addr, &published).await;
     let text = metrics_of(r.proc.addr).await;
     assert!(metric(&text, "riskserve_sync_polls_total", &[("outcome", "updated")]).unwrap() >= 3.0, "{text}");
     assert_eq!(metric(&text, "riskserve_sync_manifest_generation", &[]), Some(3.0));
