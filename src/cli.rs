@@ -4,6 +4,7 @@
 
 use crate::config::{Config, ServeArgs};
 use crate::model::format;
+use crate::repository::layout;
 use crate::repository::local::{self, ValidatedFile};
 use crate::repository::LocalDirectory;
 use crate::train::dataset::write_csv;
@@ -35,6 +36,9 @@ pub enum Command {
     Synth(SynthArgs),
     /// Check a model file exactly as the server does before loading it.
     Validate(ValidateArgs),
+    /// Publish a version directory to an object store (files first, then the
+    /// manifest, conditionally), or remove a version from its manifest.
+    Publish(PublishArgs),
 }
 
 /// Estimator flags shared by `train` and `evaluate`.
@@ -100,6 +104,27 @@ pub struct TrainArgs {
     pub threshold: Option<f64>,
     #[command(flatten)]
     pub estimator: EstimatorArgs,
+    /// After writing the version locally, publish it to this object store
+    /// (s3://bucket/prefix, gs://…, az://…, file:///dir), as `riskserve publish` does.
+    #[arg(long, value_name = "URL")]
+    pub publish_to: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Object store to publish to: s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix or file:///dir. Credentials and endpoint come
+    /// from the cloud's environment variables (docs/object-store.md).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// The version directory to publish (models/credit-risk/7), or with
+    /// --remove the version to take out of the manifest (credit-risk/7).
+    #[arg(value_name = "DIR")]
+    pub path: PathBuf,
+    /// Remove the version from the manifest instead: replicas stop serving
+    /// it once they serve another, then delete their copy.
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,6 +190,48 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Validate(args) => validate(&args),
+        Command::Publish(args) => publish(&args),
+    }
+}
+
+fn publish(args: &PublishArgs) -> Result<()> {
+    use crate::sync::publish;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = crate::sync::store::Store::open(&args.to)?;
+    let outcome = runtime.block_on(async {
+        if args.remove {
+            let text = args.path.to_string_lossy();
+            let (model, version) = text
+                .trim_end_matches('/')
+                .rsplit_once('/')
+                .and_then(|(m, v)| Some((m.rsplit('/').next()?.to_string(), layout::parse_version(v)?)))
+                .ok_or_else(|| anyhow::anyhow!("--remove takes <model>/<version>, e.g. credit-risk/7; got {text}"))?;
+            Ok::<_, anyhow::Error>(publish::unpublish(&store, &model, version).await?)
+        } else {
+            Ok(publish::publish_dir(&store, &args.path).await?)
+        }
+    })?;
+    report_published(&outcome, &args.to, args.remove);
+    Ok(())
+}
+
+fn report_published(p: &crate::sync::publish::Published, url: &str, removed: bool) {
+    let what = if removed { "removed" } else { "published" };
+    if p.changed {
+        println!(
+            "{what} {} version {} {} {url}: manifest generation {} ({} file(s) uploaded{})",
+            p.model,
+            p.version,
+            if removed { "from" } else { "to" },
+            p.generation,
+            p.uploaded,
+            if p.retries > 0 { format!(", merged after {} concurrent publish(es)", p.retries) } else { String::new() }
+        );
+    } else {
+        println!(
+            "{} version {} is already published to {url} with these bytes (manifest generation {})",
+            p.model, p.version, p.generation
+        );
     }
 }
 
@@ -240,6 +307,13 @@ fn train(args: &TrainArgs) -> Result<()> {
         metrics.brier_base_rate
     );
     println!("digest {}  size {} bytes", out.digest, out.file_bytes);
+    if let Some(url) = &args.publish_to {
+        let dir = out.path.parent().unwrap_or(&out.path);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let store = crate::sync::store::Store::open(url)?;
+        let published = runtime.block_on(crate::sync::publish::publish_dir(&store, dir))?;
+        report_published(&published, url, false);
+    }
     Ok(())
 }
 

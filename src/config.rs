@@ -255,6 +255,19 @@ settings! {
     /// long is closed, in milliseconds (a client that pipelines requests and
     /// never reads the answers).
     write_timeout_ms: u64 = 10_000, "MS", check positive => write_timeout: Duration = Duration::from_millis;
+    /// Sync model versions from this object store into the models directory
+    /// (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
+    /// file:///dir; credentials from the cloud's environment variables; see
+    /// docs/object-store.md); empty: serve the models directory as it is.
+    sync_from: String = String::new(), "URL" => sync_from: Option<String> = non_empty;
+    /// Mean time between manifest polls of --sync-from, in milliseconds (each
+    /// replica waits 75-125 % of it; an unchanged manifest costs a 304).
+    sync_interval_ms: u64 = 1000, "MS", check positive => sync_interval: Duration = Duration::from_millis;
+}
+
+/// `None` for an empty string (an unset optional setting).
+fn non_empty(s: String) -> Option<String> {
+    (!s.trim().is_empty()).then_some(s)
 }
 
 /// Slots per CPU core for [`Config::max_inflight_requests`]. A prediction
@@ -386,7 +399,7 @@ macro_rules! show_with_display {
         }
     )+};
 }
-show_with_display!(u64, usize, bool, SocketAddr);
+show_with_display!(u64, usize, bool, SocketAddr, String);
 
 impl ShowDefault for PathBuf {
     fn show(&self) -> String {
@@ -480,7 +493,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 22, "--config and twenty-one settings");
+        assert_eq!(settings.len(), 24, "--config and twenty-three settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());

@@ -26,6 +26,8 @@
 //!   after a burst.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
+//! - [`sync`] — many replicas, one object store: the manifest, publishing
+//!   with compare-and-swap, and the replica poll loop.
 //! - [`cli`] — the `riskserve` subcommands: parse and print.
 #![forbid(unsafe_code)]
 
@@ -38,5 +40,6 @@ pub mod model;
 pub mod registry;
 pub mod repository;
 pub mod server;
+pub mod sync;
 pub mod telemetry;
 pub mod train;

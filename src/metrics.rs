@@ -304,6 +304,12 @@ impl Metrics {
         let _ = self.model_versions_loaded.remove_label_values(&[model]);
     }
 
+    /// Registers a family defined elsewhere (e.g. `riskserve_sync_*` in
+    /// `crate::sync`), so it is exported with the rest.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);

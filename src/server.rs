@@ -17,6 +17,10 @@ use crate::registry::loader::{compile_models, Loader, ScorerFactory};
 use crate::registry::watcher::Reloader;
 use crate::registry::Registry;
 use crate::repository::{LocalDirectory, ModelSource};
+use crate::sync::replica::{Pacing, ServerHooks, Syncer};
+use crate::sync::status::SyncMetrics;
+use crate::sync::store::Store;
+use crate::sync::{SyncState, SyncedSource};
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,14 +51,27 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub registry: Arc<Registry>,
     pub reloader: Reloader,
+    /// The object-store sync's shared state, with `--sync-from`.
+    pub sync: Option<Arc<SyncState>>,
     stop: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
+    sync_task: Option<AbortOnDrop>,
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RunningServer {
     /// Stops accepting, drains in-flight requests (bounded by the shutdown
     /// timeout) and returns when done.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.sync_task.take();
         let _ = self.stop.send(true);
         let _ = self.accept_loop.await;
     }
@@ -67,11 +84,15 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 }
 
 /// [`start`] with the given components.
-pub async fn start_with(config: Config, components: Components) -> Result<RunningServer> {
+pub async fn start_with(config: Config, mut components: Components) -> Result<RunningServer> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::new(metrics.clone(), config.reload_stale_after));
     let dir = config.models_dir.clone();
+    let syncer = match &config.sync_from {
+        Some(url) => Some(first_sync(&config, url, &metrics, &mut components).await?),
+        None => None,
+    };
     if !dir.is_dir() {
         bail!("models directory {} does not exist", dir.display());
     }
@@ -109,7 +130,25 @@ pub async fn start_with(config: Config, components: Components) -> Result<Runnin
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let reloader = Reloader::start(loader, first_pass, &dir, config.reload_debounce, config.rescan_interval);
-    let state = Arc::new(AppState::new(config.clone(), registry.clone(), metrics));
+    if let Some(syncer) = &syncer {
+        // The initial pass above listed what the first sync applied.
+        syncer.mark_on_generation();
+    }
+    let sync = syncer.as_ref().map(|s| s.state().clone());
+    let sync_task = syncer.map(|syncer| {
+        let hooks =
+            ServerHooks { registry: registry.clone(), trigger: reloader.trigger_handle(), passes: reloader.passes() };
+        let interval = config.sync_interval;
+        let pacing = Pacing {
+            interval,
+            stale_after: (interval * 5).max(std::time::Duration::from_secs(2)),
+            poll_timeout: config.load_timeout.max(interval),
+        };
+        AbortOnDrop(tokio::spawn(crate::sync::replica::run(syncer, hooks, pacing)))
+    });
+    let mut app = AppState::new(config.clone(), registry.clone(), metrics);
+    app.sync = sync.clone();
+    let state = Arc::new(app);
     let (stop, stopped) = watch::channel(false);
     let accept_loop = tokio::spawn(crate::http::server::accept_loop(listener, state, stopped));
     for (name, model) in &snapshot.models {
@@ -118,7 +157,33 @@ pub async fn start_with(config: Config, components: Components) -> Result<Runnin
         }
     }
     tracing::info!(%addr, source = %source_name, "riskserve listening");
-    Ok(RunningServer { addr, registry, reloader, stop, accept_loop })
+    Ok(RunningServer { addr, registry, reloader, sync, stop, accept_loop, sync_task })
+}
+
+/// `--sync-from`: restores the last applied manifest from disk, polls the
+/// store once (bounded by the load timeout; a store that is down is logged
+/// and serving starts from the local copies), and puts the synced view of
+/// the models directory in front of the loader.
+async fn first_sync(config: &Config, url: &str, metrics: &Metrics, components: &mut Components) -> Result<Syncer> {
+    std::fs::create_dir_all(&config.models_dir)
+        .with_context(|| format!("creating models directory {}", config.models_dir.display()))?;
+    let store = Store::open(url)?;
+    let sync_metrics = SyncMetrics::register(metrics).context("registering sync metrics")?;
+    let manifest_timeout = (config.sync_interval * 10).max(std::time::Duration::from_secs(5));
+    let mut syncer = Syncer::new(store, &config.models_dir, config.max_model_bytes, sync_metrics)
+        .with_manifest_timeout(manifest_timeout);
+    syncer.restore();
+    match syncer.poll(config.load_timeout).await {
+        Ok(outcome) => tracing::info!(source = %url, ?outcome, "first sync from the object store"),
+        Err(e) => tracing::warn!(
+            source = %url,
+            error = %e,
+            generation = ?syncer.generation(),
+            "first sync failed; serving the versions already synced here, retrying in the background"
+        ),
+    }
+    components.source = Arc::new(SyncedSource::new(components.source.clone(), syncer.state().clone(), url));
+    Ok(syncer)
 }
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.

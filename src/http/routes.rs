@@ -135,6 +135,8 @@ pub struct AppState {
     admission: Admission,
     /// Threads for big bodies and big batches.
     workers: super::workers::Workers,
+    /// The object-store sync's status, shown by `GET /v1/models` (`--sync-from`).
+    pub sync: Option<Arc<crate::sync::SyncState>>,
 }
 
 impl AppState {
@@ -148,7 +150,7 @@ impl AppState {
         let admission =
             Admission::new(config.max_inflight_requests, config.max_queued_requests, config.max_queue_wait, gauges);
         let workers = super::workers::Workers::new(std::thread::available_parallelism().map_or(1, usize::from));
-        AppState { config, registry, metrics, route_metrics, admission, workers }
+        AppState { config, registry, metrics, route_metrics, admission, workers, sync: None }
     }
 
     fn shed(&self, reason: &str) {
@@ -582,9 +584,12 @@ fn list_models(state: &AppState) -> Handled {
     #[derive(Serialize)]
     struct Models<'a> {
         models: Vec<&'a crate::registry::ModelStatus>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sync: Option<crate::sync::SyncStatus>,
     }
     let snapshot = state.registry.snapshot();
-    to_json(&Models { models: snapshot.status.values().collect() })
+    let sync = state.sync.as_ref().map(|s| s.status());
+    to_json(&Models { models: snapshot.status.values().collect(), sync })
 }
 
 fn model_status(state: &AppState, name: &str) -> Handled {

@@ -118,6 +118,12 @@ impl Reloader {
     pub fn trigger(&self) {
         self.trigger.notify_one();
     }
+
+    /// What [`Reloader::trigger`] notifies, for a task that asks for passes
+    /// by itself (the object-store sync).
+    pub fn trigger_handle(&self) -> Arc<Notify> {
+        self.trigger.clone()
+    }
 }
 
 impl Drop for Reloader {

@@ -10,6 +10,7 @@ mod exact_swap;
 mod hostile_files;
 mod hot_swap;
 mod limits;
+mod object_store;
 mod oip_clients;
 mod predict;
 mod reload;

@@ -1,0 +1,494 @@
+//! The replica side: poll the manifest (If-None-Match, with per-replica
+//! jitter), download what it names into staging under the local models
+//! directory, verify size and SHA-256, fsync, rename into place, and only
+//! then let the loader see it ([`super::SyncedSource`]). A version that
+//! leaves the manifest is hidden from the loader first; its local copy is
+//! deleted only once a published snapshot no longer serves it.
+//!
+//! A store outage changes nothing that serves: the poll fails, the loop
+//! backs off, `riskserve_sync_stale` and a log line say so, readiness is
+//! untouched, and the next successful poll resumes.
+
+use super::install;
+use super::manifest::{Manifest, VersionFiles};
+use super::status::{SyncMetrics, SyncState, Verified};
+use super::store::{ManifestRead, Store, StoreError};
+use crate::registry::loader::PassReport;
+use crate::registry::{rfc3339, Registry};
+use crate::repository::LocalDirectory;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{watch, Notify};
+
+/// Longest wait between polls while the store keeps failing.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Why a poll did not bring the replica up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{model} version {version}: {file} does not match the manifest (size or sha256): not installed")]
+    Mismatch { model: String, version: u64, file: String },
+    #[error("installing {model} version {version}: {reason}")]
+    Install { model: String, version: u64, reason: String },
+    #[error("the poll took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+impl SyncError {
+    /// The `outcome` label: `invalid` for content that did not verify.
+    fn outcome(&self) -> &'static str {
+        match self {
+            SyncError::Mismatch { .. } | SyncError::Store(StoreError::Manifest { .. }) => "invalid",
+            _ => "error",
+        }
+    }
+}
+
+/// What one successful poll did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged,
+    Absent,
+    Updated { generation: u64, installed: usize },
+}
+
+/// The sync task's state.
+pub struct Syncer {
+    store: Store,
+    local: LocalDirectory,
+    state: Arc<SyncState>,
+    metrics: SyncMetrics,
+    max_bytes: u64,
+    /// Bound on one manifest read: a store that hangs is an error soon, not
+    /// after the client's 30 s.
+    manifest_timeout: Duration,
+    /// The manifest applied (verified on disk), and its ETag.
+    applied: Option<Manifest>,
+    etag: Option<String>,
+    /// Versions left out of the manifest whose local copies wait until no
+    /// snapshot serves them.
+    retiring: BTreeSet<(String, u64)>,
+}
+
+impl Syncer {
+    pub fn new(store: Store, models_dir: &Path, max_bytes: u64, metrics: SyncMetrics) -> Syncer {
+        let state = Arc::new(SyncState::new(store.url()));
+        Syncer {
+            store,
+            local: LocalDirectory::new(models_dir),
+            state,
+            metrics,
+            max_bytes,
+            manifest_timeout: Duration::from_secs(10),
+            applied: None,
+            etag: None,
+            retiring: BTreeSet::new(),
+        }
+    }
+
+    /// Bounds each manifest read (default 10 s).
+    pub fn with_manifest_timeout(mut self, timeout: Duration) -> Syncer {
+        self.manifest_timeout = timeout;
+        self
+    }
+
+    pub fn state(&self) -> &Arc<SyncState> {
+        &self.state
+    }
+
+    /// Start-up without the store: the last applied manifest (if saved) and
+    /// the local copies that still match it, so a replica restarted during
+    /// an outage serves what it served. No ETag is kept: the first poll
+    /// reads the manifest in full.
+    pub fn restore(&mut self) {
+        install::clean_staging(&self.local);
+        let Some(manifest) = install::load_applied(&self.local) else { return };
+        let mut verified = Verified::new();
+        for (model, version, files) in manifest.versions() {
+            match install::verify_local(&self.local, model, version, files) {
+                Some(fp) => {
+                    verified.entry(model.to_string()).or_default().insert(version, fp);
+                }
+                None => {
+                    tracing::warn!(%model, version, "local copy does not match the saved manifest; not served until re-downloaded")
+                }
+            }
+        }
+        tracing::info!(
+            generation = manifest.generation,
+            versions = verified.values().map(BTreeMap::len).sum::<usize>(),
+            "restored the last applied manifest from disk"
+        );
+        self.state.set_verified(verified);
+        self.state.update_status(|s| s.generation = Some(manifest.generation));
+        self.metrics.manifest_generation_applied.set(manifest.generation as i64);
+        self.applied = Some(manifest);
+    }
+
+    /// One poll, bounded by `timeout`, with its metrics and status recorded.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Outcome, SyncError> {
+        let result = match tokio::time::timeout(timeout, self.poll_once()).await {
+            Ok(r) => r,
+            Err(_) => Err(SyncError::Timeout(timeout)),
+        };
+        let outcome = match &result {
+            Ok(Outcome::Unchanged) => "unchanged",
+            Ok(Outcome::Absent) => "absent",
+            Ok(Outcome::Updated { .. }) => "updated",
+            Err(e) => e.outcome(),
+        };
+        self.metrics.polls_total.with_label_values(&[outcome]).inc();
+        match &result {
+            Ok(_) => {
+                self.metrics.last_success_timestamp_seconds.set(unix_seconds());
+                self.state.update_status(|s| {
+                    s.last_success = Some(rfc3339(SystemTime::now()));
+                    s.last_error = None;
+                });
+            }
+            Err(e) => self.state.update_status(|s| s.last_error = Some(e.to_string())),
+        }
+        result
+    }
+
+    async fn poll_once(&mut self) -> Result<Outcome, SyncError> {
+        // A verified copy changed on disk since (edited, deleted): forget
+        // the ETag so this poll re-reads and repairs it.
+        if self.local_copies_changed() {
+            self.etag = None;
+        }
+        let read = tokio::time::timeout(self.manifest_timeout, self.store.read_manifest(self.etag.as_deref()));
+        let (manifest, etag) = match read.await.map_err(|_| SyncError::Timeout(self.manifest_timeout))?? {
+            ManifestRead::Unchanged => return Ok(Outcome::Unchanged),
+            ManifestRead::Absent => return Ok(Outcome::Absent),
+            ManifestRead::Found { manifest, etag, bytes } => {
+                self.metrics.downloaded_bytes_total.with_label_values(&["manifest"]).inc_by(bytes);
+                (manifest, etag)
+            }
+        };
+        self.metrics.manifest_generation.set(manifest.generation as i64);
+        self.state.update_status(|s| s.generation_seen = Some(manifest.generation));
+        let installed = self.apply(&manifest).await?;
+        self.etag = etag;
+        Ok(Outcome::Updated { generation: manifest.generation, installed })
+    }
+
+    fn local_copies_changed(&self) -> bool {
+        self.state.verified().iter().any(|(model, versions)| {
+            versions.iter().any(|(v, fp)| install::local_fingerprint(&self.local, model, *v) != Some(*fp))
+        })
+    }
+
+    /// Makes the local directory hold exactly the manifest's versions, each
+    /// verified; then swaps the verified set the loader sees. All or
+    /// nothing: on any failure the previous set stays (what is already
+    /// downloaded stays on disk and is verified, not fetched, next time).
+    async fn apply(&mut self, manifest: &Manifest) -> Result<usize, SyncError> {
+        let before = self.state.verified();
+        let mut verified = Verified::new();
+        let mut installed = 0;
+        for (model, version, files) in manifest.versions() {
+            let known = before.get(model).and_then(|v| v.get(&version)).copied();
+            let same_files = self.applied.as_ref().and_then(|m| m.version(model, version)) == Some(files);
+            let fp = match known {
+                Some(fp) if same_files && install::local_fingerprint(&self.local, model, version) == Some(fp) => fp,
+                _ => match self.verify_local(model, version, files).await {
+                    Some(fp) => fp,
+                    None => {
+                        installed += 1;
+                        self.download(model, version, files).await?
+                    }
+                },
+            };
+            verified.entry(model.to_string()).or_default().insert(version, fp);
+        }
+        for (model, versions) in &before {
+            for version in versions.keys() {
+                if !verified.get(model).is_some_and(|v| v.contains_key(version)) {
+                    self.retiring.insert((model.clone(), *version));
+                }
+            }
+        }
+        for (model, versions) in &verified {
+            for version in versions.keys() {
+                self.retiring.remove(&(model.clone(), *version));
+            }
+        }
+        self.state.set_verified(verified);
+        if let Err(e) = install::save_applied(&self.local, manifest) {
+            tracing::warn!(error = %e, "cannot save the applied manifest; a restart during an outage will serve nothing until the store is back");
+        }
+        self.applied = Some(manifest.clone());
+        Ok(installed)
+    }
+
+    async fn verify_local(
+        &self,
+        model: &str,
+        version: u64,
+        files: &VersionFiles,
+    ) -> Option<crate::repository::Fingerprint> {
+        let (local, model, files) = (self.local.clone(), model.to_string(), files.clone());
+        tokio::task::spawn_blocking(move || install::verify_local(&local, &model, version, &files)).await.ok().flatten()
+    }
+
+    async fn download(
+        &self,
+        model: &str,
+        version: u64,
+        files: &VersionFiles,
+    ) -> Result<crate::repository::Fingerprint, SyncError> {
+        let mut fetched = Vec::new();
+        for (name, entry) in &files.files {
+            let bytes = self.store.get_blob(&entry.path, self.max_bytes.min(entry.size)).await?;
+            self.metrics.downloaded_bytes_total.with_label_values(&["file"]).inc_by(bytes.len() as u64);
+            if !entry.matches(&bytes) {
+                return Err(SyncError::Mismatch { model: model.into(), version, file: name.clone() });
+            }
+            fetched.push((name.clone(), bytes));
+        }
+        let (local, m) = (self.local.clone(), model.to_string());
+        let fp = tokio::task::spawn_blocking(move || install::install(&local, &m, version, &fetched))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|reason| SyncError::Install { model: model.into(), version, reason })?;
+        self.metrics.versions_installed_total.inc();
+        tracing::info!(%model, version, "synced version installed");
+        Ok(fp)
+    }
+
+    /// Deletes the local copies of retired versions no snapshot serves any more.
+    pub fn collect_retired(&mut self, registry: &Registry) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        let snapshot = registry.snapshot();
+        let mut kept = BTreeSet::new();
+        for (model, version) in std::mem::take(&mut self.retiring) {
+            let serving = snapshot.models.get(&model).is_some_and(|m| m.versions.contains_key(&version));
+            if serving {
+                kept.insert((model, version));
+                continue;
+            }
+            match install::remove(&self.local, &model, version) {
+                Ok(()) => {
+                    self.metrics.versions_removed_total.inc();
+                    tracing::info!(%model, version, "retired version's local copy removed");
+                }
+                Err(e) => {
+                    tracing::warn!(%model, version, error = %e, "cannot remove a retired version's local copy");
+                    kept.insert((model, version));
+                }
+            }
+        }
+        self.retiring = kept;
+    }
+
+    /// The manifest generation applied.
+    pub fn generation(&self) -> Option<u64> {
+        self.applied.as_ref().map(|m| m.generation)
+    }
+
+    /// Marks the replica as on its applied generation (call after a reload
+    /// pass has listed it).
+    pub fn mark_on_generation(&self) {
+        if let Some(g) = self.generation() {
+            self.metrics.manifest_generation_applied.set(g as i64);
+            self.state.update_status(|s| s.generation = Some(g));
+        }
+    }
+}
+
+/// How the sync loop paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// Mean time between polls (each wait is 75-125 % of it: jitter, so
+    /// replicas do not poll in step).
+    pub interval: Duration,
+    /// The store unreachable this long makes sync stale.
+    pub stale_after: Duration,
+    /// Bound on one poll (manifest plus downloads).
+    pub poll_timeout: Duration,
+}
+
+/// `d` scaled by a random factor in [0.75, 1.25).
+pub fn jitter(d: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(0.75 + 0.5 * unit)
+}
+
+/// Wait before the next poll after `failures` failed polls in a row.
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    interval.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF.max(interval))
+}
+
+/// What the loop needs from the running server: the registry (to see what
+/// serves) and the reload machinery (to ask for a pass and see it done).
+pub struct ServerHooks {
+    pub registry: Arc<Registry>,
+    pub trigger: Arc<Notify>,
+    pub passes: watch::Receiver<PassReport>,
+}
+
+/// Runs the sync loop until the task is aborted.
+pub async fn run(mut syncer: Syncer, hooks: ServerHooks, pacing: Pacing) {
+    let ServerHooks { registry, trigger, mut passes } = hooks;
+    let mut failures = 0u32;
+    let mut last_success = Instant::now();
+    let mut stale = false;
+    loop {
+        tokio::time::sleep(jitter(backoff(pacing.interval, failures))).await;
+        match syncer.poll(pacing.poll_timeout).await {
+            Ok(outcome) => {
+                failures = 0;
+                last_success = Instant::now();
+                if stale {
+                    stale = false;
+                    syncer.metrics.stale.set(0);
+                    syncer.state.update_status(|s| s.stale = false);
+                    tracing::info!(source = %syncer.store.url(), "model sync recovered: the object store is reachable again");
+                }
+                if let Outcome::Updated { generation, installed } = outcome {
+                    tracing::info!(generation, installed, "manifest generation applied");
+                    // Two passes: one that may have listed before the swap, then ours.
+                    for _ in 0..2 {
+                        wait_for_pass(&trigger, &mut passes, pacing.poll_timeout).await;
+                    }
+                    syncer.mark_on_generation();
+                }
+                syncer.collect_retired(&registry);
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let down_for = last_success.elapsed();
+                if !stale && down_for >= pacing.stale_after {
+                    stale = true;
+                    syncer.metrics.stale.set(1);
+                    syncer.state.update_status(|s| s.stale = true);
+                    tracing::warn!(source = %syncer.store.url(), error = %e, ?down_for, "model sync is stale: the object store has been unreachable; serving the versions already here");
+                } else {
+                    tracing::warn!(error = %e, failures, next_in = ?backoff(pacing.interval, failures), "model sync poll failed; backing off");
+                }
+            }
+        }
+    }
+}
+
+/// Asks for a reload pass and waits (bounded) until one completes.
+async fn wait_for_pass(trigger: &Notify, passes: &mut watch::Receiver<PassReport>, bound: Duration) {
+    passes.borrow_and_update();
+    trigger.notify_one();
+    let _ = tokio::time::timeout(bound, passes.changed()).await;
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::repository::layout::MODEL_FILE_NAME;
+    use crate::repository::ModelSource;
+    use crate::sync::publish::{publish_files, unpublish};
+    use crate::sync::SyncedSource;
+    use bytes::Bytes;
+
+    fn setup() -> (tempfile::TempDir, Store, Syncer, Arc<Metrics>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_parts(Arc::new(object_store::memory::InMemory::new()), "p", "memory://b/p");
+        let metrics = Arc::new(Metrics::new());
+        let sm = SyncMetrics::register(&metrics).unwrap();
+        let syncer = Syncer::new(store.clone(), dir.path(), 1 << 20, sm);
+        (dir, store, syncer, metrics)
+    }
+
+    fn file(bytes: &[u8]) -> Vec<(String, Bytes)> {
+        vec![(MODEL_FILE_NAME.into(), Bytes::copy_from_slice(bytes))]
+    }
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn versions_appear_only_verified_and_leave_after_they_stop_serving() {
+        let (dir, store, mut syncer, metrics) = setup();
+        let source = SyncedSource::new(Arc::new(LocalDirectory::new(dir.path())), syncer.state().clone(), "x");
+        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Absent);
+        publish_files(&store, "m", 1, file(b"one")).await.unwrap();
+        publish_files(&store, "m", 2, file(b"two")).await.unwrap();
+        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Updated { generation: 2, installed: 2 });
+        assert_eq!(std::fs::read(dir.path().join("m/2/model.json")).unwrap(), b"two");
+        assert_eq!(source.list().unwrap().models["m"].len(), 2);
+        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Unchanged, "an unchanged manifest is a 304");
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("riskserve_sync_polls_total{outcome=\"unchanged\"} 1"), "{text}");
+        assert!(text.contains("riskserve_sync_downloaded_bytes_total{kind=\"file\"} 6"), "{text}");
+        assert!(text.contains("riskserve_sync_manifest_generation 2"), "{text}");
+
+        // Removed from the manifest: hidden from the loader at once, deleted
+        // from disk only once no snapshot serves it.
+        unpublish(&store, "m", 1).await.unwrap();
+        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Updated { generation: 3, installed: 0 });
+        assert_eq!(source.list().unwrap().models["m"].iter().map(|e| e.version).collect::<Vec<_>>(), [2]);
+        assert!(dir.path().join("m/1").exists(), "kept until a swap away from it is published");
+        let registry = Registry::new(metrics.clone(), Duration::from_secs(60));
+        syncer.collect_retired(&registry);
+        assert!(!dir.path().join("m/1").exists(), "no snapshot serves it: gone");
+        assert!(dir.path().join("m/2").exists());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_does_not_match_the_manifest_is_never_installed() {
+        let (dir, store, mut syncer, _) = setup();
+        publish_files(&store, "m", 1, file(b"one")).await.unwrap();
+        // Someone overwrites the content-addressed object with other bytes.
+        let entry = FileEntry::for_bytes(b"one");
+        store.inner().put(&store.full_key(&entry.path), Bytes::from_static(b"onE").into()).await.unwrap();
+        let err = syncer.poll(T).await.unwrap_err();
+        assert!(matches!(err, SyncError::Mismatch { .. }), "{err}");
+        assert!(!dir.path().join("m/1").exists());
+        assert!(syncer.state().verified().is_empty());
+        assert!(syncer.state().status().last_error.unwrap().contains("does not match the manifest"));
+    }
+
+    use crate::sync::manifest::FileEntry;
+
+    #[tokio::test]
+    async fn an_edited_local_copy_is_repaired_and_a_restart_restores_without_the_store() {
+        let (dir, store, mut syncer, _) = setup();
+        publish_files(&store, "m", 1, file(b"one")).await.unwrap();
+        syncer.poll(T).await.unwrap();
+        std::fs::write(dir.path().join("m/1/model.json"), b"tampered").unwrap();
+        assert!(matches!(syncer.poll(T).await.unwrap(), Outcome::Updated { installed: 1, .. }));
+        assert_eq!(std::fs::read(dir.path().join("m/1/model.json")).unwrap(), b"one");
+        // A new replica process over the same directory, store down.
+        let metrics = Metrics::new();
+        let down = Store::from_parts(Arc::new(object_store::memory::InMemory::new()), "p", "memory://down");
+        let mut restarted = Syncer::new(down, dir.path(), 1 << 20, SyncMetrics::register(&metrics).unwrap());
+        restarted.restore();
+        assert_eq!(restarted.state().verified()["m"].len(), 1);
+        assert_eq!(restarted.state().status().generation, Some(1));
+    }
+
+    #[test]
+    fn waits_are_jittered_and_backoff_is_bounded() {
+        let d = Duration::from_secs(1);
+        let waits: Vec<_> = (0..50).map(|_| jitter(d)).collect();
+        assert!(waits.iter().all(|w| *w >= d.mul_f64(0.75) && *w < d.mul_f64(1.25)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != waits[0]), "replicas do not poll in step");
+        assert_eq!(backoff(d, 0), d);
+        assert_eq!(backoff(d, 2), 4 * d);
+        assert_eq!(backoff(d, 40), MAX_BACKOFF);
+    }
+}

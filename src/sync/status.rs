@@ -1,0 +1,220 @@
+//! What a syncing replica shares with the rest of the server: the set of
+//! versions verified against the manifest (which the [`SyncedSource`]
+//! filters the local listing by), the status `/v1/models` shows, and the
+//! `riskserve_sync_*` metrics.
+
+use crate::metrics::Metrics;
+use crate::model::format::LoadError;
+use crate::repository::{Fingerprint, ListError, Listing, ModelSource, VersionEntry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Model → version → fingerprint of its verified `model.json`.
+pub type Verified = BTreeMap<String, BTreeMap<u64, Fingerprint>>;
+
+/// Shared between the sync task, the source it feeds and the routes.
+#[derive(Debug, Default)]
+pub struct SyncState {
+    verified: RwLock<Verified>,
+    status: Mutex<SyncStatus>,
+}
+
+/// The sync part of `GET /v1/models`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SyncStatus {
+    /// The store URL.
+    pub source: String,
+    /// The manifest generation this replica is on: every version it lists
+    /// is verified on local disk and a reload pass has taken it in.
+    pub generation: Option<u64>,
+    /// The newest manifest generation read from the store.
+    pub generation_seen: Option<u64>,
+    /// RFC 3339 time of the last poll that reached the store.
+    pub last_success: Option<String>,
+    /// True while the store has been unreachable for longer than the stale
+    /// threshold; the replica keeps serving what it has.
+    pub stale: bool,
+    /// The last error, while it lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SyncState {
+    pub fn new(source: &str) -> SyncState {
+        SyncState {
+            verified: RwLock::default(),
+            status: Mutex::new(SyncStatus { source: source.to_string(), ..SyncStatus::default() }),
+        }
+    }
+
+    pub fn verified(&self) -> Verified {
+        self.verified.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_verified(&self, verified: Verified) {
+        *self.verified.write().unwrap_or_else(|p| p.into_inner()) = verified;
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        lock(&self.status).clone()
+    }
+
+    pub fn update_status(&self, f: impl FnOnce(&mut SyncStatus)) {
+        f(&mut lock(&self.status));
+    }
+}
+
+/// The local models directory as a source, showing only versions whose
+/// files were verified against the manifest and have not changed since
+/// (same fingerprint). Anything else on disk (a download in progress, a
+/// version retired from the manifest, a file someone edited) is invisible
+/// to the loader.
+pub struct SyncedSource {
+    inner: Arc<dyn ModelSource>,
+    state: Arc<SyncState>,
+    url: String,
+}
+
+impl SyncedSource {
+    pub fn new(inner: Arc<dyn ModelSource>, state: Arc<SyncState>, url: &str) -> SyncedSource {
+        SyncedSource { inner, state, url: url.to_string() }
+    }
+}
+
+impl ModelSource for SyncedSource {
+    fn describe(&self) -> String {
+        format!("{} synced into {}", self.url, self.inner.describe())
+    }
+
+    fn list(&self) -> Result<Listing, ListError> {
+        let mut listing = self.inner.list()?;
+        let verified = self.state.verified.read().unwrap_or_else(|p| p.into_inner());
+        listing.models.retain(|name, entries| match verified.get(name) {
+            Some(versions) => {
+                entries.retain(|e| versions.get(&e.version) == Some(&e.fingerprint));
+                true
+            }
+            None => false,
+        });
+        listing.rejected.retain(|r| r.model.as_ref().is_some_and(|m| verified.contains_key(m)));
+        Ok(listing)
+    }
+
+    fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+        self.inner.read(model, entry, max_bytes)
+    }
+}
+
+/// The `riskserve_sync_*` metric families.
+#[derive(Debug, Clone)]
+pub struct SyncMetrics {
+    pub polls_total: IntCounterVec,
+    pub downloaded_bytes_total: IntCounterVec,
+    pub last_success_timestamp_seconds: Gauge,
+    pub manifest_generation: IntGauge,
+    pub manifest_generation_applied: IntGauge,
+    pub stale: IntGauge,
+    pub versions_installed_total: IntCounter,
+    pub versions_removed_total: IntCounter,
+}
+
+impl SyncMetrics {
+    /// Creates the families and registers them with the server's registry.
+    pub fn register(metrics: &Metrics) -> prometheus::Result<SyncMetrics> {
+        let m = SyncMetrics {
+            polls_total: IntCounterVec::new(
+                Opts::new(
+                    "riskserve_sync_polls_total",
+                    "Manifest polls of the object store, by outcome: unchanged (304), updated, absent (no manifest \
+                     yet), error (store unreachable or a download failed), invalid (manifest or file did not verify).",
+                ),
+                &["outcome"],
+            )?,
+            downloaded_bytes_total: IntCounterVec::new(
+                Opts::new(
+                    "riskserve_sync_downloaded_bytes_total",
+                    "Body bytes downloaded from the object store, by kind: manifest, file.",
+                ),
+                &["kind"],
+            )?,
+            last_success_timestamp_seconds: Gauge::new(
+                "riskserve_sync_last_success_timestamp_seconds",
+                "Unix time of the last manifest poll that reached the object store.",
+            )?,
+            manifest_generation: IntGauge::new(
+                "riskserve_sync_manifest_generation",
+                "Newest manifest generation read from the object store.",
+            )?,
+            manifest_generation_applied: IntGauge::new(
+                "riskserve_sync_manifest_generation_applied",
+                "Manifest generation this replica is on (verified on disk and taken in by a reload pass).",
+            )?,
+            stale: IntGauge::new(
+                "riskserve_sync_stale",
+                "1 while the object store has been unreachable past the stale threshold (serving continues).",
+            )?,
+            versions_installed_total: IntCounter::new(
+                "riskserve_sync_versions_installed_total",
+                "Versions downloaded, verified and renamed into the models directory.",
+            )?,
+            versions_removed_total: IntCounter::new(
+                "riskserve_sync_versions_removed_total",
+                "Local copies removed after their version left the manifest and stopped serving.",
+            )?,
+        };
+        for outcome in ["unchanged", "updated", "absent", "error", "invalid"] {
+            m.polls_total.with_label_values(&[outcome]);
+        }
+        for kind in ["manifest", "file"] {
+            m.downloaded_bytes_total.with_label_values(&[kind]);
+        }
+        for c in [
+            Box::new(m.polls_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.downloaded_bytes_total.clone()),
+            Box::new(m.last_success_timestamp_seconds.clone()),
+            Box::new(m.manifest_generation.clone()),
+            Box::new(m.manifest_generation_applied.clone()),
+            Box::new(m.stale.clone()),
+            Box::new(m.versions_installed_total.clone()),
+            Box::new(m.versions_removed_total.clone()),
+        ] {
+            metrics.register(c)?;
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::LocalDirectory;
+
+    #[test]
+    fn the_source_lists_only_verified_unchanged_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalDirectory::new(dir.path());
+        for v in [1, 2, 3] {
+            local.publish("m", v, b"x").unwrap();
+        }
+        local.publish("other", 1, b"x").unwrap();
+        std::fs::create_dir_all(dir.path().join("m/007")).unwrap();
+        let state = Arc::new(SyncState::new("s3://b/p"));
+        let source = SyncedSource::new(Arc::new(local.clone()), state.clone(), "s3://b/p");
+        assert!(source.list().unwrap().models.is_empty(), "nothing verified, nothing listed");
+        let fp = |v| super::super::install::local_fingerprint(&local, "m", v).unwrap();
+        let stale = Fingerprint { len: 1, token: 0 };
+        state.set_verified(BTreeMap::from([("m".into(), BTreeMap::from([(1, fp(1)), (2, stale), (3, fp(3))]))]));
+        let listing = source.list().unwrap();
+        assert_eq!(listing.models.keys().collect::<Vec<_>>(), ["m"]);
+        assert_eq!(listing.models["m"].iter().map(|e| e.version).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(listing.rejected.len(), 1, "the model's own rejected entries still show");
+        assert!(source.describe().starts_with("s3://b/p synced into directory"));
+        assert_eq!(source.read("m", &listing.models["m"][0], 10).unwrap(), b"x");
+    }
+}

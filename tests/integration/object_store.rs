@@ -1,0 +1,581 @@
+//! Object-store sync against real S3-compatible servers started here on
+//! 127.0.0.1 free ports: `moto_server` for the publish protocol (conditional
+//! GET/PUT) and three replicas under load, and `rclone serve s3` as a
+//! second, independent implementation of the read path. Replicas are the
+//! real binary (`riskserve serve --sync-from`), each with the standard
+//! `AWS_*` variables; the test publishes through the library.
+
+use crate::common::{bundled_payload, metric, spawn_binary, Client, Spawned, MODEL, PREDICT, ROW, WAIT};
+use object_store::aws::AmazonS3Builder;
+use riskserve::model::format::{decode, encode};
+use riskserve::repository::LocalDirectory;
+use riskserve::sync::manifest::{sha256_hex, FileEntry};
+use riskserve::sync::publish::{publish_files, unpublish, PublishError};
+use riskserve::sync::store::{ManifestRead, Store, StoreError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "models";
+const PREFIX: &str = "team/risk";
+
+/// The model file of `version`: the bundled forest, recorded as trained as
+/// that version, so every version has its own bytes and digest.
+fn model_bytes(version: u64) -> Vec<u8> {
+    let mut payload = bundled_payload();
+    payload.meta.model_version = version;
+    encode(&payload).unwrap()
+}
+
+fn payload_digest(bytes: &[u8]) -> String {
+    decode(bytes).unwrap().1
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_listening(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An S3-compatible server as a child process, killed on drop.
+struct S3Server {
+    _child: testkit::Child,
+    addr: SocketAddr,
+}
+
+impl S3Server {
+    async fn moto() -> S3Server {
+        let port = free_port();
+        let child = std::process::Command::new(testkit::tools::tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let server = S3Server { _child: testkit::Child(child), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        wait_listening(server.addr, "moto_server").await;
+        // moto accepts an unsigned bucket creation.
+        let reply = crate::common::send(server.addr, "PUT", &format!("/{BUCKET}"), &[], b"").await;
+        assert_eq!(reply.status, 200, "create bucket: {}", reply.text());
+        server
+    }
+
+    /// `rclone serve s3` over `dir` (each subdirectory is a bucket).
+    async fn rclone(dir: &Path) -> S3Server {
+        let port = free_port();
+        let child = std::process::Command::new(testkit::tools::tool("rclone"))
+            // rclone caches directory entries for 5 min by default: a
+            // rewritten manifest.json would be served with its old size.
+            .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}"), "--auth-key", "test,test"])
+            .args(["--dir-cache-time", "0s"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rclone serve s3");
+        let server = S3Server { _child: testkit::Child(child), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        wait_listening(server.addr, "rclone serve s3").await;
+        server
+    }
+}
+
+/// The `AWS_*` environment a replica gets for `endpoint`.
+fn aws_env(endpoint: SocketAddr) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL".into(), format!("http://{endpoint}")),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ]
+}
+
+/// The test's own client of the store (the publisher), configured explicitly.
+fn s3_store(endpoint: SocketAddr) -> Store {
+    let s3 = AmazonS3Builder::new()
+        .with_endpoint(format!("http://{endpoint}"))
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    Store::from_parts(Arc::new(s3), PREFIX, &format!("s3://{BUCKET}/{PREFIX}"))
+}
+
+fn url() -> String {
+    format!("s3://{BUCKET}/{PREFIX}")
+}
+
+fn file(version: u64) -> Vec<(String, bytes::Bytes)> {
+    vec![("model.json".to_string(), bytes::Bytes::from(model_bytes(version)))]
+}
+
+/// A replica: `riskserve serve --sync-from` over its own empty models directory.
+struct Replica {
+    proc: Spawned,
+    models: PathBuf,
+}
+
+fn replica(dir: &Path, name: &str, endpoint: SocketAddr) -> Replica {
+    let models = dir.join(name).join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let env = aws_env(endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let proc = spawn_binary(&models, &["--sync-from", &url(), "--sync-interval-ms", "200"], &env);
+    Replica { proc, models }
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let reply = crate::common::send(addr, "GET", path, &[], b"").await;
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    reply.json()
+}
+
+async fn metrics_of(addr: SocketAddr) -> String {
+    crate::common::send(addr, "GET", "/metrics", &[], b"").await.text()
+}
+
+/// Steady load on one replica: one keep-alive connection, requests back to
+/// back; every answer's version and time recorded, every failure counted.
+struct Load {
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    /// (when, version served) each time the served version changed.
+    changes: Arc<Mutex<Vec<(Instant, u64)>>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The replica's log, shown when a wait fails.
+    log: testkit::Log,
+}
+
+impl Load {
+    fn start(replica: &Replica) -> Load {
+        let (addr, log) = (replica.proc.addr, replica.proc.log.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let (s, r, f, c) = (stop.clone(), requests.clone(), failures.clone(), changes.clone());
+        let task = tokio::spawn(async move {
+            let mut client = Client::connect(addr).await.expect("connect");
+            let mut last = 0;
+            while !s.load(Ordering::Relaxed) {
+                let reply =
+                    client.request("POST", PREDICT, &[("content-type", "application/json")], ROW.as_bytes()).await;
+                r.fetch_add(1, Ordering::Relaxed);
+                match reply {
+                    Ok(reply) if reply.status == 200 => {
+                        let v = reply.json()["model_version"].as_u64().unwrap_or(0);
+                        if v != last {
+                            c.lock().unwrap().push((Instant::now(), v));
+                            last = v;
+                        }
+                    }
+                    Ok(reply) => f.lock().unwrap().push(format!("{}: {}", reply.status, reply.text())),
+                    Err(e) => {
+                        f.lock().unwrap().push(e);
+                        match Client::connect(addr).await {
+                            Ok(c) => client = c,
+                            Err(e) => {
+                                f.lock().unwrap().push(format!("reconnect: {e}"));
+                                return;
+                            }
+                        }
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        Load { stop, requests, failures, changes, task, log }
+    }
+
+    /// When this replica first served `version` (or a newer one).
+    fn first_serving(&self, version: u64) -> Option<Instant> {
+        self.changes.lock().unwrap().iter().find(|(_, v)| *v >= version).map(|(t, _)| *t)
+    }
+
+    async fn wait_serving(&self, version: u64, what: &str) -> Instant {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(t) = self.first_serving(version) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: version {version} not served within {WAIT:?}; replica log:\n{}",
+                self.log.tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (self.requests.load(Ordering::Relaxed), self.failures.lock().unwrap().clone())
+    }
+}
+
+/// A TCP forwarder between the replicas and the store that the test can
+/// take down (every connection refused and every open one cut) and bring back.
+struct Outage {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl Outage {
+    async fn forward_to(target: SocketAddr) -> Outage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (d, c) = (down.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(task);
+            }
+        });
+        Outage { addr, down, conns, _accept: accept }
+    }
+
+    fn stop(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for task in self.conns.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn start(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Every version a replica lists as available has the digest of the bytes
+/// published for it, and every local copy is exactly those bytes.
+async fn check_bytes(r: &Replica, addr: SocketAddr, published: &std::collections::BTreeMap<u64, Vec<u8>>) {
+    let models = get_json(addr, &format!("/v1/models/{MODEL}")).await;
+    for v in models["versions"].as_array().unwrap() {
+        if v["state"] == "available" {
+            let version = v["version"].as_u64().unwrap();
+            let expected = published.get(&version).map(|b| payload_digest(b));
+            assert_eq!(v["digest"].as_str(), expected.as_deref(), "version {version}");
+        }
+    }
+    let local = LocalDirectory::new(&r.models);
+    for (version, bytes) in published {
+        if let Ok(local) = std::fs::read(local.model_file(MODEL, *version)) {
+            assert_eq!(sha256_hex(&local), sha256_hex(bytes), "local copy of {version}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moto_publish_protocol_and_a_manifest_race_between_two_publish_commands() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let env = aws_env(s3.addr);
+    let publish = |models: &Path, version: u64| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_riskserve"))
+            .args(["publish", "--to", &url()])
+            .arg(LocalDirectory::new(models).version_dir(MODEL, version))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    let a = dir.path().join("a/models");
+    let b = dir.path().join("b/models");
+    LocalDirectory::new(&a).publish(MODEL, 1, &model_bytes(1)).unwrap();
+    let out = publish(&a, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("manifest generation 1"), "{text}");
+    let out = publish(&a, 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already published"), "idempotent");
+
+    // Moto honours If-Match: a write on a stale ETag is refused.
+    let ManifestRead::Found { manifest, etag, .. } = store.read_manifest(None).await.unwrap() else { panic!() };
+    let stale = etag.expect("moto gives ETags");
+    publish_files(&store, MODEL, 2, file(2)).await.unwrap();
+    assert!(matches!(store.replace_manifest(&manifest, Some(&stale)).await, Err(StoreError::Changed { .. })));
+    // And If-None-Match: an unchanged manifest is not downloaded again.
+    let ManifestRead::Found { etag, .. } = store.read_manifest(None).await.unwrap() else { panic!() };
+    assert!(matches!(store.read_manifest(etag.as_deref()).await.unwrap(), ManifestRead::Unchanged));
+
+    // Two publishers race for version 3 with different bytes: one wins, the
+    // other is told it lost; the manifest holds the winner's bytes.
+    let mut other = bundled_payload();
+    other.meta.model_version = 3;
+    other.meta.created_at = "2001-01-01T00:00:00Z".into();
+    LocalDirectory::new(&a).publish(MODEL, 3, &model_bytes(3)).unwrap();
+    LocalDirectory::new(&b).publish(MODEL, 3, &encode(&other).unwrap()).unwrap();
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| publish(&a, 3));
+        let tb = s.spawn(|| publish(&b, 3));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert!(ra.status.success() != rb.status.success(), "exactly one publisher wins");
+    let (winner, loser, winner_dir) = if ra.status.success() { (ra, rb, &a) } else { (rb, ra, &b) };
+    let told = String::from_utf8_lossy(&loser.stderr);
+    assert!(told.contains("another publisher"), "the loser is told it lost: {told}");
+    assert!(String::from_utf8_lossy(&winner.stdout).contains("generation 3"));
+    let ManifestRead::Found { manifest, .. } = store.read_manifest(None).await.unwrap() else { panic!() };
+    let won = std::fs::read(LocalDirectory::new(winner_dir).model_file(MODEL, 3)).unwrap();
+    assert!(manifest.version(MODEL, 3).unwrap().files["model.json"].matches(&won));
+    assert_eq!(manifest.generation, 3);
+}
+
+/// The issue's scenario: three replicas under steady load, 20 versions
+/// published (some uploads interrupted midway, one race between two
+/// publishers), the store stopped for a while mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_converge_under_load_through_races_interruptions_and_an_outage() {
+    let outage_for =
+        Duration::from_secs(std::env::var("RISKSERVE_SYNC_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5));
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let proxy = Outage::forward_to(s3.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut published = std::collections::BTreeMap::new();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    published.insert(1, model_bytes(1));
+    let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), proxy.addr)).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
+    let loads: Vec<Load> = replicas.iter().map(Load::start).collect();
+    for l in &loads {
+        l.wait_serving(1, "first version").await;
+    }
+
+    let mut convergence = Vec::new();
+    for version in 2..=21u64 {
+        if version % 5 == 0 {
+            // An upload interrupted midway: half the bytes under the
+            // version's content address, no manifest update. Replicas must
+            // not notice; the re-run publish repairs the object.
+            let bytes = model_bytes(version);
+            let entry = FileEntry::for_bytes(&bytes);
+            let half = bytes::Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+            store.inner().put(&store.full_key(&entry.path), half.into()).await.unwrap();
+        }
+        // Convergence is counted from before the publish starts (uploads
+        // included), so it can only be overstated.
+        let started = Instant::now();
+        if version == 12 {
+            // Two publishers race for this version with different bytes.
+            let mut other = bundled_payload();
+            other.meta.model_version = version;
+            other.meta.created_at = "2001-01-01T00:00:00Z".into();
+            let theirs = vec![("model.json".to_string(), bytes::Bytes::from(encode(&other).unwrap()))];
+            let (mine, their) = tokio::join!(
+                publish_files(&store, MODEL, version, file(version)),
+                publish_files(&store, MODEL, version, theirs.clone())
+            );
+            let (won, lost) = match (mine, their) {
+                (Ok(w), Err(l)) => {
+                    published.insert(version, model_bytes(version));
+                    (w, l)
+                }
+                (Err(l), Ok(w)) => {
+                    published.insert(version, theirs[0].1.to_vec());
+                    (w, l)
+                }
+                other => panic!("exactly one of two racing publishers wins: {other:?}"),
+            };
+            assert!(matches!(lost, PublishError::LostRace { .. } | PublishError::AlreadyDifferent { .. }), "{lost}");
+            assert!(lost.to_string().contains("another publisher"), "{lost}");
+            assert!(won.changed);
+        } else {
+            publish_files(&store, MODEL, version, file(version)).await.unwrap();
+            published.insert(version, model_bytes(version));
+        }
+        for l in &loads {
+            let t = l.wait_serving(version, "convergence").await;
+            convergence.push(t.saturating_duration_since(started));
+        }
+    }
+
+    // The store goes away. Serving goes on, sync says it is stale.
+    proxy.stop();
+    let stopped = Instant::now();
+    for addr in &addrs {
+        let deadline = Instant::now() + WAIT;
+        while metric(&metrics_of(*addr).await, "riskserve_sync_stale", &[]) != Some(1.0) {
+            assert!(Instant::now() < deadline, "stale sync not reported within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(crate::common::send(*addr, "GET", "/v2/health/ready", &[], b"").await.status, 200, "still ready");
+        let status = get_json(*addr, "/v1/models").await;
+        assert_eq!(status["sync"]["stale"], true, "{status}");
+    }
+    // A version published while the replicas cannot reach the store.
+    publish_files(&store, MODEL, 22, file(22)).await.unwrap();
+    published.insert(22, model_bytes(22));
+    tokio::time::sleep(outage_for.saturating_sub(stopped.elapsed())).await; // the outage itself
+    for l in &loads {
+        assert!(l.first_serving(22).is_none(), "nothing new arrives while the store is down");
+    }
+    proxy.start();
+    let back = Instant::now();
+    let mut after_outage = Vec::new();
+    for l in &loads {
+        after_outage.push(l.wait_serving(22, "convergence after the outage").await.saturating_duration_since(back));
+    }
+
+    // Nothing changes for a while: polls are 304s and download nothing.
+    let before: Vec<String> = futures::future::join_all(addrs.iter().map(|a| metrics_of(*a))).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after: Vec<String> = futures::future::join_all(addrs.iter().map(|a| metrics_of(*a))).await;
+    let mut unchanged_polls = 0.0;
+    let mut manifest_bytes = 0.0;
+    for (b, a) in before.iter().zip(&after) {
+        let polls = |t: &str| metric(t, "riskserve_sync_polls_total", &[("outcome", "unchanged")]).unwrap_or(0.0);
+        let bytes =
+            |t: &str| metric(t, "riskserve_sync_downloaded_bytes_total", &[("kind", "manifest")]).unwrap_or(0.0);
+        unchanged_polls += polls(a) - polls(b);
+        manifest_bytes += bytes(a) - bytes(b);
+    }
+    assert!(unchanged_polls >= 3.0, "replicas keep polling: {unchanged_polls}");
+    assert_eq!(manifest_bytes, 0.0, "an unchanged poll downloads no manifest");
+
+    // Removal: version 1 leaves the manifest, then each local copy goes.
+    let generation = unpublish(&store, MODEL, 1).await.unwrap().generation;
+    for r in &replicas {
+        let gone = LocalDirectory::new(&r.models).version_dir(MODEL, 1);
+        let deadline = Instant::now() + WAIT;
+        while gone.exists() {
+            assert!(Instant::now() < deadline, "{} not removed within {WAIT:?}", gone.display());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for (r, addr) in replicas.iter().zip(&addrs) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = get_json(*addr, "/v1/models").await;
+            if status["sync"]["generation"] == generation {
+                assert_eq!(status["sync"]["stale"], false);
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica not on generation {generation}: {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        check_bytes(r, *addr, &published).await;
+    }
+
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    convergence.sort();
+    after_outage.sort();
+    println!(
+        "three replicas: {} convergences, p50 {:?} p99 {:?} max {:?}; after a {:?} outage: max {:?}; \
+         {requests} requests, {} failed; manifest bytes per unchanged poll {}",
+        convergence.len(),
+        percentile(&convergence, 0.5),
+        percentile(&convergence, 0.99),
+        convergence.last().unwrap(),
+        outage_for,
+        after_outage.last().unwrap(),
+        failures.len(),
+        manifest_bytes / unchanged_polls,
+    );
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(requests > 100, "steady load: {requests}");
+}
+
+/// rclone's S3 server as the read path: versions published into the
+/// directory it serves (through `file://`, the shared-mount protocol) reach a
+/// replica that syncs over S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rclone_serves_the_read_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s3root");
+    let shared = Store::open(&format!("file://{}/{BUCKET}/{PREFIX}", root.display())).unwrap();
+    publish_files(&shared, MODEL, 1, file(1)).await.unwrap();
+    let s3 = S3Server::rclone(&root).await;
+    let r = replica(dir.path(), "r", s3.addr);
+    let load = Load::start(&r);
+    load.wait_serving(1, "rclone: first version").await;
+    let status = get_json(r.proc.addr, "/v1/models").await;
+    assert_eq!(status["sync"]["generation"], 1, "on the generation of the first sync: {status}");
+    assert_eq!(status["sync"]["source"], url());
+    publish_files(&shared, MODEL, 2, file(2)).await.unwrap();
+    load.wait_serving(2, "rclone: second version").await;
+    unpublish(&shared, MODEL, 1).await.unwrap();
+    let gone = LocalDirectory::new(&r.models).version_dir(MODEL, 1);
+    let deadline = Instant::now() + WAIT;
+    while gone.exists() {
+        assert!(Instant::now() < deadline, "version 1 not removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = std::collections::BTreeMap::from([(2, model_bytes(2))]);
+    check_bytes(&r, r.proc.addr, &published).await;
+    let text = metrics_of(r.proc.addr).await;
+    assert!(metric(&text, "riskserve_sync_polls_total", &[("outcome", "updated")]).unwrap() >= 3.0, "{text}");
+    assert_eq!(metric(&text, "riskserve_sync_manifest_generation", &[]), Some(3.0));
+    let (requests, failures) = load.finish().await;
+    assert!(failures.is_empty() && requests > 0, "{failures:?}");
+}
+
+/// `train --publish-to` and `publish --remove` through the binary, on a
+/// `file://` store (a shared mount).
+#[tokio::test]
+async fn train_publishes_to_a_store_and_publish_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store_url = format!("file://{}/shared/credit", d.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_riskserve"))
+            .args(args)
+            .current_dir(d)
+            .env("CI", "true")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    assert!(run(&["synth", "--rows", "800", "--seed", "2", "--out", "loans.csv"]).0);
+    let (ok, text) = run(&["train", "--data", "loans.csv", "--algorithm", "logistic", "--publish-to", &store_url]);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("published credit-risk version 1 to {store_url}: manifest generation 1")), "{text}");
+    let store = Store::open(&store_url).unwrap();
+    let ManifestRead::Found { manifest, .. } = store.read_manifest(None).await.unwrap() else { panic!("{text}") };
+    let local = std::fs::read(d.join("models/credit-risk/1/model.json")).unwrap();
+    assert!(manifest.version(MODEL, 1).unwrap().files["model.json"].matches(&local));
+
+    let (ok, text) = run(&["publish", "--to", &store_url, "--remove", "credit-risk/1"]);
+    assert!(ok && text.contains("removed credit-risk version 1") && text.contains("generation 2"), "{text}");
+    let (ok, text) = run(&["publish", "--to", &store_url, "--remove", "credit-risk/1"]);
+    assert!(!ok && text.contains("not published"), "{text}");
+    let (ok, text) = run(&["publish", "--to", &store_url, "--remove", "credit-risk/07"]);
+    assert!(!ok && text.contains("<model>/<version>"), "{text}");
+    let (ok, text) = run(&["publish", "--to", "ftp://x/y", "models/credit-risk/1"]);
+    assert!(!ok && text.contains("unsupported scheme"), "{text}");
+}
