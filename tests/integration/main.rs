@@ -10,5 +10,6 @@ mod hot_swap;
 mod limits;
 mod predict;
 mod reload;
+mod report;
 mod shutdown;
 mod swap_harness;
