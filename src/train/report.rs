@@ -41,7 +41,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let _ = write!(
         html,
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><style>
-body{{font-family:sans-serif;margin:1.5rem;color:#222;max-width:1450px}}h1{{font-size:1.4rem}}h2{{font-size:1.1rem;margin-top:1.5rem}}
+body{{font-family:sans-serif;margin:1.5rem;color:#222;max-width:1560px}}h1{{font-size:1.4rem}}h2{{font-size:1.1rem;margin-top:1.5rem}}
 .grid{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0;border:1px solid #ddd;padding:4px}}figcaption{{font-size:.8rem;color:#555;max-width:460px}}
 table{{border-collapse:collapse;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}
 svg{{max-width:100%;height:auto}}</style></head><body><h1>Model report: {title}</h1>"#,

@@ -82,14 +82,15 @@ impl Chart {
         self.body.push_str(&s);
     }
 
-    /// A line through `points` (clipped to the plot by the viewport).
+    /// A line through `points`, each held inside the chart's ranges so a
+    /// spike stays in the plot area.
     pub fn line(&mut self, points: &[(f64, f64)], color: &str, width: f64, opacity: f64, dashed: bool) {
         if points.is_empty() {
             return;
         }
         let mut d = String::with_capacity(points.len() * 14);
         for (i, &(x, y)) in points.iter().enumerate() {
-            let (x, y) = (self.px(x).clamp(0.0, self.width), self.py(y).clamp(0.0, self.height));
+            let (x, y) = (self.px(x.clamp(self.x.0, self.x.1)), self.py(y.clamp(self.y.0, self.y.1)));
             let _ = write!(d, "{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" });
         }
         let dash = if dashed { r#" stroke-dasharray="5,4""# } else { "" };

@@ -31,7 +31,7 @@ fn screenshot(dir: &Path, url: &str, png: &Path) -> Vec<u8> {
             "--hide-scrollbars",
             &format!("--user-data-dir={}", profile.path().display()),
             &format!("--screenshot={}", png.display()),
-            "--window-size=1480,1500",
+            "--window-size=1560,1500",
             url,
         ])
         .stdout(std::process::Stdio::null())
@@ -102,7 +102,7 @@ fn evaluate_writes_a_self_contained_report_that_chromium_renders() {
         &format!("file://{}", dir.path().join("blank.html").display()),
         &dir.path().join("blank.png"),
     );
-    assert_eq!(png_size(&report), (1480, 1500));
+    assert_eq!(png_size(&report), (1560, 1500));
     // Drawn charts and text compress far worse than an empty page.
     assert!(report.len() > 10 * blank.len(), "report {} bytes vs blank page {} bytes", report.len(), blank.len());
     if let Ok(keep) = std::env::var("REPORT_SCREENSHOT") {
