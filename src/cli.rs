@@ -3,14 +3,17 @@
 //! the library and prints the outcome; no pipeline logic lives here.
 
 use crate::config::{Config, ServeArgs};
-use crate::model::format;
+use crate::model::format::{self, Bands, DecisionCosts};
 use crate::repository::layout;
 use crate::repository::local::{self, ValidatedFile};
 use crate::repository::LocalDirectory;
+use crate::train::assess::{across_seeds, Assessment, Scores};
+use crate::train::cost::min_cost_threshold;
 use crate::train::dataset::write_csv;
 use crate::train::fit::{Algorithm, TrainOptions};
 use crate::train::pipeline::{self, DataSummary, EvaluatePlan, Observer, ThresholdChoice, TrainPlan};
 use crate::train::progress::Progress;
+use crate::train::report;
 use crate::train::synth;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -100,8 +103,17 @@ pub struct TrainArgs {
     pub folds: usize,
     /// Fixed decision threshold on probability_late, instead of the
     /// out-of-fold Youden-J choice.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cost_false_negative")]
     pub threshold: Option<f64>,
+    #[command(flatten)]
+    pub costs: CostArgs,
+    /// Decision bands recorded in the file, e.g.
+    /// `approve:0.02,review:0.06,decline` (name:upper-cutoff, last open).
+    #[arg(long, value_name = "NAME:CUTOFF,...,NAME")]
+    pub bands: Option<String>,
+    /// Also write a self-contained HTML report of the cross-validation.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub estimator: EstimatorArgs,
     /// After writing the version locally, publish it to this object store
@@ -127,6 +139,46 @@ pub struct PublishArgs {
     pub remove: bool,
 }
 
+/// Decision costs shared by `train` (choose the threshold) and `evaluate`
+/// (the report's expected-cost curve).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CostArgs {
+    /// Money lost approving a loan that pays late; with
+    /// --cost-false-positive, `train` picks the threshold of least
+    /// expected cost on the out-of-fold predictions.
+    #[arg(long, requires = "cost_false_positive")]
+    pub cost_false_negative: Option<f64>,
+    /// Margin lost declining a loan that would have paid on time.
+    #[arg(long, requires = "cost_false_negative")]
+    pub cost_false_positive: Option<f64>,
+}
+
+impl CostArgs {
+    fn costs(&self) -> Option<DecisionCosts> {
+        Some(DecisionCosts { false_negative: self.cost_false_negative?, false_positive: self.cost_false_positive? })
+    }
+}
+
+/// Parses `approve:0.02,review:0.06,decline`.
+fn parse_bands(text: &str) -> Result<Bands> {
+    let mut names = Vec::new();
+    let mut cutoffs = Vec::new();
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    for (i, part) in parts.iter().enumerate() {
+        match part.split_once(':') {
+            Some((name, cutoff)) if i + 1 < parts.len() => {
+                names.push(name.trim().to_string());
+                cutoffs.push(cutoff.trim().parse::<f64>().map_err(|e| anyhow::anyhow!("--bands: `{cutoff}`: {e}"))?);
+            }
+            None if i + 1 == parts.len() => names.push(part.to_string()),
+            _ => anyhow::bail!("--bands: write NAME:CUTOFF for every band but the last, which is just NAME"),
+        }
+    }
+    let bands = Bands { names, cutoffs };
+    bands.validate().map_err(|e| anyhow::anyhow!("--bands: {e}"))?;
+    Ok(bands)
+}
+
 #[derive(Debug, clap::Args)]
 pub struct EvaluateArgs {
     /// Labelled CSV to cross-validate on.
@@ -140,6 +192,16 @@ pub struct EvaluateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Repeat the cross-validation with each of these fold seeds and report
+    /// mean ± std across them (default: --seed only).
+    #[arg(long, value_delimiter = ',', value_name = "SEED,...")]
+    pub seeds: Vec<u64>,
+    /// Also write a self-contained HTML report (first algorithm evaluated).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Costs for the report's expected-cost curve (default 5000 / 300).
+    #[command(flatten)]
+    pub costs: CostArgs,
     #[command(flatten)]
     pub estimator: EstimatorArgs,
 }
@@ -283,7 +345,12 @@ fn train(args: &TrainArgs) -> Result<()> {
         destination: LocalDirectory::new(&args.models_dir),
         options: args.estimator.options(args.algorithm),
         folds: args.folds,
-        threshold: args.threshold.map_or(ThresholdChoice::YoudenOutOfFold, ThresholdChoice::Fixed),
+        threshold: match (args.threshold, args.costs.costs()) {
+            (Some(t), _) => ThresholdChoice::Fixed(t),
+            (None, Some(costs)) => ThresholdChoice::MinExpectedCost(costs),
+            (None, None) => ThresholdChoice::YoudenOutOfFold,
+        },
+        bands: args.bands.as_deref().map(parse_bands).transpose()?,
     };
     let out = pipeline::train(&plan, &Bars::default())?;
     for r in &out.ignored {
@@ -306,7 +373,25 @@ fn train(args: &TrainArgs) -> Result<()> {
         metrics.brier.std,
         metrics.brier_base_rate
     );
+    print_calibration(&out.assessment);
+    if let Some(cost) = out.decision.expected_cost_per_1000 {
+        println!("expected cost per 1,000 applications at the threshold (out of fold): {cost:.0}");
+    }
     println!("digest {}  size {} bytes", out.digest, out.file_bytes);
+    if let Some(path) = &args.report {
+        let costs = out.decision.costs.unwrap_or(report::DEFAULT_COSTS);
+        let input = report::ReportInput {
+            title: format!("{} version {}", out.model_name, out.version),
+            data: &out.data,
+            folds: args.folds,
+            runs: std::slice::from_ref(&out.assessment),
+            threshold: out.decision.threshold,
+            strategy: &out.decision.strategy,
+            costs,
+        };
+        std::fs::write(path, report::render(&input))?;
+        println!("report written to {}", path.display());
+    }
     if let Some(url) = &args.publish_to {
         let dir = out.path.parent().unwrap_or(&out.path);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -317,12 +402,35 @@ fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Calibration before and after, with the reliability bins.
+fn print_calibration(a: &Assessment) {
+    let c = &a.calibration;
+    let method = c.calibration.as_ref().map_or("none (neither beat the raw probability)", |m| m.method());
+    println!(
+        "calibration: {method}  (cross-fitted Brier of each candidate: {})",
+        c.candidates.iter().map(|(n, b, _)| format!("{n} {b:.6}")).collect::<Vec<_>>().join(", ")
+    );
+    println!("| out of fold | Brier | log loss | ECE |");
+    println!("|---|---|---|---|");
+    for (label, m) in [("before", &c.before), ("after", &c.after)] {
+        println!("| {label} | {:.6} | {:.5} | {:.5} |", m.brier, m.log_loss, m.ece);
+    }
+    println!("reliability bins (equal count): mean predicted -> observed late rate");
+    for (b, a) in c.before.bins.iter().zip(&c.after.bins) {
+        println!(
+            "  {:>5} rows  before {:.4} -> {:.4}   after {:.4} -> {:.4}",
+            b.rows, b.predicted, b.observed, a.predicted, a.observed
+        );
+    }
+}
+
 fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let algorithms: Vec<Algorithm> = args.algorithm.map(|a| vec![a]).unwrap_or_else(|| Algorithm::ALL.to_vec());
     let plan = EvaluatePlan {
         data: args.data.clone(),
         candidates: algorithms.into_iter().map(|a| args.estimator.options(a)).collect(),
         folds: args.folds,
+        seeds: args.seeds.clone(),
     };
     let out = pipeline::evaluate(&plan, &Bars::default())?;
     let data = &out.data;
@@ -338,6 +446,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
                     "fit_seconds": r.fit_seconds,
                     "predict_seconds": r.predict_seconds,
                     "folds": r.folds,
+                    "seeds": r.assessments,
                 })
             })
             .collect();
@@ -376,6 +485,47 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
             predict_s.mean,
             predict_s.std
         );
+    }
+    let seeds: Vec<String> =
+        out.results.first().map_or(vec![], |r| r.assessments.iter().map(|a| a.seed.to_string()).collect());
+    println!();
+    println!("Raw and calibrated out-of-fold probabilities, mean ± std across seeds {} (ROC-AUC, PR-AUC: mean over folds; Brier, log loss, ECE: pooled out-of-fold rows):", seeds.join(", "));
+    println!("| algorithm | probability | ROC-AUC | PR-AUC | Brier | log loss | ECE |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &out.results {
+        let runs = &r.assessments;
+        for (label, pick) in [("raw", false), ("calibrated", true)] {
+            let s = |f: fn(&Scores) -> f64| {
+                let m = across_seeds(runs, |a| f(if pick { &a.calibrated } else { &a.raw }));
+                (m.mean, m.std)
+            };
+            let methods: Vec<&str> =
+                runs.iter().map(|a| a.calibration.calibration.as_ref().map_or("none", |c| c.method())).collect();
+            let label = if pick { format!("{label} ({})", methods.join("/")) } else { label.to_string() };
+            let (auc, pr, br, ll, ece) =
+                (s(|x| x.roc_auc), s(|x| x.pr_auc), s(|x| x.brier), s(|x| x.log_loss), s(|x| x.ece));
+            println!(
+                "| {} | {label} | {:.4} ± {:.4} | {:.4} ± {:.4} | {:.5} ± {:.5} | {:.4} ± {:.4} | {:.4} ± {:.4} |",
+                r.algorithm, auc.0, auc.1, pr.0, pr.1, br.0, br.1, ll.0, ll.1, ece.0, ece.1
+            );
+        }
+    }
+    if let (Some(path), Some(r)) = (&args.report, out.results.first()) {
+        let costs = args.costs.costs().unwrap_or(report::DEFAULT_COSTS);
+        let calibrated: Vec<f64> = r.assessments.first().map_or(vec![], |a| a.calibration.calibrated.clone());
+        let labels = r.assessments.first().map_or(vec![], |a| a.labels.clone());
+        let best = min_cost_threshold(&labels, &calibrated, costs);
+        let input = report::ReportInput {
+            title: format!("{} on {}", r.algorithm, data.source),
+            data,
+            folds: args.folds,
+            runs: &r.assessments,
+            threshold: best.threshold,
+            strategy: "min_expected_cost_out_of_fold",
+            costs,
+        };
+        std::fs::write(path, report::render(&input))?;
+        println!("report written to {}", path.display());
     }
     Ok(())
 }

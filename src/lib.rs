@@ -7,7 +7,8 @@
 //! - [`model`] — the prediction core: the ten-feature [`model::input::LoanApplication`]
 //!   and its per-field rules, the reference preprocessing, estimators compiled
 //!   into flat arrays, load-time limits, the digest-protected file format,
-//!   and the [`model::Scorer`] seam.
+//!   calibration, exact reason codes ([`model::explain`]), and the
+//!   [`model::Scorer`] seam.
 //! - [`repository`] — the layout rules, the [`repository::ModelSource`]
 //!   interface, and the local directory with atomic publishing.
 //! - [`registry`] — the `ArcSwap` snapshot (serving set + status), the pure
@@ -15,7 +16,8 @@
 //!   the notify watcher with its pass signal, and rollouts (`rollout.toml`:
 //!   stable, sticky canary, shadow, guards that revert a bad candidate).
 //! - [`train`] — the training pipeline (typed plan → outcome), smartcore
-//!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), data.
+//!   fitting, cross-validation, evaluation (ROC-AUC, PR-AUC, Brier), out-of-fold
+//!   calibration and cost-based thresholds, the HTML report, data.
 //! - [`http`] — the accept loop with connection limits, admission control,
 //!   routes (callable without a socket), request parsing, the one error →
 //!   status mapping, the loan officer's web form at `/`, the Open Inference

@@ -129,6 +129,25 @@ pub struct EvaluationMetrics {
     pub brier: MeanStd,
     /// Brier score of always predicting the training base rate, for context.
     pub brier_base_rate: f64,
+    /// Calibration of the out-of-fold probabilities before and after the
+    /// file's calibration (format v2; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationSummary>,
+}
+
+/// Calibration measured on out-of-fold predictions at training time:
+/// before = the estimator's raw probability, after = cross-fitted calibrated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationSummary {
+    /// `isotonic`, `platt` or `none` (neither beat the raw probability).
+    pub method: String,
+    pub brier_before: f64,
+    pub brier_after: f64,
+    pub log_loss_before: f64,
+    pub log_loss_after: f64,
+    /// Expected calibration error over 10 equal-count bins.
+    pub ece_before: f64,
+    pub ece_after: f64,
 }
 
 /// Everything a model file records besides the estimator and schema; served

@@ -151,7 +151,7 @@ impl Model {
         if let Some(c) = &calibration {
             c.validate().map_err(|e| invalid(format!("calibration: {e}")))?;
         }
-        let column_field = column_fields(&preprocessor);
+        let column_field = preprocessor.column_features();
         let mut model = Model {
             meta,
             preprocessor,
@@ -274,16 +274,6 @@ impl Model {
         }
         Ok(())
     }
-}
-
-/// The field index of each encoded column: numeric columns are their
-/// feature, each one-hot block belongs to its categorical feature.
-fn column_fields(p: &Preprocessor) -> Vec<u8> {
-    let mut out: Vec<u8> = (0..p.numeric.len() as u8).collect();
-    for (k, f) in p.categorical.iter().enumerate() {
-        out.extend(std::iter::repeat_n((p.numeric.len() + k) as u8, f.categories.len()));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -163,6 +163,17 @@ impl Preprocessor {
         names
     }
 
+    /// The field index (position in `FEATURES`) of each encoded column:
+    /// numeric columns are their feature, each one-hot block belongs to its
+    /// categorical feature.
+    pub fn column_features(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = (0..self.numeric.len() as u8).collect();
+        for (k, f) in self.categorical.iter().enumerate() {
+            out.extend(std::iter::repeat_n((self.numeric.len() + k) as u8, f.categories.len()));
+        }
+        out
+    }
+
     /// Encodes one application into `out` (length [`Self::width`]).
     ///
     /// Never fails: missing values are imputed, unseen categories encode to

@@ -2,15 +2,21 @@
 //! smartcore, cross-validated evaluation, synthetic data, and turning a fit
 //! into a published model version ([`pipeline`]: typed plans in, outcomes out).
 
+pub mod assess;
+pub mod calibrate;
+pub mod cost;
 pub mod cv;
 pub mod dataset;
 pub mod evaluation;
 pub mod fit;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod rng;
+pub mod svg;
 pub mod synth;
 
+use crate::model::calibration::Calibration;
 use crate::model::format::{encode, DecisionRule, EvaluationMetrics, ModelMeta, ModelPayload, TrainingData};
 use dataset::Dataset;
 use fit::{Fitted, TrainOptions};
@@ -26,11 +32,13 @@ pub struct PayloadParts<'a> {
     pub decision: DecisionRule,
     /// Cross-validated metrics, if the fit was evaluated.
     pub metrics: Option<EvaluationMetrics>,
+    /// The calibration fitted on out-of-fold predictions, if any.
+    pub calibration: Option<Calibration>,
 }
 
 /// Builds the payload of a model file from a fit and its evaluation.
 pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
-    let PayloadParts { model_name, version, options, data, fitted, decision, metrics } = parts;
+    let PayloadParts { model_name, version, options, data, fitted, decision, metrics, calibration } = parts;
     let created_at =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     ModelPayload {
@@ -52,7 +60,7 @@ pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
         },
         preprocessor: fitted.preprocessor.clone(),
         estimator: fitted.estimator.clone(),
-        calibration: None,
+        calibration,
     }
 }
 

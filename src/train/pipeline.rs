@@ -6,11 +6,15 @@
 //! Nothing here prints: progress goes to an [`Observer`] (the CLI draws bars,
 //! tests pass [`Silent`]) and everything worth showing is in the outcome.
 
+use super::assess::Assessment;
+use super::cost::min_cost_threshold;
 use super::cv::{cross_validate, youden_threshold, CvReport, FoldResult};
 use super::dataset::{read_csv, Dataset, DatasetError};
 use super::fit::{fit, progress_units, TrainOptions};
 use super::{build_payload, encode_io, PayloadParts};
-use crate::model::format::{DecisionRule, EvaluationMetrics, LoadError, MeanStd, DEFAULT_MAX_MODEL_BYTES};
+use crate::model::format::{
+    Bands, DecisionCosts, DecisionRule, EvaluationMetrics, LoadError, MeanStd, DEFAULT_MAX_MODEL_BYTES,
+};
 use crate::model::Model;
 use crate::repository::layout::check_model_name;
 use crate::repository::{local, LocalDirectory, Rejected};
@@ -24,26 +28,47 @@ pub enum ThresholdChoice {
     YoudenOutOfFold,
     /// A fixed value inside (0, 1).
     Fixed(f64),
+    /// Minimise the expected cost on the (calibrated) out-of-fold predictions.
+    MinExpectedCost(DecisionCosts),
 }
 
 impl ThresholdChoice {
     fn check(self) -> Result<(), TrainError> {
         match self {
             ThresholdChoice::Fixed(t) if !(t > 0.0 && t < 1.0) => Err(TrainError::Threshold(t)),
+            ThresholdChoice::MinExpectedCost(c)
+                if !(c.false_negative.is_finite() && c.false_positive.is_finite())
+                    || c.false_negative <= 0.0
+                    || c.false_positive <= 0.0 =>
+            {
+                Err(TrainError::Costs(c.false_negative, c.false_positive))
+            }
             _ => Ok(()),
         }
     }
 
-    fn decide(self, report: &CvReport, labels: &[u8]) -> DecisionRule {
+    /// The decision rule for the served (calibrated) out-of-fold
+    /// probabilities `p`.
+    fn decide(self, p: &[f64], labels: &[u8]) -> DecisionRule {
         match self {
             ThresholdChoice::Fixed(threshold) => {
                 DecisionRule { threshold, strategy: "fixed".into(), ..Default::default() }
             }
             ThresholdChoice::YoudenOutOfFold => DecisionRule {
-                threshold: youden_threshold(labels, &report.out_of_fold),
+                threshold: youden_threshold(labels, p),
                 strategy: "youden_j_out_of_fold".into(),
                 ..Default::default()
             },
+            ThresholdChoice::MinExpectedCost(costs) => {
+                let best = min_cost_threshold(labels, p, costs);
+                DecisionRule {
+                    threshold: best.threshold,
+                    strategy: "min_expected_cost_out_of_fold".into(),
+                    costs: Some(costs),
+                    expected_cost_per_1000: Some(best.cost_per_1000),
+                    bands: None,
+                }
+            }
         }
     }
 }
@@ -60,6 +85,8 @@ pub struct TrainPlan {
     /// Folds for the cross-validated metrics (and the out-of-fold threshold).
     pub folds: usize,
     pub threshold: ThresholdChoice,
+    /// Optional decision bands recorded in the file.
+    pub bands: Option<Bands>,
 }
 
 /// What was learned from and published.
@@ -76,6 +103,8 @@ pub struct TrainOutcome {
     pub decision: DecisionRule,
     /// Cross-validated metrics, as recorded in the file.
     pub metrics: EvaluationMetrics,
+    /// The out-of-fold assessment: calibration chosen, before and after.
+    pub assessment: Assessment,
     /// Payload digest of the published file, as the server reports it.
     pub digest: String,
     pub file_bytes: u64,
@@ -89,6 +118,9 @@ pub struct EvaluatePlan {
     pub data: PathBuf,
     pub candidates: Vec<TrainOptions>,
     pub folds: usize,
+    /// Fold-assignment seeds: the cross-validation is repeated once per
+    /// seed (empty = each candidate's own seed only).
+    pub seeds: Vec<u64>,
 }
 
 /// Cross-validated results of every candidate, in plan order.
@@ -107,6 +139,8 @@ pub struct CandidateResult {
     pub fit_seconds: MeanStd,
     pub predict_seconds: MeanStd,
     pub folds: Vec<FoldResult>,
+    /// One assessment per seed (the first is the run `summary` describes).
+    pub assessments: Vec<Assessment>,
 }
 
 /// The data a pipeline read.
@@ -159,6 +193,10 @@ pub enum TrainError {
     ModelName(String),
     #[error("threshold {0} must be inside (0, 1)")]
     Threshold(f64),
+    #[error("costs must be positive amounts (false negative {0}, false positive {1})")]
+    Costs(f64, f64),
+    #[error("{0}")]
+    Bands(String),
     #[error("cross-validation needs at least 2 folds, got {0}")]
     Folds(usize),
     #[error("nothing to evaluate: no algorithm given")]
@@ -180,6 +218,9 @@ impl TrainPlan {
     pub fn check(&self) -> Result<(), TrainError> {
         check_model_name(&self.model_name).map_err(TrainError::ModelName)?;
         self.threshold.check()?;
+        if let Some(bands) = &self.bands {
+            bands.validate().map_err(TrainError::Bands)?;
+        }
         check_folds(self.folds)
     }
 }
@@ -209,8 +250,11 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
     let (data, summary) = load(&plan.data, observer)?;
     let options = &plan.options;
     let report = run_cv(options, &data, plan.folds, observer)?;
-    let metrics = report.summary(&data.labels);
-    let decision = plan.threshold.decide(&report, &data.labels);
+    let assessment = Assessment::of(options.seed, &report, &data.labels);
+    let mut metrics = report.summary(&data.labels);
+    metrics.calibration = Some(assessment.summary());
+    let mut decision = plan.threshold.decide(&assessment.calibration.calibrated, &data.labels);
+    decision.bands = plan.bands.clone();
 
     let started = Instant::now();
     let fitted = stage(observer, &format!("fit {}", options.algorithm.name()), progress_units(options), |tick| {
@@ -229,6 +273,7 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
                 fitted: &fitted,
                 decision: decision.clone(),
                 metrics: Some(metrics.clone()),
+                calibration: assessment.calibration.calibration.clone(),
             }))
         })
         .map_err(|source| TrainError::Publish { root: plan.destination.root().display().to_string(), source })?;
@@ -243,6 +288,7 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
         fit_seconds,
         decision,
         metrics,
+        assessment,
         digest: model.digest,
         file_bytes: bytes.len() as u64,
         ignored,
@@ -255,15 +301,27 @@ pub fn evaluate(plan: &EvaluatePlan, observer: &dyn Observer) -> Result<Evaluate
     let (data, summary) = load(&plan.data, observer)?;
     let mut results = Vec::with_capacity(plan.candidates.len());
     for options in &plan.candidates {
-        let report = run_cv(options, &data, plan.folds, observer)?;
+        let seeds = if plan.seeds.is_empty() { vec![options.seed] } else { plan.seeds.clone() };
+        let mut first = None;
+        let mut assessments = Vec::with_capacity(seeds.len());
+        for seed in seeds {
+            let seeded = TrainOptions { seed, ..options.clone() };
+            let report = run_cv(&seeded, &data, plan.folds, observer)?;
+            assessments.push(Assessment::of(seed, &report, &data.labels));
+            first.get_or_insert(report);
+        }
+        let Some(report) = first else { continue };
         let (fit_seconds, predict_seconds) = report.timing();
+        let mut summary = report.summary(&data.labels);
+        summary.calibration = assessments.first().map(Assessment::summary);
         results.push(CandidateResult {
             options: options.clone(),
             algorithm: report.algorithm,
-            summary: report.summary(&data.labels),
+            summary,
             fit_seconds,
             predict_seconds,
             folds: report.folds,
+            assessments,
         });
     }
     Ok(EvaluateOutcome { data: summary, results })
@@ -347,6 +405,7 @@ mod tests {
             options: small_options(Algorithm::Forest),
             folds: 2,
             threshold: ThresholdChoice::YoudenOutOfFold,
+            bands: None,
         };
         let recorder = Recorder::default();
         let first = train(&plan, &recorder).unwrap();
@@ -382,6 +441,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cost_based_threshold_the_calibration_and_bands_are_recorded_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let costs = DecisionCosts { false_negative: 5000.0, false_positive: 300.0 };
+        let bands =
+            Bands { names: vec!["approve".into(), "review".into(), "decline".into()], cutoffs: vec![0.01, 0.05] };
+        let plan = TrainPlan {
+            data: csv(dir.path()),
+            model_name: "credit-risk".into(),
+            destination: LocalDirectory::new(dir.path().join("models")),
+            options: small_options(Algorithm::Forest),
+            folds: 3,
+            threshold: ThresholdChoice::MinExpectedCost(costs),
+            bands: Some(bands.clone()),
+        };
+        let out = train(&plan, &Silent).unwrap();
+        assert_eq!(out.decision.strategy, "min_expected_cost_out_of_fold");
+        assert_eq!(out.decision.costs, Some(costs));
+        let p = &out.assessment.calibration.calibrated;
+        let cost = out.decision.expected_cost_per_1000.unwrap();
+        // The recorded cost is the cost at the recorded threshold, and no
+        // other threshold on the same predictions is cheaper.
+        let at = |t| crate::train::cost::cost_at(&out.assessment.labels, p, costs, t);
+        assert!((at(out.decision.threshold) - cost).abs() < 1e-6, "{cost} vs {}", at(out.decision.threshold));
+        for t in [0.001, 0.01, 0.03, 0.1, 0.3] {
+            assert!(at(t) >= cost - 1e-6, "threshold {t} costs {} < {cost}", at(t));
+        }
+        let model = Model::from_bytes(&std::fs::read(&out.path).unwrap()).unwrap();
+        assert_eq!(model.meta.decision.bands, Some(bands));
+        let summary = model.meta.metrics.as_ref().and_then(|m| m.calibration.clone()).unwrap();
+        assert_eq!(summary.brier_after, out.assessment.calibration.after.brier);
+        assert!(summary.brier_after <= summary.brier_before, "{summary:?}");
+        let bad = TrainPlan {
+            threshold: ThresholdChoice::MinExpectedCost(DecisionCosts { false_negative: -1.0, ..costs }),
+            ..plan
+        };
+        assert!(matches!(train(&bad, &Silent), Err(TrainError::Costs(..))));
+    }
+
+    #[test]
     fn bad_plans_fail_before_reading_anything() {
         let dir = tempfile::tempdir().unwrap();
         let plan = TrainPlan {
@@ -391,6 +489,7 @@ mod tests {
             options: small_options(Algorithm::Logistic),
             folds: 2,
             threshold: ThresholdChoice::YoudenOutOfFold,
+            bands: None,
         };
         let error = |plan: TrainPlan| train(&plan, &Silent).unwrap_err().to_string();
         assert!(error(TrainPlan { model_name: "../x".into(), ..plan.clone() }).contains("model name"));
@@ -401,7 +500,7 @@ mod tests {
         assert!(error(TrainPlan { folds: 1, ..plan.clone() }).contains("at least 2 folds"));
         assert!(matches!(train(&plan, &Silent), Err(TrainError::Data { .. })), "the plan itself is fine");
         assert!(!dir.path().join("models").exists(), "nothing published");
-        let eval = EvaluatePlan { data: plan.data.clone(), candidates: vec![], folds: 2 };
+        let eval = EvaluatePlan { data: plan.data.clone(), candidates: vec![], folds: 2, seeds: vec![] };
         assert!(matches!(evaluate(&eval, &Silent), Err(TrainError::NoCandidates)));
     }
 
@@ -412,6 +511,7 @@ mod tests {
             data: csv(dir.path()),
             candidates: vec![small_options(Algorithm::Logistic), small_options(Algorithm::Forest)],
             folds: 2,
+            seeds: vec![],
         };
         let outcome = evaluate(&plan, &Silent).unwrap();
         assert_eq!(outcome.data.rows, 2_000);

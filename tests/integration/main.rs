@@ -14,6 +14,7 @@ mod object_store;
 mod oip_clients;
 mod predict;
 mod reload;
+mod report;
 mod rollout;
 mod shutdown;
 mod swap_harness;

@@ -30,6 +30,31 @@ async fn single_prediction_names_model_and_version_and_matches_the_model_file() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_carry_reason_codes_that_add_up_to_the_probability() {
+    let s = TestServer::start().await;
+    let r = s.post(PREDICT, ROW).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let reasons = v["predictions"][0]["reasons"].as_array().unwrap().clone();
+    assert_eq!(reasons.len(), 4, "{v}");
+    for reason in &reasons {
+        assert!(riskserve::model::input::feature_index(reason["feature"].as_str().unwrap()).is_some(), "{reason}");
+        assert_eq!(reason["imputed"], false, "the row has every value: {reason}");
+    }
+    let listing = s.get("/v1/models/credit-risk").await.json();
+    let explain = &listing["versions"][0]["explain"];
+    assert_eq!(explain["method"], "saabas", "{listing}");
+    let all = s.post(&format!("{PREDICT}?reasons=10"), ROW).await.json();
+    let sum: f64 =
+        all["predictions"][0]["reasons"].as_array().unwrap().iter().map(|r| r["contribution"].as_f64().unwrap()).sum();
+    let p = all["predictions"][0]["probability_late"].as_f64().unwrap();
+    assert!((explain["base_value"].as_f64().unwrap() + sum - p).abs() < 1e-9, "{all}");
+    let plain = s.post(&format!("{PREDICT}?explain=false"), ROW).await.json();
+    assert!(plain["predictions"][0].get("reasons").is_none(), "{plain}");
+    assert_eq!(plain["predictions"][0]["probability_late"].as_f64(), Some(p));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_prediction_answers_each_instance_in_order() {
     let s = TestServer::start().await;
     let risky = ROW.replace("\"grade\":\"C\"", "\"grade\":\"G\"").replace("0.1356", "0.29").replace("14.39", "39.5");

@@ -1,0 +1,44 @@
+//! What reason codes cost: one application scored by the bundled 100-tree
+//! forest without an explanation (`predict`: preprocess + forest) and with
+//! one (`predict` + Saabas attribution over every tree + the top 4 reasons),
+//! as the predict route does for `?explain=false` and the default. The
+//! goal: explained ≤ 3 × unexplained. Synthetic rows from
+//! `riskserve::train::synth` (never the real CSV).
+//! Run with `cargo bench --bench explain`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use riskserve::model::explain::DEFAULT_REASONS;
+use riskserve::model::input::LoanApplication;
+use riskserve::model::Model;
+use std::hint::black_box;
+
+fn bundled_model() -> Model {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json");
+    Model::from_bytes(&std::fs::read(path).expect("bundled model")).expect("bundled model loads")
+}
+
+fn explain(c: &mut Criterion) {
+    let model = bundled_model();
+    let apps: Vec<LoanApplication> = riskserve::train::synth::generate(256, 11).into_iter().map(|(a, _)| a).collect();
+    let mut group = c.benchmark_group("single_prediction");
+    let mut i = 0;
+    group.bench_function("unexplained", |b| {
+        b.iter(|| {
+            i = (i + 1) % apps.len();
+            black_box(model.predict(black_box(&apps[i])))
+        })
+    });
+    group.bench_function("explained_top4", |b| {
+        b.iter(|| {
+            i = (i + 1) % apps.len();
+            let app = black_box(&apps[i]);
+            let p = model.predict(app);
+            let reasons = model.attribution(app).reasons(app, DEFAULT_REASONS);
+            black_box((p, reasons))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, explain);
+criterion_main!(benches);
