@@ -124,10 +124,9 @@ pub enum EstimatorError {
     NonFinite,
 }
 
-const LEAF: u32 = u32::MAX;
-
-/// A node of the compiled forest (fields private). For a leaf, `feature == LEAF` and
-/// `threshold` holds the leaf's probability.
+/// A node of the compiled forest (fields private). A leaf is a node whose
+/// two children are itself, so a walk that reaches it stays there whatever
+/// the row holds; its `threshold` holds the leaf's probability.
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
     threshold: f64,
@@ -136,14 +135,29 @@ pub struct Node {
     right: u32,
 }
 
+/// Trees walked side by side: the walks are independent, so the CPU overlaps
+/// their memory loads, and each step picks the child without a branch.
+const LANES: usize = 8;
+
+/// [`LANES`] trees scored together: their roots and the steps that bring
+/// the deepest of them to a leaf.
+#[derive(Debug, Clone, Copy)]
+struct TreeGroup {
+    roots: [u32; LANES],
+    steps: u32,
+}
+
 /// The estimator, compiled for scoring.
 #[derive(Debug, Clone)]
 pub enum CompiledEstimator {
-    /// `cost`: worst-case nodes visited per row, the sum over trees of
-    /// (depth + 1).
+    /// `groups`: the trees in order, [`LANES`] at a time, the last group
+    /// filled up with a leaf of probability 0 (which adds exactly nothing);
+    /// `trees`: how many are real. `cost`: worst-case nodes visited per row,
+    /// the sum over trees of (depth + 1).
     Forest {
         nodes: Vec<Node>,
-        roots: Vec<u32>,
+        groups: Vec<TreeGroup>,
+        trees: usize,
         cost: u64,
     },
     Linear {
@@ -169,6 +183,32 @@ impl Estimator {
         }
     }
 
+    /// P(late) for one encoded row (see [`crate::model::preprocess`]),
+    /// computed the straightforward way from the arrays as stored: each tree
+    /// walked node by node from its root (`x[feature] <= threshold` → left),
+    /// the leaf values averaged in tree order; for a linear model, the
+    /// sigmoid of the dot product. The compiled form must give the same
+    /// answers; tests hold it to that. Assumes an estimator that compiled.
+    pub fn reference_probability(&self, x: &[f64]) -> f64 {
+        match self {
+            Estimator::RandomForest { trees } => {
+                let mut sum = 0.0;
+                for tree in trees {
+                    let mut i = 0;
+                    while tree.feature[i] != -1 {
+                        let f = tree.feature[i] as usize;
+                        i = if x[f] <= tree.threshold[i] { tree.left[i] } else { tree.right[i] } as usize;
+                    }
+                    sum += tree.value[i];
+                }
+                sum / trees.len() as f64
+            }
+            Estimator::LogisticRegression { intercept, coefficients } => {
+                sigmoid(intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>())
+            }
+        }
+    }
+
     /// Short name of the estimator kind, as used in the file and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -189,8 +229,10 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
     if total > MAX_TOTAL_NODES {
         return Err(EstimatorError::TooManyNodes(total));
     }
-    let mut nodes = Vec::with_capacity(total);
+    let mut nodes = Vec::with_capacity(total + 1);
     let mut roots = Vec::with_capacity(trees.len());
+    // Edges from the root to the deepest reachable leaf, per tree.
+    let mut depths = Vec::with_capacity(trees.len());
     let mut cost = 0u64;
     // Per node: 1 + its depth if reachable from the root, else 0. Reused across trees.
     let mut level: Vec<u32> = Vec::new();
@@ -219,7 +261,7 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
                 if !(0.0..=1.0).contains(&v) {
                     return Err(bad(format!("leaf {i} has value {v}, not a probability")));
                 }
-                nodes.push(Node { threshold: v, feature: LEAF, left: 0, right: 0 });
+                nodes.push(leaf(v, base + i as u32));
                 continue;
             }
             if f < 0 || f as usize >= width {
@@ -247,8 +289,26 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
             nodes.push(Node { threshold: th, feature: f as u32, left: base + l as u32, right: base + r as u32 });
         }
         cost += u64::from(deepest);
+        depths.push(deepest - 1);
     }
-    Ok(CompiledEstimator::Forest { nodes, roots, cost })
+    // The filler of the last group: a leaf of probability 0.
+    let filler = nodes.len() as u32;
+    nodes.push(leaf(0.0, filler));
+    let groups = roots
+        .chunks(LANES)
+        .zip(depths.chunks(LANES))
+        .map(|(r, d)| {
+            let mut group = TreeGroup { roots: [filler; LANES], steps: d.iter().copied().max().unwrap_or(0) };
+            group.roots[..r.len()].copy_from_slice(r);
+            group
+        })
+        .collect();
+    Ok(CompiledEstimator::Forest { nodes, groups, trees: trees.len(), cost })
+}
+
+/// A leaf at index `at`: both children are itself.
+fn leaf(probability: f64, at: u32) -> Node {
+    Node { threshold: probability, feature: 0, left: at, right: at }
 }
 
 impl CompiledEstimator {
@@ -256,17 +316,27 @@ impl CompiledEstimator {
     #[inline]
     pub fn probability(&self, x: &[f64]) -> f64 {
         match self {
-            CompiledEstimator::Forest { nodes, roots, .. } => {
+            CompiledEstimator::Forest { nodes, groups, trees, .. } => {
+                // Every tree of a group takes the group's number of steps;
+                // one at a leaf stays there. A row reaching a node goes left
+                // when `x[feature] <= threshold` (so NaN goes right), the
+                // same comparison as the tree in the file. The sum runs over
+                // the trees in their order, so it is the plain average.
                 let mut sum = 0.0;
-                for &root in roots {
-                    let mut node = &nodes[root as usize];
-                    while node.feature != LEAF {
-                        let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
-                        node = &nodes[next as usize];
+                for group in groups {
+                    let mut at = group.roots;
+                    for _ in 0..group.steps {
+                        for a in &mut at {
+                            let node = &nodes[*a as usize];
+                            let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
+                            *a = if value <= node.threshold { node.left } else { node.right };
+                        }
                     }
-                    sum += node.threshold;
+                    for a in at {
+                        sum += nodes[a as usize].threshold;
+                    }
                 }
-                sum / roots.len() as f64
+                sum / *trees as f64
             }
             CompiledEstimator::Linear { intercept, coefficients } => {
                 let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
@@ -287,7 +357,7 @@ impl CompiledEstimator {
     /// Number of compiled tree nodes (0 for linear models); for diagnostics.
     pub fn node_count(&self) -> usize {
         match self {
-            CompiledEstimator::Forest { nodes, .. } => nodes.len(),
+            CompiledEstimator::Forest { nodes, .. } => nodes.len() - 1,
             CompiledEstimator::Linear { .. } => 0,
         }
     }
