@@ -1,14 +1,16 @@
 //! The HTTP boundary: hyper 1.x server with graceful shutdown and a bound on
 //! connections ([`server`]), each connection's timeouts ([`conn`]), routes
 //! and handlers ([`routes`]), admission control for predictions
-//! ([`admission`]), prediction body parsing and validation ([`request`]), the
-//! one error → status mapping ([`error`]), and the web form ([`form`]).
+//! ([`admission`]), prediction body parsing and validation ([`request`]),
+//! response bodies ([`response`]), the one error → status mapping
+//! ([`error`]), and the web form ([`form`]).
 
 pub mod admission;
 pub mod conn;
 pub mod error;
 pub mod form;
 pub mod request;
+pub mod response;
 pub mod routes;
 pub mod server;
 pub mod workers;

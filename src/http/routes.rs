@@ -17,6 +17,7 @@ use super::admission::{Admission, AdmissionGauges, Shed, Slot};
 use super::conn::Arrival;
 use super::error::{json_response, ApiError};
 use super::request;
+use super::response::PredictResponse;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::input::LoanApplication;
@@ -262,7 +263,7 @@ async fn read_body<B: RequestBody>(limit: usize, body: B, deadline: tokio::time:
 }
 
 /// A slot for this request, or 503 + `Retry-After`, counted.
-async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot, ApiError> {
+async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot<'_>, ApiError> {
     state.admission.admit(deadline).await.map_err(|shed: Shed| {
         state.shed(shed.reason());
         ApiError::overloaded(shed.to_string())
@@ -281,13 +282,6 @@ async fn off_thread<T: Send + 'static>(
         Ok(Err(e)) => Err(ApiError::internal(format!("prediction task failed: {e}"))),
         Err(_) => Err(ApiError::deadline_exceeded()),
     }
-}
-
-#[derive(Serialize)]
-struct PredictResponse<'a> {
-    model_name: &'a str,
-    model_version: u64,
-    predictions: &'a [Prediction],
 }
 
 async fn predict<B: RequestBody>(
@@ -321,12 +315,8 @@ async fn predict<B: RequestBody>(
     }?;
     version.metrics.inference_duration_seconds.observe(started.elapsed().as_secs_f64());
 
-    let body = serde_json::to_vec(&PredictResponse {
-        model_name: &version.name,
-        model_version: version.version,
-        predictions: &predictions,
-    })
-    .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
+    let body = PredictResponse { model_name: &version.name, model_version: version.version, predictions: &predictions }
+        .to_json()?;
     let mut response = json_ok(body);
     if let Ok(v) = HeaderValue::from_str(&version.version_label) {
         response.headers_mut().insert("x-model-version", v);
