@@ -145,10 +145,21 @@ pub trait RequestBody: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error 
 impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send {}
 
 pub async fn handle<B: RequestBody>(state: Arc<AppState>, req: Request<B>) -> Response<Full<Bytes>> {
+    let arrival = req.extensions().get::<Arrival>().copied().unwrap_or_else(|| Arrival(tokio::time::Instant::now()));
+    handle_arrived(state, req, arrival).await
+}
+
+/// [`handle`] for a request whose start is known (the accept loop's
+/// connection clock), without going through the request's extensions map.
+pub async fn handle_arrived<B: RequestBody>(
+    state: Arc<AppState>,
+    req: Request<B>,
+    arrival: Arrival,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     state.metrics.inflight_requests.inc();
     let _inflight = InflightGuard(&state.metrics);
-    let (route, result) = dispatch(&state, req).await;
+    let (route, result) = dispatch(&state, req, arrival.0).await;
     if result.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
         state.shed("deadline");
     }
@@ -162,11 +173,14 @@ type Handled = Result<Response<Full<Bytes>>, ApiError>;
 /// Most path segments any route has; longer paths are unmatched.
 const MAX_SEGMENTS: usize = 6;
 
-async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, Handled) {
+async fn dispatch<B: RequestBody>(
+    state: &AppState,
+    req: Request<B>,
+    arrived: tokio::time::Instant,
+) -> (Route, Handled) {
     let (parts, body) = req.into_parts();
-    // One deadline from the request's first byte (see `conn`), or from now
-    // for a request that did not come over a connection.
-    let arrived = parts.extensions.get::<Arrival>().map_or_else(tokio::time::Instant::now, |a| a.0);
+    // One deadline from the request's first byte (see `conn`), or from when
+    // the handler got it for a request that did not come over a connection.
     let deadline = arrived + state.config.request_timeout;
     let path = parts.uri.path();
     let mut buf = [""; MAX_SEGMENTS];
