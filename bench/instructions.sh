@@ -7,7 +7,8 @@
 #
 # For each server: start the release binary under callgrind on 127.0.0.1:0,
 # send WARM (2,000) requests, zero the counters, send N (10,000) requests
-# with oha (CONC, 4 connections, keep-alive), dump, and print the server's
+# over CONC (4) keep-alive connections (oha, or a stdlib Python client
+# when oha is not installed), dump, and print the server's
 # instructions per request (all threads) and the functions with the most
 # inclusive instructions. The body is the first row of the peers' CSV
 # (bench/fast_path.sh's body; riskserve-b100: its first 100 rows).
@@ -30,7 +31,6 @@ CSV=${PEER_CSV:-$ROOT/../shared/data/peerLoanTest.csv}
 OHA=${OHA:-$(command -v oha || echo "$ROOT/bench/.tools/bin/oha")}
 [ $# -gt 0 ] || set -- riskserve ceiling
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)"; exit 2; }
-[ -x "$OHA" ] || { echo "oha not found: run bench/fast_path.sh once, or set OHA"; exit 2; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release --locked --bin riskserve -p ceiling
 fi
@@ -53,9 +53,27 @@ open(f"{sys.argv[2]}/body.json", "w").write(json.dumps(rows[0], separators=(",",
 open(f"{sys.argv[2]}/batch100.json", "w").write(json.dumps({"instances": rows}, separators=(",", ":")))
 EOF
 
-load() {  # n body url
-    "$OHA" -n "$1" -c "$CONC" -m POST -T application/json -D "$2" --no-tui --output-format json "$3" >"$OUT/oha.json"
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); c=d.get("statusCodeDistribution",{}); sys.exit(0 if set(c)=={"200"} else f"non-200 answers: {c}")' "$OUT/oha.json"
+load() {  # n body url: CONC keep-alive connections (oha, or a stdlib Python client without it)
+    if [ -x "$OHA" ]; then
+        "$OHA" -n "$1" -c "$CONC" -m POST -T application/json -D "$2" --no-tui --output-format json "$3" >"$OUT/oha.json"
+        python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); c=d.get("statusCodeDistribution",{}); sys.exit(0 if set(c)=={"200"} else f"non-200 answers: {c}")' "$OUT/oha.json"
+    else
+        python3 - "$1" "$2" "$3" "$CONC" <<'PY'
+import http.client, sys, threading, urllib.parse
+n, body, url, conc = int(sys.argv[1]), open(sys.argv[2], "rb").read(), urllib.parse.urlsplit(sys.argv[3]), int(sys.argv[4])
+bad = []
+def client(count):
+    c = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    for _ in range(count):
+        c.request("POST", url.path, body, {"Content-Type": "application/json"})
+        r = c.getresponse(); r.read()
+        if r.status != 200: bad.append(r.status)
+threads = [threading.Thread(target=client, args=(n // conc + (i < n % conc),)) for i in range(conc)]
+for t in threads: t.start()
+for t in threads: t.join()
+sys.exit(f"non-200 answers: {bad[:5]}" if bad else 0)
+PY
+    fi
 }
 
 for name in "$@"; do
@@ -81,9 +99,9 @@ for name in "$@"; do
     [ -n "$addr" ] || { echo "$name did not start under valgrind"; tail "$log"; exit 1; }
     pid=$(ps -o pid= --ppid "$SERVER" | tr -d ' ' | head -1)
     load "$WARM" "$body" "http://$addr$path"
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     load "$N" "$body" "http://$addr$path"
-    callgrind_control --dump "$pid" >/dev/null
+    callgrind_control --dump "$pid" >/dev/null 2>&1
     kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; SERVER=""
     dump=$prof.$pid.1   # the dump after the N requests (the file without .1 is shutdown)
     total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}')

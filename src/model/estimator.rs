@@ -142,7 +142,7 @@ const LANES: usize = 8;
 /// [`LANES`] trees scored together: their roots and the steps that bring
 /// the deepest of them to a leaf.
 #[derive(Debug, Clone, Copy)]
-struct TreeGroup {
+pub struct TreeGroup {
     roots: [u32; LANES],
     steps: u32,
 }

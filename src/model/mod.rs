@@ -19,6 +19,10 @@ use limits::ModelLimits;
 use preprocess::{Preprocessor, MAX_ENCODED_WIDTH};
 use serde::Serialize;
 
+/// Encoded widths up to this (the bundled model's is 47) score from a
+/// smaller stack buffer.
+const SMALL_WIDTH: usize = 64;
+
 /// The decision for one application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,10 +135,22 @@ impl Model {
         Prediction { probability_late: p, decision }
     }
 
-    /// Preprocess into a stack buffer and score, without clamping.
+    /// Preprocess into a stack buffer and score, without clamping. The
+    /// buffer is as small as the model allows: zeroing all
+    /// [`MAX_ENCODED_WIDTH`] columns cost more than the rest of the encoding.
     #[inline]
     fn raw_probability(&self, app: &LoanApplication) -> f64 {
-        let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
+        if self.width <= SMALL_WIDTH {
+            let mut buf = [0.0f64; SMALL_WIDTH];
+            self.encode_and_score(app, &mut buf)
+        } else {
+            let mut buf = [0.0f64; MAX_ENCODED_WIDTH];
+            self.encode_and_score(app, &mut buf)
+        }
+    }
+
+    #[inline]
+    fn encode_and_score(&self, app: &LoanApplication, buf: &mut [f64]) -> f64 {
         let x = &mut buf[..self.width];
         self.preprocessor.encode_into(app, x);
         self.estimator.probability(x)
