@@ -56,7 +56,7 @@ PEERS_VENV=${PEERS_VENV:-$PEERS_WORK/.venv}
 PEERS_MLSERVER_VENV=${PEERS_MLSERVER_VENV:-$PEERS_WORK/.venv-mlserver}
 PEER_MODEL=${PEER_MODEL:-$PEERS_WORK/model.pkl}
 CSV=${PEER_CSV:-$ROOT/../shared/data/peerLoanTest.csv}
-OHA_VERSION=${OHA_VERSION:-1.14.0}
+OHA_VERSION=${OHA_VERSION:-1.16.0}
 MODEL=$ROOT/models/credit-risk/1/model.json
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/riskserve
@@ -92,7 +92,7 @@ if [ -z "${OHA:-}" ]; then
 fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     echo "building riskserve and the ceiling (release)"
-    cargo build --release --locked --bin riskserve -p ceiling
+    cargo build --release --locked -p riskserve -p ceiling --bin riskserve --bin ceiling
 fi
 if [ "$want_python" = 1 ]; then
     [ -f "$PEERS_DIR/requirements.txt" ] || { echo "peers not found in $PEERS_DIR (set PEERS_DIR)"; exit 1; }

@@ -32,7 +32,7 @@ OHA=${OHA:-$(command -v oha || echo "$ROOT/bench/.tools/bin/oha")}
 [ $# -gt 0 ] || set -- riskserve ceiling
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)"; exit 2; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release --locked --bin riskserve -p ceiling
+    cargo build --release --locked -p riskserve -p ceiling --bin riskserve --bin ceiling
 fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d)

@@ -317,19 +317,28 @@ impl CompiledEstimator {
     pub fn probability(&self, x: &[f64]) -> f64 {
         match self {
             CompiledEstimator::Forest { nodes, groups, trees, .. } => {
-                // Every tree of a group takes the group's number of steps;
-                // one at a leaf stays there. A row reaching a node goes left
+                // Every tree of a group steps until the group is done; one
+                // at a leaf stays there. A row reaching a node goes left
                 // when `x[feature] <= threshold` (so NaN goes right), the
                 // same comparison as the tree in the file. The sum runs over
                 // the trees in their order, so it is the plain average.
+                // A group stops as soon as a step moves none of its walks
+                // (all at leaves): children lie strictly after their parent,
+                // so that happens within the group's deepest tree's steps.
                 let mut sum = 0.0;
                 for group in groups {
                     let mut at = group.roots;
                     for _ in 0..group.steps {
+                        let mut moved = false;
                         for a in &mut at {
                             let node = &nodes[*a as usize];
                             let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
-                            *a = if value <= node.threshold { node.left } else { node.right };
+                            let next = if value <= node.threshold { node.left } else { node.right };
+                            moved |= next != *a;
+                            *a = next;
+                        }
+                        if !moved {
+                            break;
                         }
                     }
                     for a in at {
