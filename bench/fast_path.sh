@@ -184,7 +184,7 @@ start_named() {
         start_server   # lib.sh: sets SERVER, ADDR and PID
         cat "$OUT/server.log" >>"$log"
         URL=http://$ADDR/v1/models/credit-risk/predict
-        [ "$NAME" = riskserve-b100 ] && BODY=$OUT/batch100.json
+        if [ "$NAME" = riskserve-b100 ]; then BODY=$OUT/batch100.json; fi
         ;;
       ceiling)
         timeout -k 5 "$LIFETIME" "$CEILING" 0 >"$log" 2>&1 &
@@ -200,7 +200,7 @@ start_named() {
         ;;
       fastapi|fastapi-async)
         port=$(free_port); URL=http://$HOST:$port/predict
-        local async=""; [ "$NAME" = fastapi-async ] && async=1
+        local async=""; if [ "$NAME" = fastapi-async ]; then async=1; fi
         PEER_MODEL=$PEER_MODEL PEER_FASTAPI_ASYNC=$async timeout -k 5 "$LIFETIME" "$PEERS_VENV/bin/uvicorn" \
             fastapi_app:app --app-dir "$PEERS_DIR" --host "$HOST" --port "$port" --workers 2 \
             --no-access-log --log-level warning >>"$log" 2>&1 &

@@ -90,7 +90,7 @@ for name in "$@"; do
         pattern='ceiling listening on 127\.0\.0\.1:[0-9]*'; path=/predict ;;
       *) echo "unknown server $name"; exit 2 ;;
     esac
-    body=$OUT/body.json; [ "$name" = riskserve-b100 ] && body=$OUT/batch100.json
+    body=$OUT/body.json; if [ "$name" = riskserve-b100 ]; then body=$OUT/batch100.json; fi
     addr=""
     for _ in $(seq 1 600); do
         addr=$(grep -m1 -o "$pattern" "$log" 2>/dev/null | grep -o '127\.0\.0\.1:[0-9]*' || true)
