@@ -192,14 +192,7 @@ async fn first_sync(config: &Config, url: &str, metrics: &Metrics, components: &
 /// `shutdown_timeout`, and a load or listing stuck on a hung filesystem is
 /// not waited for (the runtime gives blocking threads one more second).
 pub fn run_blocking(config: Config) -> Result<()> {
-    // Blocking threads (big bodies, big batches, reload passes) that have
-    // nothing to do exit after 2 s instead of tokio's 10 s, so the memory of
-    // a burst is given back soon after it.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_keep_alive(std::time::Duration::from_secs(2))
-        .on_thread_park(crate::memory::release_arena_top)
-        .build()?;
+    let runtime = runtime()?;
     let result = runtime.block_on(async move {
         let server = start(config).await?;
         wait_for_signal().await?;
@@ -208,6 +201,20 @@ pub fn run_blocking(config: Config) -> Result<()> {
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// The tokio runtime `riskserve serve` runs on (the benchmark's hyper
+/// ceiling, `crates/ceiling`, uses the same one, so the two differ only in
+/// what they do per request).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // Blocking threads (big bodies, big batches, reload passes) that have
+    // nothing to do exit after 2 s instead of tokio's 10 s, so the memory of
+    // a burst is given back soon after it.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .on_thread_park(crate::memory::release_arena_top)
+        .build()
 }
 
 async fn wait_for_signal() -> Result<()> {

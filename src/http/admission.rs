@@ -10,9 +10,8 @@
 
 use prometheus::IntGauge;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 /// Why a request was not admitted; each is a 503 with `Retry-After`.
@@ -43,7 +42,7 @@ pub struct AdmissionGauges {
 
 /// The slots and the queue.
 pub struct Admission {
-    slots: Arc<Semaphore>,
+    slots: Semaphore,
     queued: AtomicUsize,
     max_queued: usize,
     max_wait: Duration,
@@ -51,12 +50,14 @@ pub struct Admission {
 }
 
 /// A held slot; released when dropped (even if the request is cancelled).
-pub struct Slot {
-    _permit: OwnedSemaphorePermit,
-    admitted: IntGauge,
+/// It borrows the [`Admission`] it came from: taking and giving back a slot
+/// touches the semaphore and the gauge, nothing is reference-counted.
+pub struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+    admitted: &'a IntGauge,
 }
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.admitted.dec();
     }
@@ -75,7 +76,7 @@ impl Drop for QueuePlace<'_> {
 impl Admission {
     pub fn new(max_inflight: usize, max_queued: usize, max_wait: Duration, gauges: AdmissionGauges) -> Admission {
         Admission {
-            slots: Arc::new(Semaphore::new(max_inflight.min(Semaphore::MAX_PERMITS))),
+            slots: Semaphore::new(max_inflight.min(Semaphore::MAX_PERMITS)),
             queued: AtomicUsize::new(0),
             max_queued,
             max_wait,
@@ -85,8 +86,8 @@ impl Admission {
 
     /// A slot now, or after waiting in the queue until `deadline` at the
     /// latest; [`Shed`] when the queue is full or the wait runs out.
-    pub async fn admit(&self, deadline: Instant) -> Result<Slot, Shed> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+    pub async fn admit(&self, deadline: Instant) -> Result<Slot<'_>, Shed> {
+        if let Ok(permit) = self.slots.try_acquire() {
             return Ok(self.slot(permit));
         }
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
@@ -96,22 +97,23 @@ impl Admission {
         self.gauges.queued.inc();
         let _place = QueuePlace(self);
         let until = deadline.min(Instant::now() + self.max_wait);
-        match tokio::time::timeout_at(until, self.slots.clone().acquire_owned()).await {
+        match tokio::time::timeout_at(until, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(self.slot(permit)),
             // Timed out, or (never: the semaphore is not closed) closed.
             Ok(Err(_)) | Err(_) => Err(Shed::QueueWait),
         }
     }
 
-    fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
+    fn slot<'a>(&'a self, permit: SemaphorePermit<'a>) -> Slot<'a> {
         self.gauges.admitted.inc();
-        Slot { _permit: permit, admitted: self.gauges.admitted.clone() }
+        Slot { _permit: permit, admitted: &self.gauges.admitted }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn admission(inflight: usize, queued: usize, wait_ms: u64) -> Admission {
         let gauges =

@@ -23,7 +23,8 @@ use prometheus::IntCounter;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,47 +47,66 @@ enum Phase {
     Handling,
 }
 
-/// A connection's phase, shared by its socket wrapper and its handler.
+/// A connection's phase, shared by its socket wrapper and its handler: one
+/// atomic word (no lock on the per-read path), the phase in the top two bits
+/// and its instant as nanoseconds since the clock was made in the rest.
 #[derive(Debug)]
-pub struct ConnClock(Mutex<Phase>);
+pub struct ConnClock {
+    base: Instant,
+    word: AtomicU64,
+}
+
+const TAG_SHIFT: u32 = 62;
+const NANOS: u64 = (1 << TAG_SHIFT) - 1;
+const IDLE: u64 = 0;
+const RECEIVING: u64 = 1;
+const HANDLING: u64 = 2;
 
 impl ConnClock {
     pub fn new() -> Arc<ConnClock> {
-        Arc::new(ConnClock(Mutex::new(Phase::Idle(Instant::now()))))
+        let base = Instant::now();
+        Arc::new(ConnClock { base, word: AtomicU64::new(IDLE << TAG_SHIFT) })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Phase) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    fn encode(&self, tag: u64, at: Instant) -> u64 {
+        // 2^62 ns is 146 years: a connection never lives that long.
+        let nanos = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(NANOS);
+        (tag << TAG_SHIFT) | nanos.min(NANOS)
+    }
+
+    fn set(&self, tag: u64, at: Instant) {
+        self.word.store(self.encode(tag, at), Ordering::Release);
     }
 
     /// hyper hands a request to the handler: when did it start?
     pub fn begin_request(&self) -> Arrival {
-        let now = Instant::now();
-        Arrival(self.with(|p| {
-            let start = match *p {
-                Phase::Receiving(since) => since,
-                Phase::Idle(_) | Phase::Handling => now,
-            };
-            *p = Phase::Handling;
-            start
-        }))
+        let start = match self.phase() {
+            Phase::Receiving(since) => since,
+            Phase::Idle(_) | Phase::Handling => Instant::now(),
+        };
+        self.word.store(HANDLING << TAG_SHIFT, Ordering::Release);
+        Arrival(start)
     }
 
     /// The handler has answered: the connection is idle again.
     pub fn end_request(&self) {
-        self.with(|p| *p = Phase::Idle(Instant::now()));
+        self.set(IDLE, Instant::now());
     }
 
     fn bytes_arrived(&self) {
-        self.with(|p| {
-            if let Phase::Idle(_) = p {
-                *p = Phase::Receiving(Instant::now());
-            }
-        });
+        if self.word.load(Ordering::Acquire) >> TAG_SHIFT == IDLE {
+            self.set(RECEIVING, Instant::now());
+        }
     }
 
     fn phase(&self) -> Phase {
-        self.with(|p| *p)
+        let word = self.word.load(Ordering::Acquire);
+        let at = self.base + Duration::from_nanos(word & NANOS);
+        match word >> TAG_SHIFT {
+            IDLE => Phase::Idle(at),
+            RECEIVING => Phase::Receiving(at),
+            _ => Phase::Handling,
+        }
     }
 }
 

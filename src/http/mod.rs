@@ -1,10 +1,11 @@
 //! The HTTP boundary: hyper 1.x server with graceful shutdown and a bound on
 //! connections ([`server`]), each connection's timeouts ([`conn`]), routes
 //! and handlers ([`routes`]), admission control for predictions
-//! ([`admission`]), prediction body parsing and validation ([`request`]), the
-//! one error → status mapping ([`error`]), the web form ([`form`]), the
-//! Open Inference Protocol (KServe V2) routes ([`oip`]) and the OpenAPI
-//! document of every route ([`openapi`]).
+//! ([`admission`]), prediction body parsing and validation ([`request`]),
+//! response bodies ([`response`]), the one error → status mapping
+//! ([`error`]), the web form ([`form`]), the Open Inference Protocol
+//! (KServe V2) routes ([`oip`]) and the OpenAPI document of every route
+//! ([`openapi`]).
 
 pub mod admission;
 pub mod conn;
@@ -13,6 +14,7 @@ pub mod form;
 pub mod oip;
 pub mod openapi;
 pub mod request;
+pub mod response;
 pub mod routes;
 pub mod server;
 pub mod workers;

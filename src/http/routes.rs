@@ -18,6 +18,7 @@ use super::conn::Arrival;
 use super::error::{json_response, ApiError};
 use super::oip;
 use super::request;
+use super::response::PredictResponse;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::explain::{Reason, DEFAULT_REASONS, MAX_REASONS};
@@ -182,10 +183,21 @@ pub trait RequestBody: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error 
 impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send {}
 
 pub async fn handle<B: RequestBody>(state: Arc<AppState>, req: Request<B>) -> Response<Full<Bytes>> {
+    let arrival = req.extensions().get::<Arrival>().copied().unwrap_or_else(|| Arrival(tokio::time::Instant::now()));
+    handle_arrived(state, req, arrival).await
+}
+
+/// [`handle`] for a request whose start is known (the accept loop's
+/// connection clock), without going through the request's extensions map.
+pub async fn handle_arrived<B: RequestBody>(
+    state: Arc<AppState>,
+    req: Request<B>,
+    arrival: Arrival,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     state.metrics.inflight_requests.inc();
     let _inflight = InflightGuard(&state.metrics);
-    let (route, result) = dispatch(&state, req).await;
+    let (route, result) = dispatch(&state, req, arrival.0).await;
     if result.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
         state.shed("deadline");
     }
@@ -199,11 +211,14 @@ pub(super) type Handled = Result<Response<Full<Bytes>>, ApiError>;
 /// Most path segments any route has; longer paths are unmatched.
 const MAX_SEGMENTS: usize = 6;
 
-async fn dispatch<B: RequestBody>(state: &AppState, req: Request<B>) -> (Route, Handled) {
+async fn dispatch<B: RequestBody>(
+    state: &AppState,
+    req: Request<B>,
+    arrived: tokio::time::Instant,
+) -> (Route, Handled) {
     let (parts, body) = req.into_parts();
-    // One deadline from the request's first byte (see `conn`), or from now
-    // for a request that did not come over a connection.
-    let arrived = parts.extensions.get::<Arrival>().map_or_else(tokio::time::Instant::now, |a| a.0);
+    // One deadline from the request's first byte (see `conn`), or from when
+    // the handler got it for a request that did not come over a connection.
     let deadline = arrived + state.config.request_timeout;
     let path = parts.uri.path();
     let mut buf = [""; MAX_SEGMENTS];
@@ -327,7 +342,7 @@ pub(super) async fn read_body<B: RequestBody>(
 }
 
 /// A slot for this request, or 503 + `Retry-After`, counted.
-async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot, ApiError> {
+async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot<'_>, ApiError> {
     state.admission.admit(deadline).await.map_err(|shed: Shed| {
         state.shed(shed.reason());
         ApiError::overloaded(shed.to_string())
@@ -346,13 +361,6 @@ async fn off_thread<T: Send + 'static>(
         Ok(Err(e)) => Err(ApiError::internal(format!("prediction task failed: {e}"))),
         Err(_) => Err(ApiError::deadline_exceeded()),
     }
-}
-
-#[derive(Serialize)]
-struct PredictResponse<'a> {
-    model_name: &'a str,
-    model_version: u64,
-    predictions: &'a [Answered],
 }
 
 /// One prediction as answered: the probability and decision, the decision
@@ -429,12 +437,9 @@ async fn predict<B: RequestBody>(
     })
     .await?;
     let version = &scored.version;
-    let body = serde_json::to_vec(&PredictResponse {
-        model_name: &version.name,
-        model_version: version.version,
-        predictions: &scored.predictions,
-    })
-    .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
+    let body =
+        PredictResponse { model_name: &version.name, model_version: version.version, predictions: &scored.predictions }
+            .to_json()?;
     Ok(with_version_header(json_ok(body), version))
 }
 

@@ -7,7 +7,7 @@
 //! Started by the composition root, [`crate::server`].
 
 use super::conn::{ConnClock, GuardedIo, IoLimits, TimeoutCounters};
-use super::routes::{handle, AppState};
+use super::routes::{handle_arrived, AppState};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -72,11 +72,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
                 let io = GuardedIo::new(stream, clock.clone(), limits, counters.clone());
                 let state = state.clone();
                 let open = state.metrics.connections_open.clone();
-                let service = service_fn(move |mut req| {
+                let service = service_fn(move |req| {
                     let (state, clock) = (state.clone(), clock.clone());
                     async move {
-                        req.extensions_mut().insert(clock.begin_request());
-                        let response = handle(state, req).await;
+                        let response = handle_arrived(state, req, clock.begin_request()).await;
                         clock.end_request();
                         Ok::<_, Infallible>(response)
                     }

@@ -142,10 +142,9 @@ pub enum EstimatorError {
     MeanCount { expected: usize, found: usize },
 }
 
-const LEAF: u32 = u32::MAX;
-
-/// A node of the compiled forest (fields private). For a leaf, `feature == LEAF` and
-/// `threshold` holds the leaf's probability.
+/// A node of the compiled forest (fields private). A leaf is a node whose
+/// two children are itself, so a walk that reaches it stays there whatever
+/// the row holds; its `threshold` holds the leaf's probability.
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
     threshold: f64,
@@ -154,14 +153,29 @@ pub struct Node {
     right: u32,
 }
 
+/// Trees walked side by side: the walks are independent, so the CPU overlaps
+/// their memory loads, and each step picks the child without a branch.
+const LANES: usize = 8;
+
+/// [`LANES`] trees scored together: their roots and the steps that bring
+/// the deepest of them to a leaf.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeGroup {
+    roots: [u32; LANES],
+    steps: u32,
+}
+
 /// The estimator, compiled for scoring.
 #[derive(Debug, Clone)]
 pub enum CompiledEstimator {
-    /// `cost`: worst-case nodes visited per row, the sum over trees of
-    /// (depth + 1). `means[i]`: the mean leaf probability under node `i`,
-    /// weighted by training rows (for explanations only; scoring never
-    /// reads it, so `nodes` stays compact).
-    Forest { nodes: Vec<Node>, roots: Vec<u32>, cost: u64, means: Vec<f64> },
+    /// `groups`: the trees in order, [`LANES`] at a time, the last group
+    /// filled up with a leaf of probability 0 (which adds exactly nothing);
+    /// `trees`: how many are real; `roots`: each real tree's root, for
+    /// explanations. `cost`: worst-case nodes visited per row, the sum over
+    /// trees of (depth + 1). `means[i]`: the mean leaf probability under
+    /// node `i`, weighted by training rows (for explanations only; scoring
+    /// never reads it, so `nodes` stays compact).
+    Forest { nodes: Vec<Node>, groups: Vec<TreeGroup>, trees: usize, roots: Vec<u32>, cost: u64, means: Vec<f64> },
     /// `reference`: the encoded row explanations measure deviations from.
     Linear { intercept: f64, coefficients: Vec<f64>, reference: Vec<f64> },
 }
@@ -200,6 +214,32 @@ impl Estimator {
         self.compile_with(width, || vec![0.0; width])
     }
 
+    /// P(late) for one encoded row (see [`crate::model::preprocess`]),
+    /// computed the straightforward way from the arrays as stored: each tree
+    /// walked node by node from its root (`x[feature] <= threshold` → left),
+    /// the leaf values averaged in tree order; for a linear model, the
+    /// sigmoid of the dot product. The compiled form must give the same
+    /// answers; tests hold it to that. Assumes an estimator that compiled.
+    pub fn reference_probability(&self, x: &[f64]) -> f64 {
+        match self {
+            Estimator::RandomForest { trees } => {
+                let mut sum = 0.0;
+                for tree in trees {
+                    let mut i = 0;
+                    while tree.feature[i] != -1 {
+                        let f = tree.feature[i] as usize;
+                        i = if x[f] <= tree.threshold[i] { tree.left[i] } else { tree.right[i] } as usize;
+                    }
+                    sum += tree.value[i];
+                }
+                sum / trees.len() as f64
+            }
+            Estimator::LogisticRegression { intercept, coefficients, .. } => {
+                sigmoid(intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>())
+            }
+        }
+    }
+
     /// Short name of the estimator kind, as used in the file and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -220,9 +260,11 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
     if total > MAX_TOTAL_NODES {
         return Err(EstimatorError::TooManyNodes(total));
     }
-    let mut nodes = Vec::with_capacity(total);
-    let mut means = Vec::with_capacity(total);
+    let mut nodes = Vec::with_capacity(total + 1);
+    let mut means = Vec::with_capacity(total + 1);
     let mut roots = Vec::with_capacity(trees.len());
+    // Edges from the root to the deepest reachable leaf, per tree.
+    let mut depths = Vec::with_capacity(trees.len());
     let mut cost = 0u64;
     // Per node: 1 + its depth if reachable from the root, else 0. Reused across trees.
     let mut level: Vec<u32> = Vec::new();
@@ -253,7 +295,7 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
                 if !(0.0..=1.0).contains(&v) {
                     return Err(bad(format!("leaf {i} has value {v}, not a probability")));
                 }
-                nodes.push(Node { threshold: v, feature: LEAF, left: 0, right: 0 });
+                nodes.push(leaf(v, base + i as u32));
                 continue;
             }
             if f < 0 || f as usize >= width {
@@ -282,8 +324,32 @@ fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, Est
         }
         cost += u64::from(deepest);
         node_means(tree, &nodes[base as usize..], &mut means);
+        depths.push(deepest - 1);
     }
-    Ok(CompiledEstimator::Forest { nodes, roots, cost, means })
+    // The filler of the last group: a leaf of probability 0.
+    let filler = nodes.len() as u32;
+    nodes.push(leaf(0.0, filler));
+    means.push(0.0);
+    let groups = roots
+        .chunks(LANES)
+        .zip(depths.chunks(LANES))
+        .map(|(r, d)| {
+            let mut group = TreeGroup { roots: [filler; LANES], steps: d.iter().copied().max().unwrap_or(0) };
+            group.roots[..r.len()].copy_from_slice(r);
+            group
+        })
+        .collect();
+    Ok(CompiledEstimator::Forest { nodes, groups, trees: trees.len(), roots, cost, means })
+}
+
+/// A leaf at index `at`: both children are itself.
+fn leaf(probability: f64, at: u32) -> Node {
+    Node { threshold: probability, feature: 0, left: at, right: at }
+}
+
+/// Whether the node at index `at` is a leaf (its children are itself).
+fn is_leaf(node: &Node, at: usize) -> bool {
+    node.left as usize == at && node.right as usize == at
 }
 
 /// Appends the node means of one compiled tree (`nodes`, already checked:
@@ -296,9 +362,8 @@ fn node_means(tree: &Tree, nodes: &[Node], means: &mut Vec<f64>) {
     means.resize(base + nodes.len(), 0.0);
     let local = &mut means[base..];
     for i in (0..nodes.len()).rev() {
-        let node = &nodes[i];
-        if node.feature == LEAF {
-            local[i] = node.threshold;
+        if tree.feature[i] == -1 {
+            local[i] = nodes[i].threshold;
             continue;
         }
         let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
@@ -315,17 +380,36 @@ impl CompiledEstimator {
     #[inline]
     pub fn probability(&self, x: &[f64]) -> f64 {
         match self {
-            CompiledEstimator::Forest { nodes, roots, .. } => {
+            CompiledEstimator::Forest { nodes, groups, trees, .. } => {
+                // Every tree of a group steps until the group is done; one
+                // at a leaf stays there. A row reaching a node goes left
+                // when `x[feature] <= threshold` (so NaN goes right), the
+                // same comparison as the tree in the file. The sum runs over
+                // the trees in their order, so it is the plain average.
+                // A group stops as soon as a step moves none of its walks
+                // (all at leaves): children lie strictly after their parent,
+                // so that happens within the group's deepest tree's steps.
                 let mut sum = 0.0;
-                for &root in roots {
-                    let mut node = &nodes[root as usize];
-                    while node.feature != LEAF {
-                        let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
-                        node = &nodes[next as usize];
+                for group in groups {
+                    let mut at = group.roots;
+                    for _ in 0..group.steps {
+                        let mut moved = false;
+                        for a in &mut at {
+                            let node = &nodes[*a as usize];
+                            let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
+                            let next = if value <= node.threshold { node.left } else { node.right };
+                            moved |= next != *a;
+                            *a = next;
+                        }
+                        if !moved {
+                            break;
+                        }
                     }
-                    sum += node.threshold;
+                    for a in at {
+                        sum += nodes[a as usize].threshold;
+                    }
                 }
-                sum / roots.len() as f64
+                sum / *trees as f64
             }
             CompiledEstimator::Linear { intercept, coefficients, .. } => {
                 let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
@@ -350,7 +434,7 @@ impl CompiledEstimator {
                 let mut sum = 0.0;
                 for &root in roots {
                     let mut i = root as usize;
-                    while nodes[i].feature != LEAF {
+                    while !is_leaf(&nodes[i], i) {
                         let node = &nodes[i];
                         let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
                         let next = next as usize;
@@ -415,7 +499,7 @@ impl CompiledEstimator {
     /// Number of compiled tree nodes (0 for linear models); for diagnostics.
     pub fn node_count(&self) -> usize {
         match self {
-            CompiledEstimator::Forest { nodes, .. } => nodes.len(),
+            CompiledEstimator::Forest { nodes, .. } => nodes.len() - 1,
             CompiledEstimator::Linear { .. } => 0,
         }
     }

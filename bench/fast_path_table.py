@@ -1,0 +1,109 @@
+"""The table of bench/fast_path.sh: per server and concurrency the median
+over rounds of req/s, p50 and p99 (oha's JSON), the ratios riskserve /
+ceiling and riskserve / each peer, the issue's goals, and fast_path.json.
+
+Usage: python3 bench/fast_path_table.py OUT_DIR   (stdlib only)
+"""
+import csv
+import json
+import os
+import statistics
+import sys
+
+out = sys.argv[1]
+PEERS = ["flask", "fastapi", "fastapi-async", "mlserver"]
+
+runs = {}  # (server, conc) -> list of per-round dicts
+with open(os.path.join(out, "runs.tsv"), newline="") as fh:
+    for row in csv.DictReader(fh, delimiter="\t"):
+        with open(row["json"]) as f:
+            oha = json.load(f)
+        s, lat = oha["summary"], oha.get("latencyPercentiles", {})
+        codes = oha.get("statusCodeDistribution", {})
+        ok = codes.get("200", 0)
+        bad = sum(v for k, v in codes.items() if k != "200") + sum(oha.get("errorDistribution", {}).values())
+        runs.setdefault((row["server"], int(row["conc"])), []).append({
+            "round": int(row["round"]),
+            "rps": s["requestsPerSec"],
+            "p50_ms": (lat.get("p50") or 0) * 1000,
+            "p99_ms": (lat.get("p99") or 0) * 1000,
+            "ok": ok,
+            "errors": bad,
+            "server_cores": float(row["server_cpu_s"]) / max(float(row["wall_s"]), 1e-9),
+            "oha_cores": float(row["oha_cpu_s"]) / max(float(row["wall_s"]), 1e-9),
+        })
+
+med = {}
+for key, rs in runs.items():
+    med[key] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "server_cores", "oha_cores")}
+    med[key]["errors"] = sum(r["errors"] for r in rs)
+    med[key]["rounds"] = len(rs)
+    med[key]["rps_by_round"] = [round(r["rps"]) for r in sorted(rs, key=lambda r: r["round"])]
+
+env = open(os.path.join(out, "env.txt")).read() if os.path.exists(os.path.join(out, "env.txt")) else ""
+print(env.rstrip())
+print()
+print("Medians over rounds (each round runs every server in turn; oha on the same cores):")
+print(f"{'server':15} {'conc':>4} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'srv cores':>9} {'oha cores':>9} {'errors':>6}  req/s by round")
+servers = []
+for (server, conc) in sorted(med, key=lambda k: (list(dict.fromkeys(s for s, _ in runs)).index(k[0]), k[1])):
+    m = med[(server, conc)]
+    servers.append(server)
+    extra = f"  (= {m['rps'] * 100:,.0f} predictions/s)" if server == "riskserve-b100" else ""
+    print(f"{server:15} {conc:>4} {m['rps']:>10,.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} "
+          f"{m['server_cores']:>9.2f} {m['oha_cores']:>9.2f} {m['errors']:>6}  {m['rps_by_round']}{extra}")
+
+concs = sorted({c for _, c in med})
+ratios, goals = {}, []
+print()
+print("Ratios (single-application riskserve requests):")
+for conc in concs:
+    rs = med.get(("riskserve", conc))
+    if not rs:
+        continue
+    r = ratios.setdefault(str(conc), {})
+    ceil = med.get(("ceiling", conc))
+    if ceil:
+        r["throughput_vs_ceiling"] = rs["rps"] / ceil["rps"]
+        r["p99_vs_ceiling"] = rs["p99_ms"] / ceil["p99_ms"] if ceil["p99_ms"] else None
+        print(f"  c={conc:<3} riskserve / ceiling: {r['throughput_vs_ceiling']:.2f} x throughput, "
+              f"p99 {r['p99_vs_ceiling']:.2f} x")
+    for peer in PEERS:
+        p = med.get((peer, conc))
+        if p and p["rps"] > 0:
+            r[f"throughput_vs_{peer}"] = rs["rps"] / p["rps"]
+            print(f"  c={conc:<3} riskserve / {peer}: {r[f'throughput_vs_{peer}']:,.0f} x")
+    fast = [med[(p, conc)]["rps"] for p in ("fastapi", "fastapi-async") if (p, conc) in med]
+    if fast:
+        r["throughput_vs_fastapi_best"] = rs["rps"] / max(fast)
+
+c64 = ratios.get("64", {})
+def goal(name, value, ok):
+    goals.append({"goal": name, "value": value, "met": ok})
+if "throughput_vs_ceiling" in c64:
+    goal(">= 0.70 x ceiling throughput at c=64 (stretch 0.85)", c64["throughput_vs_ceiling"], c64["throughput_vs_ceiling"] >= 0.70)
+    if c64.get("p99_vs_ceiling") is not None:
+        goal("p99 <= 1.3 x ceiling p99 at c=64", c64["p99_vs_ceiling"], c64["p99_vs_ceiling"] <= 1.3)
+for peer, need in (("flask", 300), ("fastapi_best", 300), ("mlserver", 100)):
+    k = f"throughput_vs_{peer}"
+    if k in c64:
+        goal(f">= {need} x {peer} at c=64", c64[k], c64[k] >= need)
+if goals:
+    print()
+    for g in goals:
+        print(f"  goal {'MET   ' if g['met'] else 'MISSED'} {g['goal']}: {g['value']:.2f}")
+errors = sum(m["errors"] for m in med.values())
+if errors:
+    print(f"\nWARNING: {errors} non-200 answers or connection errors in total (see the per-server rows)")
+print("\nOnly ratios from one run mean anything: absolute numbers move with the machine.")
+print(f"raw oha JSON, logs and this table in {out}")
+
+with open(os.path.join(out, "fast_path.json"), "w") as fh:
+    json.dump({
+        "env": env.splitlines(),
+        "medians": [{"server": s, "concurrency": c, **m} for (s, c), m in med.items()],
+        "runs": [{"server": s, "concurrency": c, **r} for (s, c), rs in runs.items() for r in rs],
+        "ratios": ratios,
+        "goals": goals,
+    }, fh, indent=2)
+sys.exit(1 if errors else 0)

@@ -1,0 +1,81 @@
+//! Micro-benchmarks of the prediction path without HTTP: one application
+//! (parse → validate → preprocess → 100-tree forest → serialise), a
+//! 1,000-row batch the same way, and the model alone (preprocess + forest)
+//! for one row; and loading the bundled model file (read bytes → digest →
+//! decode → compile → smoke test: what a reload pass spends per version).
+//! Run with `cargo bench --bench predict`; the bundled model, and synthetic
+//! rows from `riskserve::train::synth` (never the real CSV).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use riskserve::http::request;
+use riskserve::http::response::PredictResponse;
+use riskserve::model::input::{LoanApplication, FEATURES};
+use riskserve::model::{Model, Prediction};
+use std::hint::black_box;
+
+const MAX_BATCH: usize = 1000;
+
+fn bundled_model() -> Model {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json");
+    Model::from_bytes(&std::fs::read(path).expect("bundled model")).expect("bundled model loads")
+}
+
+/// One application as a JSON object, missing values as `null`.
+fn app_json(app: &LoanApplication) -> String {
+    let mut fields = Vec::new();
+    for (i, name) in FEATURES.iter().enumerate() {
+        let value = match (app.numeric.get(i), app.categorical.get(i.wrapping_sub(6))) {
+            (Some(Some(v)), _) => v.to_string(),
+            (Some(None), _) => "null".into(),
+            (None, Some(Some(s))) => serde_json::to_string(s).unwrap(),
+            (None, _) => "null".into(),
+        };
+        fields.push(format!("\"{name}\":{value}"));
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+/// The request path without HTTP: parse, validate, score, serialise.
+fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
+    let apps = request::validate(request::parse(body, MAX_BATCH).unwrap()).unwrap();
+    let predictions: Vec<Prediction> = apps.iter().map(|a| model.predict(a)).collect();
+    PredictResponse { model_name: "credit-risk", model_version: 1, predictions: &predictions }.to_json().unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let model = bundled_model();
+    let rows: Vec<LoanApplication> =
+        riskserve::train::synth::generate(MAX_BATCH, 7).into_iter().map(|(app, _)| app).collect();
+    let one = app_json(&rows[0]).into_bytes();
+    let batch = format!("{{\"instances\":[{}]}}", rows.iter().map(app_json).collect::<Vec<_>>().join(","));
+
+    let mut g = c.benchmark_group("predict");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one_request", |b| b.iter(|| answer(&model, black_box(&one))));
+    let mut i = 0;
+    g.bench_function("model_only", |b| {
+        b.iter_batched(
+            || {
+                i = (i + 1) % rows.len();
+                &rows[i]
+            },
+            |app| model.predict(black_box(app)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.throughput(Throughput::Elements(MAX_BATCH as u64));
+    g.bench_function("batch_1000_request", |b| b.iter(|| answer(&model, black_box(batch.as_bytes()))));
+    g.bench_function("batch_1000_model_only", |b| {
+        b.iter(|| rows.iter().map(|a| model.predict(black_box(a)).probability_late).sum::<f64>())
+    });
+    g.finish();
+
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json")).unwrap();
+    let mut g = c.benchmark_group("load");
+    g.sample_size(20);
+    g.bench_function("bundled_model", |b| b.iter(|| Model::from_bytes(black_box(&bytes)).unwrap()));
+    g.finish();
+}
+
+criterion_group!(predict, benches);
+criterion_main!(predict);
