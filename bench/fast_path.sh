@@ -7,6 +7,7 @@
 #   riskserve      `riskserve serve` (release) with the bundled 100-tree forest,
 #                  one application per request
 #   riskserve-b100 the same server, 100 applications per request ({"instances"})
+#   riskserve-explain  the same, single applications with the default reason codes (every other riskserve row asks ?explain=false, as the peers give no reasons)
 #   ceiling        crates/ceiling: a minimal hyper 1 server on the same tokio
 #                  runtime that reads the body and answers {"ok":true}: what
 #                  HTTP alone costs on this machine
@@ -180,10 +181,14 @@ start_named() {
     local port log=$OUT/$NAME.log
     BODY=$OUT/body.json
     case $NAME in
-      riskserve|riskserve-b100)
+      riskserve|riskserve-b100|riskserve-explain)
         start_server   # lib.sh: sets SERVER, ADDR and PID
         cat "$OUT/server.log" >>"$log"
-        URL=http://$ADDR/v1/models/credit-risk/predict
+        # The peers answer probability + decision only, so the compared rows
+        # ask for no reason codes; riskserve-explain is the default request
+        # (top 4 reasons per prediction).
+        URL=http://$ADDR/v1/models/credit-risk/predict?explain=false
+        if [ "$NAME" = riskserve-explain ]; then URL=http://$ADDR/v1/models/credit-risk/predict; fi
         if [ "$NAME" = riskserve-b100 ]; then BODY=$OUT/batch100.json; fi
         ;;
       ceiling)
@@ -259,7 +264,7 @@ for round in $(seq 1 "$ROUNDS"); do
                 "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz}')" \
                 "$(awk '{printf "%.2f", $1+$2}' "$stem.time")" \
                 "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')" >>"$OUT/runs.tsv"
-            echo "round $round: $NAME c=$c: $(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(f"{s[\"requestsPerSec\"]:.0f} req/s")' "$stem.json")"
+            echo "round $round: $NAME c=$c: $(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print("%.0f req/s" % s["requestsPerSec"])' "$stem.json")"
         done
         stop_named
     done
