@@ -32,9 +32,8 @@ fn explain(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % apps.len();
             let app = black_box(&apps[i]);
-            let p = model.predict(app);
-            let reasons = model.attribution(app).reasons(app, DEFAULT_REASONS);
-            black_box((p, reasons))
+            let (p, attribution) = model.predict_explained(app);
+            black_box((p, attribution.reasons(app, DEFAULT_REASONS)))
         })
     });
     group.finish();

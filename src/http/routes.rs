@@ -545,7 +545,10 @@ fn score(
         if i % DEADLINE_CHECK_EVERY == DEADLINE_CHECK_EVERY - 1 && Instant::now() >= deadline {
             return Err(ApiError::deadline_exceeded());
         }
-        let p = version.scorer.predict(app);
+        let (p, attribution) = match explain.reasons {
+            Some(_) => version.scorer.predict_explained(app),
+            None => (version.scorer.predict(app), None),
+        };
         if !p.probability_late.is_finite() {
             version.metrics.inference_errors.inc();
             let which = if apps.len() == 1 { String::new() } else { format!(" for instances[{i}]") };
@@ -558,7 +561,7 @@ fn score(
             Decision::HighRisk => high += 1,
             Decision::LowRisk => low += 1,
         }
-        let reasons = explain.reasons.and_then(|top| version.scorer.attribution(app).map(|a| a.reasons(app, top)));
+        let reasons = explain.reasons.zip(attribution).map(|(top, a)| a.reasons(app, top));
         let band = bands.map(|b| b.band(p.probability_late).to_string());
         out.push(Answered { prediction: p, band, reasons });
     }

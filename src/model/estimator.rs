@@ -347,11 +347,6 @@ fn leaf(probability: f64, at: u32) -> Node {
     Node { threshold: probability, feature: 0, left: at, right: at }
 }
 
-/// Whether the node at index `at` is a leaf (its children are itself).
-fn is_leaf(node: &Node, at: usize) -> bool {
-    node.left as usize == at && node.right as usize == at
-}
-
 /// Appends the node means of one compiled tree (`nodes`, already checked:
 /// children lie after their parent) to `means`. Bottom-up in one backward
 /// pass: a leaf's mean is its probability; an internal node's is its
@@ -429,22 +424,37 @@ impl CompiledEstimator {
     /// Allocation-free.
     pub fn contributions(&self, x: &[f64], out: &mut [f64]) -> f64 {
         match self {
-            CompiledEstimator::Forest { nodes, roots, means, .. } => {
-                let scale = 1.0 / roots.len() as f64;
+            CompiledEstimator::Forest { nodes, groups, trees, means, .. } => {
+                // The walk of `probability` (groups of LANES trees side by
+                // side), crediting each step's column with the change of
+                // the node mean. A leaf (and the filler) never moves, so it
+                // credits nothing; the leaf sum runs in the same order as
+                // `probability`'s, so the score has the same bits.
+                let scale = 1.0 / *trees as f64;
                 let mut sum = 0.0;
-                for &root in roots {
-                    let mut i = root as usize;
-                    while !is_leaf(&nodes[i], i) {
-                        let node = &nodes[i];
-                        let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
-                        let next = next as usize;
-                        out[node.feature as usize] += (means[next] - means[i]) * scale;
-                        i = next;
+                for group in groups {
+                    let mut at = group.roots;
+                    for _ in 0..group.steps {
+                        let mut moved = false;
+                        for a in &mut at {
+                            let node = &nodes[*a as usize];
+                            let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
+                            let next = if value <= node.threshold { node.left } else { node.right };
+                            if next != *a {
+                                out[node.feature as usize] += (means[next as usize] - means[*a as usize]) * scale;
+                                moved = true;
+                            }
+                            *a = next;
+                        }
+                        if !moved {
+                            break;
+                        }
                     }
-                    sum += nodes[i].threshold;
+                    for a in at {
+                        sum += nodes[a as usize].threshold;
+                    }
                 }
-                // The same operations as `probability`, so the same bits.
-                sum / roots.len() as f64
+                sum / *trees as f64
             }
             CompiledEstimator::Linear { intercept, coefficients, reference } => {
                 let mut dot = 0.0;

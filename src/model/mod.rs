@@ -79,6 +79,12 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     fn explain_info(&self) -> Option<ExplainInfo> {
         None
     }
+    /// The prediction and its attribution together. A [`Model`] walks its
+    /// trees once for both (the attribution's probability is the
+    /// prediction's, bit for bit).
+    fn predict_explained(&self, app: &LoanApplication) -> (Prediction, Option<Attribution>) {
+        (self.predict(app), self.attribution(app))
+    }
 }
 
 impl Scorer for Model {
@@ -100,6 +106,10 @@ impl Scorer for Model {
     }
     fn explain_info(&self) -> Option<ExplainInfo> {
         Some(Model::explain_info(self))
+    }
+    fn predict_explained(&self, app: &LoanApplication) -> (Prediction, Option<Attribution>) {
+        let (prediction, attribution) = Model::predict_explained(self, app);
+        (prediction, Some(attribution))
     }
 }
 
@@ -187,9 +197,19 @@ impl Model {
     /// Scores one application. Allocation-free.
     #[inline]
     pub fn predict(&self, app: &LoanApplication) -> Prediction {
-        let p = self.raw_probability(app).clamp(0.0, 1.0);
+        self.decide(self.raw_probability(app).clamp(0.0, 1.0))
+    }
+
+    fn decide(&self, p: f64) -> Prediction {
         let decision = if p >= self.meta.decision.threshold { Decision::HighRisk } else { Decision::LowRisk };
         Prediction { probability_late: p, decision }
+    }
+
+    /// [`Model::predict`] and [`Model::attribution`] from one walk of the
+    /// trees: the attribution's probability is the prediction's.
+    pub fn predict_explained(&self, app: &LoanApplication) -> (Prediction, Attribution) {
+        let attribution = self.attribution(app);
+        (self.decide(attribution.probability), attribution)
     }
 
     /// Preprocess into a stack buffer and score (calibrated when the file
@@ -435,6 +455,10 @@ mod tests {
             );
             let high = reference >= model.meta.decision.threshold;
             assert_eq!(fast.decision == Decision::HighRisk, high, "{app:?}");
+            let (explained, attribution) = model.predict_explained(app);
+            assert_eq!(explained, fast, "explaining never changes the answer: {app:?}");
+            let total = attribution.base_value + attribution.contributions.iter().sum::<f64>();
+            assert!((total - fast.probability_late).abs() <= 1e-9, "{app:?}: {total} vs {}", fast.probability_late);
         }
         assert_eq!(worst, 0.0, "the same sums in the same order: bit-for-bit equal");
     }
