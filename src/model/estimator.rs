@@ -376,35 +376,7 @@ impl CompiledEstimator {
     pub fn probability(&self, x: &[f64]) -> f64 {
         match self {
             CompiledEstimator::Forest { nodes, groups, trees, .. } => {
-                // Every tree of a group steps until the group is done; one
-                // at a leaf stays there. A row reaching a node goes left
-                // when `x[feature] <= threshold` (so NaN goes right), the
-                // same comparison as the tree in the file. The sum runs over
-                // the trees in their order, so it is the plain average.
-                // A group stops as soon as a step moves none of its walks
-                // (all at leaves): children lie strictly after their parent,
-                // so that happens within the group's deepest tree's steps.
-                let mut sum = 0.0;
-                for group in groups {
-                    let mut at = group.roots;
-                    for _ in 0..group.steps {
-                        let mut moved = false;
-                        for a in &mut at {
-                            let node = &nodes[*a as usize];
-                            let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
-                            let next = if value <= node.threshold { node.left } else { node.right };
-                            moved |= next != *a;
-                            *a = next;
-                        }
-                        if !moved {
-                            break;
-                        }
-                    }
-                    for a in at {
-                        sum += nodes[a as usize].threshold;
-                    }
-                }
-                sum / *trees as f64
+                walk_forest(nodes, groups, *trees, x, |_, _, _| {})
             }
             CompiledEstimator::Linear { intercept, coefficients, .. } => {
                 let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
@@ -425,36 +397,13 @@ impl CompiledEstimator {
     pub fn contributions(&self, x: &[f64], out: &mut [f64]) -> f64 {
         match self {
             CompiledEstimator::Forest { nodes, groups, trees, means, .. } => {
-                // The walk of `probability` (groups of LANES trees side by
-                // side), crediting each step's column with the change of
-                // the node mean. A leaf (and the filler) never moves, so it
-                // credits nothing; the leaf sum runs in the same order as
-                // `probability`'s, so the score has the same bits.
+                // `probability`'s walk, crediting each step's column with
+                // the change of the node mean (a leaf never moves, so it
+                // credits nothing): the score has the same bits.
                 let scale = 1.0 / *trees as f64;
-                let mut sum = 0.0;
-                for group in groups {
-                    let mut at = group.roots;
-                    for _ in 0..group.steps {
-                        let mut moved = false;
-                        for a in &mut at {
-                            let node = &nodes[*a as usize];
-                            let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
-                            let next = if value <= node.threshold { node.left } else { node.right };
-                            if next != *a {
-                                out[node.feature as usize] += (means[next as usize] - means[*a as usize]) * scale;
-                                moved = true;
-                            }
-                            *a = next;
-                        }
-                        if !moved {
-                            break;
-                        }
-                    }
-                    for a in at {
-                        sum += nodes[a as usize].threshold;
-                    }
-                }
-                sum / *trees as f64
+                walk_forest(nodes, groups, *trees, x, |feature, from, to| {
+                    out[feature] += (means[to as usize] - means[from as usize]) * scale;
+                })
             }
             CompiledEstimator::Linear { intercept, coefficients, reference } => {
                 let mut dot = 0.0;
@@ -513,6 +462,49 @@ impl CompiledEstimator {
             CompiledEstimator::Linear { .. } => 0,
         }
     }
+}
+
+/// The forest walk scoring and explaining share: every tree of a group of
+/// [`LANES`] steps until the group is done, and one at a leaf stays there
+/// (its children are itself). A row reaching a node goes left when
+/// `x[feature] <= threshold` (so NaN goes right), the same comparison as the
+/// tree in the file. A group stops as soon as a step moves none of its
+/// walks: children lie strictly after their parent, so that happens within
+/// its deepest tree's steps. `step(column, from, to)` sees every move (a
+/// no-op for scoring, which the compiler removes). Returns the leaves'
+/// average, summed in tree order: the plain average.
+#[inline(always)]
+fn walk_forest(
+    nodes: &[Node],
+    groups: &[TreeGroup],
+    trees: usize,
+    x: &[f64],
+    mut step: impl FnMut(usize, u32, u32),
+) -> f64 {
+    let mut sum = 0.0;
+    for group in groups {
+        let mut at = group.roots;
+        for _ in 0..group.steps {
+            let mut moved = false;
+            for a in &mut at {
+                let node = &nodes[*a as usize];
+                let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
+                let next = if value <= node.threshold { node.left } else { node.right };
+                moved |= next != *a;
+                if next != *a {
+                    step(node.feature as usize, *a, next);
+                }
+                *a = next;
+            }
+            if !moved {
+                break;
+            }
+        }
+        for a in at {
+            sum += nodes[a as usize].threshold;
+        }
+    }
+    sum / trees as f64
 }
 
 /// Numerically stable logistic function.
