@@ -518,9 +518,7 @@ pub(super) fn with_version_header(
     mut response: Response<Full<Bytes>>,
     version: &LoadedVersion,
 ) -> Response<Full<Bytes>> {
-    if let Ok(v) = HeaderValue::from_str(&version.version_label) {
-        response.headers_mut().insert("x-model-version", v);
-    }
+    response.headers_mut().insert("x-model-version", version.version_header.clone());
     response
 }
 

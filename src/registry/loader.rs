@@ -497,6 +497,7 @@ impl Loader {
                     name: name.to_string(),
                     version: entry.version,
                     version_label: entry.version.to_string(),
+                    version_header: hyper::header::HeaderValue::from(entry.version),
                     location: entry.location.clone(),
                     scorer,
                     loaded_at: SystemTime::now(),

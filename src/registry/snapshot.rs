@@ -20,6 +20,9 @@ pub struct LoadedVersion {
     pub version: u64,
     /// `version` as text, for headers and bodies.
     pub version_label: String,
+    /// The `x-model-version` header value, built once at load (cloning it
+    /// per response is a reference-count increment, not an allocation).
+    pub version_header: hyper::header::HeaderValue,
     /// Where it was read from (a path or URL), for logs and the operator view.
     pub location: String,
     /// The compiled model (or, in tests, a stand-in).

@@ -495,6 +495,7 @@ mod tests {
             name: "m".into(),
             version: v,
             version_label: v.to_string(),
+            version_header: hyper::header::HeaderValue::from(v),
             location: format!("m/{v}/model.json"),
             scorer: Arc::new(model),
             loaded_at: SystemTime::now(),
