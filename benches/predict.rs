@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the prediction path without HTTP: one application
 //! (parse → validate → preprocess → 100-tree forest → serialise), a
 //! 1,000-row batch the same way, and the model alone (preprocess + forest)
-//! for one row; and loading the bundled model file (read bytes → digest →
+//! for one row and for 1,000 rows (scored together, and one by one); and loading the bundled model file (read bytes → digest →
 //! decode → compile → smoke test: what a reload pass spends per version).
 //! Run with `cargo bench --bench predict`; the bundled model, and synthetic
 //! rows from `riskserve::train::synth` (never the real CSV).
@@ -38,7 +38,8 @@ fn app_json(app: &LoanApplication) -> String {
 /// The request path without HTTP: parse, validate, score, serialise.
 fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
     let apps = request::validate(request::parse(body, MAX_BATCH).unwrap()).unwrap();
-    let predictions: Vec<Prediction> = apps.iter().map(|a| model.predict(a)).collect();
+    let mut predictions: Vec<Prediction> = Vec::with_capacity(apps.len());
+    model.predict_many(&apps, &mut predictions);
     PredictResponse { model_name: "credit-risk", model_version: 1, predictions: &predictions }.to_json().unwrap()
 }
 
@@ -65,7 +66,15 @@ fn benches(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(MAX_BATCH as u64));
     g.bench_function("batch_1000_request", |b| b.iter(|| answer(&model, black_box(batch.as_bytes()))));
+    let mut out = Vec::with_capacity(MAX_BATCH);
     g.bench_function("batch_1000_model_only", |b| {
+        b.iter(|| {
+            out.clear();
+            model.predict_many(black_box(&rows), &mut out);
+            out.len()
+        })
+    });
+    g.bench_function("batch_1000_model_one_by_one", |b| {
         b.iter(|| rows.iter().map(|a| model.predict(black_box(a)).probability_late).sum::<f64>())
     });
     g.finish();

@@ -40,7 +40,7 @@ use std::time::Instant;
 const INLINE_BATCH: usize = 64;
 /// Bodies larger than this are parsed on a blocking thread.
 const INLINE_BODY_BYTES: usize = 64 * 1024;
-/// Scoring checks the deadline after this many applications.
+/// Scoring checks the deadline after each block of this many applications.
 const DEADLINE_CHECK_EVERY: usize = 64;
 
 /// The routes, each with a template label for metrics (bounded cardinality).
@@ -529,7 +529,9 @@ fn applications(body: &[u8], max_batch: usize) -> Result<Vec<LoanApplication>, A
 
 /// Scores every application, or fails: a non-finite probability is an
 /// error for the request (500, counted), never an answer; past the
-/// deadline, 503.
+/// deadline, 503. Without reason codes the applications are scored a block
+/// at a time ([`crate::model::Scorer::predict_many`]); the deadline is
+/// checked after each block of [`DEADLINE_CHECK_EVERY`].
 fn score(
     version: &LoadedVersion,
     apps: &[LoanApplication],
@@ -537,35 +539,43 @@ fn score(
     deadline: Instant,
 ) -> Result<Vec<Answered>, ApiError> {
     let bands = version.scorer.meta().decision.bands.as_ref();
-    let (mut high, mut low) = (0u64, 0u64);
-    let mut out = Vec::with_capacity(apps.len());
-    for (i, app) in apps.iter().enumerate() {
-        if i % DEADLINE_CHECK_EVERY == DEADLINE_CHECK_EVERY - 1 && Instant::now() >= deadline {
+    let mut predictions = Vec::with_capacity(apps.len());
+    let mut reasons = Vec::new();
+    for chunk in apps.chunks(DEADLINE_CHECK_EVERY) {
+        match explain.reasons {
+            None => version.scorer.predict_many(chunk, &mut predictions),
+            Some(top) => {
+                for app in chunk {
+                    let (p, attribution) = version.scorer.predict_explained(app);
+                    predictions.push(p);
+                    reasons.push(attribution.map(|a| a.reasons(app, top)));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
             return Err(ApiError::deadline_exceeded());
         }
-        let (p, attribution) = match explain.reasons {
-            Some(_) => version.scorer.predict_explained(app),
-            None => (version.scorer.predict(app), None),
-        };
-        if !p.probability_late.is_finite() {
-            version.metrics.inference_errors.inc();
-            let which = if apps.len() == 1 { String::new() } else { format!(" for instances[{i}]") };
-            return Err(ApiError::inference(format!(
-                "model `{}` version {} produced a non-finite probability ({}){which}; no prediction was made",
-                version.name, version.version, p.probability_late
-            )));
-        }
-        match p.decision {
-            Decision::HighRisk => high += 1,
-            Decision::LowRisk => low += 1,
-        }
-        let reasons = explain.reasons.zip(attribution).map(|(top, a)| a.reasons(app, top));
-        let band = bands.map(|b| b.band(p.probability_late).to_string());
-        out.push(Answered { prediction: p, band, reasons });
     }
+    if let Some(i) = predictions.iter().position(|p| !p.probability_late.is_finite()) {
+        version.metrics.inference_errors.inc();
+        let which = if apps.len() == 1 { String::new() } else { format!(" for instances[{i}]") };
+        return Err(ApiError::inference(format!(
+            "model `{}` version {} produced a non-finite probability ({}){which}; no prediction was made",
+            version.name, version.version, predictions[i].probability_late
+        )));
+    }
+    let high = predictions.iter().filter(|p| p.decision == Decision::HighRisk).count() as u64;
     version.metrics.predictions_high_risk.inc_by(high);
-    version.metrics.predictions_low_risk.inc_by(low);
-    Ok(out)
+    version.metrics.predictions_low_risk.inc_by(predictions.len() as u64 - high);
+    let mut reasons = reasons.into_iter();
+    Ok(predictions
+        .into_iter()
+        .map(|prediction| Answered {
+            prediction,
+            band: bands.map(|b| b.band(prediction.probability_late).to_string()),
+            reasons: reasons.next().flatten(),
+        })
+        .collect())
 }
 
 pub(super) fn lookup_error(e: LookupError) -> ApiError {

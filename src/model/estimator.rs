@@ -11,11 +11,11 @@
 //! the forest's worst-case cost per prediction, and enforces the limits of
 //! [`super::limits`].
 
+use super::forest::CompiledForest;
 use super::limits::{bounded_seq, MAX_NODES_PER_TREE, MAX_TREES, MAX_TREE_DEPTH};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// Largest number of tree nodes a model may hold in total.
-pub const MAX_TOTAL_NODES: usize = 20_000_000;
+pub use super::forest::MAX_TOTAL_NODES;
 
 /// One decision tree as parallel arrays. Node 0 is the root. For an internal
 /// node, `feature[i]` is an encoded column and rows with
@@ -142,40 +142,11 @@ pub enum EstimatorError {
     MeanCount { expected: usize, found: usize },
 }
 
-/// A node of the compiled forest (fields private). A leaf is a node whose
-/// two children are itself, so a walk that reaches it stays there whatever
-/// the row holds; its `threshold` holds the leaf's probability.
-#[derive(Debug, Clone, Copy)]
-pub struct Node {
-    threshold: f64,
-    feature: u32,
-    left: u32,
-    right: u32,
-}
-
-/// Trees walked side by side: the walks are independent, so the CPU overlaps
-/// their memory loads, and each step picks the child without a branch.
-const LANES: usize = 8;
-
-/// [`LANES`] trees scored together: their roots and the steps that bring
-/// the deepest of them to a leaf.
-#[derive(Debug, Clone, Copy)]
-pub struct TreeGroup {
-    roots: [u32; LANES],
-    steps: u32,
-}
-
 /// The estimator, compiled for scoring.
 #[derive(Debug, Clone)]
 pub enum CompiledEstimator {
-    /// `groups`: the trees in order, [`LANES`] at a time, the last group
-    /// filled up with a leaf of probability 0 (which adds exactly nothing);
-    /// `trees`: how many are real; `roots`: each real tree's root, for
-    /// explanations. `cost`: worst-case nodes visited per row, the sum over
-    /// trees of (depth + 1). `means[i]`: the mean leaf probability under
-    /// node `i`, weighted by training rows (for explanations only; scoring
-    /// never reads it, so `nodes` stays compact).
-    Forest { nodes: Vec<Node>, groups: Vec<TreeGroup>, trees: usize, roots: Vec<u32>, cost: u64, means: Vec<f64> },
+    /// See [`CompiledForest`].
+    Forest(CompiledForest),
     /// `reference`: the encoded row explanations measure deviations from.
     Linear { intercept: f64, coefficients: Vec<f64>, reference: Vec<f64> },
 }
@@ -190,7 +161,7 @@ impl Estimator {
         fallback_reference: impl FnOnce() -> Vec<f64>,
     ) -> Result<CompiledEstimator, EstimatorError> {
         match self {
-            Estimator::RandomForest { trees } => compile_forest(trees, width),
+            Estimator::RandomForest { trees } => CompiledForest::compile(trees, width).map(CompiledEstimator::Forest),
             Estimator::LogisticRegression { intercept, coefficients, column_means } => {
                 if coefficients.len() != width {
                     return Err(EstimatorError::CoefficientCount { expected: width, found: coefficients.len() });
@@ -249,138 +220,47 @@ impl Estimator {
     }
 }
 
-fn compile_forest(trees: &[Tree], width: usize) -> Result<CompiledEstimator, EstimatorError> {
-    if trees.is_empty() {
-        return Err(EstimatorError::NoTrees);
-    }
-    if trees.len() > MAX_TREES {
-        return Err(EstimatorError::TooManyTrees(trees.len()));
-    }
-    let total: usize = trees.iter().map(|t| t.feature.len()).sum();
-    if total > MAX_TOTAL_NODES {
-        return Err(EstimatorError::TooManyNodes(total));
-    }
-    let mut nodes = Vec::with_capacity(total + 1);
-    let mut means = Vec::with_capacity(total + 1);
-    let mut roots = Vec::with_capacity(trees.len());
-    // Edges from the root to the deepest reachable leaf, per tree.
-    let mut depths = Vec::with_capacity(trees.len());
-    let mut cost = 0u64;
-    // Per node: 1 + its depth if reachable from the root, else 0. Reused across trees.
-    let mut level: Vec<u32> = Vec::new();
-    for (t, tree) in trees.iter().enumerate() {
-        let bad = |problem: String| EstimatorError::BadTree { tree: t, problem };
-        let n = tree.feature.len();
-        if n == 0 {
-            return Err(bad("has no nodes".into()));
-        }
-        if n > MAX_NODES_PER_TREE {
-            return Err(EstimatorError::TreeTooLarge { tree: t, nodes: n });
-        }
-        if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4]
-            || !(tree.samples.is_empty() || tree.samples.len() == n)
-        {
-            return Err(bad("its arrays have different lengths".into()));
-        }
-        let base = nodes.len() as u32;
-        roots.push(base);
-        level.clear();
-        level.resize(n, 0);
-        level[0] = 1;
-        let mut deepest = 1;
-        for i in 0..n {
-            let f = tree.feature[i];
-            if f == -1 {
-                let v = tree.value[i];
-                if !(0.0..=1.0).contains(&v) {
-                    return Err(bad(format!("leaf {i} has value {v}, not a probability")));
-                }
-                nodes.push(leaf(v, base + i as u32));
-                continue;
-            }
-            if f < 0 || f as usize >= width {
-                return Err(bad(format!("node {i} splits on column {f}, outside 0..{width}")));
-            }
-            let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
-            // Children strictly after their parent: no cycles, so every walk
-            // ends, and one forward pass sees every parent before its children.
-            if l <= i || r <= i || l >= n || r >= n {
-                return Err(bad(format!("node {i} has children {l} and {r}; they must lie in {}..{n}", i + 1)));
-            }
-            let th = tree.threshold[i];
-            if th.is_nan() {
-                return Err(bad(format!("node {i} has a NaN threshold")));
-            }
-            if level[i] > 0 {
-                let child = level[i] + 1;
-                if child as usize > MAX_TREE_DEPTH + 1 {
-                    return Err(EstimatorError::TreeTooDeep { tree: t, node: i });
-                }
-                level[l] = level[l].max(child);
-                level[r] = level[r].max(child);
-                deepest = deepest.max(child);
-            }
-            nodes.push(Node { threshold: th, feature: f as u32, left: base + l as u32, right: base + r as u32 });
-        }
-        cost += u64::from(deepest);
-        node_means(tree, &nodes[base as usize..], &mut means);
-        depths.push(deepest - 1);
-    }
-    // The filler of the last group: a leaf of probability 0.
-    let filler = nodes.len() as u32;
-    nodes.push(leaf(0.0, filler));
-    means.push(0.0);
-    let groups = roots
-        .chunks(LANES)
-        .zip(depths.chunks(LANES))
-        .map(|(r, d)| {
-            let mut group = TreeGroup { roots: [filler; LANES], steps: d.iter().copied().max().unwrap_or(0) };
-            group.roots[..r.len()].copy_from_slice(r);
-            group
-        })
-        .collect();
-    Ok(CompiledEstimator::Forest { nodes, groups, trees: trees.len(), roots, cost, means })
-}
-
-/// A leaf at index `at`: both children are itself.
-fn leaf(probability: f64, at: u32) -> Node {
-    Node { threshold: probability, feature: 0, left: at, right: at }
-}
-
-/// Appends the node means of one compiled tree (`nodes`, already checked:
-/// children lie after their parent) to `means`. Bottom-up in one backward
-/// pass: a leaf's mean is its probability; an internal node's is its
-/// children's means weighted by the training rows that reached each (equal
-/// weights when the file records no counts, or both counts are zero).
-fn node_means(tree: &Tree, nodes: &[Node], means: &mut Vec<f64>) {
-    let base = means.len();
-    means.resize(base + nodes.len(), 0.0);
-    let local = &mut means[base..];
-    for i in (0..nodes.len()).rev() {
-        if tree.feature[i] == -1 {
-            local[i] = nodes[i].threshold;
-            continue;
-        }
-        let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
-        let (wl, wr) = match (tree.samples.get(l), tree.samples.get(r)) {
-            (Some(&a), Some(&b)) if a as u64 + b as u64 > 0 => (f64::from(a), f64::from(b)),
-            _ => (1.0, 1.0),
-        };
-        local[i] = (wl * local[l] + wr * local[r]) / (wl + wr);
-    }
-}
-
 impl CompiledEstimator {
-    /// P(late) for one encoded row. Allocation-free.
-    #[inline]
-    pub fn probability(&self, x: &[f64]) -> f64 {
+    /// Number of encoded columns a row has.
+    pub fn width(&self) -> usize {
         match self {
-            CompiledEstimator::Forest { nodes, groups, trees, .. } => {
-                walk_forest(nodes, groups, *trees, x, |_, _, _| {})
-            }
+            CompiledEstimator::Forest(f) => f.width(),
+            CompiledEstimator::Linear { coefficients, .. } => coefficients.len(),
+        }
+    }
+
+    /// P(late) for one encoded row (`x[..width]`). Copies the row into a
+    /// buffer with the padding column a forest reads; the request path uses
+    /// [`Self::probability_in`] on a buffer that already has it.
+    pub fn probability(&self, x: &[f64]) -> f64 {
+        with_padding(&x[..self.width()], |x| self.probability_in(x))
+    }
+
+    /// P(late) for one encoded row in `x[..width]`, where `x` has at least
+    /// one more element, the padding column a forest sets to 0.0 and reads
+    /// at its leaves ([`super::forest`]). Allocation-free.
+    #[inline]
+    pub fn probability_in(&self, x: &mut [f64]) -> f64 {
+        match self {
+            CompiledEstimator::Forest(f) => f.probability_in(x),
             CompiledEstimator::Linear { intercept, coefficients, .. } => {
-                let z = intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>();
+                let z = intercept + coefficients.iter().zip(x.iter()).map(|(c, v)| c * v).sum::<f64>();
                 sigmoid(z)
+            }
+        }
+    }
+
+    /// P(late) for `out.len()` encoded rows, row `r` in `rows[r * stride..]`
+    /// (`stride` > width, for the padding column): a forest walks them tree
+    /// by tree, rows side by side ([`CompiledForest::probabilities_in`]).
+    /// Each answer has the bits of [`Self::probability_in`] on that row.
+    pub fn probabilities_in(&self, rows: &mut [f64], stride: usize, out: &mut [f64]) {
+        match self {
+            CompiledEstimator::Forest(f) => f.probabilities_in(rows, stride, out),
+            CompiledEstimator::Linear { .. } => {
+                for (o, row) in out.iter_mut().zip(rows.chunks_mut(stride)) {
+                    *o = self.probability_in(row);
+                }
             }
         }
     }
@@ -391,23 +271,21 @@ impl CompiledEstimator {
     /// and returns the score; the score equals [`Self::base_score`] plus the
     /// sum of what was added. Forest: per-tree path contributions (Saabas),
     /// each split crossed credits its column with the change of the node
-    /// mean, averaged over trees. Linear: `coefficient × (x − reference)`,
-    /// i.e. the standardised coefficient times the standardised deviation.
-    /// Allocation-free.
+    /// mean, averaged over trees; the score has the bits of
+    /// [`Self::probability`]. Linear: `coefficient × (x − reference)`, i.e.
+    /// the standardised coefficient times the standardised deviation.
     pub fn contributions(&self, x: &[f64], out: &mut [f64]) -> f64 {
+        with_padding(&x[..self.width()], |x| self.contributions_in(x, out))
+    }
+
+    /// [`Self::contributions`] for a row with room for the padding column,
+    /// as [`Self::probability_in`]. Allocation-free.
+    pub fn contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> f64 {
         match self {
-            CompiledEstimator::Forest { nodes, groups, trees, means, .. } => {
-                // `probability`'s walk, crediting each step's column with
-                // the change of the node mean (a leaf never moves, so it
-                // credits nothing): the score has the same bits.
-                let scale = 1.0 / *trees as f64;
-                walk_forest(nodes, groups, *trees, x, |feature, from, to| {
-                    out[feature] += (means[to as usize] - means[from as usize]) * scale;
-                })
-            }
+            CompiledEstimator::Forest(f) => f.contributions_in(x, out),
             CompiledEstimator::Linear { intercept, coefficients, reference } => {
                 let mut dot = 0.0;
-                for (j, ((c, v), r)) in coefficients.iter().zip(x).zip(reference).enumerate() {
+                for (j, ((c, v), r)) in coefficients.iter().zip(x.iter()).zip(reference).enumerate() {
                     dot += c * v;
                     out[j] += c * (v - r);
                 }
@@ -421,9 +299,7 @@ impl CompiledEstimator {
     /// trees), or the linear score at the reference row.
     pub fn base_score(&self) -> f64 {
         match self {
-            CompiledEstimator::Forest { roots, means, .. } => {
-                roots.iter().map(|&r| means[r as usize]).sum::<f64>() / roots.len() as f64
-            }
+            CompiledEstimator::Forest(f) => f.base_score(),
             CompiledEstimator::Linear { intercept, coefficients, reference } => {
                 intercept + coefficients.iter().zip(reference).map(|(c, r)| c * r).sum::<f64>()
             }
@@ -433,7 +309,7 @@ impl CompiledEstimator {
     /// Maps a score of [`Self::contributions`] to a probability.
     pub fn score_to_probability(&self, score: f64) -> f64 {
         match self {
-            CompiledEstimator::Forest { .. } => score,
+            CompiledEstimator::Forest(_) => score,
             CompiledEstimator::Linear { .. } => sigmoid(score),
         }
     }
@@ -441,7 +317,7 @@ impl CompiledEstimator {
     /// `saabas` for a forest, `linear` for a linear model.
     pub fn explain_method(&self) -> &'static str {
         match self {
-            CompiledEstimator::Forest { .. } => "saabas",
+            CompiledEstimator::Forest(_) => "saabas",
             CompiledEstimator::Linear { .. } => "linear",
         }
     }
@@ -450,7 +326,7 @@ impl CompiledEstimator {
     /// of depth + 1), or one multiply-add per coefficient for a linear model.
     pub fn cost(&self) -> u64 {
         match self {
-            CompiledEstimator::Forest { cost, .. } => *cost,
+            CompiledEstimator::Forest(f) => f.cost(),
             CompiledEstimator::Linear { coefficients, .. } => coefficients.len() as u64,
         }
     }
@@ -458,53 +334,25 @@ impl CompiledEstimator {
     /// Number of compiled tree nodes (0 for linear models); for diagnostics.
     pub fn node_count(&self) -> usize {
         match self {
-            CompiledEstimator::Forest { nodes, .. } => nodes.len() - 1,
+            CompiledEstimator::Forest(f) => f.node_count(),
             CompiledEstimator::Linear { .. } => 0,
         }
     }
 }
 
-/// The forest walk scoring and explaining share: every tree of a group of
-/// [`LANES`] steps until the group is done, and one at a leaf stays there
-/// (its children are itself). A row reaching a node goes left when
-/// `x[feature] <= threshold` (so NaN goes right), the same comparison as the
-/// tree in the file. A group stops as soon as a step moves none of its
-/// walks: children lie strictly after their parent, so that happens within
-/// its deepest tree's steps. `step(column, from, to)` sees every move (a
-/// no-op for scoring, which the compiler removes). Returns the leaves'
-/// average, summed in tree order: the plain average.
-#[inline(always)]
-fn walk_forest(
-    nodes: &[Node],
-    groups: &[TreeGroup],
-    trees: usize,
-    x: &[f64],
-    mut step: impl FnMut(usize, u32, u32),
-) -> f64 {
-    let mut sum = 0.0;
-    for group in groups {
-        let mut at = group.roots;
-        for _ in 0..group.steps {
-            let mut moved = false;
-            for a in &mut at {
-                let node = &nodes[*a as usize];
-                let value = x.get(node.feature as usize).copied().unwrap_or(f64::NAN);
-                let next = if value <= node.threshold { node.left } else { node.right };
-                moved |= next != *a;
-                if next != *a {
-                    step(node.feature as usize, *a, next);
-                }
-                *a = next;
-            }
-            if !moved {
-                break;
-            }
-        }
-        for a in at {
-            sum += nodes[a as usize].threshold;
-        }
+/// Calls `f` with `row` followed by one more (padding) column.
+fn with_padding<R>(row: &[f64], f: impl FnOnce(&mut [f64]) -> R) -> R {
+    const STACK: usize = 64;
+    if row.len() < STACK {
+        let mut buf = [0.0; STACK];
+        buf[..row.len()].copy_from_slice(row);
+        f(&mut buf)
+    } else {
+        let mut buf = Vec::with_capacity(row.len() + 1);
+        buf.extend_from_slice(row);
+        buf.push(0.0);
+        f(&mut buf)
     }
-    sum / trees as f64
 }
 
 /// Numerically stable logistic function.
@@ -602,11 +450,10 @@ mod tests {
         let leaf = chain(0);
         assert_eq!(forest(vec![small_tree(), leaf.clone()]).unwrap().cost(), 3 + 1);
         assert_eq!(forest(vec![chain(MAX_TREE_DEPTH), leaf]).unwrap().cost(), MAX_TREE_DEPTH as u64 + 2);
-        // A child shared by two parents counts along its longest path; an
-        // unreachable node does not count at all.
+        // An unreachable node does not count at all.
         let mut t = small_tree();
-        t.left[0] = 2; // node 1 is now unreachable; 2 is reached from 0 only
-        assert_eq!(forest(vec![t]).unwrap().cost(), 3);
+        t.feature[2] = -1; // nodes 3 and 4 are now unreachable
+        assert_eq!(forest(vec![t]).unwrap().cost(), 2);
         let linear = Estimator::LogisticRegression { intercept: 0.0, coefficients: vec![1.0; 7], column_means: None };
         assert_eq!(linear.compile(7).unwrap().cost(), 7);
     }
@@ -666,8 +513,9 @@ mod tests {
     #[test]
     fn a_compiled_node_is_24_bytes_as_the_memory_bound_in_the_docs_assumes() {
         // docs/model-format.md, "Limits": a node needs >= 10 bytes of JSON
-        // and compiles to 24 bytes.
-        assert_eq!(std::mem::size_of::<Node>(), 24);
+        // and compiles to 24 bytes (16 for scoring, 8 for its explanation mean).
+        let forest = CompiledForest::compile(&[chain(3)], 1).unwrap();
+        assert_eq!(forest.node_bytes(), 16 * (forest.node_count() + 1).next_power_of_two(), "filler, padding");
         let one_node = serde_json::to_string(&chain(0)).unwrap();
         let two_nodes = serde_json::to_string(&Tree {
             feature: vec![-1, -1],

@@ -1,0 +1,552 @@
+//! The compiled random forest: every tree of a model file in one flat array
+//! of 16-byte nodes, checked once at load and walked without branches, for
+//! one row (eight trees side by side) or for many rows (eight rows side by
+//! side, tree by tree).
+//!
+//! **Layout.** Nodes are in level order across the whole forest: every
+//! tree's root first (in tree order, so tree `t`'s root is node `t`), then
+//! every tree's nodes at depth 1, and so on. The levels every walk starts
+//! with are contiguous, so the top of all 100 trees of the bundled model
+//! (levels 0–3: 24 KB) stays in the L1 cache. The two children of a node are
+//! adjacent, `child` (rows with `x[column] <= threshold`) and `child + 1`
+//! (the others, NaN included), so a node is a threshold, a column and one
+//! index, and a step is `child + !(x[column] <= threshold)`: no branch.
+//!
+//! **Leaves.** A leaf is a node whose `child` is itself, whose `column` is
+//! the *padding column* (one past the model's encoded columns, always 0.0)
+//! and whose `threshold` is its probability, in `[0, 1]`: `0.0 <= p` holds,
+//! so a walk that reaches a leaf stays there whatever else it does. Rows are
+//! therefore walked with one extra column, which the walk sets to 0.0
+//! itself ([`CompiledForest::probability_in`]).
+//!
+//! **Checks.** Compilation refuses, naming the tree and node: children that
+//! do not lie strictly after their parent (so no walk loops), columns
+//! outside the encoded width, NaN thresholds, leaf values that are not
+//! probabilities, a node whose two children are the same node, a node that
+//! two parents point to (a tree's nodes have one parent each; a DAG would
+//! have to be copied per path), and the limits of [`super::limits`]:
+//! trees, nodes per tree, total nodes, depth. Nodes no walk can reach are
+//! dropped. It measures the worst-case cost of one prediction, the sum over
+//! trees of (depth + 1), and computes the node means explanations use.
+//!
+//! **Exactness.** Every walk adds the trees' leaf values in tree order,
+//! starting from 0.0, then divides by the number of trees: the plain average,
+//! the same bits whichever walk computed it. Tests hold all of them to the
+//! straightforward walk of the file's arrays
+//! ([`super::estimator::Estimator::reference_probability`]).
+
+use super::estimator::{EstimatorError, Tree};
+use super::limits::{MAX_NODES_PER_TREE, MAX_TREES, MAX_TREE_DEPTH};
+
+/// Largest number of tree nodes a model may hold in total.
+pub const MAX_TOTAL_NODES: usize = 20_000_000;
+
+/// One node of the compiled forest (see the module doc): 16 bytes.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Node {
+    /// Rows with `x[column] <= threshold` go to `child`; a leaf's probability.
+    threshold: f64,
+    column: u32,
+    /// The left child (the right one is `child + 1`); a leaf: itself.
+    child: u32,
+}
+
+/// Trees walked side by side for one row: independent walks, so the CPU
+/// overlaps their memory loads.
+const TREE_LANES: usize = 8;
+/// Rows walked side by side through one tree, for many rows.
+const ROW_LANES: usize = 8;
+
+/// [`TREE_LANES`] trees scored together: their roots (tree `t`'s root is
+/// node `t`; a lane without a tree starts at the filler leaf) and the steps
+/// that bring the deepest of them to a leaf.
+#[derive(Debug, Clone, Copy)]
+struct TreeGroup {
+    roots: [u32; TREE_LANES],
+    steps: u32,
+}
+
+/// A random forest compiled for scoring (see the module doc).
+#[derive(Debug, Clone)]
+pub struct CompiledForest {
+    nodes: Vec<Node>,
+    /// `nodes.len() - 1`, a power of two minus one.
+    node_mask: usize,
+    /// The trees in order, [`TREE_LANES`] at a time; the last group is
+    /// filled up with a leaf of probability 0, which adds exactly nothing.
+    groups: Vec<TreeGroup>,
+    /// Per tree: its depth, the steps that bring any row to its leaf.
+    depths: Vec<u32>,
+    /// The padding column: the model's encoded width.
+    pad: usize,
+    /// Worst-case nodes visited per row: the sum over trees of (depth + 1).
+    cost: u64,
+    /// Per node: the mean leaf probability under it, weighted by the
+    /// training rows that reached each (explanations only; scoring never
+    /// reads it, so `nodes` stays compact).
+    means: Vec<f64>,
+}
+
+impl CompiledForest {
+    /// Checks `trees` against the encoded `width` and compiles them.
+    pub fn compile(trees: &[Tree], width: usize) -> Result<CompiledForest, EstimatorError> {
+        if trees.is_empty() {
+            return Err(EstimatorError::NoTrees);
+        }
+        if trees.len() > MAX_TREES {
+            return Err(EstimatorError::TooManyTrees(trees.len()));
+        }
+        let total: usize = trees.iter().map(|t| t.feature.len()).sum();
+        if total > MAX_TOTAL_NODES {
+            return Err(EstimatorError::TooManyNodes(total));
+        }
+        // Where each tree's nodes start in the flat per-node tables below.
+        let mut start = Vec::with_capacity(trees.len() + 1);
+        start.push(0);
+        for (t, tree) in trees.iter().enumerate() {
+            check_tree(t, tree, width)?;
+            start.push(start[t] + tree.feature.len());
+        }
+        // Widths are at most `MAX_ENCODED_WIDTH`; columns are checked above.
+        let pad = u32::try_from(width).unwrap_or(u32::MAX);
+
+        // Level order across the forest: `order[k]` = (tree, node in the
+        // file) of compiled node k. The roots come first; each internal
+        // node, when its turn comes, appends its two children. A level ends
+        // where the nodes appended while walking the previous one end.
+        let mut order: Vec<(u32, u32)> = Vec::with_capacity(total);
+        order.extend((0..trees.len() as u32).map(|t| (t, 0)));
+        let mut has_parent = vec![false; total];
+        let mut depths = vec![0u32; trees.len()];
+        let mut nodes: Vec<Node> = Vec::with_capacity(total + 1);
+        let (mut depth, mut level_end) = (0u32, order.len());
+        let mut k = 0;
+        while k < order.len() {
+            if k == level_end {
+                depth += 1;
+                level_end = order.len();
+            }
+            let (t, i) = order[k];
+            let (tu, iu) = (t as usize, i as usize);
+            let tree = &trees[tu];
+            let f = tree.feature[iu];
+            if f == -1 {
+                nodes.push(Node { threshold: tree.value[iu], column: pad, child: k as u32 });
+                k += 1;
+                continue;
+            }
+            if depth as usize >= MAX_TREE_DEPTH {
+                return Err(EstimatorError::TreeTooDeep { tree: tu, node: iu });
+            }
+            let bad = |problem: String| EstimatorError::BadTree { tree: tu, problem };
+            let (l, r) = (tree.left[iu], tree.right[iu]);
+            if l == r {
+                return Err(bad(format!("node {i} has node {l} as both children")));
+            }
+            for c in [l, r] {
+                let seen = &mut has_parent[start[tu] + c as usize];
+                if *seen {
+                    return Err(bad(format!("node {c} has two parents; each node of a tree has one")));
+                }
+                *seen = true;
+            }
+            let child = order.len() as u32;
+            order.push((t, l));
+            order.push((t, r));
+            depths[tu] = depths[tu].max(depth + 1);
+            nodes.push(Node { threshold: tree.threshold[iu], column: f as u32, child });
+            k += 1;
+        }
+        drop(has_parent);
+        let means = node_means(trees, &order, &nodes);
+        drop(order);
+        // The filler of the last group: a leaf of probability 0.
+        let filler = nodes.len() as u32;
+        nodes.push(Node { threshold: 0.0, column: pad, child: filler });
+        let mut means = means;
+        means.push(0.0);
+        // Up to a power of two (with leaves that are never reached), so
+        // that masking an index proves it in bounds: walks need no check.
+        let node_mask = nodes.len().next_power_of_two() - 1;
+        let mut k = nodes.len() as u32;
+        nodes.resize_with(node_mask + 1, || {
+            k += 1;
+            Node { threshold: 0.0, column: pad, child: k - 1 }
+        });
+
+        // Trees of similar depth walk together, so few steps are wasted on
+        // walks already at their leaf (the sum still runs in tree order).
+        let mut by_depth: Vec<u32> = (0..trees.len() as u32).collect();
+        by_depth.sort_by_key(|&t| depths[t as usize]);
+        let groups = by_depth
+            .chunks(TREE_LANES)
+            .map(|chunk| {
+                let mut group = TreeGroup { roots: [filler; TREE_LANES], steps: 0 };
+                for (lane, &t) in group.roots.iter_mut().zip(chunk) {
+                    *lane = t;
+                    group.steps = group.steps.max(depths[t as usize]);
+                }
+                group
+            })
+            .collect();
+        let cost = depths.iter().map(|&d| u64::from(d) + 1).sum();
+        Ok(CompiledForest { nodes, node_mask, groups, depths, pad: width, cost, means })
+    }
+
+    /// Worst-case nodes visited per row: the sum over trees of (depth + 1).
+    pub fn cost(&self) -> u64 {
+        self.cost
+    }
+
+    /// The encoded width rows have (the padding column's index).
+    pub fn width(&self) -> usize {
+        self.pad
+    }
+
+    /// Number of trees.
+    pub fn trees(&self) -> usize {
+        self.depths.len()
+    }
+
+    /// Number of compiled nodes (reachable nodes of every tree).
+    pub fn node_count(&self) -> usize {
+        self.means.len() - 1
+    }
+
+    /// Bytes the compiled nodes take (16 per node).
+    pub fn node_bytes(&self) -> usize {
+        std::mem::size_of_val(self.nodes.as_slice())
+    }
+
+    /// The mean root value: the training late rate, for counted trees.
+    pub fn base_score(&self) -> f64 {
+        self.means[..self.trees()].iter().sum::<f64>() / self.trees() as f64
+    }
+
+    /// P(late) for one encoded row: `x[..width]` holds the row and `x` has
+    /// room for the padding column, which this sets to 0.0. Allocation-free.
+    #[inline]
+    pub fn probability_in(&self, x: &mut [f64]) -> f64 {
+        x[self.pad] = 0.0;
+        match short_row(x, self.pad) {
+            Some(x) => self.walk_trees(x, |_, _, _| {}),
+            None => self.walk_trees(&*x, |_, _, _| {}),
+        }
+    }
+
+    /// Exact per-column attribution of one row (see
+    /// [`super::estimator::CompiledEstimator::contributions`]); `x` as for
+    /// [`Self::probability_in`]. Returns the probability, from the same walk.
+    pub fn contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> f64 {
+        x[self.pad] = 0.0;
+        let scale = 1.0 / self.trees() as f64;
+        let means = &self.means;
+        // Each split crossed credits its column with the change of the node
+        // mean (a leaf never moves, so it credits nothing).
+        let credit = |column: usize, from: u32, to: u32| {
+            out[column] += (means[to as usize] - means[from as usize]) * scale;
+        };
+        match short_row(x, self.pad) {
+            Some(x) => self.walk_trees(x, credit),
+            None => self.walk_trees(&*x, credit),
+        }
+    }
+
+    /// P(late) for many rows at once: row `r` is `rows[r * stride ..][..width]`
+    /// (`stride` > width) and its probability goes to `out[r]`. Rows are
+    /// taken [`ROW_LANES`] at a time, their columns interleaved (so a lane's
+    /// value is at `column * ROW_LANES + lane`), and walked tree by tree,
+    /// the lanes side by side: each tree's nodes are read from the L1 cache
+    /// for every group after the first. Rows left over (fewer than
+    /// [`ROW_LANES`]) take the one-row walk. The same sums, in the same
+    /// order, as [`Self::probability_in`] on each row.
+    pub fn probabilities_in(&self, rows: &mut [f64], stride: usize, out: &mut [f64]) {
+        assert!(stride > self.pad && rows.len() >= out.len() * stride, "rows too short for the batch");
+        let n = out.len();
+        let groups = if self.pad < SHORT_ROW { n / ROW_LANES } else { 0 };
+        let mut lanes: Vec<LaneGroup> = vec![[[0.0; ROW_LANES]; SHORT_ROW]; groups];
+        for (g, group) in lanes.iter_mut().enumerate() {
+            for l in 0..ROW_LANES {
+                let row = &rows[(g * ROW_LANES + l) * stride..][..self.pad];
+                for (column, &v) in group.iter_mut().zip(row) {
+                    column[l] = v;
+                }
+            }
+        }
+        let (grouped, rest) = out.split_at_mut(groups * ROW_LANES);
+        grouped.fill(0.0);
+        let nodes = &self.nodes[..=self.node_mask];
+        for (t, &steps) in self.depths.iter().enumerate() {
+            for (group, sums) in lanes.iter().zip(grouped.chunks_exact_mut(ROW_LANES)) {
+                let mut at = [t as u32; ROW_LANES];
+                for _ in 0..steps {
+                    for (l, a) in at.iter_mut().enumerate() {
+                        let node = nodes[*a as usize & self.node_mask];
+                        let v = group[node.column as usize & (SHORT_ROW - 1)][l];
+                        *a = node.child + goes_right(v, node.threshold);
+                    }
+                }
+                for (sum, &a) in sums.iter_mut().zip(&at) {
+                    *sum += nodes[a as usize & self.node_mask].threshold;
+                }
+            }
+        }
+        let trees = self.trees() as f64;
+        for o in grouped.iter_mut() {
+            *o /= trees;
+        }
+        for (r, o) in rest.iter_mut().enumerate() {
+            *o = self.probability_in(&mut rows[(groups * ROW_LANES + r) * stride..][..stride]);
+        }
+    }
+
+    /// The walk scoring and explaining share: the trees of a group (trees
+    /// of similar depth) step side by side until the group is done (a step
+    /// that moves none of its walks; children lie strictly after their
+    /// parent, so that happens within its deepest tree's steps), and each
+    /// tree's leaf is noted. `step(column, from, to)` sees every move (a
+    /// no-op for scoring, which the compiler removes). Returns the leaves'
+    /// average, summed in tree order.
+    #[inline(always)]
+    fn walk_trees(&self, x: impl Row, step: impl FnMut(usize, u32, u32)) -> f64 {
+        const STACK_TREES: usize = 256;
+        let trees = self.trees();
+        if trees <= STACK_TREES {
+            self.walk_trees_into(x, step, &mut [0; STACK_TREES + 1][..=trees])
+        } else {
+            self.walk_trees_into(x, step, &mut vec![0; trees + 1])
+        }
+    }
+
+    /// [`Self::walk_trees`], noting tree `t`'s leaf in `leaves[t]` (and
+    /// filler lanes' in the last slot).
+    #[inline(always)]
+    fn walk_trees_into(&self, x: impl Row, mut step: impl FnMut(usize, u32, u32), leaves: &mut [u32]) -> f64 {
+        let nodes = &self.nodes[..=self.node_mask];
+        let trees = self.trees();
+        for group in &self.groups {
+            let mut at = group.roots;
+            for _ in 0..group.steps {
+                let mut moved = false;
+                for a in &mut at {
+                    let node = nodes[*a as usize & self.node_mask];
+                    let next = node.child + goes_right(x.get(node.column), node.threshold);
+                    if next != *a {
+                        moved = true;
+                        step(node.column as usize, *a, next);
+                    }
+                    *a = next;
+                }
+                if !moved {
+                    break;
+                }
+            }
+            for (&root, &leaf) in group.roots.iter().zip(&at) {
+                leaves[(root as usize).min(trees)] = leaf;
+            }
+        }
+        let mut sum = 0.0;
+        for &leaf in &leaves[..trees] {
+            sum += nodes[leaf as usize & self.node_mask].threshold;
+        }
+        sum / trees as f64
+    }
+}
+
+/// Rows of models narrower than this (the bundled one has 41 columns) are
+/// read through fixed-size arrays, so masking a node's column proves the
+/// read in bounds: the walks do no bounds check per step.
+const SHORT_ROW: usize = 64;
+
+/// [`ROW_LANES`] rows, column by column: `group[column][lane]`.
+type LaneGroup = [[f64; ROW_LANES]; SHORT_ROW];
+
+/// 1 when a row with value `v` goes to the right child: unless `v <=
+/// threshold`, so NaN goes right, as in the file's trees. Written as the
+/// negated comparison on purpose: it compiles to a compare and an add with
+/// carry, no branch.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn goes_right(v: f64, threshold: f64) -> u32 {
+    u32::from(!(v <= threshold))
+}
+
+/// How a walk reads a row's column.
+trait Row: Copy {
+    fn get(self, column: u32) -> f64;
+}
+
+/// A short row: no bounds check (the mask keeps the index inside).
+impl Row for &[f64; SHORT_ROW] {
+    #[inline(always)]
+    fn get(self, column: u32) -> f64 {
+        self[column as usize & (SHORT_ROW - 1)]
+    }
+}
+
+/// Any row: a bounds-checked read.
+impl Row for &[f64] {
+    #[inline(always)]
+    fn get(self, column: u32) -> f64 {
+        self[column as usize]
+    }
+}
+
+/// `x` as a short row, when the model is narrow enough and `x` long enough.
+fn short_row(x: &[f64], pad: usize) -> Option<&[f64; SHORT_ROW]> {
+    if pad < SHORT_ROW {
+        x.get(..SHORT_ROW).and_then(|x| x.try_into().ok())
+    } else {
+        None
+    }
+}
+
+/// Checks one tree's arrays as stored, before anything is compiled: equal
+/// lengths, columns inside the width, children strictly after their
+/// parent and inside the tree, thresholds not NaN, leaf values that are
+/// probabilities. (Reachability, depth and shared children are checked
+/// while the forest is laid out.)
+fn check_tree(t: usize, tree: &Tree, width: usize) -> Result<(), EstimatorError> {
+    let bad = |problem: String| EstimatorError::BadTree { tree: t, problem };
+    let n = tree.feature.len();
+    if n == 0 {
+        return Err(bad("has no nodes".into()));
+    }
+    if n > MAX_NODES_PER_TREE {
+        return Err(EstimatorError::TreeTooLarge { tree: t, nodes: n });
+    }
+    if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4]
+        || !(tree.samples.is_empty() || tree.samples.len() == n)
+    {
+        return Err(bad("its arrays have different lengths".into()));
+    }
+    for i in 0..n {
+        let f = tree.feature[i];
+        if f == -1 {
+            let v = tree.value[i];
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(format!("leaf {i} has value {v}, not a probability")));
+            }
+            continue;
+        }
+        if f < 0 || f as usize >= width {
+            return Err(bad(format!("node {i} splits on column {f}, outside 0..{width}")));
+        }
+        let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
+        // Children strictly after their parent: no cycles, so every walk ends.
+        if l <= i || r <= i || l >= n || r >= n {
+            return Err(bad(format!("node {i} has children {l} and {r}; they must lie in {}..{n}", i + 1)));
+        }
+        if tree.threshold[i].is_nan() {
+            return Err(bad(format!("node {i} has a NaN threshold")));
+        }
+    }
+    Ok(())
+}
+
+/// The node means of the compiled nodes (`order[k]` is compiled node k's
+/// tree and node in the file), bottom-up in one backward pass (children lie
+/// after their parent): a leaf's mean is its probability; an internal
+/// node's is its children's means weighted by the training rows that
+/// reached each (equal weights when the file records no counts, or both
+/// counts are zero).
+fn node_means(trees: &[Tree], order: &[(u32, u32)], nodes: &[Node]) -> Vec<f64> {
+    let mut means = vec![0.0; nodes.len()];
+    let samples = |k: usize| {
+        let (t, i) = order[k];
+        trees[t as usize].samples.get(i as usize).copied()
+    };
+    for k in (0..nodes.len()).rev() {
+        let node = nodes[k];
+        if node.child as usize == k {
+            means[k] = node.threshold;
+            continue;
+        }
+        let (l, r) = (node.child as usize, node.child as usize + 1);
+        let (wl, wr) = match (samples(l), samples(r)) {
+            (Some(a), Some(b)) if a as u64 + b as u64 > 0 => (f64::from(a), f64::from(b)),
+            _ => (1.0, 1.0),
+        };
+        means[k] = (wl * means[l] + wr * means[r]) / (wl + wr);
+    }
+    means
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
+    pub(crate) fn small_tree() -> Tree {
+        Tree {
+            feature: vec![0, -1, 1, -1, -1],
+            threshold: vec![0.5, 0.0, 2.0, 0.0, 0.0],
+            left: vec![1, 0, 3, 0, 0],
+            right: vec![2, 0, 4, 0, 0],
+            value: vec![0.0, 0.1, 0.0, 0.4, 0.9],
+            samples: vec![],
+        }
+    }
+
+    fn leaf(p: f64) -> Tree {
+        Tree { feature: vec![-1], threshold: vec![0.0], left: vec![0], right: vec![0], value: vec![p], samples: vec![] }
+    }
+
+    #[test]
+    fn a_node_is_16_bytes_and_the_layout_is_level_order_with_adjacent_children() {
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+        let forest = CompiledForest::compile(&[small_tree(), leaf(0.3), small_tree()], 2).unwrap();
+        // Roots first (0, 1, 2), then level 1 of trees 0 and 2, then level 2.
+        let columns: Vec<u32> = forest.nodes.iter().map(|n| n.column).collect();
+        assert_eq!(columns[..12], [0, 2, 0, 2, 1, 2, 1, 2, 2, 2, 2, 2], "2 = the padding column");
+        // The filler (11), then leaves up to a power of two that nothing reaches.
+        assert_eq!(columns.len(), 16);
+        assert!(forest.nodes[11..].iter().enumerate().all(|(i, n)| n.column == 2 && n.child as usize == 11 + i));
+        assert_eq!(forest.nodes[0].child, 3);
+        assert_eq!(forest.nodes[2].child, 5);
+        assert_eq!(forest.nodes[4].child, 7);
+        assert_eq!(forest.nodes[1].child, 1, "a leaf points to itself");
+        assert_eq!(forest.node_count(), 11);
+        assert_eq!(forest.cost(), 3 + 1 + 3);
+    }
+
+    #[test]
+    fn one_row_and_many_rows_give_the_plain_average_of_the_leaves() {
+        let forest = CompiledForest::compile(&[small_tree(), leaf(0.3)], 2).unwrap();
+        let rows = [[0.0, 0.0], [1.0, 2.0], [1.0, 3.0], [f64::NAN, 0.0]];
+        let want = [(0.1 + 0.3) / 2.0, (0.4 + 0.3) / 2.0, (0.9 + 0.3) / 2.0, (0.4 + 0.3) / 2.0];
+        let mut flat = Vec::new();
+        for (row, want) in rows.iter().zip(want) {
+            let mut x = [row[0], row[1], 9.0];
+            assert_eq!(forest.probability_in(&mut x), want, "{row:?}");
+            assert_eq!(x[2], 0.0, "the padding column is set");
+            flat.extend([row[0], row[1], 7.0, 7.0]);
+        }
+        // NaN goes right, as `x <= threshold` is false.
+        for n in 1..=rows.len() {
+            let mut out = vec![f64::NAN; n];
+            forest.probabilities_in(&mut flat.clone(), 4, &mut out);
+            assert_eq!(out, want[..n]);
+        }
+    }
+
+    #[test]
+    fn shared_or_repeated_children_are_refused_and_unreachable_nodes_dropped() {
+        let mut t = small_tree();
+        t.left[0] = 2;
+        let err = CompiledForest::compile(&[t], 2).unwrap_err();
+        assert!(err.to_string().contains("as both children"), "{err}");
+        // Node 3 would be reached from 0 and from 2.
+        let mut t = small_tree();
+        t.left[0] = 3;
+        let err = CompiledForest::compile(&[t], 2).unwrap_err();
+        assert!(err.to_string().contains("node 3 has two parents"), "{err}");
+        // A leaf at node 2: nodes 3 and 4 are unreachable, dropped and not counted.
+        let mut t = small_tree();
+        t.feature[2] = -1;
+        t.value[2] = 0.5;
+        let forest = CompiledForest::compile(&[t], 2).unwrap();
+        assert_eq!((forest.node_count(), forest.cost()), (3, 2));
+    }
+}
