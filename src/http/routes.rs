@@ -38,6 +38,8 @@ use std::time::Instant;
 /// Batches larger than this are scored on a blocking thread, so a big batch
 /// does not hold up the async workers.
 const INLINE_BATCH: usize = 64;
+/// Batches at least this big are split across the request worker pool.
+const SPLIT_BATCH: usize = 256;
 /// Bodies larger than this are parsed on a blocking thread.
 const INLINE_BODY_BYTES: usize = 64 * 1024;
 /// Scoring checks the deadline after each block of this many applications.
@@ -491,15 +493,10 @@ where
     let started = Instant::now();
     let std_deadline = deadline.into_std();
     let (apps, scored) = if apps.len() <= INLINE_BATCH {
-        let scored = score(&version, &apps, explain, std_deadline);
+        let scored = score(&version, &apps, numbered(&apps), explain, std_deadline);
         (apps, scored)
     } else {
-        let v = version.clone();
-        off_thread(state, deadline, move || {
-            let scored = score(&v, &apps, explain, std_deadline);
-            Ok((apps, scored))
-        })
-        .await?
+        score_on_pool(state, &version, apps, explain, deadline).await?
     };
     let elapsed = started.elapsed();
     // Guards and shadow see what the model did (not deadline cut-offs).
@@ -511,6 +508,67 @@ where
     let predictions = scored?;
     version.metrics.inference_duration_seconds.observe(elapsed.as_secs_f64());
     Ok(Scored { version, request, predictions })
+}
+
+/// The index of the first application in error messages: `None` for a
+/// single application, which has no index.
+fn numbered(apps: &[LoanApplication]) -> Option<usize> {
+    (apps.len() > 1).then_some(0)
+}
+
+/// Scores a batch too big to score inline on the request worker pool. A
+/// batch of at least [`SPLIT_BATCH`] is split into one part per pool
+/// thread (parts of at least half that), scored side by side: a 1,000-row
+/// request takes about half the time on two cores while they are free, and
+/// under load the parts queue like any other work. Returns the
+/// applications (for rollout guards and the shadow) and the answers in
+/// order, or the first part's error.
+async fn score_on_pool(
+    state: &AppState,
+    version: &Arc<LoadedVersion>,
+    apps: Vec<LoanApplication>,
+    explain: ExplainQuery,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<LoanApplication>, Result<Vec<Answered>, ApiError>), ApiError> {
+    let std_deadline = deadline.into_std();
+    let parts = state.workers.threads().min(apps.len() / (SPLIT_BATCH / 2)).max(1);
+    if parts == 1 || apps.len() < SPLIT_BATCH {
+        let v = version.clone();
+        return off_thread(state, deadline, move || {
+            let scored = score(&v, &apps, numbered(&apps), explain, std_deadline);
+            Ok((apps, scored))
+        })
+        .await;
+    }
+    let apps = Arc::new(apps);
+    let size = apps.len().div_ceil(parts);
+    let jobs: Vec<_> = (0..parts)
+        .map(|k| {
+            let (apps, v) = (apps.clone(), version.clone());
+            move || {
+                let range = k * size..((k + 1) * size).min(apps.len());
+                score(&v, &apps[range.clone()], Some(range.start), explain, std_deadline)
+            }
+        })
+        .collect();
+    let results = match tokio::time::timeout_at(deadline, state.workers.run_all(jobs)).await {
+        Ok(Ok(results)) => results,
+        Ok(Err(e)) => return Err(ApiError::internal(format!("prediction task failed: {e}"))),
+        Err(_) => return Err(ApiError::deadline_exceeded()),
+    };
+    let mut answered = Vec::with_capacity(apps.len());
+    let mut scored = Ok(());
+    for part in results {
+        match part {
+            Ok(part) => answered.extend(part),
+            Err(e) => {
+                scored = Err(e);
+                break;
+            }
+        }
+    }
+    let apps = Arc::try_unwrap(apps).unwrap_or_else(|shared| shared.as_ref().clone());
+    Ok((apps, scored.map(|()| answered)))
 }
 
 /// Names the answering version in the `x-model-version` header.
@@ -532,9 +590,12 @@ fn applications(body: &[u8], max_batch: usize) -> Result<Vec<LoanApplication>, A
 /// deadline, 503. Without reason codes the applications are scored a block
 /// at a time ([`crate::model::Scorer::predict_many`]); the deadline is
 /// checked after each block of [`DEADLINE_CHECK_EVERY`].
+/// `first`: the index in `instances` of `apps[0]`, for error messages
+/// (`None` for a single application).
 fn score(
     version: &LoadedVersion,
     apps: &[LoanApplication],
+    first: Option<usize>,
     explain: ExplainQuery,
     deadline: Instant,
 ) -> Result<Vec<Answered>, ApiError> {
@@ -558,7 +619,7 @@ fn score(
     }
     if let Some(i) = predictions.iter().position(|p| !p.probability_late.is_finite()) {
         version.metrics.inference_errors.inc();
-        let which = if apps.len() == 1 { String::new() } else { format!(" for instances[{i}]") };
+        let which = first.map(|first| format!(" for instances[{}]", first + i)).unwrap_or_default();
         return Err(ApiError::inference(format!(
             "model `{}` version {} produced a non-finite probability ({}){which}; no prediction was made",
             version.name, version.version, predictions[i].probability_late
@@ -881,6 +942,25 @@ pub(super) mod tests {
             let (status, _, body) = call(&state, "POST", &format!("/v1/models/m/predict{query}"), ROW).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
             assert!(body.contains(needle), "{query}: {body}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_big_batch_split_across_the_pool_answers_every_row_in_order() {
+        let (state, _dir) = app();
+        assert!(state.workers.threads() >= 1);
+        let other = ROW.replace("\"B\"", "\"A\"");
+        // 1,000 rows: grade A where i % 7 == 3 (0.02), grade B elsewhere (0.3).
+        let rows: Vec<&str> = (0..1000).map(|i| if i % 7 == 3 { other.as_str() } else { ROW }).collect();
+        let body = format!("{{\"instances\":[{}]}}", rows.join(","));
+        let (status, _, text) = call(&state, "POST", "/v1/models/m/predict?explain=false", &body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let predictions = json["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), 1000);
+        for (i, p) in predictions.iter().enumerate() {
+            let want = if i % 7 == 3 { 0.02 } else { 0.3 };
+            assert_eq!(p["probability_late"], want, "row {i}");
         }
     }
 
