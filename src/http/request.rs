@@ -16,6 +16,8 @@
 //! how OIP tensor elements are checked (`oip::tensor`), so both protocols
 //! accept and refuse the same values with the same messages.
 
+mod fast;
+
 use super::error::{ApiError, FieldProblem};
 use crate::model::field_rules::{check_category, check_numeric, parse_numeric, FieldError, FieldKind};
 use crate::model::input::{feature_index, LoanApplication, FEATURES};
@@ -262,6 +264,14 @@ pub fn parse(body: &[u8], max_batch: usize) -> Result<PredictBody, ApiError> {
             "request body is empty; send one application object or {\"instances\": [...]}",
         ));
     }
+    match fast::parse(body, max_batch) {
+        Some(parsed) => Ok(parsed),
+        None => parse_with_serde(body, max_batch),
+    }
+}
+
+/// [`parse`] through serde's visitors: every body, every error message.
+fn parse_with_serde(body: &[u8], max_batch: usize) -> Result<PredictBody, ApiError> {
     let over = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = BodySeed { max_batch, over: &over }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
@@ -553,7 +563,8 @@ mod tests {
     }
 
     /// Property tests of the request parser: any body gives applications or
-    /// a 400 `ApiError`, never a panic; valid applications round-trip.
+    /// a 400 `ApiError`, never a panic; valid applications round-trip; the
+    /// fast parser, where it answers, answers as serde does.
     mod properties {
         use super::*;
         use crate::model::field_rules::NUMERIC_RULES;
@@ -565,6 +576,10 @@ mod tests {
         const MAX_BATCH: usize = 10;
 
         fn ok_or_400(body: &[u8]) -> Result<Option<Vec<LoanApplication>>, TestCaseError> {
+            // Where the fast parser answers, serde gives the same answer.
+            if let Some(fast) = fast::parse(body, MAX_BATCH) {
+                prop_assert_eq!(Some(fast), parse_with_serde(body, MAX_BATCH).ok());
+            }
             match parse(body, MAX_BATCH).and_then(validate) {
                 Ok(apps) => {
                     prop_assert!((1..=MAX_BATCH).contains(&apps.len()));

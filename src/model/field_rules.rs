@@ -136,7 +136,7 @@ pub fn check_category(k: usize, text: &str) -> Result<Option<&str>, FieldError> 
     let t = text.trim();
     if t.is_empty() {
         Ok(None)
-    } else if t.chars().count() > MAX_CATEGORY_LEN {
+    } else if t.len() > MAX_CATEGORY_LEN && t.chars().count() > MAX_CATEGORY_LEN {
         Err(FieldError { field: CATEGORICAL_FEATURES[k], violation: Violation::TooLong })
     } else {
         Ok(Some(t))
