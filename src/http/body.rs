@@ -70,7 +70,9 @@ mod tests {
         tokio::time::Instant::now() + Duration::from_secs(5)
     }
 
-    fn frames(parts: Vec<Result<Frame<Bytes>, std::io::Error>>) -> StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+    fn frames(
+        parts: Vec<Result<Frame<Bytes>, std::io::Error>>,
+    ) -> StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
         StreamBody::new(futures::stream::iter(parts))
     }
 
