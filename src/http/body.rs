@@ -70,13 +70,13 @@ mod tests {
         tokio::time::Instant::now() + Duration::from_secs(5)
     }
 
-    fn frames(
-        parts: Vec<Result<Frame<Bytes>, std::io::Error>>,
-    ) -> StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+    type Part = Result<Frame<Bytes>, std::io::Error>;
+
+    fn frames(parts: Vec<Part>) -> StreamBody<futures::stream::Iter<std::vec::IntoIter<Part>>> {
         StreamBody::new(futures::stream::iter(parts))
     }
 
-    fn data(s: &'static str) -> Result<Frame<Bytes>, std::io::Error> {
+    fn data(s: &'static str) -> Part {
         Ok(Frame::data(Bytes::from_static(s.as_bytes())))
     }
 
@@ -111,7 +111,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_never_ends_is_408_at_the_deadline() {
-        let never = StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, std::io::Error>>());
+        let never = StreamBody::new(futures::stream::pending::<Part>());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let err = read_body(100, never, deadline).await.unwrap_err();
         assert_eq!(err.status, StatusCode::REQUEST_TIMEOUT);
