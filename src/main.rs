@@ -15,6 +15,7 @@
 //! `.cargo/config.toml`; `_RJEM_MALLOC_CONF` overrides them at run time.
 //! mimalloc was measured too and kept far more after the cases (README,
 //! "Hostile clients and files, measured").
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 
