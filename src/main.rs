@@ -11,7 +11,7 @@
 //! that made glibc release each arena's top. jemalloc with one arena
 //! (`narenas:1`) keeps the long-lived allocations together, its background
 //! thread returns freed pages after about a second, and its thread caches
-//! make one arena as fast as many here. The options are compiled in from
+//! (kept to objects up to 1 KiB) make one arena as fast as many here. The options are compiled in from
 //! `.cargo/config.toml`; `_RJEM_MALLOC_CONF` overrides them at run time.
 //! mimalloc was measured too and kept far more after the cases (README,
 //! "Hostile clients and files, measured").
