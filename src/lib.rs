@@ -24,8 +24,6 @@
 //!   Protocol (`/v2`, same prediction path as `/v1`) and the OpenAPI
 //!   document of every route.
 //! - [`metrics`] — the Prometheus registry and metric families.
-//! - [`memory`] — lets each thread give back its allocator arena's free top
-//!   after a burst.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
 //! - [`sync`] — many replicas, one object store: the manifest, publishing
@@ -36,7 +34,6 @@
 pub mod cli;
 pub mod config;
 pub mod http;
-pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod registry;

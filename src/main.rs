@@ -1,9 +1,29 @@
 //! `riskserve`: parses the command line and hands it to the library.
+//!
+//! The server runs on jemalloc rather than glibc's malloc, because memory
+//! taken by a burst (a 1 MiB body, a big batch, thousands of connections)
+//! must go back after it. With glibc every thread got an arena of its own,
+//! and after `bench/hostile.sh`'s abuse cases each arena kept a few hundred
+//! KiB of pages pinned by a handful of long-lived chunks, although the
+//! process's live heap was back to what it was (1.6 MB at the warm start
+//! and at the end): RSS ended 16–20 % above its warm start, in spite of a
+//! fixed mmap threshold, `malloc_trim` every 2 s and a per-thread nudge
+//! that made glibc release each arena's top. jemalloc with one arena
+//! (`narenas:1`) keeps the long-lived allocations together, its background
+//! thread returns freed pages after about a second, and its thread caches
+//! (kept to objects up to 1 KiB) make one arena as fast as many here. The options are compiled in from
+//! `.cargo/config.toml`; `_RJEM_MALLOC_CONF` overrides them at run time.
+//! mimalloc was measured too and kept far more after the cases (README,
+//! "Hostile clients and files, measured").
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
-    tune_allocator();
     let cli = riskserve::cli::Cli::parse();
     match riskserve::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -13,40 +33,3 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
-
-/// Keeps memory from bursts (a 1 MiB body, a big batch, thousands of
-/// connections) from staying with the process after the burst. glibc raises
-/// its mmap threshold after the first large free, so later large buffers
-/// come from arenas that are rarely given back, and small chunks freed after
-/// a burst stay in the arenas' free lists. A fixed 128 KiB threshold returns
-/// large buffers when they are freed, and a low-priority thread gives free
-/// pages back every [`TRIM_EVERY`] (`malloc_trim` only releases memory
-/// nobody uses). Measured with `bench/hostile.sh` (5 s cases): RSS after the
-/// abuse cases 9.5–10.7 MiB instead of 18–64 MiB, at no measurable cost in
-/// throughput (capping the arenas as well saved another ~1 MiB but cost
-/// ~7 % of throughput, so it is not done).
-///
-/// The only `unsafe` in the project (the library forbids it): libc allocator
-/// calls with constant arguments.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    // SAFETY: mallopt only changes allocator parameters; called first thing
-    // in main, before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-    let _ = std::thread::Builder::new().name("riskserve-trim".into()).spawn(|| loop {
-        std::thread::sleep(TRIM_EVERY);
-        // SAFETY: malloc_trim is thread-safe and only returns free pages.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-    });
-}
-
-/// How often free allocator pages are given back to the system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}

@@ -207,13 +207,12 @@ pub fn run_blocking(config: Config) -> Result<()> {
 /// ceiling, `crates/ceiling`, uses the same one, so the two differ only in
 /// what they do per request).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    // Blocking threads (big bodies, big batches, reload passes) that have
-    // nothing to do exit after 2 s instead of tokio's 10 s, so the memory of
-    // a burst is given back soon after it.
+    // Blocking threads (reload passes, file system calls) that have nothing
+    // to do exit after 2 s instead of tokio's 10 s, so the memory of a burst
+    // (their stacks, their allocator caches) is given back soon after it.
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_keep_alive(std::time::Duration::from_secs(2))
-        .on_thread_park(crate::memory::release_arena_top)
         .build()
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP boundary: hyper 1.x server with graceful shutdown and a bound on
 //! connections ([`server`]), each connection's timeouts ([`conn`]), routes
-//! and handlers ([`routes`]), admission control for predictions
+//! and handlers ([`routes`]), request bodies read without pinning hyper's
+//! buffers ([`body`]), admission control for predictions
 //! ([`admission`]), prediction body parsing and validation ([`request`]),
 //! response bodies ([`response`]), the one error → status mapping
 //! ([`error`]), the web form ([`form`]), the Open Inference Protocol
@@ -8,6 +9,7 @@
 //! ([`openapi`]).
 
 pub mod admission;
+pub mod body;
 pub mod conn;
 pub mod error;
 pub mod form;

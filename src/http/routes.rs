@@ -14,6 +14,7 @@
 //! socket, no port); the socket-level tests are in `tests/integration`.
 
 use super::admission::{Admission, AdmissionGauges, Shed, Slot};
+pub(super) use super::body::read_body;
 use super::conn::Arrival;
 use super::error::{json_response, ApiError};
 use super::oip;
@@ -26,7 +27,7 @@ use crate::model::input::LoanApplication;
 use crate::model::{Decision, Prediction};
 use crate::registry::{LoadedVersion, LookupError, Registry, MAX_NAMES_LISTED};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
@@ -325,22 +326,6 @@ pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result
         return Err(ApiError::payload_too_large(limit));
     }
     Ok(())
-}
-
-/// Reads the body under the size limit and the request deadline.
-pub(super) async fn read_body<B: RequestBody>(
-    limit: usize,
-    body: B,
-    deadline: tokio::time::Instant,
-) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ApiError::request_timeout()),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(limit))
-        }
-        Ok(Err(e)) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
-    }
 }
 
 /// A slot for this request, or 503 + `Retry-After`, counted.
@@ -703,6 +688,7 @@ pub(super) mod tests {
     use crate::model::Scorer;
     use crate::registry::loader::{compile_models, Loader, ScorerFactory};
     use crate::repository::LocalDirectory;
+    use http_body_util::BodyExt;
 
     pub(crate) const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#;
 

@@ -40,10 +40,7 @@ impl Workers {
                     Err(_) => return,
                 };
                 match job {
-                    Ok(job) => {
-                        job();
-                        crate::memory::release_arena_top();
-                    }
+                    Ok(job) => job(),
                     Err(_) => return,
                 }
             });

@@ -107,7 +107,6 @@ impl DeadlineRunner {
             .spawn(move || {
                 while let Ok(job) = inbox.recv() {
                     job();
-                    crate::memory::release_arena_top();
                 }
             })
             .map_err(|e| DeadlineError::Spawn(e.to_string()))?;

@@ -182,7 +182,6 @@ async fn reload_loop(mut loader: Loader, triggers: Triggers, done: Arc<watch::Se
         }
         let pass = tokio::task::spawn_blocking(move || {
             let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.reconcile()));
-            crate::memory::release_arena_top();
             (loader, report)
         })
         .await;
