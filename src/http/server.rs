@@ -1,6 +1,6 @@
 //! The accept loop: each connection is served by hyper's HTTP/1.1 server
-//! over a [`GuardedIo`] (request, idle and write timeouts) and watched for
-//! graceful shutdown; on the stop signal the listener is dropped and
+//! over a [`GuardedIo`] (request, idle and write timeouts) once its first
+//! bytes arrive, and watched for graceful shutdown; on the stop signal the listener is dropped and
 //! in-flight requests drain under the shutdown deadline. At most
 //! `max_connections` are open: one more is accepted and closed at once, and
 //! counted. Accept errors (say EMFILE) are logged at most once a second.
@@ -68,23 +68,24 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let clock = ConnClock::new();
-                let io = GuardedIo::new(stream, clock.clone(), limits, counters.clone());
-                let state = state.clone();
-                let open = state.metrics.connections_open.clone();
-                let service = service_fn(move |req| {
-                    let (state, clock) = (state.clone(), clock.clone());
-                    async move {
-                        let response = handle_arrived(state, req, clock.begin_request()).await;
-                        clock.end_request();
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+                let (state, http, watcher, stop) = (state.clone(), http.clone(), graceful.watcher(), stopped.clone());
+                let (counters, open) = (counters.clone(), state.metrics.connections_open.clone());
                 open.inc();
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    if first_byte(&stream, limits.idle, stop, &counters).await {
+                        let clock = ConnClock::new();
+                        let io = GuardedIo::new(stream, clock.clone(), limits, counters);
+                        let service = service_fn(move |req| {
+                            let (state, clock) = (state.clone(), clock.clone());
+                            async move {
+                                let response = handle_arrived(state, req, clock.begin_request()).await;
+                                clock.end_request();
+                                Ok::<_, Infallible>(response)
+                            }
+                        });
+                        if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(io), service)).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
                     }
                     open.dec();
                     drop(permit);
@@ -100,6 +101,29 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
         Err(_) => {
             tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed; closing remaining connections")
         }
+    }
+}
+
+/// Waits until a new connection has bytes to read (or is closed) before
+/// hyper takes it: hyper gives a connection its read buffer (8 KiB) when it
+/// first polls it, so 2,000 connections that never send a byte would hold
+/// 16 MiB. `false` (the connection is then closed) when it stays silent for
+/// the idle timeout, counted as an idle timeout, or when the server stops.
+async fn first_byte(
+    stream: &tokio::net::TcpStream,
+    idle: Duration,
+    mut stopped: watch::Receiver<bool>,
+    counters: &TimeoutCounters,
+) -> bool {
+    tokio::select! {
+        ready = tokio::time::timeout(idle, stream.readable()) => match ready {
+            Ok(ready) => ready.is_ok(),
+            Err(_) => {
+                counters.idle.inc();
+                false
+            }
+        },
+        _ = stopped.wait_for(|stop| *stop) => false,
     }
 }
 
