@@ -10,7 +10,9 @@
 #   4. a shadow at full traffic: p99 without / with, agreement vs offline.
 # -> stop the server (SIGTERM) -> bench/results/rollout-<UTC stamp>/.
 #
-# Knobs (environment): CLIENTS (32), PHASE_SECS (10), TOGGLES (20),
+# Knobs (environment): SCENARIOS (rollback,good_canary,bad_canary,shadow:
+#   a subset, e.g. SCENARIOS=shadow to repeat the shadow alone), CLIENTS (32),
+#   PHASE_SECS (10), TOGGLES (20),
 #   MODEL (models/credit-risk/1/model.json), OUT, SKIP_BUILD=1,
 #   CARGO_TARGET_DIR, PROFILE (release; debug = a quick check of the harness),
 #   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2).
@@ -25,6 +27,7 @@ OUT=${OUT:-$ROOT/bench/results/rollout-$STAMP}
 CLIENTS=${CLIENTS:-32}
 PHASE_SECS=${PHASE_SECS:-10}
 TOGGLES=${TOGGLES:-20}
+SCENARIOS=${SCENARIOS:-rollback,good_canary,bad_canary,shadow}
 MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PROFILE=${PROFILE:-release}
@@ -43,14 +46,16 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 wait_quiet | tee "$OUT/quiet.txt"
-stage_models "clients: $CLIENTS, phase: ${PHASE_SECS}s, toggles: $TOGGLES"
+stage_models "clients: $CLIENTS, phase: ${PHASE_SECS}s, toggles: $TOGGLES, scenarios: $SCENARIOS" \
+    "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start_server
 
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" --addr "$ADDR" --models-dir "$WORK/models" \
-    --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" \
+    --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" --scenarios "$SCENARIOS" \
     --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt"
 stop_server
 echo "report: $OUT/rollout.json (rollout exit $rc)"
 exit "$rc"

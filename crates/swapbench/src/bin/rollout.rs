@@ -54,8 +54,22 @@ struct Args {
     /// Distinct request keys per client.
     #[arg(long, default_value_t = 200)]
     keys_per_client: usize,
+    /// Which scenarios to run, in this order (comma-separated: rollback,
+    /// good_canary, bad_canary, shadow); a scenario that needs version 2
+    /// publishes it when `rollback` did not run first.
+    #[arg(long, value_delimiter = ',', default_value = "rollback,good_canary,bad_canary,shadow")]
+    scenarios: Vec<Scenario>,
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Scenario {
+    Rollback,
+    GoodCanary,
+    BadCanary,
+    Shadow,
 }
 
 /// One response seen by a client.
@@ -103,14 +117,29 @@ async fn run(args: Args) -> Result<(), String> {
     let base = std::fs::read(repo.model_file(&args.model_name, 1)).map_err(|e| format!("version 1: {e}"))?;
     let bench = Bench { rows: Arc::new(rows()), repo, base, args };
     let mut report = serde_json::Map::new();
-    report.insert("rollback".into(), bench.rollback().await?);
-    report.insert("good_canary".into(), bench.good_canary().await?);
-    report.insert(
-        "bad_canary_high_risk".into(),
-        bench.bad_canary(3, bench.with_threshold(1e-9)?, "all high_risk").await?,
-    );
-    report.insert("bad_canary_slow".into(), bench.bad_canary(4, bench.slower(20)?, "20 x slower").await?);
-    report.insert("shadow".into(), bench.shadow().await?);
+    for scenario in bench.args.scenarios.clone() {
+        if scenario != Scenario::Rollback {
+            bench.ensure_version_2().await?;
+        }
+        match scenario {
+            Scenario::Rollback => {
+                report.insert("rollback".into(), bench.rollback().await?);
+            }
+            Scenario::GoodCanary => {
+                report.insert("good_canary".into(), bench.good_canary().await?);
+            }
+            Scenario::BadCanary => {
+                report.insert(
+                    "bad_canary_high_risk".into(),
+                    bench.bad_canary(3, bench.with_threshold(1e-9)?, "all high_risk").await?,
+                );
+                report.insert("bad_canary_slow".into(), bench.bad_canary(4, bench.slower(20)?, "20 x slower").await?);
+            }
+            Scenario::Shadow => {
+                report.insert("shadow".into(), bench.shadow().await?);
+            }
+        }
+    }
     let text = serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
     std::fs::write(&bench.args.out, text).map_err(|e| format!("{}: {e}", bench.args.out.display()))?;
     println!("report: {}", bench.args.out.display());
@@ -146,6 +175,18 @@ impl Bench {
         };
         *trees = trees.iter().cloned().cycle().take(trees.len() * times).collect();
         encode(&payload).map_err(|e| e.to_string())
+    }
+
+    /// Version 2 (a copy of 1) is what every scenario after the first
+    /// names as stable; scenario 1 publishes it, the others do when it ran
+    /// alone or not at all.
+    async fn ensure_version_2(&self) -> Result<(), String> {
+        if self.repo.model_file(&self.args.model_name, 2).exists() {
+            return Ok(());
+        }
+        self.publish(2, &self.base)?;
+        self.wait_status("version 2 serving", |s| s["serving_version"] == 2).await?;
+        Ok(())
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
@@ -366,14 +407,15 @@ impl Bench {
             agree_w += sent[i] * u64::from(a.predict(&app[0]).decision == b.predict(&app[0]).decision);
             total_w += sent[i];
         }
-        let p99 = |recs: &[Rec]| {
+        let quantile = |recs: &[Rec], q: f64| {
             let mut l: Vec<f64> = recs.iter().filter(|r| r.ok).map(|r| r.latency.as_secs_f64() * 1e3).collect();
             l.sort_by(f64::total_cmp);
-            pct(&l, 0.99)
+            pct(&l, q)
         };
-        let (p_without, p_with) = (p99(&without), p99(&with));
+        let (p_without, p_with) = (quantile(&without, 0.99), quantile(&with, 0.99));
         std::fs::remove_file(self.repo.model_dir(m).join("rollout.toml")).ok();
         let v = json!({
+            "p50_ms_without": quantile(&without, 0.5), "p50_ms_with": quantile(&with, 0.5),
             "p99_ms_without": p_without, "p99_ms_with": p_with,
             "p99_rise": p_with.zip(p_without).map(|(w, o)| w / o - 1.0),
             "rps_without": without.len() as f64 / self.args.phase_secs as f64,
