@@ -53,7 +53,7 @@ start_server
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" --addr "$ADDR" --models-dir "$WORK/models" \
     --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" --scenarios "$SCENARIOS" \
-    --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
+    --server-pid "$PID" --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt"
 stop_server

@@ -59,6 +59,11 @@ struct Args {
     /// publishes it when `rollback` did not run first.
     #[arg(long, value_delimiter = ',', default_value = "rollback,good_canary,bad_canary,shadow")]
     scenarios: Vec<Scenario>,
+    /// The server's PID: the shadow scenario then reports CPU time and
+    /// context switches per request (from /proc), and the CPU other
+    /// processes used meanwhile (how noisy the machine was).
+    #[arg(long)]
+    server_pid: Option<u32>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -375,13 +380,17 @@ impl Bench {
     async fn shadow(&self) -> Result<Value, String> {
         self.write_rollout("stable = 2\n")?;
         self.wait_status("stable 2 alone", |s| s["rollout"]["applied"]["canary"].is_null()).await?;
+        let before = ProcPoint::now(self.args.server_pid);
         let without = self.load_for(self.args.phase_secs as f64).await;
+        let cost_without = ProcPoint::cost(&before, &ProcPoint::now(self.args.server_pid), without.len());
         let candidate = self.with_threshold(0.05)?;
         self.publish(5, &candidate)?;
         let lax = "[guards]\nmax_decision_shift = 1.0\nmax_psi = 1000.0\nmax_latency_ratio = 1000.0\n";
         self.write_rollout(&format!("stable = 2\nshadow = 5\n{lax}"))?;
         self.wait_status("shadow applied", |s| s["rollout"]["applied"]["shadow"]["version"] == 5).await?;
+        let before = ProcPoint::now(self.args.server_pid);
         let with = self.load_for(self.args.phase_secs as f64).await;
+        let cost_with = ProcPoint::cost(&before, &ProcPoint::now(self.args.server_pid), with.len());
         tokio::time::sleep(Duration::from_millis(500)).await;
         let name = "riskserve_shadow_predictions_total";
         let m = &self.args.model_name;
@@ -424,10 +433,77 @@ impl Bench {
             "agreement_server": agree / (agree + disagree).max(1.0),
             "agreement_offline": agree_w as f64 / total_w.max(1) as f64,
             "failed": without.iter().chain(&with).filter(|r| !r.ok).count(),
+            "cost_without": cost_without, "cost_with": cost_with,
         });
         println!("4. shadow at full traffic:      {v}");
         Ok(v)
     }
+}
+
+/// CPU ticks and context switches at one moment, from /proc.
+struct ProcPoint {
+    /// The server: all its threads.
+    server: u64,
+    /// The server's shadow worker thread.
+    shadow: u64,
+    /// Voluntary + involuntary context switches, summed over the server's threads.
+    switches: u64,
+    harness: u64,
+    /// The whole machine, busy (all of /proc/stat but idle and iowait).
+    machine: u64,
+}
+
+impl ProcPoint {
+    fn now(pid: Option<u32>) -> Option<ProcPoint> {
+        let pid = pid?;
+        let (mut shadow, mut switches) = (0, 0);
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            if stat.contains("(riskserve-shad") {
+                shadow += stat_ticks(&stat).unwrap_or(0);
+            }
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            switches += status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        let ticks = |path: &str| std::fs::read_to_string(path).ok().as_deref().and_then(stat_ticks);
+        let machine = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+            let f: Vec<u64> = t.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+            Some(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?)
+        })?;
+        Some(ProcPoint {
+            server: ticks(&format!("/proc/{pid}/stat"))?,
+            shadow,
+            switches,
+            harness: ticks("/proc/self/stat")?,
+            machine,
+        })
+    }
+
+    /// Per request since `before` (CPU in µs), and the cores the rest of the machine used.
+    fn cost(before: &Option<ProcPoint>, now: &Option<ProcPoint>, requests: usize) -> Value {
+        let (Some(b), Some(now)) = (before, now) else { return Value::Null };
+        // USER_HZ: /proc reports clock ticks of 1/100 s on Linux.
+        let us = |ticks: u64| ticks as f64 * 1e4;
+        let n = requests.max(1) as f64;
+        let other = now.machine.saturating_sub(b.machine).saturating_sub(now.server - b.server + now.harness - b.harness);
+        json!({
+            "server_cpu_us_per_request": us(now.server - b.server) / n,
+            "shadow_thread_cpu_us_per_request": us(now.shadow.saturating_sub(b.shadow)) / n,
+            "server_context_switches_per_request": now.switches.saturating_sub(b.switches) as f64 / n,
+            "harness_cpu_us_per_request": us(now.harness - b.harness) / n,
+            "other_processes_cpu_s": us(other) / 1e6,
+        })
+    }
+}
+
+/// `utime + stime` from a `/proc/.../stat` line.
+fn stat_ticks(text: &str) -> Option<u64> {
+    let f: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 fn canary_min(status: &Value) -> Value {
