@@ -15,7 +15,8 @@
 #   PHASE_SECS (10), TOGGLES (20),
 #   MODEL (models/credit-risk/1/model.json), OUT, SKIP_BUILD=1,
 #   CARGO_TARGET_DIR, PROFILE (release; debug = a quick check of the harness),
-#   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2).
+#   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2),
+#   SHADOW_CONTROL=1 (scenario 4 as an A/A control: no shadow in either phase).
 # Everything targets 127.0.0.1 only; the server is the only process this
 # script starts in the background, and the EXIT trap stops it by its PID.
 set -euo pipefail
@@ -53,7 +54,7 @@ start_server
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" --addr "$ADDR" --models-dir "$WORK/models" \
     --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" --scenarios "$SCENARIOS" \
-    --server-pid "$PID" --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
+    --server-pid "$PID" $([ "${SHADOW_CONTROL:-0}" = 1 ] && echo --shadow-control) --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt"
 stop_server

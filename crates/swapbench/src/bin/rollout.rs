@@ -64,6 +64,11 @@ struct Args {
     /// processes used meanwhile (how noisy the machine was).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Scenario 4 as an A/A control: the second phase runs without the
+    /// shadow too (same steps otherwise), to see how much the p99 moves
+    /// between two phases on this machine with nothing changed.
+    #[arg(long)]
+    shadow_control: bool,
     #[arg(long)]
     out: PathBuf,
 }
@@ -386,8 +391,16 @@ impl Bench {
         let candidate = self.with_threshold(0.05)?;
         self.publish(5, &candidate)?;
         let lax = "[guards]\nmax_decision_shift = 1.0\nmax_psi = 1000.0\nmax_latency_ratio = 1000.0\n";
-        self.write_rollout(&format!("stable = 2\nshadow = 5\n{lax}"))?;
-        self.wait_status("shadow applied", |s| s["rollout"]["applied"]["shadow"]["version"] == 5).await?;
+        if self.args.shadow_control {
+            self.write_rollout(&format!("stable = 2\n{lax}"))?;
+            self.wait_status("version 5 loaded", |s| {
+                s["versions"].as_array().is_some_and(|v| v.iter().any(|v| v["version"] == 5 && v["state"] == "available"))
+            })
+            .await?;
+        } else {
+            self.write_rollout(&format!("stable = 2\nshadow = 5\n{lax}"))?;
+            self.wait_status("shadow applied", |s| s["rollout"]["applied"]["shadow"]["version"] == 5).await?;
+        }
         let before = ProcPoint::now(self.args.server_pid);
         let with = self.load_for(self.args.phase_secs as f64).await;
         let cost_with = ProcPoint::cost(&before, &ProcPoint::now(self.args.server_pid), with.len());
@@ -433,7 +446,7 @@ impl Bench {
             "agreement_server": agree / (agree + disagree).max(1.0),
             "agreement_offline": agree_w as f64 / total_w.max(1) as f64,
             "failed": without.iter().chain(&with).filter(|r| !r.ok).count(),
-            "cost_without": cost_without, "cost_with": cost_with,
+            "cost_without": cost_without, "cost_with": cost_with, "control": self.args.shadow_control,
         });
         println!("4. shadow at full traffic:      {v}");
         Ok(v)
