@@ -138,11 +138,18 @@ impl ShadowQueue {
 }
 
 fn start() -> Option<ShadowSender> {
+    spawn().map(|(sender, _detached)| sender)
+}
+
+fn spawn() -> Option<(ShadowSender, std::thread::JoinHandle<()>)> {
     let (tx, rx) = sync_channel(SHADOW_QUEUE_CAPACITY);
     let state = Arc::new(State::default());
     let theirs = state.clone();
     match std::thread::Builder::new().name("riskserve-shadow".into()).spawn(move || work(&rx, &theirs)) {
-        Ok(handle) => Some(ShadowSender(Arc::new(SenderInner { tx: Some(tx), state, worker: handle.thread().clone() }))),
+        Ok(handle) => {
+            let worker = handle.thread().clone();
+            Some((ShadowSender(Arc::new(SenderInner { tx: Some(tx), state, worker })), handle))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start the shadow worker; shadow copies are dropped");
             None
@@ -201,5 +208,27 @@ fn work(jobs: &Receiver<ShadowJob>, state: &State) {
 fn guarded(rollout: &Rollout, f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
         tracing::error!(model = %rollout.model, "shadow scoring panicked; copy discarded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_ends_when_the_last_sender_is_dropped_even_while_idle() {
+        let (sender, handle) = spawn().unwrap();
+        let clone = sender.clone();
+        // Let it find the queue empty and park without a timeout.
+        std::thread::sleep(BATCH_INTERVAL * 10);
+        drop(sender);
+        std::thread::sleep(BATCH_INTERVAL * 5);
+        assert!(!handle.is_finished(), "a clone still holds the queue open");
+        drop(clone);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !handle.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "the idle worker did not end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
