@@ -10,10 +10,13 @@
 #   4. a shadow at full traffic: p99 without / with, agreement vs offline.
 # -> stop the server (SIGTERM) -> bench/results/rollout-<UTC stamp>/.
 #
-# Knobs (environment): CLIENTS (32), PHASE_SECS (10), TOGGLES (20),
+# Knobs (environment): SCENARIOS (rollback,good_canary,bad_canary,shadow:
+#   a subset, e.g. SCENARIOS=shadow to repeat the shadow alone), CLIENTS (32),
+#   PHASE_SECS (10), TOGGLES (20),
 #   MODEL (models/credit-risk/1/model.json), OUT, SKIP_BUILD=1,
 #   CARGO_TARGET_DIR, PROFILE (release; debug = a quick check of the harness),
-#   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2).
+#   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2),
+#   SHADOW_CONTROL=1 (scenario 4 as an A/A control: no shadow in either phase).
 # Everything targets 127.0.0.1 only; the server is the only process this
 # script starts in the background, and the EXIT trap stops it by its PID.
 set -euo pipefail
@@ -25,6 +28,7 @@ OUT=${OUT:-$ROOT/bench/results/rollout-$STAMP}
 CLIENTS=${CLIENTS:-32}
 PHASE_SECS=${PHASE_SECS:-10}
 TOGGLES=${TOGGLES:-20}
+SCENARIOS=${SCENARIOS:-rollback,good_canary,bad_canary,shadow}
 MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PROFILE=${PROFILE:-release}
@@ -43,14 +47,16 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 wait_quiet | tee "$OUT/quiet.txt"
-stage_models "clients: $CLIENTS, phase: ${PHASE_SECS}s, toggles: $TOGGLES"
+stage_models "clients: $CLIENTS, phase: ${PHASE_SECS}s, toggles: $TOGGLES, scenarios: $SCENARIOS" \
+    "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start_server
 
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" --addr "$ADDR" --models-dir "$WORK/models" \
-    --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" \
-    --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
+    --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" --scenarios "$SCENARIOS" \
+    --server-pid "$PID" $([ "${SHADOW_CONTROL:-0}" = 1 ] && echo --shadow-control) --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt"
 stop_server
 echo "report: $OUT/rollout.json (rollout exit $rc)"
 exit "$rc"

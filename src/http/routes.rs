@@ -488,7 +488,8 @@ where
     if resolved.rollout.is_some() && !scored.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
         let predictions: Option<Vec<Prediction>> =
             scored.as_ref().ok().map(|answered| answered.iter().map(|a| a.prediction).collect());
-        resolved.observe(&apps, predictions.as_deref(), elapsed);
+        // The request is done with its applications: a shadow takes them (no copy).
+        resolved.observe(apps, predictions, elapsed);
     }
     let predictions = scored?;
     version.metrics.inference_duration_seconds.observe(elapsed.as_secs_f64());

@@ -59,11 +59,12 @@ pub struct Resolved {
 
 impl Resolved {
     /// Reports how the request went (`None`: the model failed it) so the
-    /// rollout's guards and shadow see it. Nothing to do without a rollout.
+    /// rollout's guards and shadow see it; the applications and predictions
+    /// are moved to the shadow, if any. Nothing to do without a rollout.
     pub fn observe(
         &self,
-        apps: &[crate::model::input::LoanApplication],
-        predictions: Option<&[crate::model::Prediction]>,
+        apps: Vec<crate::model::input::LoanApplication>,
+        predictions: Option<Vec<crate::model::Prediction>>,
         elapsed: Duration,
     ) {
         if let Some(r) = &self.rollout {

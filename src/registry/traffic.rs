@@ -15,9 +15,10 @@ use super::guards::{self, ArmSample, Verdict, LATENCY_BUCKETS, SCORE_BUCKETS};
 use super::rollout::{RolloutPolicy, WEIGHT_SCALE};
 use super::shadow::{ShadowJob, ShadowSender};
 use super::snapshot::{rfc3339, LoadedVersion};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RolloutMetrics};
 use crate::model::input::LoanApplication;
 use crate::model::{Decision, Prediction};
+use prometheus::{Histogram, IntCounter};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -36,6 +37,8 @@ pub struct Rollout {
     pub since: SystemTime,
     metrics: Arc<Metrics>,
     shadow_queue: Option<ShadowSender>,
+    /// The shadow's metric series, resolved once here rather than per copy.
+    shadow_series: Option<ShadowSeries>,
 }
 
 impl std::fmt::Debug for Rollout {
@@ -63,6 +66,68 @@ pub struct Outcome {
     pub guard: &'static str,
     pub reason: String,
     pub at: SystemTime,
+}
+
+/// Which version answered a request that a shadow copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    Stable,
+    /// The canary (active or promoted).
+    Canary,
+}
+
+/// A shadow's series against one baseline (`model`, `version`, `baseline` labels).
+struct Comparison {
+    agree: IntCounter,
+    disagree: IntCounter,
+    delta: Histogram,
+    latency_ratio: Histogram,
+}
+
+impl Comparison {
+    fn new(m: &RolloutMetrics, model: &str, shadow: &LoadedVersion, baseline: &LoadedVersion) -> Comparison {
+        let labels = [model, shadow.version_label.as_str(), baseline.version_label.as_str()];
+        let with = |agreement: &str| {
+            m.shadow_predictions_total.with_label_values(&[labels[0], labels[1], labels[2], agreement])
+        };
+        Comparison {
+            agree: with("agree"),
+            disagree: with("disagree"),
+            delta: m.shadow_probability_delta.with_label_values(&labels),
+            latency_ratio: m.shadow_latency_ratio.with_label_values(&labels),
+        }
+    }
+}
+
+/// Every series a shadow writes, resolved when its rollout is built.
+struct ShadowSeries {
+    dropped: IntCounter,
+    vs_stable: Comparison,
+    /// With a canary: the requests it answered are shadowed too.
+    vs_canary: Option<Comparison>,
+}
+
+impl ShadowSeries {
+    fn new(
+        m: &RolloutMetrics,
+        model: &str,
+        shadow: &LoadedVersion,
+        stable: &LoadedVersion,
+        canary: Option<&LoadedVersion>,
+    ) -> ShadowSeries {
+        ShadowSeries {
+            dropped: m.shadow_dropped_total.with_label_values(&[model, shadow.version_label.as_str()]),
+            vs_stable: Comparison::new(m, model, shadow, stable),
+            vs_canary: canary.map(|c| Comparison::new(m, model, shadow, c)),
+        }
+    }
+
+    fn against(&self, baseline: Baseline) -> Option<&Comparison> {
+        match baseline {
+            Baseline::Stable => Some(&self.vs_stable),
+            Baseline::Canary => self.vs_canary.as_ref(),
+        }
+    }
 }
 
 /// A canary or a shadow: its version, its guard counters and its outcome.
@@ -150,12 +215,13 @@ impl Default for ArmCounters {
 }
 
 impl ArmCounters {
-    /// One request: its scoring time and its predictions (`None`: it failed).
-    fn record(&self, elapsed: Duration, predictions: Option<&[Prediction]>) {
-        self.requests.fetch_add(1, Relaxed);
+    /// One request: its scoring time and its predictions (`None`: it
+    /// failed). Returns the requests counted so far, this one included.
+    fn record(&self, elapsed: Duration, predictions: Option<&[Prediction]>) -> u64 {
+        let requests = self.requests.fetch_add(1, Relaxed) + 1;
         let Some(predictions) = predictions else {
             self.errors.fetch_add(1, Relaxed);
-            return;
+            return requests;
         };
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency[guards::latency_bucket(ns)].fetch_add(1, Relaxed);
@@ -165,6 +231,7 @@ impl ArmCounters {
         for p in predictions {
             self.scores[guards::score_bucket(p.probability_late)].fetch_add(1, Relaxed);
         }
+        requests
     }
 
     fn sample(&self) -> ArmSample {
@@ -219,6 +286,8 @@ impl Rollout {
         shadow_queue: Option<ShadowSender>,
     ) -> Rollout {
         let weight = policy.canary.map_or(0, |c| c.weight_bp);
+        let shadow_series =
+            shadow.as_ref().map(|s| ShadowSeries::new(&metrics.rollout, model, s, &stable, canary.as_deref()));
         Rollout {
             model: model.to_string(),
             stable,
@@ -229,6 +298,7 @@ impl Rollout {
             since: SystemTime::now(),
             metrics,
             shadow_queue,
+            shadow_series,
         }
     }
 
@@ -261,83 +331,105 @@ impl Rollout {
     }
 
     /// Records an unpinned request this rollout routed: counts it for the
-    /// canary's guards, and queues a copy for the shadow (dropped, and
-    /// counted, when the queue is full; the request never waits).
+    /// canary's guards, and queues it for the shadow (dropped, and counted,
+    /// when the queue is full; the request never waits). The applications
+    /// and predictions are moved into the shadow's queue, not copied.
     pub fn observe(
         self: &Arc<Self>,
         answered: &Arc<LoadedVersion>,
-        apps: &[LoanApplication],
-        predictions: Option<&[Prediction]>,
+        apps: Vec<LoanApplication>,
+        predictions: Option<Vec<Prediction>>,
         elapsed: Duration,
     ) {
+        let baseline = if Arc::ptr_eq(answered, &self.stable) {
+            Some(Baseline::Stable)
+        } else if self.canary.as_ref().is_some_and(|c| Arc::ptr_eq(answered, &c.version)) {
+            Some(Baseline::Canary)
+        } else {
+            None
+        };
         if let Some(canary) = self.canary.as_ref().filter(|c| c.is_active()) {
-            if Arc::ptr_eq(answered, &canary.version) {
-                canary.candidate.record(elapsed, predictions);
-                self.judge(canary, Role::Canary);
-            } else if Arc::ptr_eq(answered, &self.stable) {
-                canary.baseline.record(elapsed, predictions);
+            match baseline {
+                Some(Baseline::Canary) => {
+                    canary.candidate.record(elapsed, predictions.as_deref());
+                    self.judge(canary, Role::Canary);
+                }
+                Some(Baseline::Stable) => {
+                    canary.baseline.record(elapsed, predictions.as_deref());
+                }
+                None => {}
             }
         }
-        let (Some(shadow), Some(queue), Some(predictions)) = (&self.shadow, &self.shadow_queue, predictions) else {
+        let (Some(shadow), Some(queue), Some(series), Some(predictions), Some(baseline)) =
+            (&self.shadow, &self.shadow_queue, &self.shadow_series, predictions, baseline)
+        else {
             return;
         };
         if !shadow.is_active() {
             return;
         }
-        let job = ShadowJob {
-            rollout: self.clone(),
-            baseline: answered.clone(),
-            apps: apps.to_vec(),
-            predictions: predictions.to_vec(),
-            baseline_elapsed: elapsed,
-        };
+        let job = ShadowJob { rollout: self.clone(), baseline, apps, predictions, baseline_elapsed: elapsed };
         if !queue.try_send(job) {
             shadow.dropped.fetch_add(1, Relaxed);
-            self.metrics
-                .rollout
-                .shadow_dropped_total
-                .with_label_values(&[&self.model, &shadow.version.version_label])
-                .inc();
+            series.dropped.inc();
         }
     }
 
-    /// Scores a shadow copy (on the shadow worker) and compares it with
-    /// what the baseline answered.
-    pub(crate) fn compare_shadow(&self, job: &ShadowJob) {
-        let Some(shadow) = self.shadow.as_ref().filter(|s| s.is_active()) else { return };
+    /// Scores a shadow job (on the shadow worker, `scratch` its reused
+    /// buffer) and compares it with what the baseline answered. The guards
+    /// are judged here only for a copy that failed (so the error-rate guard
+    /// trips on the same copy as if judged after every one: only an error
+    /// can make it trip) and for the copy that brings the window to
+    /// `min_requests`; otherwise once per batch, by the worker
+    /// ([`Rollout::judge_shadow`]).
+    pub(crate) fn compare_shadow(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
+        let (Some(shadow), Some(series)) = (self.shadow.as_ref().filter(|s| s.is_active()), &self.shadow_series)
+        else {
+            return;
+        };
         let started = std::time::Instant::now();
-        let mine: Vec<Prediction> = job.apps.iter().map(|a| shadow.version.scorer.predict(a)).collect();
+        scratch.clear();
+        scratch.extend(job.apps.iter().map(|a| shadow.version.scorer.predict(a)));
         let elapsed = started.elapsed();
+        let mine = scratch.as_slice();
         let failed = mine.iter().any(|p| !p.probability_late.is_finite());
         shadow.baseline.record(job.baseline_elapsed, Some(&job.predictions));
-        shadow.candidate.record(elapsed, (!failed).then_some(mine.as_slice()));
+        let requests = shadow.candidate.record(elapsed, (!failed).then_some(mine));
         if !failed {
-            let labels =
-                [self.model.as_str(), shadow.version.version_label.as_str(), job.baseline.version_label.as_str()];
-            let m = &self.metrics;
+            // `None` only for a baseline this rollout does not have (not routed here).
+            let m = series.against(job.baseline);
             let (mut agreed, mut delta_nanos) = (0u64, 0u64);
-            let delta = m.rollout.shadow_probability_delta.with_label_values(&labels);
-            for (theirs, ours) in job.predictions.iter().zip(&mine) {
+            for (theirs, ours) in job.predictions.iter().zip(mine) {
                 agreed += u64::from(theirs.decision == ours.decision);
                 let d = (theirs.probability_late - ours.probability_late).abs();
-                delta.observe(d);
+                if let Some(m) = m {
+                    m.delta.observe(d);
+                }
                 delta_nanos += (d * 1e9) as u64;
             }
             let n = mine.len() as u64;
-            let with = |agreement: &str| {
-                m.rollout.shadow_predictions_total.with_label_values(&[labels[0], labels[1], labels[2], agreement])
-            };
-            with("agree").inc_by(agreed);
-            with("disagree").inc_by(n - agreed);
-            let base = job.baseline_elapsed.as_secs_f64();
-            if base > 0.0 {
-                m.rollout.shadow_latency_ratio.with_label_values(&labels).observe(elapsed.as_secs_f64() / base);
+            if let Some(m) = m {
+                m.agree.inc_by(agreed);
+                m.disagree.inc_by(n - agreed);
+                let base = job.baseline_elapsed.as_secs_f64();
+                if base > 0.0 {
+                    m.latency_ratio.observe(elapsed.as_secs_f64() / base);
+                }
             }
             shadow.compared.fetch_add(n, Relaxed);
             shadow.agreed.fetch_add(agreed, Relaxed);
             shadow.delta_nanos.fetch_add(delta_nanos, Relaxed);
         }
-        self.judge(shadow, Role::Shadow);
+        if failed || requests == self.policy.guards.min_requests {
+            self.judge(shadow, Role::Shadow);
+        }
+    }
+
+    /// Judges an active shadow's guards (the worker, once per batch).
+    pub(crate) fn judge_shadow(&self) {
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| s.is_active()) {
+            self.judge(shadow, Role::Shadow);
+        }
     }
 
     fn judge(&self, candidate: &Candidate, role: Role) {
@@ -488,16 +580,27 @@ mod tests {
     use crate::model::format::encode;
     use crate::model::test_support::tiny_payload;
     use crate::model::Model;
+    use crate::registry::shadow::{ShadowQueue, BATCH_INTERVAL};
 
     fn version(metrics: &Metrics, v: u64) -> Arc<LoadedVersion> {
-        let model = Model::from_bytes(&encode(&tiny_payload()).unwrap()).unwrap();
+        version_with_threshold(metrics, v, tiny_payload().meta.decision.threshold)
+    }
+
+    /// The tiny model (p = 0.02 for a default application) deciding at `threshold`.
+    fn version_with_threshold(metrics: &Metrics, v: u64, threshold: f64) -> Arc<LoadedVersion> {
+        let mut payload = tiny_payload();
+        payload.meta.decision.threshold = threshold;
+        loaded(metrics, v, Arc::new(Model::from_bytes(&encode(&payload).unwrap()).unwrap()))
+    }
+
+    fn loaded(metrics: &Metrics, v: u64, scorer: Arc<dyn crate::model::Scorer>) -> Arc<LoadedVersion> {
         Arc::new(LoadedVersion {
             name: "m".into(),
             version: v,
             version_label: v.to_string(),
             version_header: hyper::header::HeaderValue::from(v),
             location: format!("m/{v}/model.json"),
-            scorer: Arc::new(model),
+            scorer,
             loaded_at: SystemTime::now(),
             load_seconds: 0.0,
             metrics: metrics.version("m", v),
@@ -509,6 +612,27 @@ mod tests {
         let policy = super::super::rollout::parse(text.as_bytes()).unwrap();
         let (v1, v2) = (version(&metrics, 1), version(&metrics, 2));
         (Arc::new(Rollout::new("m", policy, v1, Some(v2), None, metrics.clone(), None)), metrics)
+    }
+
+    /// Stable 1 and shadow 2 on a real shadow queue; 2 flags everyone
+    /// `high_risk` when `flags_everyone`, else it decides like 1.
+    fn shadowed(flags_everyone: bool, guards: &str) -> (Arc<Rollout>, Arc<Metrics>, ShadowQueue) {
+        let metrics = Arc::new(Metrics::new());
+        let policy = super::super::rollout::parse(format!("stable = 1\nshadow = 2\n{guards}").as_bytes()).unwrap();
+        let v1 = version(&metrics, 1);
+        let v2 = if flags_everyone { version_with_threshold(&metrics, 2, 0.01) } else { version(&metrics, 2) };
+        let queue = ShadowQueue::default();
+        let r = Rollout::new("m", policy, v1, None, Some(v2), metrics.clone(), queue.sender());
+        (Arc::new(r), metrics, queue)
+    }
+
+    /// Waits (at most 10 s) until `check` holds.
+    fn wait_until(what: &str, check: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn low() -> Vec<Prediction> {
@@ -523,11 +647,11 @@ mod tests {
         let apps = [LoanApplication::default()];
         let ms = Duration::from_micros(50);
         for _ in 0..20 {
-            r.observe(&stable, &apps, Some(&low()), ms);
+            r.observe(&stable, apps.to_vec(), Some(low()), ms);
         }
         for i in 0..20 {
             assert!(r.canary.as_ref().unwrap().is_active(), "promoted early at {i}");
-            r.observe(&cand, &apps, Some(&low()), ms);
+            r.observe(&cand, apps.to_vec(), Some(low()), ms);
         }
         assert_eq!(r.canary.as_ref().unwrap().outcome().unwrap().state, CandidateState::Promoted);
         assert!((0..100).all(|_| r.pick(None).version == 2) && r.default_version().version == 2);
@@ -536,14 +660,14 @@ mod tests {
 
         let (r, metrics2) = canary(&format!("stable = 1\ncanary = {{ version = 2, weight = 0.5 }}\n{guards}"));
         let cand = r.canary.as_ref().unwrap().version.clone();
-        r.observe(&cand, &apps, None, ms);
+        r.observe(&cand, apps.to_vec(), None, ms);
         assert!(r.canary.as_ref().unwrap().is_active(), "1 error fits the budget of 10 % of 10");
-        r.observe(&cand, &apps, None, ms);
+        r.observe(&cand, apps.to_vec(), None, ms);
         let outcome = r.canary.as_ref().unwrap().outcome().unwrap().clone();
         assert_eq!((outcome.state, outcome.guard), (CandidateState::Reverted, "error_rate"));
         assert!((0..100).all(|_| r.pick(Some(b"any key")).version == 1), "reverted: stable only");
         for _ in 0..30 {
-            r.observe(&cand, &apps, Some(&low()), ms);
+            r.observe(&cand, apps.to_vec(), Some(low()), ms);
         }
         assert_eq!(r.canary.as_ref().unwrap().outcome().unwrap().state, CandidateState::Reverted, "for good");
         for (m, to, reason) in [(&metrics, "promoted", "clean_window"), (&metrics2, "reverted", "error_rate")] {
@@ -551,6 +675,89 @@ mod tests {
             let labels = [("model", "m"), ("from", "canary"), ("to", to), ("reason", reason)];
             assert_eq!(testkit::prometheus::value(&text, "riskserve_rollout_transitions_total", &labels), Some(1.0));
         }
+    }
+
+    #[test]
+    fn the_shadow_worker_compares_every_copy_in_bursts_and_after_idling() {
+        let (r, metrics, _queue) = shadowed(false, "");
+        let stable = r.stable.clone();
+        let shadow = r.shadow.as_ref().unwrap();
+        let send = |n: usize| {
+            for _ in 0..n {
+                r.observe(&stable, vec![LoanApplication::default()], Some(low()), Duration::from_micros(50));
+            }
+        };
+        let compared = || shadow.compared.load(Relaxed);
+        send(1);
+        wait_until("the idle worker woken by the first copy", || compared() == 1);
+        // Long enough for the worker to find the queue empty and park without a timeout.
+        std::thread::sleep(BATCH_INTERVAL * 10);
+        send(1);
+        wait_until("woken again after idling", || compared() == 2);
+        send(900);
+        wait_until("a burst drained", || compared() == 902);
+        let view = r.view().shadow.unwrap();
+        assert_eq!((view.compared, view.agreement, view.dropped), (Some(902), Some(1.0), Some(0)));
+        assert_eq!((view.requests, view.baseline_requests, view.state), (902, 902, CandidateState::Active));
+        let text = String::from_utf8(metrics.render()).unwrap();
+        let labels = [("model", "m"), ("version", "2"), ("baseline", "1"), ("agreement", "agree")];
+        assert_eq!(testkit::prometheus::value(&text, "riskserve_shadow_predictions_total", &labels), Some(902.0));
+        let labels = [("model", "m"), ("version", "2")];
+        assert_eq!(testkit::prometheus::value(&text, "riskserve_shadow_dropped_total", &labels), Some(0.0));
+    }
+
+    #[test]
+    fn a_bad_shadow_is_judged_on_the_copy_that_completes_its_window_even_inside_a_batch() {
+        let (r, metrics, _queue) = shadowed(true, "[guards]\nmin_requests = 10\n");
+        let stable = r.stable.clone();
+        // One burst: the worker takes these in batches larger than the window.
+        for _ in 0..300 {
+            r.observe(&stable, vec![LoanApplication::default()], Some(low()), Duration::from_micros(50));
+        }
+        let shadow = r.shadow.as_ref().unwrap();
+        wait_until("the shadow reverted", || !shadow.is_active());
+        let outcome = shadow.outcome().unwrap();
+        assert_eq!((outcome.state, outcome.guard), (CandidateState::Reverted, "decision_shift"));
+        // Judged on the 10th copy, as if after every copy: none scored after the trip.
+        assert_eq!(shadow.compared.load(Relaxed), 10);
+        assert_eq!(shadow.samples().1.requests, 10);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        let labels = [("model", "m"), ("from", "shadow"), ("to", "reverted"), ("reason", "decision_shift")];
+        assert_eq!(testkit::prometheus::value(&text, "riskserve_rollout_transitions_total", &labels), Some(1.0));
+    }
+
+    /// A scorer whose every probability is NaN (a model failing every request).
+    #[derive(Debug)]
+    struct Failing(crate::model::format::ModelMeta);
+
+    impl crate::model::Scorer for Failing {
+        fn predict(&self, _: &LoanApplication) -> Prediction {
+            Prediction { probability_late: f64::NAN, decision: Decision::LowRisk }
+        }
+        fn meta(&self) -> &crate::model::format::ModelMeta {
+            &self.0
+        }
+        fn digest(&self) -> &str {
+            "failing"
+        }
+    }
+
+    #[test]
+    fn a_failing_shadow_trips_the_error_guard_on_the_first_copy_past_its_budget() {
+        let metrics = Arc::new(Metrics::new());
+        let policy = super::super::rollout::parse(b"stable = 1\nshadow = 2\n").unwrap();
+        let v2 = loaded(&metrics, 2, Arc::new(Failing(tiny_payload().meta)));
+        let queue = ShadowQueue::default();
+        let r = Arc::new(Rollout::new("m", policy, version(&metrics, 1), None, Some(v2), metrics, queue.sender()));
+        for _ in 0..300 {
+            r.observe(&r.stable, vec![LoanApplication::default()], Some(low()), Duration::from_micros(50));
+        }
+        let shadow = r.shadow.as_ref().unwrap();
+        wait_until("the shadow reverted", || !shadow.is_active());
+        assert_eq!(shadow.outcome().unwrap().guard, "error_rate");
+        // The default budget is 1 % of 200 = 2 errors: the 3rd trips, as if judged after every copy.
+        let (_, mine) = shadow.samples();
+        assert_eq!((mine.requests, mine.errors, shadow.compared.load(Relaxed)), (3, 3, 0));
     }
 
     #[test]

@@ -54,8 +54,32 @@ struct Args {
     /// Distinct request keys per client.
     #[arg(long, default_value_t = 200)]
     keys_per_client: usize,
+    /// Which scenarios to run, in this order (comma-separated: rollback,
+    /// good_canary, bad_canary, shadow); a scenario that needs version 2
+    /// publishes it when `rollback` did not run first.
+    #[arg(long, value_delimiter = ',', default_value = "rollback,good_canary,bad_canary,shadow")]
+    scenarios: Vec<Scenario>,
+    /// The server's PID: the shadow scenario then reports CPU time and
+    /// context switches per request (from /proc), and the CPU other
+    /// processes used meanwhile (how noisy the machine was).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Scenario 4 as an A/A control: the second phase runs without the
+    /// shadow too (same steps otherwise), to see how much the p99 moves
+    /// between two phases on this machine with nothing changed.
+    #[arg(long)]
+    shadow_control: bool,
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Scenario {
+    Rollback,
+    GoodCanary,
+    BadCanary,
+    Shadow,
 }
 
 /// One response seen by a client.
@@ -103,14 +127,29 @@ async fn run(args: Args) -> Result<(), String> {
     let base = std::fs::read(repo.model_file(&args.model_name, 1)).map_err(|e| format!("version 1: {e}"))?;
     let bench = Bench { rows: Arc::new(rows()), repo, base, args };
     let mut report = serde_json::Map::new();
-    report.insert("rollback".into(), bench.rollback().await?);
-    report.insert("good_canary".into(), bench.good_canary().await?);
-    report.insert(
-        "bad_canary_high_risk".into(),
-        bench.bad_canary(3, bench.with_threshold(1e-9)?, "all high_risk").await?,
-    );
-    report.insert("bad_canary_slow".into(), bench.bad_canary(4, bench.slower(20)?, "20 x slower").await?);
-    report.insert("shadow".into(), bench.shadow().await?);
+    for scenario in bench.args.scenarios.clone() {
+        if scenario != Scenario::Rollback {
+            bench.ensure_version_2().await?;
+        }
+        match scenario {
+            Scenario::Rollback => {
+                report.insert("rollback".into(), bench.rollback().await?);
+            }
+            Scenario::GoodCanary => {
+                report.insert("good_canary".into(), bench.good_canary().await?);
+            }
+            Scenario::BadCanary => {
+                report.insert(
+                    "bad_canary_high_risk".into(),
+                    bench.bad_canary(3, bench.with_threshold(1e-9)?, "all high_risk").await?,
+                );
+                report.insert("bad_canary_slow".into(), bench.bad_canary(4, bench.slower(20)?, "20 x slower").await?);
+            }
+            Scenario::Shadow => {
+                report.insert("shadow".into(), bench.shadow().await?);
+            }
+        }
+    }
     let text = serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
     std::fs::write(&bench.args.out, text).map_err(|e| format!("{}: {e}", bench.args.out.display()))?;
     println!("report: {}", bench.args.out.display());
@@ -146,6 +185,18 @@ impl Bench {
         };
         *trees = trees.iter().cloned().cycle().take(trees.len() * times).collect();
         encode(&payload).map_err(|e| e.to_string())
+    }
+
+    /// Version 2 (a copy of 1) is what every scenario after the first
+    /// names as stable; scenario 1 publishes it, the others do when it ran
+    /// alone or not at all.
+    async fn ensure_version_2(&self) -> Result<(), String> {
+        if self.repo.model_file(&self.args.model_name, 2).exists() {
+            return Ok(());
+        }
+        self.publish(2, &self.base)?;
+        self.wait_status("version 2 serving", |s| s["serving_version"] == 2).await?;
+        Ok(())
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
@@ -334,13 +385,28 @@ impl Bench {
     async fn shadow(&self) -> Result<Value, String> {
         self.write_rollout("stable = 2\n")?;
         self.wait_status("stable 2 alone", |s| s["rollout"]["applied"]["canary"].is_null()).await?;
+        // Unmeasured warm-up: in an A/A run (--shadow-control) without it the
+        // first phase came out 3-10 % slower than the second.
+        self.load_for(2.0).await;
+        let before = ProcPoint::now(self.args.server_pid);
         let without = self.load_for(self.args.phase_secs as f64).await;
+        let cost_without = ProcPoint::cost(&before, &ProcPoint::now(self.args.server_pid), without.len());
         let candidate = self.with_threshold(0.05)?;
         self.publish(5, &candidate)?;
         let lax = "[guards]\nmax_decision_shift = 1.0\nmax_psi = 1000.0\nmax_latency_ratio = 1000.0\n";
-        self.write_rollout(&format!("stable = 2\nshadow = 5\n{lax}"))?;
-        self.wait_status("shadow applied", |s| s["rollout"]["applied"]["shadow"]["version"] == 5).await?;
+        if self.args.shadow_control {
+            self.write_rollout(&format!("stable = 2\n{lax}"))?;
+            self.wait_status("version 5 loaded", |s| {
+                s["versions"].as_array().is_some_and(|v| v.iter().any(|v| v["version"] == 5 && v["state"] == "available"))
+            })
+            .await?;
+        } else {
+            self.write_rollout(&format!("stable = 2\nshadow = 5\n{lax}"))?;
+            self.wait_status("shadow applied", |s| s["rollout"]["applied"]["shadow"]["version"] == 5).await?;
+        }
+        let before = ProcPoint::now(self.args.server_pid);
         let with = self.load_for(self.args.phase_secs as f64).await;
+        let cost_with = ProcPoint::cost(&before, &ProcPoint::now(self.args.server_pid), with.len());
         tokio::time::sleep(Duration::from_millis(500)).await;
         let name = "riskserve_shadow_predictions_total";
         let m = &self.args.model_name;
@@ -366,14 +432,15 @@ impl Bench {
             agree_w += sent[i] * u64::from(a.predict(&app[0]).decision == b.predict(&app[0]).decision);
             total_w += sent[i];
         }
-        let p99 = |recs: &[Rec]| {
+        let quantile = |recs: &[Rec], q: f64| {
             let mut l: Vec<f64> = recs.iter().filter(|r| r.ok).map(|r| r.latency.as_secs_f64() * 1e3).collect();
             l.sort_by(f64::total_cmp);
-            pct(&l, 0.99)
+            pct(&l, q)
         };
-        let (p_without, p_with) = (p99(&without), p99(&with));
+        let (p_without, p_with) = (quantile(&without, 0.99), quantile(&with, 0.99));
         std::fs::remove_file(self.repo.model_dir(m).join("rollout.toml")).ok();
         let v = json!({
+            "p50_ms_without": quantile(&without, 0.5), "p50_ms_with": quantile(&with, 0.5),
             "p99_ms_without": p_without, "p99_ms_with": p_with,
             "p99_rise": p_with.zip(p_without).map(|(w, o)| w / o - 1.0),
             "rps_without": without.len() as f64 / self.args.phase_secs as f64,
@@ -382,10 +449,77 @@ impl Bench {
             "agreement_server": agree / (agree + disagree).max(1.0),
             "agreement_offline": agree_w as f64 / total_w.max(1) as f64,
             "failed": without.iter().chain(&with).filter(|r| !r.ok).count(),
+            "cost_without": cost_without, "cost_with": cost_with, "control": self.args.shadow_control,
         });
         println!("4. shadow at full traffic:      {v}");
         Ok(v)
     }
+}
+
+/// CPU ticks and context switches at one moment, from /proc.
+struct ProcPoint {
+    /// The server: all its threads.
+    server: u64,
+    /// The server's shadow worker thread.
+    shadow: u64,
+    /// Voluntary + involuntary context switches, summed over the server's threads.
+    switches: u64,
+    harness: u64,
+    /// The whole machine, busy (all of /proc/stat but idle and iowait).
+    machine: u64,
+}
+
+impl ProcPoint {
+    fn now(pid: Option<u32>) -> Option<ProcPoint> {
+        let pid = pid?;
+        let (mut shadow, mut switches) = (0, 0);
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            if stat.contains("(riskserve-shad") {
+                shadow += stat_ticks(&stat).unwrap_or(0);
+            }
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            switches += status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        let ticks = |path: &str| std::fs::read_to_string(path).ok().as_deref().and_then(stat_ticks);
+        let machine = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+            let f: Vec<u64> = t.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+            Some(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?)
+        })?;
+        Some(ProcPoint {
+            server: ticks(&format!("/proc/{pid}/stat"))?,
+            shadow,
+            switches,
+            harness: ticks("/proc/self/stat")?,
+            machine,
+        })
+    }
+
+    /// Per request since `before` (CPU in µs), and the cores the rest of the machine used.
+    fn cost(before: &Option<ProcPoint>, now: &Option<ProcPoint>, requests: usize) -> Value {
+        let (Some(b), Some(now)) = (before, now) else { return Value::Null };
+        // USER_HZ: /proc reports clock ticks of 1/100 s on Linux.
+        let us = |ticks: u64| ticks as f64 * 1e4;
+        let n = requests.max(1) as f64;
+        let other = now.machine.saturating_sub(b.machine).saturating_sub(now.server - b.server + now.harness - b.harness);
+        json!({
+            "server_cpu_us_per_request": us(now.server - b.server) / n,
+            "shadow_thread_cpu_us_per_request": us(now.shadow.saturating_sub(b.shadow)) / n,
+            "server_context_switches_per_request": now.switches.saturating_sub(b.switches) as f64 / n,
+            "harness_cpu_us_per_request": us(now.harness - b.harness) / n,
+            "other_processes_cpu_s": us(other) / 1e6,
+        })
+    }
+}
+
+/// `utime + stime` from a `/proc/.../stat` line.
+fn stat_ticks(text: &str) -> Option<u64> {
+    let f: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 fn canary_min(status: &Value) -> Value {
