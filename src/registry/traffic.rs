@@ -383,8 +383,7 @@ impl Rollout {
     /// `min_requests`; otherwise once per batch, by the worker
     /// ([`Rollout::judge_shadow`]).
     pub(crate) fn compare_shadow(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
-        let (Some(shadow), Some(series)) = (self.shadow.as_ref().filter(|s| s.is_active()), &self.shadow_series)
-        else {
+        let (Some(shadow), Some(series)) = (self.shadow.as_ref().filter(|s| s.is_active()), &self.shadow_series) else {
             return;
         };
         let started = std::time::Instant::now();

@@ -397,7 +397,9 @@ impl Bench {
         if self.args.shadow_control {
             self.write_rollout(&format!("stable = 2\n{lax}"))?;
             self.wait_status("version 5 loaded", |s| {
-                s["versions"].as_array().is_some_and(|v| v.iter().any(|v| v["version"] == 5 && v["state"] == "available"))
+                s["versions"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|v| v["version"] == 5 && v["state"] == "available"))
             })
             .await?;
         } else {
@@ -505,7 +507,8 @@ impl ProcPoint {
         // USER_HZ: /proc reports clock ticks of 1/100 s on Linux.
         let us = |ticks: u64| ticks as f64 * 1e4;
         let n = requests.max(1) as f64;
-        let other = now.machine.saturating_sub(b.machine).saturating_sub(now.server - b.server + now.harness - b.harness);
+        let other =
+            now.machine.saturating_sub(b.machine).saturating_sub(now.server - b.server + now.harness - b.harness);
         json!({
             "server_cpu_us_per_request": us(now.server - b.server) / n,
             "shadow_thread_cpu_us_per_request": us(now.shadow.saturating_sub(b.shadow)) / n,
