@@ -223,6 +223,10 @@ settings! {
     /// models directory that takes longer is abandoned, in seconds (counted as
     /// result="timeout"; retried with backoff).
     load_timeout_secs: u64 = 30, "SECS", check positive => load_timeout: Duration = Duration::from_secs;
+    /// Share of one CPU core a model load may take, in percent: it works in
+    /// slices of 0.5 ms and sleeps in between, so requests on the same cores
+    /// are not queued behind a multi-millisecond parse (100: no pauses).
+    load_pacing_percent: u8 = 50, "PERCENT", check percent => load_pacing_percent: u8;
     /// Readiness answers 503 when no reload pass has listed the models
     /// directory for this many seconds (a hung mount, a dead reload task).
     reload_stale_secs: u64 = 120, "SECS", check positive => reload_stale_after: Duration = Duration::from_secs;
@@ -346,6 +350,14 @@ fn positive<T: Default + PartialEq>(key: &'static str, value: &T) -> Result<(), 
     }
 }
 
+fn percent(key: &'static str, value: &u8) -> Result<(), ConfigError> {
+    if (1..=100).contains(value) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid { key, message: "must be a percentage from 1 to 100".into() })
+    }
+}
+
 /// The config file to read: the one named explicitly, else
 /// [`DEFAULT_CONFIG_FILE`] beside the models directory if it is a file.
 fn find_config_file(explicit: Option<&Path>, models_dir: &Path) -> Option<PathBuf> {
@@ -399,7 +411,7 @@ macro_rules! show_with_display {
         }
     )+};
 }
-show_with_display!(u64, usize, bool, SocketAddr, String);
+show_with_display!(u8, u64, usize, bool, SocketAddr, String);
 
 impl ShowDefault for PathBuf {
     fn show(&self) -> String {
@@ -493,7 +505,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 24, "--config and twenty-three settings");
+        assert_eq!(settings.len(), 25, "--config and twenty-four settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());
@@ -583,6 +595,15 @@ mod tests {
         }
         let (_d, args) = with_file("request_timeout_ms = 0\n");
         assert!(Config::resolve(&args).unwrap_err().to_string().contains("request_timeout_ms"));
+        for value in ["0", "101"] {
+            let args = parse(&["--models-dir", models, "--load-pacing-percent", value]).unwrap();
+            let err = Config::resolve(&args).unwrap_err();
+            assert!(err.to_string().contains("from 1 to 100"), "{value}: {err}");
+        }
+        for value in ["1", "50", "100"] {
+            let args = parse(&["--models-dir", models, "--load-pacing-percent", value]).unwrap();
+            assert_eq!(Config::resolve(&args).unwrap().load_pacing_percent.to_string(), value);
+        }
     }
 
     #[test]

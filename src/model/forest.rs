@@ -105,6 +105,7 @@ impl CompiledForest {
         let mut start = Vec::with_capacity(trees.len() + 1);
         start.push(0);
         for (t, tree) in trees.iter().enumerate() {
+            super::pacing::checkpoint();
             check_tree(t, tree, width)?;
             start.push(start[t] + tree.feature.len());
         }

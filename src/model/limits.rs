@@ -97,6 +97,7 @@ where
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut out = Vec::new();
             while let Some(element) = seq.next_element()? {
+                super::pacing::checkpoint();
                 if out.len() == self.limit {
                     return Err(serde::de::Error::custom(format_args!(
                         "more than {} {} (limit {})",

@@ -13,6 +13,7 @@ pub mod format;
 pub(crate) mod fuzz;
 pub mod input;
 pub mod limits;
+pub mod pacing;
 pub mod preprocess;
 pub mod schema;
 

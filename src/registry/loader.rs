@@ -551,8 +551,15 @@ impl Loader {
     ) -> Result<Arc<dyn Scorer>, LoadError> {
         let (source, scorers, max_bytes) = (self.source.clone(), self.scorers.clone(), self.config.max_model_bytes);
         let (model, entry) = (name.to_string(), entry.clone());
-        let load =
-            move || source.read(&model, &entry, max_bytes).and_then(|bytes| scorers(&model, entry.version, &bytes));
+        let pacing = crate::model::pacing::Pacing::share_of_a_core(self.config.load_pacing_percent);
+        let load = move || {
+            let read_and_compile =
+                || source.read(&model, &entry, max_bytes).and_then(|bytes| scorers(&model, entry.version, &bytes));
+            match pacing {
+                Some(pacing) => crate::model::pacing::paced(pacing, read_and_compile),
+                None => read_and_compile(),
+            }
+        };
         self.worker.run(self.config.load_timeout, load).unwrap_or_else(|e| match e {
             DeadlineError::Panicked => Err(LoadError::Invalid(format!("loading this file {e}"))),
             e => Err(LoadError::Timeout(format!("reading and compiling {e}"))),
