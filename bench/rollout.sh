@@ -16,7 +16,10 @@
 #   MODEL (models/credit-risk/1/model.json), OUT, SKIP_BUILD=1,
 #   CARGO_TARGET_DIR, PROFILE (release; debug = a quick check of the harness),
 #   SERVER_ARGS, WAIT_QUIET_SECS (0), QUIET_MAX_CORES (0.2),
-#   SHADOW_CONTROL=1 (scenario 4 as an A/A control: no shadow in either phase).
+#   SHADOW_CONTROL=1 (scenario 4 as an A/A control: no shadow in either phase),
+#   RATE (open loop: the clients together send RATE requests a second on a
+#   fixed schedule, latency from the scheduled time; default: closed loop,
+#   each client sends when answered, so the server runs saturated).
 # Everything targets 127.0.0.1 only; the server is the only process this
 # script starts in the background, and the EXIT trap stops it by its PID.
 set -euo pipefail
@@ -47,14 +50,14 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 wait_quiet | tee "$OUT/quiet.txt"
-stage_models "clients: $CLIENTS, phase: ${PHASE_SECS}s, toggles: $TOGGLES, scenarios: $SCENARIOS" \
+stage_models "clients: $CLIENTS, rate: ${RATE:-closed loop}, phase: ${PHASE_SECS}s, toggles: $TOGGLES, scenarios: $SCENARIOS" \
     "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start_server
 
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" --addr "$ADDR" --models-dir "$WORK/models" \
     --clients "$CLIENTS" --phase-secs "$PHASE_SECS" --toggles "$TOGGLES" --scenarios "$SCENARIOS" \
-    --server-pid "$PID" $([ "${SHADOW_CONTROL:-0}" = 1 ] && echo --shadow-control) --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
+    --server-pid "$PID" $([ "${SHADOW_CONTROL:-0}" = 1 ] && echo --shadow-control) ${RATE:+--rate "$RATE"} --out "$OUT/rollout.json" | tee "$OUT/summary.txt" || rc=$?
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt"
 stop_server

@@ -69,6 +69,13 @@ struct Args {
     /// between two phases on this machine with nothing changed.
     #[arg(long)]
     shadow_control: bool,
+    /// Open loop: the clients together send this many requests a second,
+    /// each on its own fixed schedule, and latency counts from the
+    /// scheduled send time (no coordinated omission). Without it each
+    /// client sends its next request when the last one is answered (closed
+    /// loop: the server runs saturated).
+    #[arg(long)]
+    rate: Option<f64>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -237,6 +244,9 @@ impl Bench {
     /// Starts the load; `stop` ends it; returns every client's records.
     fn load(&self, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Rec>> {
         let (addr, clients, keys) = (self.args.addr, self.args.clients, self.args.keys_per_client);
+        // Open loop: one request per client every `clients / rate` seconds,
+        // the clients' schedules offset so they interleave.
+        let every = self.args.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(clients as f64 / r));
         let path = format!("/v1/models/{}/predict", self.args.model_name);
         let rows = self.rows.clone();
         tokio::spawn(async move {
@@ -244,7 +254,8 @@ impl Bench {
             let tasks: Vec<_> = (0..clients)
                 .map(|c| {
                     let (stop, rows, path) = (stop.clone(), rows.clone(), path.clone());
-                    tokio::spawn(async move { client(addr, c, keys, &path, &rows, &stop, started).await })
+                    let pace = every.map(|every| (every, every.mul_f64(c as f64 / clients as f64)));
+                    tokio::spawn(async move { client(addr, c, keys, &path, &rows, &stop, started, pace).await })
                 })
                 .collect();
             let mut all = Vec::new();
@@ -545,15 +556,27 @@ async fn client(
     rows: &[Bytes],
     stop: &AtomicBool,
     started: Instant,
+    pace: Option<(Duration, Duration)>,
 ) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut conn = None;
     let mut n = 0usize;
+    let mut due = Instant::now() + pace.map(|(_, offset)| offset).unwrap_or_default();
     while !stop.load(Ordering::Relaxed) {
         let k = (c * keys + n % keys) as u32;
         n += 1;
         let key = format!("k{k}");
-        let sent = Instant::now();
+        // In open loop latency counts from the scheduled time; far behind
+        // (a stalled server), the schedule restarts instead of bursting.
+        let sent = match pace {
+            Some((every, _)) => {
+                tokio::time::sleep_until(due.into()).await;
+                let scheduled = due;
+                due = (due + every).max(Instant::now() - Duration::from_secs(1));
+                scheduled
+            }
+            None => Instant::now(),
+        };
         if conn.is_none() {
             conn = Client::connect(addr, &addr.to_string(), Duration::from_secs(10)).await.ok();
         }
