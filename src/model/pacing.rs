@@ -92,9 +92,8 @@ fn rest_if_due() {
     }
 }
 
-/// Whether this thread is paced (for tests).
-#[cfg(test)]
-fn is_paced() -> bool {
+/// Whether this thread is paced now (inside [`paced`]).
+pub fn is_paced() -> bool {
     SLICE.get().is_some()
 }
 

@@ -698,6 +698,28 @@ mod tests {
     }
 
     #[test]
+    fn loads_are_paced_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 1, &encode(&tiny_payload()).unwrap());
+        for (percent, paced) in [(50u8, true), (100, false)] {
+            let mut config = Config::with_models_dir(dir.path());
+            config.load_pacing_percent = percent;
+            let registry = Arc::new(Registry::new(Arc::new(Metrics::new()), config.reload_stale_after));
+            let seen = Arc::new(std::sync::Mutex::new(None));
+            let (compile, record) = (compile_models(ModelLimits::default()), seen.clone());
+            let factory: ScorerFactory = Arc::new(move |name: &str, version: u64, bytes: &[u8]| {
+                *record.lock().unwrap() = Some(crate::model::pacing::is_paced());
+                compile(name, version, bytes)
+            });
+            let source = Arc::new(LocalDirectory::new(dir.path()));
+            let mut l = Loader::new(Arc::new(config), source, factory, registry.clone());
+            l.reconcile();
+            assert_eq!(served(&registry), vec![1]);
+            assert_eq!(*seen.lock().unwrap(), Some(paced), "load_pacing_percent = {percent}");
+        }
+    }
+
+    #[test]
     fn policies_select_versions_and_skip_broken_ones() {
         let dir = tempfile::tempdir().unwrap();
         let good = encode(&tiny_payload()).unwrap();

@@ -254,8 +254,9 @@ impl Bench {
             let tasks: Vec<_> = (0..clients)
                 .map(|c| {
                     let (stop, rows, path) = (stop.clone(), rows.clone(), path.clone());
-                    let pace = every.map(|every| (every, every.mul_f64(c as f64 / clients as f64)));
-                    tokio::spawn(async move { client(addr, c, keys, &path, &rows, &stop, started, pace).await })
+                    let pace = every.map(|every| Pace { every, offset: every.mul_f64(c as f64 / clients as f64) });
+                    let keys = KeyRange { client: c, keys };
+                    tokio::spawn(async move { client(addr, keys, &path, &rows, &stop, started, pace).await })
                 })
                 .collect();
             let mut all = Vec::new();
@@ -547,21 +548,35 @@ fn pct(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1])
 }
 
-/// One keep-alive client: key `k<client>-<n mod keys>`, row by the key's index.
+/// The request keys one client cycles through: `client * keys ..` the next `keys`.
+#[derive(Clone, Copy)]
+struct KeyRange {
+    client: usize,
+    keys: usize,
+}
+
+/// An open-loop client's schedule: one request `every`, the first after `offset`.
+#[derive(Clone, Copy)]
+struct Pace {
+    every: Duration,
+    offset: Duration,
+}
+
+/// One keep-alive client: key `k<client>-<n mod keys>`, row by the key's
+/// index; closed loop without a `pace`.
 async fn client(
     addr: SocketAddr,
-    c: usize,
-    keys: usize,
+    KeyRange { client: c, keys }: KeyRange,
     path: &str,
     rows: &[Bytes],
     stop: &AtomicBool,
     started: Instant,
-    pace: Option<(Duration, Duration)>,
+    pace: Option<Pace>,
 ) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut conn = None;
     let mut n = 0usize;
-    let mut due = Instant::now() + pace.map(|(_, offset)| offset).unwrap_or_default();
+    let mut due = Instant::now() + pace.map(|p| p.offset).unwrap_or_default();
     while !stop.load(Ordering::Relaxed) {
         let k = (c * keys + n % keys) as u32;
         n += 1;
@@ -569,7 +584,7 @@ async fn client(
         // In open loop latency counts from the scheduled time; far behind
         // (a stalled server), the schedule restarts instead of bursting.
         let sent = match pace {
-            Some((every, _)) => {
+            Some(Pace { every, .. }) => {
                 tokio::time::sleep_until(due.into()).await;
                 let scheduled = due;
                 due = (due + every).max(Instant::now() - Duration::from_secs(1));
