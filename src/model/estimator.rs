@@ -368,18 +368,7 @@ pub fn sigmoid(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
-    fn small_tree() -> Tree {
-        Tree {
-            feature: vec![0, -1, 1, -1, -1],
-            threshold: vec![0.5, 0.0, 2.0, 0.0, 0.0],
-            left: vec![1, 0, 3, 0, 0],
-            right: vec![2, 0, 4, 0, 0],
-            value: vec![0.0, 0.1, 0.0, 0.4, 0.9],
-            samples: vec![],
-        }
-    }
+    use crate::model::test_support::small_tree;
 
     #[test]
     fn forest_averages_leaf_probabilities() {

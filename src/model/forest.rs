@@ -477,18 +477,7 @@ fn node_means(trees: &[Tree], order: &[(u32, u32)], nodes: &[Node]) -> Vec<f64> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
-    pub(crate) fn small_tree() -> Tree {
-        Tree {
-            feature: vec![0, -1, 1, -1, -1],
-            threshold: vec![0.5, 0.0, 2.0, 0.0, 0.0],
-            left: vec![1, 0, 3, 0, 0],
-            right: vec![2, 0, 4, 0, 0],
-            value: vec![0.0, 0.1, 0.0, 0.4, 0.9],
-            samples: vec![],
-        }
-    }
+    use crate::model::test_support::small_tree;
 
     fn leaf(p: f64) -> Tree {
         Tree { feature: vec![-1], threshold: vec![0.0], left: vec![0], right: vec![0], value: vec![p], samples: vec![] }

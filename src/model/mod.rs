@@ -351,11 +351,23 @@ impl Model {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! A tiny hand-made model payload for tests that need a valid file.
+    //! Hand-made trees and a tiny model payload for tests that need them.
     use super::estimator::{Estimator, Tree};
     use super::format::*;
     use super::input::{cat, LoanApplication};
     use super::preprocess::Preprocessor;
+
+    /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
+    pub fn small_tree() -> Tree {
+        Tree {
+            feature: vec![0, -1, 1, -1, -1],
+            threshold: vec![0.5, 0.0, 2.0, 0.0, 0.0],
+            left: vec![1, 0, 3, 0, 0],
+            right: vec![2, 0, 4, 0, 0],
+            value: vec![0.0, 0.1, 0.0, 0.4, 0.9],
+            samples: vec![],
+        }
+    }
 
     /// Grade A, B or missing; a one-split tree: P(late) = 0.02 unless grade=B (0.3).
     pub fn tiny_payload() -> ModelPayload {
