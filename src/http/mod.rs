@@ -2,7 +2,7 @@
 //! connections ([`server`]), each connection's timeouts ([`conn`]), routes
 //! and handlers ([`routes`]), request bodies read without pinning hyper's
 //! buffers ([`body`]), admission control for predictions
-//! ([`admission`]), prediction body parsing and validation ([`request`]),
+//! ([`admission`]), the prediction path every protocol shares ([`predict`]), prediction body parsing and validation ([`request`]),
 //! response bodies ([`response`]), the one error → status mapping
 //! ([`error`]), the web form ([`form`]), the Open Inference Protocol
 //! (KServe V2) routes ([`oip`]) and the OpenAPI document of every route
@@ -15,6 +15,7 @@ pub mod error;
 pub mod form;
 pub mod oip;
 pub mod openapi;
+pub mod predict;
 pub mod request;
 pub mod response;
 pub mod routes;

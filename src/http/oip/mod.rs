@@ -11,7 +11,7 @@
 //!   request (JSON, or JSON + binary tensors) into applications through the
 //!   same field rules as `/v1`, so both answer bit-identically; scoring,
 //!   admission, limits, deadline and metrics are the shared
-//!   `routes::run_prediction`.
+//!   `predict::run_prediction`.
 //! - `POST /v2/repository/index` — every version the source lists, with its
 //!   state; `.../load` and `.../unload` are refused (400): the model
 //!   directory (or store) is the source of truth.
@@ -21,11 +21,10 @@
 
 pub mod tensor;
 
+use super::body::read_body;
 use super::error::ApiError;
-use super::routes::{
-    get_only, json_ok, lookup_error, pinned_version, read_body, run_prediction, to_json, with_version_header, AppState,
-    ExplainQuery, Handled, RequestBody, Route,
-};
+use super::predict::{run_prediction, with_version_header, ExplainQuery};
+use super::routes::{get_only, json_ok, lookup_error, pinned_version, to_json, AppState, Handled, RequestBody, Route};
 use crate::model::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES};
 use crate::registry::VersionState;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};

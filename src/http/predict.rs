@@ -1,0 +1,313 @@
+//! The prediction path every protocol shares (`/v1` predict and OIP
+//! infer): the declared length, an admission slot, the body under the size
+//! limit and the deadline, the protocol's decoder, the version the request
+//! resolves to (pins and rollouts), scoring inline or on the request worker
+//! pool (big batches split across it), rollout guards and the shadow, the
+//! per-version inference metrics, and the `x-model-version` header. Each
+//! protocol's route parses its own body and writes its own answer.
+
+use super::admission::{Shed, Slot};
+use super::body::read_body;
+use super::error::ApiError;
+use super::routes::{lookup_error, AppState, RequestBody};
+use crate::model::explain::{Reason, DEFAULT_REASONS, MAX_REASONS};
+use crate::model::input::LoanApplication;
+use crate::model::{Decision, Prediction};
+use crate::registry::LoadedVersion;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{HeaderMap, Response};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Batches larger than this are scored on a blocking thread, so a big batch
+/// does not hold up the async workers.
+const INLINE_BATCH: usize = 64;
+/// Batches at least this big are split across the request worker pool.
+const SPLIT_BATCH: usize = 256;
+/// Bodies larger than this are parsed on a blocking thread.
+const INLINE_BODY_BYTES: usize = 64 * 1024;
+/// Scoring checks the deadline after each block of this many applications.
+const DEADLINE_CHECK_EVERY: usize = 64;
+
+/// A declared `Content-Length` over the limit is refused before admission.
+pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    Ok(())
+}
+
+/// A slot for this request, or 503 + `Retry-After`, counted.
+async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot<'_>, ApiError> {
+    state.admission.admit(deadline).await.map_err(|shed: Shed| {
+        state.shed(shed.reason());
+        ApiError::overloaded(shed.to_string())
+    })
+}
+
+/// Runs `work` on the request worker pool, answering 503 if the deadline
+/// passes first (the work itself checks the deadline and stops soon after).
+async fn off_thread<T: Send + 'static>(
+    state: &AppState,
+    deadline: tokio::time::Instant,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout_at(deadline, state.workers.run(work)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(ApiError::internal(format!("prediction task failed: {e}"))),
+        Err(_) => Err(ApiError::deadline_exceeded()),
+    }
+}
+
+/// One prediction as answered: the probability and decision, the decision
+/// band when the model configures bands, and the reason codes unless
+/// `?explain=false` (or `?reasons=0`).
+#[derive(Debug, Serialize)]
+pub(super) struct Answered {
+    #[serde(flatten)]
+    pub prediction: Prediction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    band: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasons: Option<Vec<Reason>>,
+}
+
+/// The predict routes' query parameters: `explain=true|false` (default
+/// true) and `reasons=N` (0..=10, default 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ExplainQuery {
+    /// How many reasons each prediction carries; `None` = no `reasons` field.
+    reasons: Option<usize>,
+}
+
+impl ExplainQuery {
+    /// No reason codes (the OIP outputs have no place for them).
+    pub(super) const NONE: ExplainQuery = ExplainQuery { reasons: None };
+
+    pub(super) fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
+        let mut explain = true;
+        let mut reasons = DEFAULT_REASONS;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "explain" => {
+                    explain = match value {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "query parameter `explain` must be true or false, got `{}`",
+                                other.chars().take(32).collect::<String>()
+                            )))
+                        }
+                    }
+                }
+                "reasons" => {
+                    reasons = value.parse().ok().filter(|n| *n <= MAX_REASONS).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "query parameter `reasons` must be a whole number from 0 to {MAX_REASONS}, got `{}`",
+                            value.chars().take(32).collect::<String>()
+                        ))
+                    })?
+                }
+                _ => {}
+            }
+        }
+        Ok(ExplainQuery { reasons: explain.then_some(reasons) })
+    }
+}
+
+/// What the shared prediction path hands back: the version that answered,
+/// what the decoder kept from the body beside the applications, and one
+/// prediction per application.
+pub(super) struct Scored<T> {
+    pub version: Arc<LoadedVersion>,
+    pub request: T,
+    pub predictions: Vec<Answered>,
+}
+
+/// The prediction path every protocol shares (`/v1` predict, OIP infer):
+/// declared length → admission slot → body under the size limit and the
+/// deadline → `decode` (the protocol's parser, with the batch limit; on a
+/// worker thread for big bodies) → resolve the version → score (on a worker
+/// thread for big batches) → per-version inference metrics. The caller
+/// checks its content type first and writes its own answer.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_prediction<B, T, F>(
+    state: &AppState,
+    name: &str,
+    pinned: Option<u64>,
+    explain: ExplainQuery,
+    headers: &HeaderMap,
+    body: B,
+    deadline: tokio::time::Instant,
+    decode: F,
+) -> Result<Scored<T>, ApiError>
+where
+    B: RequestBody,
+    T: Send + 'static,
+    F: FnOnce(&[u8], usize) -> Result<(T, Vec<LoanApplication>), ApiError> + Send + 'static,
+{
+    let limit = state.config.max_body_bytes;
+    check_declared_length(headers, limit)?;
+    let _slot = admit(state, deadline).await?;
+    let body = read_body(limit, body, deadline).await?;
+    let max_batch = state.config.max_batch;
+    let (request, apps) = if body.len() <= INLINE_BODY_BYTES {
+        decode(&body, max_batch)?
+    } else {
+        off_thread(state, deadline, move || decode(&body, max_batch)).await?
+    };
+    // A rollout routes unpinned requests by their request key (sticky).
+    let resolved = state.registry.resolve_request(name, pinned, headers).map_err(lookup_error)?;
+    let version = resolved.version.clone();
+
+    let started = Instant::now();
+    let std_deadline = deadline.into_std();
+    let (apps, scored) = if apps.len() <= INLINE_BATCH {
+        let scored = score(&version, &apps, numbered(&apps), explain, std_deadline);
+        (apps, scored)
+    } else {
+        score_on_pool(state, &version, apps, explain, deadline).await?
+    };
+    let elapsed = started.elapsed();
+    // Guards and shadow see what the model did (not deadline cut-offs).
+    if resolved.rollout.is_some() && !scored.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
+        let predictions: Option<Vec<Prediction>> =
+            scored.as_ref().ok().map(|answered| answered.iter().map(|a| a.prediction).collect());
+        // The request is done with its applications: a shadow takes them (no copy).
+        resolved.observe(apps, predictions, elapsed);
+    }
+    let predictions = scored?;
+    version.metrics.inference_duration_seconds.observe(elapsed.as_secs_f64());
+    Ok(Scored { version, request, predictions })
+}
+
+/// The index of the first application in error messages: `None` for a
+/// single application, which has no index.
+fn numbered(apps: &[LoanApplication]) -> Option<usize> {
+    (apps.len() > 1).then_some(0)
+}
+
+/// Scores a batch too big to score inline on the request worker pool. A
+/// batch of at least [`SPLIT_BATCH`] is split into one part per pool
+/// thread (parts of at least half that), scored side by side: a 1,000-row
+/// request takes about half the time on two cores while they are free, and
+/// under load the parts queue like any other work. Returns the
+/// applications (for rollout guards and the shadow) and the answers in
+/// order, or the first part's error.
+async fn score_on_pool(
+    state: &AppState,
+    version: &Arc<LoadedVersion>,
+    apps: Vec<LoanApplication>,
+    explain: ExplainQuery,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<LoanApplication>, Result<Vec<Answered>, ApiError>), ApiError> {
+    let std_deadline = deadline.into_std();
+    // Under SPLIT_BATCH rows this is one part.
+    let parts = state.workers.threads().min(apps.len() / (SPLIT_BATCH / 2)).max(1);
+    if parts == 1 {
+        let v = version.clone();
+        return off_thread(state, deadline, move || {
+            let scored = score(&v, &apps, numbered(&apps), explain, std_deadline);
+            Ok((apps, scored))
+        })
+        .await;
+    }
+    let apps = Arc::new(apps);
+    let size = apps.len().div_ceil(parts);
+    let jobs: Vec<_> = (0..parts)
+        .map(|k| {
+            let (apps, v) = (apps.clone(), version.clone());
+            move || {
+                let range = k * size..((k + 1) * size).min(apps.len());
+                score(&v, &apps[range.clone()], Some(range.start), explain, std_deadline)
+            }
+        })
+        .collect();
+    let results = match tokio::time::timeout_at(deadline, state.workers.run_all(jobs)).await {
+        Ok(Ok(results)) => results,
+        Ok(Err(e)) => return Err(ApiError::internal(format!("prediction task failed: {e}"))),
+        Err(_) => return Err(ApiError::deadline_exceeded()),
+    };
+    let mut answered = Vec::with_capacity(apps.len());
+    let mut scored = Ok(());
+    for part in results {
+        match part {
+            Ok(part) => answered.extend(part),
+            Err(e) => {
+                scored = Err(e);
+                break;
+            }
+        }
+    }
+    let apps = Arc::try_unwrap(apps).unwrap_or_else(|shared| shared.as_ref().clone());
+    Ok((apps, scored.map(|()| answered)))
+}
+
+/// Names the answering version in the `x-model-version` header.
+pub(super) fn with_version_header(
+    mut response: Response<Full<Bytes>>,
+    version: &LoadedVersion,
+) -> Response<Full<Bytes>> {
+    response.headers_mut().insert("x-model-version", version.version_header.clone());
+    response
+}
+
+/// Scores every application, or fails: a non-finite probability is an
+/// error for the request (500, counted), never an answer; past the
+/// deadline, 503. Without reason codes the applications are scored a block
+/// at a time ([`crate::model::Scorer::predict_many`]); the deadline is
+/// checked after each block of [`DEADLINE_CHECK_EVERY`].
+/// `first`: the index in `instances` of `apps[0]`, for error messages
+/// (`None` for a single application).
+fn score(
+    version: &LoadedVersion,
+    apps: &[LoanApplication],
+    first: Option<usize>,
+    explain: ExplainQuery,
+    deadline: Instant,
+) -> Result<Vec<Answered>, ApiError> {
+    let bands = version.scorer.meta().decision.bands.as_ref();
+    let mut predictions = Vec::with_capacity(apps.len());
+    let mut reasons = Vec::new();
+    for chunk in apps.chunks(DEADLINE_CHECK_EVERY) {
+        match explain.reasons {
+            None => version.scorer.predict_many(chunk, &mut predictions),
+            Some(top) => {
+                for app in chunk {
+                    let (p, attribution) = version.scorer.predict_explained(app);
+                    predictions.push(p);
+                    reasons.push(attribution.map(|a| a.reasons(app, top)));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::deadline_exceeded());
+        }
+    }
+    if let Some(i) = predictions.iter().position(|p| !p.probability_late.is_finite()) {
+        version.metrics.inference_errors.inc();
+        let which = first.map(|first| format!(" for instances[{}]", first + i)).unwrap_or_default();
+        return Err(ApiError::inference(format!(
+            "model `{}` version {} produced a non-finite probability ({}){which}; no prediction was made",
+            version.name, version.version, predictions[i].probability_late
+        )));
+    }
+    let high = predictions.iter().filter(|p| p.decision == Decision::HighRisk).count() as u64;
+    version.metrics.predictions_high_risk.inc_by(high);
+    version.metrics.predictions_low_risk.inc_by(predictions.len() as u64 - high);
+    let mut reasons = reasons.into_iter();
+    Ok(predictions
+        .into_iter()
+        .map(|prediction| Answered {
+            prediction,
+            band: bands.map(|b| b.band(prediction.probability_late).to_string()),
+            reasons: reasons.next().flatten(),
+        })
+        .collect())
+}
