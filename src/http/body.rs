@@ -7,11 +7,12 @@
 //! Collecting the frames until the body is complete (`BodyExt::collect`)
 //! therefore cost 8 KiB per *read*: a client sending its body a byte at a
 //! time pinned 8 KiB per byte (the slowloris case of `bench/hostile.sh`,
-//! 200 such uploads, drove RSS to 50 MiB), and even a one-frame body held
-//! the buffer while it was parsed and scored, so hyper allocated a new read
-//! buffer per request. [`read_body`] copies each frame into one buffer as
-//! it arrives and lets it go, so hyper keeps reusing its read buffer and a
-//! body costs its own size. The copy is cheap next to parsing the JSON.
+//! 200 such uploads, drove RSS to 50 MiB). [`read_body`] copies each
+//! frame into one buffer as it arrives and lets it go, so a body costs its
+//! own size however it is sent. The copy is cheap next to parsing the JSON.
+//! (hyper still takes a fresh read buffer once per request on a keep-alive
+//! connection: it reads ahead while the request's head, which shares the
+//! old buffer, is still being answered.)
 
 use super::error::ApiError;
 use bytes::Bytes;

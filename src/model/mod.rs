@@ -227,6 +227,12 @@ impl Model {
     /// by tree ([`CompiledEstimator::probabilities_in`]): the same answers,
     /// bit for bit, as [`Model::predict`] on each application.
     pub fn predict_many(&self, apps: &[LoanApplication], out: &mut Vec<Prediction>) {
+        // One application (most requests): the stack buffer of `predict`,
+        // not a block buffer on the heap.
+        if let [app] = apps {
+            out.push(self.predict(app));
+            return;
+        }
         /// Rows per block: a block of the bundled model's rows (42 columns)
         /// is 21 KB, so it and the nodes of one tree stay in the L1 cache.
         const BLOCK: usize = 64;
