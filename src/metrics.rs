@@ -12,6 +12,11 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// Every `reason` of `riskserve_requests_shed_total`: the admission
+/// queue was full or its wait ran out ([`crate::http::admission::Shed`]),
+/// or the request deadline passed before scoring.
+pub const SHED_REASONS: [&str; 3] = ["queue_full", "queue_wait", "deadline"];
+
 pub struct Metrics {
     registry: Registry,
     pub requests_total: IntCounterVec,
@@ -202,6 +207,11 @@ impl Metrics {
             ),
             &["reason"],
         ));
+        // Every reason is a series from the start (at 0), so a rate or an
+        // alert on shedding works before the first request is shed.
+        for reason in SHED_REASONS {
+            requests_shed_total.with_label_values(&[reason]);
+        }
         let requests_admitted = must(IntGauge::new(
             "riskserve_requests_admitted",
             "Prediction requests holding one of the max_inflight_requests slots.",
@@ -327,6 +337,15 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shed_reason_is_exported_at_zero_from_the_start() {
+        let text = String::from_utf8(Metrics::new().render()).unwrap();
+        for reason in SHED_REASONS {
+            let line = format!("riskserve_requests_shed_total{{reason=\"{reason}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+    }
 
     #[test]
     fn retired_versions_leave_no_series_behind() {

@@ -115,6 +115,13 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    #[test]
+    fn every_shed_reason_is_one_the_metric_exports_from_the_start() {
+        for shed in [Shed::QueueFull, Shed::QueueWait] {
+            assert!(crate::metrics::SHED_REASONS.contains(&shed.reason()), "{shed:?}");
+        }
+    }
+
     fn admission(inflight: usize, queued: usize, wait_ms: u64) -> Admission {
         let gauges =
             AdmissionGauges { admitted: IntGauge::new("a", "a").unwrap(), queued: IntGauge::new("q", "q").unwrap() };

@@ -169,19 +169,6 @@ async fn scrape(target: &Target, timeout: Duration) -> (Option<usize>, Option<u6
     }
 }
 
-/// How much `riskserve_requests_shed_total` went up between two scrapes
-/// (see [`scrape`]). A labelled counter has no series until its first
-/// increment, so a scrape that worked but had no series counts as 0 when
-/// the later one has it; None when either scrape failed or the server never
-/// exported it.
-fn shed_increase(before: (Option<usize>, Option<u64>), after: (Option<usize>, Option<u64>)) -> Option<u64> {
-    match (before, after) {
-        ((_, Some(b)), (_, Some(a))) => Some(a.saturating_sub(b)),
-        ((Some(_), None), (_, Some(a))) => Some(a),
-        _ => None,
-    }
-}
-
 /// `serving_version` of `GET /v1/models/<model>` (None on any failure).
 async fn serving_version(conn: &mut Option<Client>, target: &Target, model: &str, timeout: Duration) -> Option<u64> {
     if conn.is_none() {
@@ -399,7 +386,7 @@ impl RunState<'_> {
             rss_after = self.rss();
         }
         let (lines_after, shed_after) = scrape(&cfg.target, cfg.request_timeout).await;
-        let shed_delta = shed_increase((lines_before, shed_before), (lines_after, shed_after));
+        let shed_delta = shed_before.zip(shed_after).map(|(b, a)| a.saturating_sub(b));
         let observed = ctx.seen.lock().map(|o| o.clone()).unwrap_or_default();
         if let Some(ms) = observed.live_max_ms {
             notes.push(format!("live max {ms:.0} ms over {} probes", observed.live_probes));
@@ -527,13 +514,5 @@ mod tests {
         }
         assert!(Case::parse("nope").unwrap_err().contains("huge-batch"));
         assert!(fd_limit("self").is_some_and(|l| l > 0));
-    }
-
-    #[test]
-    fn a_shed_series_that_appears_during_the_case_counts_from_zero() {
-        assert_eq!(shed_increase((Some(10), Some(3)), (Some(10), Some(5))), Some(2));
-        assert_eq!(shed_increase((Some(10), None), (Some(11), Some(64))), Some(64));
-        assert_eq!(shed_increase((Some(10), None), (Some(10), None)), None, "never exported");
-        assert_eq!(shed_increase((None, None), (Some(11), Some(64))), None, "the first scrape failed");
     }
 }
