@@ -305,7 +305,6 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn predict<B: RequestBody>(
     state: &AppState,
     name: &str,
