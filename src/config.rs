@@ -252,6 +252,11 @@ settings! {
     /// Open connections at most; one more is accepted and closed at once.
     /// Keep it below the file-descriptor limit (ulimit -n).
     max_connections: usize = 10_000, "N", check positive => max_connections: usize;
+    /// Connections the kernel may hold completed for the accept loop (the
+    /// listen backlog; Linux caps it at net.core.somaxconn). A burst of new
+    /// connections beyond it has its handshakes dropped, and those clients
+    /// retry after a second.
+    listen_backlog: u32 = 4096, "N", check positive => listen_backlog: u32;
     /// A keep-alive connection with no request for this long is closed, in
     /// seconds.
     idle_timeout_secs: u64 = 60, "SECS", check positive => idle_timeout: Duration = Duration::from_secs;
@@ -411,7 +416,7 @@ macro_rules! show_with_display {
         }
     )+};
 }
-show_with_display!(u8, u64, usize, bool, SocketAddr, String);
+show_with_display!(u8, u32, u64, usize, bool, SocketAddr, String);
 
 impl ShowDefault for PathBuf {
     fn show(&self) -> String {
@@ -505,7 +510,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 25, "--config and twenty-four settings");
+        assert_eq!(settings.len(), 26, "--config and twenty-five settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());
@@ -529,6 +534,7 @@ mod tests {
             format!("[default: {}]", d.max_inflight_requests),
             format!("[default: {}]", d.max_queue_wait.as_millis()),
             format!("[default: {}]", d.max_connections),
+            format!("[default: {}]", d.listen_backlog),
             format!("[default: {}]", d.idle_timeout.as_secs()),
             format!("[default: {}]", d.write_timeout.as_millis()),
         ] {

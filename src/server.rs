@@ -126,8 +126,8 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
         );
     }
 
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = crate::http::server::listen(config.listen, config.listen_backlog)
+        .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let reloader = Reloader::start(loader, first_pass, &dir, config.reload_debounce, config.rescan_interval);
     if let Some(syncer) = &syncer {

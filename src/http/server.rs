@@ -26,6 +26,21 @@ pub const MAX_HEADERS: usize = 64;
 /// hyper's read and write buffer bound per connection.
 const MAX_BUF_BYTES: usize = 64 * 1024;
 
+/// Binds `addr` with a listen backlog of `backlog` (tokio's `bind` uses
+/// 1,024): a burst of 2,000 new connections then waits in the kernel for
+/// the accept loop instead of having its handshakes dropped, which makes
+/// clients (health probes included) retry a second later. Linux caps the
+/// backlog at `net.core.somaxconn`.
+pub(crate) fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's and tokio's `bind` do on Unix: a restarted server can bind
+    // while the old one's connections linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Accepts connections until `stopped` turns true, then drains: no new
 /// connections, in-flight requests finish under the shutdown deadline.
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
@@ -156,6 +171,29 @@ impl RateLimitedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel completes at most backlog + 1 handshakes for a listener
+    /// that does not accept; the rest wait (their SYNs are dropped).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_listen_backlog_is_the_configured_one() {
+        for backlog in [4u32, 12] {
+            let listener = listen("127.0.0.1:0".parse().unwrap(), backlog).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut clients = Vec::new();
+            for _ in 0..24 {
+                let connect = tokio::net::TcpStream::connect(addr);
+                if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(100), connect).await {
+                    clients.push(c);
+                }
+            }
+            let mut queued = 0;
+            while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await {
+                queued += 1;
+            }
+            assert_eq!(queued, backlog as usize + 1, "backlog {backlog}");
+        }
+    }
 
     #[test]
     fn repeated_errors_are_logged_once_a_second_with_the_count_suppressed() {
