@@ -129,6 +129,7 @@ impl CompiledForest {
                 depth += 1;
                 level_end = order.len();
             }
+            super::pacing::checkpoint();
             let (t, i) = order[k];
             let (tu, iu) = (t as usize, i as usize);
             let tree = &trees[tu];
@@ -483,6 +484,7 @@ fn subtree_order(nodes: &[Node], means: &[f64], roots: usize) -> (Vec<Node>, Vec
     for root in 0..roots {
         stack.push(root);
         while let Some(k) = stack.pop() {
+            super::pacing::checkpoint();
             let child = nodes[k].child as usize;
             if child == k {
                 continue; // a leaf
@@ -513,6 +515,7 @@ fn node_means(trees: &[Tree], order: &[(u32, u32)], nodes: &[Node]) -> Vec<f64> 
         trees[t as usize].samples.get(i as usize).copied()
     };
     for k in (0..nodes.len()).rev() {
+        super::pacing::checkpoint();
         let node = nodes[k];
         if node.child as usize == k {
             means[k] = node.threshold;
