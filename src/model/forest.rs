@@ -461,12 +461,6 @@ fn check_tree(t: usize, tree: &Tree, width: usize) -> Result<(), EstimatorError>
     Ok(())
 }
 
-/// The node means of the compiled nodes (`order[k]` is compiled node k's
-/// tree and node in the file), bottom-up in one backward pass (children lie
-/// after their parent): a leaf's mean is its probability; an internal
-/// node's is its children's means weighted by the training rows that
-/// reached each (equal weights when the file records no counts, or both
-/// counts are zero).
 /// Re-lays out level-ordered `nodes` (and their `means`) with the `roots`
 /// first, then each tree subtree by subtree: a node's children's pair, then
 /// the first child's whole subtree the same way, then the second's. A walk
@@ -508,6 +502,12 @@ fn subtree_order(nodes: &[Node], means: &[f64], roots: usize) -> (Vec<Node>, Vec
     (relaid, placed.iter().map(|&old| means[old]).collect())
 }
 
+/// The node means of the compiled nodes (`order[k]` is compiled node k's
+/// tree and node in the file), bottom-up in one backward pass (children lie
+/// after their parent): a leaf's mean is its probability; an internal
+/// node's is its children's means weighted by the training rows that
+/// reached each (equal weights when the file records no counts, or both
+/// counts are zero).
 fn node_means(trees: &[Tree], order: &[(u32, u32)], nodes: &[Node]) -> Vec<f64> {
     let mut means = vec![0.0; nodes.len()];
     let samples = |k: usize| {

@@ -92,8 +92,9 @@ fn rest_if_due() {
     }
 }
 
-/// Whether this thread is paced now (inside [`paced`]).
-pub fn is_paced() -> bool {
+/// Whether this thread is paced now (inside [`paced`]; for tests).
+#[cfg(test)]
+pub(crate) fn is_paced() -> bool {
     SLICE.get().is_some()
 }
 
