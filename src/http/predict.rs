@@ -130,21 +130,27 @@ pub(super) struct Scored<T> {
     pub predictions: Vec<Answered>,
 }
 
+/// One prediction request as a protocol's route hands it over: the model
+/// (and the version pinned in the path, if any), the reasons asked for, the
+/// request's headers and body, and its deadline.
+pub(super) struct PredictionRequest<'a, B> {
+    pub name: &'a str,
+    pub pinned: Option<u64>,
+    pub explain: ExplainQuery,
+    pub headers: &'a HeaderMap,
+    pub body: B,
+    pub deadline: tokio::time::Instant,
+}
+
 /// The prediction path every protocol shares (`/v1` predict, OIP infer):
 /// declared length → admission slot → body under the size limit and the
 /// deadline → `decode` (the protocol's parser, with the batch limit; on a
 /// worker thread for big bodies) → resolve the version → score (on a worker
 /// thread for big batches) → per-version inference metrics. The caller
 /// checks its content type first and writes its own answer.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_prediction<B, T, F>(
     state: &AppState,
-    name: &str,
-    pinned: Option<u64>,
-    explain: ExplainQuery,
-    headers: &HeaderMap,
-    body: B,
-    deadline: tokio::time::Instant,
+    request: PredictionRequest<'_, B>,
     decode: F,
 ) -> Result<Scored<T>, ApiError>
 where
@@ -152,6 +158,7 @@ where
     T: Send + 'static,
     F: FnOnce(&[u8], usize) -> Result<(T, Vec<LoanApplication>), ApiError> + Send + 'static,
 {
+    let PredictionRequest { name, pinned, explain, headers, body, deadline } = request;
     let limit = state.config.max_body_bytes;
     check_declared_length(headers, limit)?;
     let _slot = admit(state, deadline).await?;

@@ -14,7 +14,7 @@ use super::admission::{Admission, AdmissionGauges};
 use super::conn::Arrival;
 use super::error::{json_response, ApiError};
 use super::oip;
-use super::predict::{run_prediction, with_version_header, ExplainQuery};
+use super::predict::{run_prediction, with_version_header, ExplainQuery, PredictionRequest};
 use super::request;
 use super::response::PredictResponse;
 use crate::config::Config;
@@ -231,7 +231,8 @@ async fn dispatch<B: RequestBody>(
                 Ok(e) => e,
                 Err(e) => return (Route::Predict, Err(e)),
             };
-            (Route::Predict, predict(state, name, None, explain, &parts.headers, body, deadline).await)
+            let request = PredictionRequest { name, pinned: None, explain, headers: &parts.headers, body, deadline };
+            (Route::Predict, predict(state, request).await)
         }
         ["v1", "models", name, "versions", version, "predict"] => {
             let route = Route::PredictVersion;
@@ -246,7 +247,8 @@ async fn dispatch<B: RequestBody>(
                 Ok(e) => e,
                 Err(e) => return (route, Err(e)),
             };
-            (route, predict(state, name, Some(v), explain, &parts.headers, body, deadline).await)
+            let request = PredictionRequest { name, pinned: Some(v), explain, headers: &parts.headers, body, deadline };
+            (route, predict(state, request).await)
         }
         ["v1", "models"] => (Route::Models, get_only(method, || list_models(state))),
         ["v1", "models", name] => (Route::Model, get_only(method, || model_status(state, name))),
@@ -305,20 +307,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn predict<B: RequestBody>(
-    state: &AppState,
-    name: &str,
-    pinned: Option<u64>,
-    explain: ExplainQuery,
-    headers: &HeaderMap,
-    body: B,
-    deadline: tokio::time::Instant,
-) -> Handled {
-    check_content_type(headers)?;
-    let scored = run_prediction(state, name, pinned, explain, headers, body, deadline, |body, max_batch| {
-        Ok(((), applications(body, max_batch)?))
-    })
-    .await?;
+async fn predict<B: RequestBody>(state: &AppState, request: PredictionRequest<'_, B>) -> Handled {
+    check_content_type(request.headers)?;
+    let scored = run_prediction(state, request, |body, max_batch| Ok(((), applications(body, max_batch)?))).await?;
     let version = &scored.version;
     let body =
         PredictResponse { model_name: &version.name, model_version: version.version, predictions: &scored.predictions }

@@ -23,7 +23,7 @@ pub mod tensor;
 
 use super::body::read_body;
 use super::error::ApiError;
-use super::predict::{run_prediction, with_version_header, ExplainQuery};
+use super::predict::{run_prediction, with_version_header, ExplainQuery, PredictionRequest};
 use super::routes::{get_only, json_ok, lookup_error, pinned_version, to_json, AppState, Handled, RequestBody, Route};
 use crate::model::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES};
 use crate::registry::VersionState;
@@ -251,11 +251,9 @@ async fn infer<B: RequestBody>(
 ) -> Handled {
     check_infer_content(headers)?;
     let json_length = header_length(headers)?;
+    let request = PredictionRequest { name, pinned, explain: ExplainQuery::NONE, headers, body, deadline };
     let scored =
-        run_prediction(state, name, pinned, ExplainQuery::NONE, headers, body, deadline, move |body, max_batch| {
-            tensor::decode(body, json_length, max_batch)
-        })
-        .await?;
+        run_prediction(state, request, move |body, max_batch| tensor::decode(body, json_length, max_batch)).await?;
     let version = &scored.version;
     let predictions: Vec<_> = scored.predictions.iter().map(|answered| answered.prediction).collect();
     let encoded = tensor::encode(&scored.request, &version.name, &version.version_label, &predictions)
