@@ -6,6 +6,11 @@
 //! ([`VersionMetrics`]), so the request path never hashes label values, and
 //! they are removed when the version is retired, so thousands of swaps do
 //! not grow `/metrics`.
+//!
+//! The allocator's statistics ([`allocator`]) are exported when the binary
+//! has installed a reader for them.
+
+pub mod allocator;
 
 use prometheus::{
     exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -255,6 +260,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         must(registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())));
+        if let Some(collector) = allocator::AllocatorCollector::installed() {
+            must(registry.register(Box::new(collector)));
+        }
         let rollout = RolloutMetrics::new(&registry);
         Metrics {
             rollout,
