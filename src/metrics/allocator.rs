@@ -24,7 +24,8 @@ pub struct AllocatorStats {
     /// Bytes of the allocator's metadata.
     pub metadata: u64,
     /// Bytes of resident pages the allocator maps: active, metadata and
-    /// dirty pages not yet returned.
+    /// dirty pages not yet returned (an upper bound: allocated pages never
+    /// touched count too).
     pub resident: u64,
     /// Bytes of the extents the allocator has mapped and not returned.
     pub mapped: u64,
@@ -85,8 +86,8 @@ impl AllocatorCollector {
                 (
                     gauge(
                         "resident",
-                        "Bytes of resident pages the allocator maps: live pages, metadata and freed pages not yet \
-                         returned (stats.resident).",
+                        "Bytes of resident pages the allocator maps, at most: live pages, metadata and freed pages \
+                         not yet returned (stats.resident; pages never touched count too).",
                     ),
                     |s| s.resident,
                 ),

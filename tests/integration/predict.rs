@@ -158,8 +158,10 @@ async fn health_metrics_and_web_form() {
 }
 
 /// The binary's allocator (jemalloc) reports its memory as
-/// `riskserve_allocator_*_bytes`, consistent with itself (allocated ≤
-/// active ≤ mapped, active ≤ resident) and with the process's RSS.
+/// `riskserve_allocator_*_bytes`, as consistent as jemalloc documents them
+/// to be: allocated ≤ active ≤ mapped, active ≤ resident. (Not against the
+/// process's RSS: jemalloc's `resident` is an upper bound that counts
+/// allocated pages never touched, so it can exceed it.)
 #[test]
 fn the_binary_exports_its_allocators_statistics() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,23 +169,18 @@ fn the_binary_exports_its_allocators_statistics() {
     commit(&models, MODEL, 1, bundled_model());
     let server = spawn_binary(&models, &[], &[]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let scrape = || {
-        let reply = runtime.block_on(send(server.addr, "GET", "/metrics", &[], b""));
-        assert_eq!(reply.status, 200);
-        let text = reply.text();
-        let bytes = |name: &str| {
-            metric(&text, &format!("riskserve_allocator_{name}_bytes"), &[])
-                .unwrap_or_else(|| panic!("riskserve_allocator_{name}_bytes missing:\n{text}"))
-        };
-        let kinds = ["allocated", "active", "metadata", "resident", "mapped", "retained"];
-        let values: Vec<f64> = kinds.iter().map(|k| bytes(k)).collect();
-        (values, metric(&text, "process_resident_memory_bytes", &[]).unwrap())
+    let reply = runtime.block_on(send(server.addr, "GET", "/metrics", &[], b""));
+    assert_eq!(reply.status, 200);
+    let text = reply.text();
+    let bytes = |name: &str| {
+        metric(&text, &format!("riskserve_allocator_{name}_bytes"), &[])
+            .unwrap_or_else(|| panic!("riskserve_allocator_{name}_bytes missing:\n{text}"))
     };
-    let (v, rss) = scrape();
-    let [allocated, active, metadata, resident, mapped, _retained] = v[..] else { unreachable!() };
+    let (allocated, active, metadata) = (bytes("allocated"), bytes("active"), bytes("metadata"));
+    let (resident, mapped, retained) = (bytes("resident"), bytes("mapped"), bytes("retained"));
     // The compiled bundled model alone is over 256 KiB of nodes.
     assert!(allocated > 256.0 * 1024.0, "allocated {allocated}");
     assert!(allocated <= active && active <= mapped, "allocated {allocated}, active {active}, mapped {mapped}");
-    assert!(active <= resident && resident <= rss, "active {active}, resident {resident}, process RSS {rss}");
-    assert!(metadata > 0.0);
+    assert!(active <= resident, "active {active}, resident {resident}");
+    assert!(metadata > 0.0 && retained >= 0.0);
 }
