@@ -65,6 +65,15 @@ impl ApiError {
         )
     }
 
+    /// 431: more header fields than the server takes.
+    pub fn too_many_headers(count: usize, limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_fields_too_large",
+            format!("the request has {count} header fields; the limit is {limit}"),
+        )
+    }
+
     pub fn unsupported_media_type(got: &str) -> ApiError {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

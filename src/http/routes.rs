@@ -206,6 +206,10 @@ async fn dispatch<B: RequestBody>(
     arrived: tokio::time::Instant,
 ) -> (Route, Handled) {
     let (parts, body) = req.into_parts();
+    // Refused before routing (hyper refuses heads over its own 100 fields).
+    if parts.headers.len() > super::server::MAX_HEADERS {
+        return (Route::Unmatched, Err(ApiError::too_many_headers(parts.headers.len(), super::server::MAX_HEADERS)));
+    }
     // One deadline from the request's first byte (see `conn`), or from when
     // the handler got it for a request that did not come over a connection.
     let deadline = arrived + state.config.request_timeout;
