@@ -259,23 +259,19 @@ impl CompiledForest {
 
     /// P(late) for many rows at once: row `r` is `rows[r * stride ..][..width]`
     /// (`stride` > width) and its probability goes to `out[r]`. Rows are
-    /// taken [`ROW_LANES`] at a time, their columns interleaved (so a lane's
-    /// value is at `column * ROW_LANES + lane`), and walked tree by tree,
-    /// the lanes side by side: each tree's nodes are read from the L1 cache
-    /// for every group after the first. Rows left over (fewer than
+    /// taken [`ROW_LANES`] at a time, copied into a [`LaneGroup`], and walked
+    /// tree by tree, the lanes side by side: each tree's nodes are read from
+    /// the L1 cache for every group after the first. Rows left over (fewer than
     /// [`ROW_LANES`]) take the one-row walk. The same sums, in the same
     /// order, as [`Self::probability_in`] on each row.
     pub fn probabilities_in(&self, rows: &mut [f64], stride: usize, out: &mut [f64]) {
         assert!(stride > self.pad && rows.len() >= out.len() * stride, "rows too short for the batch");
         let n = out.len();
         let groups = if self.pad < SHORT_ROW { n / ROW_LANES } else { 0 };
-        let mut lanes: Vec<LaneGroup> = vec![[[0.0; ROW_LANES]; SHORT_ROW]; groups];
+        let mut lanes: Vec<LaneGroup> = vec![[[0.0; SHORT_ROW]; ROW_LANES]; groups];
         for (g, group) in lanes.iter_mut().enumerate() {
-            for l in 0..ROW_LANES {
-                let row = &rows[(g * ROW_LANES + l) * stride..][..self.pad];
-                for (column, &v) in group.iter_mut().zip(row) {
-                    column[l] = v;
-                }
+            for (l, lane) in group.iter_mut().enumerate() {
+                lane[..self.pad].copy_from_slice(&rows[(g * ROW_LANES + l) * stride..][..self.pad]);
             }
         }
         let (grouped, rest) = out.split_at_mut(groups * ROW_LANES);
@@ -287,7 +283,7 @@ impl CompiledForest {
                 for _ in 0..steps {
                     for (l, a) in at.iter_mut().enumerate() {
                         let node = nodes[*a as usize & self.node_mask];
-                        let v = group[node.column as usize & (SHORT_ROW - 1)][l];
+                        let v = group[l][node.column as usize & (SHORT_ROW - 1)];
                         *a = node.child + goes_right(v, node.threshold);
                     }
                 }
@@ -375,8 +371,10 @@ fn lane_sum(at: &[u32; TREE_LANES]) -> u64 {
 /// read in bounds: the walks do no bounds check per step.
 const SHORT_ROW: usize = 64;
 
-/// [`ROW_LANES`] rows, column by column: `group[column][lane]`.
-type LaneGroup = [[f64; ROW_LANES]; SHORT_ROW];
+/// [`ROW_LANES`] rows, each a short row: `group[lane][column]`. A lane's
+/// read is then the base, the lane's fixed offset and the column times 8:
+/// one addressing mode, no shift per step.
+type LaneGroup = [[f64; SHORT_ROW]; ROW_LANES];
 
 /// 1 when a row with value `v` goes to the right child: unless `v <=
 /// threshold`, so NaN goes right, as in the file's trees. Written as the
