@@ -12,7 +12,7 @@
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::IntGauge;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The allocator's statistics, in bytes (jemalloc's `stats.*` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +53,9 @@ type Field = fn(&AllocatorStats) -> u64;
 pub(super) struct AllocatorCollector {
     read: ReadStats,
     gauges: [(IntGauge, Field); 6],
+    /// Held from the read through the collection, so two scrapes at once
+    /// each export one snapshot, not a mix of two.
+    collecting: Mutex<()>,
 }
 
 impl AllocatorCollector {
@@ -66,6 +69,7 @@ impl AllocatorCollector {
             |name: &str, help: &str| super::must(IntGauge::new(format!("riskserve_allocator_{name}_bytes"), help));
         AllocatorCollector {
             read,
+            collecting: Mutex::new(()),
             gauges: [
                 (gauge("allocated", "Bytes of live allocations (jemalloc stats.allocated)."), |s| s.allocated),
                 (
@@ -114,6 +118,7 @@ impl Collector for AllocatorCollector {
     /// cannot be read (a scrape then lacks them rather than showing stale or
     /// zero values).
     fn collect(&self) -> Vec<MetricFamily> {
+        let _one_at_a_time = self.collecting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(stats) = (self.read)() else { return Vec::new() };
         self.gauges
             .iter()
@@ -143,6 +148,32 @@ mod tests {
             want.iter().enumerate().map(|(i, name)| format!("riskserve_allocator_{name}_bytes {}", i + 1)).collect();
         assert_eq!(values, expected, "{text}");
         assert_eq!(collector.desc().len(), want.len());
+    }
+
+    /// Two scrapes at once: each exports one snapshot (here every field of
+    /// a snapshot is the same number), never a mix of two.
+    #[test]
+    fn concurrent_scrapes_each_export_one_snapshot() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static READS: AtomicU64 = AtomicU64::new(0);
+        fn counting() -> Option<AllocatorStats> {
+            let n = READS.fetch_add(1, Ordering::Relaxed);
+            Some(AllocatorStats { allocated: n, active: n, metadata: n, resident: n, mapped: n, retained: n })
+        }
+        let collector = AllocatorCollector::with_reader(counting);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..2_000 {
+                        let text = prometheus::TextEncoder::new().encode_to_string(&collector.collect()).unwrap();
+                        let values: Vec<&str> =
+                            text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(' ').nth(1)).collect();
+                        assert_eq!(values.len(), 6, "{text}");
+                        assert!(values.iter().all(|v| *v == values[0]), "a mixed snapshot:\n{text}");
+                    }
+                });
+            }
+        });
     }
 
     #[test]
