@@ -15,7 +15,8 @@
 //! `.cargo/config.toml`; `_RJEM_MALLOC_CONF` overrides them at run time.
 //! mimalloc was measured too and kept far more after the cases (README,
 //! "Hostile clients and files, measured"). jemalloc's statistics are
-//! exported as `riskserve_allocator_*_bytes` ([`jemalloc_stats`]).
+//! exported as `riskserve_allocator_*_bytes`
+//! (`riskserve::metrics::allocator::jemalloc`, installed first thing).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -24,26 +25,9 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's statistics, refreshed (its `epoch` advanced) at each call:
-/// one scrape of `/metrics`.
-#[cfg(unix)]
-fn jemalloc_stats() -> Option<riskserve::metrics::allocator::AllocatorStats> {
-    use tikv_jemalloc_ctl::{epoch, stats};
-    epoch::advance().ok()?;
-    let bytes = |v: usize| v as u64;
-    Some(riskserve::metrics::allocator::AllocatorStats {
-        allocated: bytes(stats::allocated::read().ok()?),
-        active: bytes(stats::active::read().ok()?),
-        metadata: bytes(stats::metadata::read().ok()?),
-        resident: bytes(stats::resident::read().ok()?),
-        mapped: bytes(stats::mapped::read().ok()?),
-        retained: bytes(stats::retained::read().ok()?),
-    })
-}
-
 fn main() -> std::process::ExitCode {
     #[cfg(unix)]
-    riskserve::metrics::allocator::install(jemalloc_stats);
+    riskserve::metrics::allocator::install(riskserve::metrics::allocator::jemalloc);
     let cli = riskserve::cli::Cli::parse();
     match riskserve::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

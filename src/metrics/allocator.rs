@@ -45,6 +45,25 @@ pub fn install(read: ReadStats) {
     let _ = READER.set(read);
 }
 
+/// jemalloc's statistics, refreshed (its `epoch` advanced) at each call:
+/// one scrape. The binary installs it, as jemalloc is its global allocator;
+/// in a process on another allocator it would describe jemalloc's own
+/// (unused) heap.
+#[cfg(unix)]
+pub fn jemalloc() -> Option<AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    let bytes = |v: usize| v as u64;
+    Some(AllocatorStats {
+        allocated: bytes(stats::allocated::read().ok()?),
+        active: bytes(stats::active::read().ok()?),
+        metadata: bytes(stats::metadata::read().ok()?),
+        resident: bytes(stats::resident::read().ok()?),
+        mapped: bytes(stats::mapped::read().ok()?),
+        retained: bytes(stats::retained::read().ok()?),
+    })
+}
+
 /// Picks one statistic out of [`AllocatorStats`].
 type Field = fn(&AllocatorStats) -> u64;
 

@@ -176,6 +176,12 @@ fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_sees_both_versions_and_every_dashboard_panel_has_data() {
     let started = Instant::now();
+    // The allocator panel needs `riskserve_allocator_*_bytes`, which a server
+    // exports once a reader is installed (the binary installs this one at
+    // start-up). This process runs on the system allocator, so the values
+    // describe jemalloc's idle heap; the panel's queries are what is checked.
+    #[cfg(unix)]
+    riskserve::metrics::allocator::install(riskserve::metrics::allocator::jemalloc);
     let s = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let prom = Prometheus::start(dir.path(), s.addr).await;
