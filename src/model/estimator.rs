@@ -250,6 +250,16 @@ impl CompiledEstimator {
         }
     }
 
+    /// The stride rows for [`Self::probabilities_in`] are best laid out
+    /// with: a forest walks rows at its [`CompiledForest::batch_stride`] in
+    /// place; a linear model takes the width plus the padding column.
+    pub fn batch_stride(&self) -> usize {
+        match self {
+            CompiledEstimator::Forest(f) => f.batch_stride(),
+            CompiledEstimator::Linear { .. } => self.width() + 1,
+        }
+    }
+
     /// P(late) for `out.len()` encoded rows, row `r` in `rows[r * stride..]`
     /// (`stride` > width, for the padding column): a forest walks them tree
     /// by tree, rows side by side ([`CompiledForest::probabilities_in`]).

@@ -257,23 +257,37 @@ impl CompiledForest {
         }
     }
 
+    /// The stride [`Self::probabilities_in`] walks rows in place with: a
+    /// short row ([`SHORT_ROW`] values) when the model is narrow enough,
+    /// else the width plus the padding column.
+    pub fn batch_stride(&self) -> usize {
+        if self.pad < SHORT_ROW {
+            SHORT_ROW
+        } else {
+            self.pad + 1
+        }
+    }
+
     /// P(late) for many rows at once: row `r` is `rows[r * stride ..][..width]`
-    /// (`stride` > width) and its probability goes to `out[r]`. Rows are
-    /// taken [`ROW_LANES`] at a time, copied into a [`LaneGroup`], and walked
-    /// tree by tree, the lanes side by side: each tree's nodes are read from
-    /// the L1 cache for every group after the first. Rows left over (fewer than
-    /// [`ROW_LANES`]) take the one-row walk. The same sums, in the same
-    /// order, as [`Self::probability_in`] on each row.
+    /// (`stride` > width) and its probability goes to `out[r]`. With the
+    /// [`Self::batch_stride`], rows are walked where they are,
+    /// [`ROW_LANES`] at a time (eight short rows side by side are a
+    /// [`LaneGroup`]), tree by tree, the lanes side by side: each tree's
+    /// nodes are read from the L1 cache for every group after the first.
+    /// Rows left over (fewer than [`ROW_LANES`]), and all rows at another
+    /// stride, take the one-row walk. Either way this sets each row's padding
+    /// column, and the sums are those of [`Self::probability_in`] on each
+    /// row, in the same order.
     pub fn probabilities_in(&self, rows: &mut [f64], stride: usize, out: &mut [f64]) {
         assert!(stride > self.pad && rows.len() >= out.len() * stride, "rows too short for the batch");
         let n = out.len();
-        let groups = if self.pad < SHORT_ROW { n / ROW_LANES } else { 0 };
-        let mut lanes: Vec<LaneGroup> = vec![[[0.0; SHORT_ROW]; ROW_LANES]; groups];
-        for (g, group) in lanes.iter_mut().enumerate() {
-            for (l, lane) in group.iter_mut().enumerate() {
-                lane[..self.pad].copy_from_slice(&rows[(g * ROW_LANES + l) * stride..][..self.pad]);
-            }
+        let groups = if stride == SHORT_ROW && self.pad < SHORT_ROW { n / ROW_LANES } else { 0 };
+        let (in_groups, _) = rows.split_at_mut(groups * ROW_LANES * SHORT_ROW);
+        let (short_rows, _) = in_groups.as_chunks_mut::<SHORT_ROW>();
+        for row in short_rows.iter_mut() {
+            row[self.pad] = 0.0;
         }
+        let (lanes, _): (&[LaneGroup], _) = short_rows.as_chunks::<ROW_LANES>();
         let (grouped, rest) = out.split_at_mut(groups * ROW_LANES);
         grouped.fill(0.0);
         let nodes = &self.nodes[..=self.node_mask];
@@ -371,9 +385,9 @@ fn lane_sum(at: &[u32; TREE_LANES]) -> u64 {
 /// read in bounds: the walks do no bounds check per step.
 const SHORT_ROW: usize = 64;
 
-/// [`ROW_LANES`] rows, each a short row: `group[lane][column]`. A lane's
-/// read is then the base, the lane's fixed offset and the column times 8:
-/// one addressing mode, no shift per step.
+/// [`ROW_LANES`] short rows side by side: `group[lane][column]`. A lane's
+/// read is the base, the lane's fixed offset and the column times 8: one
+/// addressing mode, no shift per step.
 type LaneGroup = [[f64; SHORT_ROW]; ROW_LANES];
 
 /// 1 when a row with value `v` goes to the right child: unless `v <=
@@ -576,6 +590,19 @@ mod tests {
             forest.probabilities_in(&mut flat.clone(), 4, &mut out);
             assert_eq!(out, want[..n]);
         }
+        // At the batch stride, groups of eight rows are walked in place (and
+        // the rest one by one), whatever the padding column held.
+        assert_eq!(forest.batch_stride(), SHORT_ROW);
+        let n = 2 * ROW_LANES + 1;
+        let mut short = vec![7.0; n * SHORT_ROW];
+        for (r, row) in short.chunks_exact_mut(SHORT_ROW).enumerate() {
+            row[..2].copy_from_slice(&rows[r % rows.len()]);
+        }
+        let mut out = vec![f64::NAN; n];
+        forest.probabilities_in(&mut short, SHORT_ROW, &mut out);
+        let expected: Vec<f64> = (0..n).map(|r| want[r % rows.len()]).collect();
+        assert_eq!(out, expected);
+        assert!(short.chunks_exact(SHORT_ROW).all(|row| row[2] == 0.0), "every padding column is set");
     }
 
     #[test]

@@ -233,10 +233,10 @@ impl Model {
             out.push(self.predict(app));
             return;
         }
-        /// Rows per block: a block of the bundled model's rows (42 columns)
-        /// is 21 KB, so it and the nodes of one tree stay in the L1 cache.
+        /// Rows per block: a block of the bundled model's rows, at the
+        /// forest's stride of 64 values, is 32 KB, walked where it is.
         const BLOCK: usize = 64;
-        let stride = self.width + 1;
+        let stride = self.estimator.batch_stride();
         let mut rows = vec![0.0f64; BLOCK.min(apps.len()) * stride];
         let mut raw = [0.0f64; BLOCK];
         out.reserve(apps.len());
