@@ -15,7 +15,7 @@ use prometheus::IntGauge;
 use std::sync::{Mutex, OnceLock};
 
 /// The allocator's statistics, in bytes (jemalloc's `stats.*` names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct AllocatorStats {
     /// Bytes of live allocations.
     pub allocated: u64,
