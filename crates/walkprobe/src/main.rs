@@ -6,8 +6,13 @@
 //!
 //! - `served`: `Model::predict_many`, what the server runs (encoding
 //!   included).
-//! - `fixed depth`: the same walk as the server's, over pre-encoded rows:
-//!   eight rows side by side through one tree for its full depth, no branch.
+//! - `server's walk`: the server's own many-row walk
+//!   (`CompiledEstimator::probabilities_in`) over rows already encoded at
+//!   its batch stride: eight rows side by side through one tree for its
+//!   full depth, no branch.
+//! - `fixed depth`: the probe's copy of that walk with the nodes in three
+//!   parallel arrays, the layout the gathers need; the baseline the early
+//!   exits and gathers change one thing of.
 //! - `early exit every K`: the same, stopping once a check finds no lane
 //!   moved (every K steps, after the tree's shallowest leaf).
 //! - `AVX-512 gathers xN`: N rows' walks in vector lanes, each step four
@@ -67,7 +72,18 @@ fn main() {
     check("served", &served, &reference);
     results.push(("served (predict_many)", us));
 
+    let compiled = payload.estimator.compile(width).expect("bundled forest compiles");
+    let stride = compiled.batch_stride();
+    let mut at_stride = vec![0.0; rows * stride];
+    for (app, row) in apps.iter().zip(at_stride.chunks_exact_mut(stride)) {
+        model.preprocessor.encode_into(app, &mut row[..width]);
+    }
     let mut out = vec![0.0; rows];
+    compiled.probabilities_in(&mut at_stride, stride, &mut out);
+    check("server's walk", &out, &reference);
+    results
+        .push(("server's walk", median_per_row(rows, || compiled.probabilities_in(&mut at_stride, stride, &mut out))));
+
     let mut walk = |name: &'static str, f: &dyn Fn(&mut [f64])| {
         f(&mut out);
         check(name, &out, &reference);
