@@ -7,6 +7,7 @@
 //! rows from `riskserve::train::synth` (never the real CSV).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use riskserve::http::predict::Answered;
 use riskserve::http::request;
 use riskserve::http::response::PredictResponse;
 use riskserve::model::input::{LoanApplication, FEATURES};
@@ -40,7 +41,8 @@ fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
     let apps = request::validate(request::parse(body, MAX_BATCH).unwrap()).unwrap();
     let mut predictions: Vec<Prediction> = Vec::with_capacity(apps.len());
     model.predict_many(&apps, &mut predictions);
-    PredictResponse { model_name: "credit-risk", model_version: 1, predictions: &predictions }.to_json().unwrap()
+    let answered: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
+    PredictResponse { model_name: "credit-risk", model_version: 1, predictions: &answered }.to_json().unwrap()
 }
 
 fn benches(c: &mut Criterion) {

@@ -16,7 +16,7 @@ use crate::model::{Decision, Prediction};
 use crate::registry::LoadedVersion;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{HeaderName, CONTENT_LENGTH};
 use hyper::{HeaderMap, Response};
 use serde::Serialize;
 use std::sync::Arc;
@@ -67,13 +67,42 @@ async fn off_thread<T: Send + 'static>(
 /// band when the model configures bands, and the reason codes unless
 /// `?explain=false` (or `?reasons=0`).
 #[derive(Debug, Serialize)]
-pub(super) struct Answered {
+pub struct Answered {
     #[serde(flatten)]
     pub prediction: Prediction,
     #[serde(skip_serializing_if = "Option::is_none")]
-    band: Option<String>,
+    pub band: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasons: Option<Vec<Reason>>,
+    pub reasons: Option<Vec<Reason>>,
+}
+
+impl From<Prediction> for Answered {
+    /// The answer without a band or reasons.
+    fn from(prediction: Prediction) -> Answered {
+        Answered { prediction, band: None, reasons: None }
+    }
+}
+
+impl Answered {
+    /// Appends the JSON object the derived `Serialize` writes, by hand (see
+    /// [`super::response::PredictResponse`]): the keys are constants.
+    pub(super) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(br#"{"probability_late":"#);
+        serde_json::to_writer(&mut *out, &self.prediction.probability_late)?;
+        out.extend_from_slice(br#","decision":""#);
+        out.extend_from_slice(self.prediction.decision.as_str().as_bytes());
+        out.push(b'"');
+        if let Some(band) = &self.band {
+            out.extend_from_slice(br#","band":"#);
+            serde_json::to_writer(&mut *out, band)?;
+        }
+        if let Some(reasons) = &self.reasons {
+            out.extend_from_slice(br#","reasons":"#);
+            serde_json::to_writer(&mut *out, reasons)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 /// The predict routes' query parameters: `explain=true|false` (default
@@ -256,12 +285,16 @@ async fn score_on_pool(
     Ok((apps, scored.map(|()| answered)))
 }
 
+/// The answering version's header; a constant, so inserting it does not
+/// parse and check the name on every answer.
+const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+
 /// Names the answering version in the `x-model-version` header.
 pub(super) fn with_version_header(
     mut response: Response<Full<Bytes>>,
     version: &LoadedVersion,
 ) -> Response<Full<Bytes>> {
-    response.headers_mut().insert("x-model-version", version.version_header.clone());
+    response.headers_mut().insert(X_MODEL_VERSION, version.version_header.clone());
     response
 }
 

@@ -200,6 +200,28 @@ pub(super) type Handled = Result<Response<Full<Bytes>>, ApiError>;
 /// Most path segments any route has; longer paths are unmatched.
 const MAX_SEGMENTS: usize = 6;
 
+/// The path's segments between slashes, leading and trailing slashes
+/// ignored (`/` is one empty segment); none when there are more than
+/// `MAX_SEGMENTS`. Found byte by byte: `str::split` with its searcher
+/// cost ~1,000 instructions a request.
+fn path_segments<'b, 'p>(path: &'p str, buf: &'b mut [&'p str; MAX_SEGMENTS]) -> &'b [&'p str] {
+    let bytes = path.as_bytes();
+    let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b != b'/').map_or(start, |last| last + 1);
+    let mut n = 0;
+    let mut from = start;
+    for piece in bytes[start..end].split(|&b| b == b'/') {
+        if n == MAX_SEGMENTS {
+            return &[];
+        }
+        // `/` is ASCII, so both ends are character boundaries.
+        buf[n] = &path[from..from + piece.len()];
+        from += piece.len() + 1;
+        n += 1;
+    }
+    &buf[..n]
+}
+
 async fn dispatch<B: RequestBody>(
     state: &AppState,
     req: Request<B>,
@@ -215,16 +237,7 @@ async fn dispatch<B: RequestBody>(
     let deadline = arrived + state.config.request_timeout;
     let path = parts.uri.path();
     let mut buf = [""; MAX_SEGMENTS];
-    let mut n = 0;
-    for segment in path.trim_matches('/').split('/') {
-        if n == MAX_SEGMENTS {
-            n += 1;
-            break;
-        }
-        buf[n] = segment;
-        n += 1;
-    }
-    let segments: &[&str] = buf.get(..n).unwrap_or(&[]);
+    let segments = path_segments(path, &mut buf);
     let method = &parts.method;
     match segments {
         ["v1", "models", name, "predict"] => {
@@ -393,6 +406,37 @@ pub(super) mod tests {
     use http_body_util::BodyExt;
 
     pub(crate) const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#;
+
+    #[test]
+    fn path_segments_are_what_splitting_on_slashes_gives() {
+        /// The straightforward definition the byte scan replaces.
+        fn split(path: &str) -> Vec<&str> {
+            let all: Vec<&str> = path.trim_matches('/').split('/').collect();
+            if all.len() > MAX_SEGMENTS {
+                Vec::new()
+            } else {
+                all
+            }
+        }
+        for path in [
+            "/",
+            "",
+            "//",
+            "/v1/models/m/predict",
+            "v1/models/m/predict/",
+            "///v1//models///",
+            "/a/b/c/d/e/f",
+            "/a/b/c/d/e/f/g",
+            "/a/b/c/d/e/f/",
+            "/é/ü//ß/",
+            "/metrics",
+            "/openapi.json",
+            "/v1/models/m/versions/3/predict",
+        ] {
+            let mut buf = [""; MAX_SEGMENTS];
+            assert_eq!(path_segments(path, &mut buf), split(path).as_slice(), "{path:?}");
+        }
+    }
 
     /// App state serving the tiny model as `m` version 3.
     pub(crate) fn app() -> (Arc<AppState>, tempfile::TempDir) {
