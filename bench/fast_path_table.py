@@ -68,6 +68,20 @@ for conc in concs:
         r["p99_vs_ceiling"] = rs["p99_ms"] / ceil["p99_ms"] if ceil["p99_ms"] else None
         print(f"  c={conc:<3} riskserve / ceiling: {r['throughput_vs_ceiling']:.2f} x throughput, "
               f"p99 {r['p99_vs_ceiling']:.2f} x")
+        # The same ratios round by round: each round runs the two servers
+        # back to back, so a slow stretch of the host (they last about a
+        # minute, longer than a round) slows both; the median of the
+        # per-round ratios moves less between runs than the ratio of the
+        # medians above, which the goals keep using.
+        by_round = {x["round"]: x for x in runs[("ceiling", conc)]}
+        pairs = [(x, by_round[x["round"]]) for x in runs[("riskserve", conc)] if x["round"] in by_round]
+        tp = [a["rps"] / b["rps"] for a, b in pairs if b["rps"] > 0]
+        lp = [a["p99_ms"] / b["p99_ms"] for a, b in pairs if b["p99_ms"] > 0]
+        if tp and lp:
+            r["throughput_vs_ceiling_paired"] = statistics.median(tp)
+            r["p99_vs_ceiling_paired"] = statistics.median(lp)
+            print(f"        paired by round (median; range): {r['throughput_vs_ceiling_paired']:.2f} x throughput "
+                  f"({min(tp):.2f}-{max(tp):.2f}), p99 {r['p99_vs_ceiling_paired']:.2f} x ({min(lp):.2f}-{max(lp):.2f})")
     for peer in PEERS:
         p = med.get((peer, conc))
         if p and p["rps"] > 0:
