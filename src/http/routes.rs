@@ -202,8 +202,8 @@ const MAX_SEGMENTS: usize = 6;
 
 /// The path's segments between slashes, leading and trailing slashes
 /// ignored (`/` is one empty segment); none when there are more than
-/// `MAX_SEGMENTS`. Found byte by byte: `str::split` with its searcher
-/// cost ~1,000 instructions a request.
+/// `MAX_SEGMENTS`. Found byte by byte: `str::split` with its char
+/// searcher cost about twice as much (~300 instructions a request more).
 fn path_segments<'b, 'p>(path: &'p str, buf: &'b mut [&'p str; MAX_SEGMENTS]) -> &'b [&'p str] {
     let bytes = path.as_bytes();
     let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
