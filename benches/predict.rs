@@ -42,7 +42,7 @@ fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
     let mut predictions: Vec<Prediction> = Vec::with_capacity(apps.len());
     model.predict_many(&apps, &mut predictions);
     let answered: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
-    PredictResponse { model_name: "credit-risk", model_version: 1, predictions: &answered }.to_json().unwrap()
+    PredictResponse { name_json: r#""credit-risk""#, version_label: "1", predictions: &answered }.to_json().unwrap()
 }
 
 fn benches(c: &mut Criterion) {

@@ -71,9 +71,9 @@ pub struct Answered {
     #[serde(flatten)]
     pub prediction: Prediction,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub band: Option<String>,
+    pub(super) band: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasons: Option<Vec<Reason>>,
+    pub(super) reasons: Option<Vec<Reason>>,
 }
 
 impl From<Prediction> for Answered {
@@ -84,8 +84,9 @@ impl From<Prediction> for Answered {
 }
 
 impl Answered {
-    /// Appends the JSON object the derived `Serialize` writes, by hand (see
-    /// [`super::response::PredictResponse`]): the keys are constants.
+    /// Appends the JSON object the derived `Serialize` (the definition)
+    /// writes, by hand: the keys are constants (see
+    /// [`super::response::PredictResponse`]).
     pub(super) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.extend_from_slice(br#"{"probability_late":"#);
         serde_json::to_writer(&mut *out, &self.prediction.probability_late)?;

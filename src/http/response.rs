@@ -6,75 +6,113 @@
 
 use super::error::ApiError;
 use super::predict::Answered;
-use serde::Serialize;
+use crate::registry::LoadedVersion;
 
-/// The body of a prediction answer. Its derived `Serialize` defines the
-/// bytes; [`PredictResponse::to_json`] writes the same bytes by hand
-/// (the tests hold it to that), because serde's path spent ~1,900
-/// instructions a request on keys it re-escaped every time and on the
-/// flattened prediction's map.
-#[derive(Serialize)]
+/// The body of a prediction answer, written by hand: the keys are
+/// constants and the version's name and number were rendered as JSON when
+/// it loaded ([`LoadedVersion::new`]), so answering escapes nothing but
+/// band and reason texts. Through serde's derive this cost ~1,900
+/// instructions a request (keys re-escaped every time, the flattened
+/// prediction serialised through a map); the tests hold the bytes to that
+/// derive's.
 pub struct PredictResponse<'a> {
-    pub model_name: &'a str,
-    pub model_version: u64,
+    /// The model name as a JSON string.
+    pub name_json: &'a str,
+    /// The version as a JSON number.
+    pub version_label: &'a str,
     pub predictions: &'a [Answered],
 }
 
 /// Bytes of one serialised prediction at most:
 /// `{"probability_late":` (20) + a float (≤ 24) + `,"decision":"high_risk"}` (24) + `,`.
 const PER_PREDICTION: usize = 72;
-/// The envelope around the predictions, without the model name.
-const ENVELOPE: usize = 64;
+const NAME_KEY: &[u8] = br#"{"model_name":"#;
+const VERSION_KEY: &[u8] = br#","model_version":"#;
+const PREDICTIONS_KEY: &[u8] = br#","predictions":["#;
+const END: &[u8] = b"]}";
 
-impl PredictResponse<'_> {
-    /// The JSON body, written into one buffer sized for it up front.
-    pub fn to_json(&self) -> Result<Vec<u8>, ApiError> {
-        let mut out = Vec::with_capacity(ENVELOPE + self.model_name.len() + PER_PREDICTION * self.predictions.len());
-        self.write(&mut out).map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
-        Ok(out)
+impl<'a> PredictResponse<'a> {
+    /// The answer of `version` with `predictions`.
+    pub fn of(version: &'a LoadedVersion, predictions: &'a [Answered]) -> PredictResponse<'a> {
+        PredictResponse { name_json: &version.name_json, version_label: &version.version_label, predictions }
     }
 
-    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(br#"{"model_name":"#);
-        serde_json::to_writer(&mut *out, self.model_name)?;
-        out.extend_from_slice(br#","model_version":"#);
-        serde_json::to_writer(&mut *out, &self.model_version)?;
-        out.extend_from_slice(br#","predictions":["#);
+    /// The JSON body, written into one buffer sized for it up front.
+    pub fn to_json(&self) -> Result<Vec<u8>, ApiError> {
+        let envelope = NAME_KEY.len() + self.name_json.len() + VERSION_KEY.len() + self.version_label.len();
+        let size = envelope + PREDICTIONS_KEY.len() + PER_PREDICTION * self.predictions.len() + END.len();
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(NAME_KEY);
+        out.extend_from_slice(self.name_json.as_bytes());
+        out.extend_from_slice(VERSION_KEY);
+        out.extend_from_slice(self.version_label.as_bytes());
+        out.extend_from_slice(PREDICTIONS_KEY);
         for (i, answered) in self.predictions.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            answered.write_json(out)?;
+            answered.write_json(&mut out).map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
         }
-        out.extend_from_slice(b"]}");
-        Ok(())
+        out.extend_from_slice(END);
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
     use crate::model::explain::{RawValue, Reason};
-    use crate::model::{Decision, Prediction};
+    use crate::model::format::encode;
+    use crate::model::test_support::tiny_payload;
+    use crate::model::{Decision, Model, Prediction};
+    use serde::Serialize;
+    use std::sync::Arc;
+
+    /// What the body is defined to be: serde's derive over the name, the
+    /// version number and the predictions.
+    #[derive(Serialize)]
+    struct Derived<'a> {
+        model_name: &'a str,
+        model_version: u64,
+        predictions: &'a [Answered],
+    }
 
     fn answered(probability_late: f64, band: Option<&str>, reasons: Option<Vec<Reason>>) -> Answered {
         let decision = if probability_late >= 0.5 { Decision::HighRisk } else { Decision::LowRisk };
         Answered { prediction: Prediction { probability_late, decision }, band: band.map(str::to_string), reasons }
     }
 
+    /// A loaded version named `name`, as the loader builds one.
+    fn loaded(name: &str, version: u64) -> LoadedVersion {
+        let scorer = Arc::new(Model::from_bytes(&encode(&tiny_payload()).unwrap()).unwrap());
+        LoadedVersion::new(name, version, "here".into(), scorer, 0.0, Metrics::new().version(name, version))
+    }
+
+    /// The body for `version` and `predictions`, and the derived one.
+    fn both(version: &LoadedVersion, predictions: &[Answered]) -> (String, String) {
+        let body = PredictResponse::of(version, predictions).to_json().unwrap();
+        let derived = Derived { model_name: &version.name, model_version: version.version, predictions };
+        (String::from_utf8(body).unwrap(), serde_json::to_string(&derived).unwrap())
+    }
+
     #[test]
     fn the_body_is_the_documented_shape_and_fits_the_buffer_sized_up_front() {
         let predictions: Vec<Answered> = (0..100).map(|_| answered(0.12345678901234568, None, None)).collect();
-        let response =
-            PredictResponse { model_name: "credit-risk", model_version: u64::MAX, predictions: &predictions };
-        let body = response.to_json().unwrap();
-        let expected = serde_json::to_vec(&response).unwrap();
-        assert_eq!(body, expected);
-        let sized = ENVELOPE + "credit-risk".len() + PER_PREDICTION * predictions.len();
+        let version = loaded("credit-risk", u64::MAX);
+        let (body, derived) = both(&version, &predictions);
+        assert_eq!(body, derived);
+        let response = PredictResponse::of(&version, &predictions);
+        let sized = NAME_KEY.len()
+            + response.name_json.len()
+            + VERSION_KEY.len()
+            + response.version_label.len()
+            + PREDICTIONS_KEY.len()
+            + PER_PREDICTION * predictions.len()
+            + END.len();
         assert!(body.len() <= sized, "{} > {sized}", body.len());
-        let one = PredictResponse { model_name: "m", model_version: 3, predictions: &predictions[..1] };
         assert_eq!(
-            String::from_utf8(one.to_json().unwrap()).unwrap(),
+            both(&loaded("m", 3), &predictions[..1]).0,
             r#"{"model_name":"m","model_version":3,"predictions":[{"probability_late":0.12345678901234568,"decision":"low_risk"}]}"#
         );
     }
@@ -97,10 +135,10 @@ mod tests {
             ),
         ];
         for name in ["credit-risk", "", "m\"o\\d\u{7f}é\t"] {
+            let version = loaded(name, 7);
             for n in [0, 1, predictions.len()] {
-                let response = PredictResponse { model_name: name, model_version: 7, predictions: &predictions[..n] };
-                let (body, expected) = (response.to_json().unwrap(), serde_json::to_vec(&response).unwrap());
-                assert_eq!(String::from_utf8(body).unwrap(), String::from_utf8(expected).unwrap());
+                let (body, derived) = both(&version, &predictions[..n]);
+                assert_eq!(body, derived);
             }
         }
     }

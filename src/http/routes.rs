@@ -328,9 +328,7 @@ async fn predict<B: RequestBody>(state: &AppState, request: PredictionRequest<'_
     check_content_type(request.headers)?;
     let scored = run_prediction(state, request, |body, max_batch| Ok(((), applications(body, max_batch)?))).await?;
     let version = &scored.version;
-    let body =
-        PredictResponse { model_name: &version.name, model_version: version.version, predictions: &scored.predictions }
-            .to_json()?;
+    let body = PredictResponse::of(version, &scored.predictions).to_json()?;
     Ok(with_version_header(json_ok(body), version))
 }
 

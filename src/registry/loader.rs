@@ -31,7 +31,7 @@ use crate::repository::Rejected;
 use crate::repository::{Fingerprint, Listing, ModelSource};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// First retry delay after a transient failure; doubles up to [`MAX_RETRY_DELAY`].
 pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -493,17 +493,14 @@ impl Loader {
                     algorithm = %scorer.meta().algorithm,
                     "loaded model version"
                 );
-                let version = Arc::new(LoadedVersion {
-                    name: name.to_string(),
-                    version: entry.version,
-                    version_label: entry.version.to_string(),
-                    version_header: hyper::header::HeaderValue::from(entry.version),
-                    location: entry.location.clone(),
+                let version = Arc::new(LoadedVersion::new(
+                    name,
+                    entry.version,
+                    entry.location.clone(),
                     scorer,
-                    loaded_at: SystemTime::now(),
-                    load_seconds: seconds,
-                    metrics: metrics.version(name, entry.version),
-                });
+                    seconds,
+                    metrics.version(name, entry.version),
+                ));
                 Known::Loaded { fingerprint, version }
             }
             Err(e) => {

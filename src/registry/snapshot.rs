@@ -18,8 +18,10 @@ pub struct LoadedVersion {
     pub name: String,
     /// Version (from the source).
     pub version: u64,
-    /// `version` as text, for headers and bodies.
+    /// `version` as text, for headers and bodies (a JSON number as it is).
     pub version_label: String,
+    /// `name` as a JSON string (quoted, escaped), for response bodies.
+    pub name_json: String,
     /// The `x-model-version` header value, built once at load (cloning it
     /// per response is a reference-count increment, not an allocation).
     pub version_header: hyper::header::HeaderValue,
@@ -30,6 +32,33 @@ pub struct LoadedVersion {
     pub loaded_at: SystemTime,
     pub load_seconds: f64,
     pub metrics: VersionMetrics,
+}
+
+impl LoadedVersion {
+    /// A version just loaded: the texts answers carry (its number as text
+    /// and as a header, its name as JSON) are derived here, once, rather
+    /// than per response.
+    pub fn new(
+        name: &str,
+        version: u64,
+        location: String,
+        scorer: Arc<dyn Scorer>,
+        load_seconds: f64,
+        metrics: VersionMetrics,
+    ) -> LoadedVersion {
+        LoadedVersion {
+            name: name.to_string(),
+            version,
+            version_label: version.to_string(),
+            name_json: serde_json::Value::from(name).to_string(),
+            version_header: hyper::header::HeaderValue::from(version),
+            location,
+            scorer,
+            loaded_at: SystemTime::now(),
+            load_seconds,
+            metrics,
+        }
+    }
 }
 
 /// The loaded versions of one model.

@@ -593,17 +593,7 @@ mod tests {
     }
 
     fn loaded(metrics: &Metrics, v: u64, scorer: Arc<dyn crate::model::Scorer>) -> Arc<LoadedVersion> {
-        Arc::new(LoadedVersion {
-            name: "m".into(),
-            version: v,
-            version_label: v.to_string(),
-            version_header: hyper::header::HeaderValue::from(v),
-            location: format!("m/{v}/model.json"),
-            scorer,
-            loaded_at: SystemTime::now(),
-            load_seconds: 0.0,
-            metrics: metrics.version("m", v),
-        })
+        Arc::new(LoadedVersion::new("m", v, format!("m/{v}/model.json"), scorer, 0.0, metrics.version("m", v)))
     }
 
     fn canary(text: &str) -> (Arc<Rollout>, Arc<Metrics>) {
