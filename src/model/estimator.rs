@@ -44,6 +44,19 @@ pub struct Tree {
     pub samples: Vec<u32>,
 }
 
+impl Tree {
+    /// The nodes row `x` visits, from the root to its leaf: the
+    /// straightforward walk (`x[feature] <= threshold` goes left, a leaf has
+    /// feature -1), which the compiled forest is held to and training counts
+    /// its leaves with.
+    pub fn path<'a>(&'a self, x: &'a [f64]) -> impl Iterator<Item = usize> + 'a {
+        std::iter::successors(Some(0usize), move |&i| {
+            let f = self.feature[i];
+            (f != -1).then(|| if x[f as usize] <= self.threshold[i] { self.left[i] } else { self.right[i] } as usize)
+        })
+    }
+}
+
 fn tree_nodes<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     bounded_seq(d, MAX_NODES_PER_TREE, "nodes in one tree", "max_nodes_per_tree")
 }
@@ -196,12 +209,7 @@ impl Estimator {
             Estimator::RandomForest { trees } => {
                 let mut sum = 0.0;
                 for tree in trees {
-                    let mut i = 0;
-                    while tree.feature[i] != -1 {
-                        let f = tree.feature[i] as usize;
-                        i = if x[f] <= tree.threshold[i] { tree.left[i] } else { tree.right[i] } as usize;
-                    }
-                    sum += tree.value[i];
+                    sum += tree.value[tree.path(x).last().unwrap_or(0)];
                 }
                 sum / trees.len() as f64
             }

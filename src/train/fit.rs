@@ -324,14 +324,9 @@ fn with_leaf_rates(mut tree: Tree, x: &[f64], width: usize, labels: &[u8]) -> Tr
     let mut count = vec![0u32; n];
     let mut late = vec![0u32; n];
     for (row, &y) in x.chunks_exact(width).zip(labels) {
-        let mut i = 0usize;
-        loop {
+        for i in tree.path(row) {
             count[i] += 1;
             late[i] += y as u32;
-            if tree.feature[i] < 0 {
-                break;
-            }
-            i = if row[tree.feature[i] as usize] <= tree.threshold[i] { tree.left[i] } else { tree.right[i] } as usize;
         }
     }
     let prior = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len().max(1) as f64;

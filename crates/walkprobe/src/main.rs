@@ -57,7 +57,6 @@ fn main() {
         (0..rows).map(|r| payload.estimator.reference_probability(&encoded[r * width..][..width])).collect();
 
     let forest = SoaForest::compile(trees, width);
-    let groups = lane_groups(&encoded, width);
     let (full, useful) = step_counts(trees, &encoded, width);
     println!("{} trees, {width} encoded columns, {rows} synthetic rows", trees.len());
     println!("steps per row: {full:.0} at full depth, {useful:.0} to the leaves");
@@ -83,20 +82,24 @@ fn main() {
     check("server's walk", &out, &reference);
     results
         .push(("server's walk", median_per_row(rows, || compiled.probabilities_in(&mut at_stride, stride, &mut out))));
+    // The probe's walks read the same rows, eight at a time.
+    assert_eq!(stride, ROW, "the bundled model's rows are short rows");
+    let (short_rows, _) = at_stride.as_chunks::<ROW>();
+    let (groups, _): (&[LaneGroup], _) = short_rows.as_chunks::<LANES>();
 
     let mut walk = |name: &'static str, f: &dyn Fn(&mut [f64])| {
         f(&mut out);
         check(name, &out, &reference);
         results.push((name, median_per_row(rows, || f(&mut out))));
     };
-    walk("fixed depth", &|o| forest.fixed_depth(&groups, o));
-    walk("early exit every 1", &|o| forest.early_exit::<1>(&groups, o));
-    walk("early exit every 2", &|o| forest.early_exit::<2>(&groups, o));
-    walk("early exit every 4", &|o| forest.early_exit::<4>(&groups, o));
+    walk("fixed depth", &|o| forest.fixed_depth(groups, o));
+    walk("early exit every 1", &|o| forest.early_exit::<1>(groups, o));
+    walk("early exit every 2", &|o| forest.early_exit::<2>(groups, o));
+    walk("early exit every 4", &|o| forest.early_exit::<4>(groups, o));
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
-        walk("AVX-512 gathers x8", &|o| avx512::gathers::<1>(&forest, &groups, o));
-        walk("AVX-512 gathers x16", &|o| avx512::gathers::<2>(&forest, &groups, o));
+        walk("AVX-512 gathers x8", &|o| avx512::gathers::<1>(&forest, groups, o));
+        walk("AVX-512 gathers x16", &|o| avx512::gathers::<2>(&forest, groups, o));
         let qs = QuickScorer::compile(trees, width);
         let mut bins = Vec::new();
         qs.bin(&encoded, width, &mut bins);
@@ -130,44 +133,24 @@ fn median_per_row(rows: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2] / rows as f64 * 1e6
 }
 
-/// The node a straightforward walk of `tree` ends at for row `x`, and its depth.
-fn leaf_of(tree: &Tree, x: &[f64]) -> (usize, usize) {
-    let (mut i, mut depth) = (0usize, 0);
-    while tree.feature[i] >= 0 {
-        let left = x[tree.feature[i] as usize] <= tree.threshold[i];
-        i = if left { tree.left[i] } else { tree.right[i] } as usize;
-        depth += 1;
-    }
-    (i, depth)
-}
-
 /// Steps per row: walking every tree to its depth, and only to each leaf.
 fn step_counts(trees: &[Tree], encoded: &[f64], width: usize) -> (f64, f64) {
     let rows = encoded.len() / width;
     let (mut full, mut useful) = (0, 0);
     for tree in trees {
-        let depths: Vec<usize> = (0..rows).map(|r| leaf_of(tree, &encoded[r * width..][..width]).1).collect();
+        // Steps to the leaf: the nodes on the path but the root.
+        let depths: Vec<usize> = (0..rows).map(|r| tree.path(&encoded[r * width..][..width]).count() - 1).collect();
         full += depths.iter().max().unwrap_or(&0) * rows;
         useful += depths.iter().sum::<usize>();
     }
     (full as f64 / rows as f64, useful as f64 / rows as f64)
 }
 
-/// Rows in groups of [`LANES`], each row padded to [`ROW`] values (the
-/// padding column, `width`, is 0.0: leaves compare against it).
-fn lane_groups(encoded: &[f64], width: usize) -> Vec<LaneGroup> {
-    let rows = encoded.len() / width;
-    let mut groups = vec![[[0.0; ROW]; LANES]; rows / LANES];
-    for r in 0..rows {
-        groups[r / LANES][r % LANES][..width].copy_from_slice(&encoded[r * width..][..width]);
-    }
-    groups
-}
-
-/// The forest as riskserve compiles it, in three parallel arrays: each
-/// tree breadth first, children adjacent (right = left + 1), leaves
-/// pointing at themselves with the padding column and their probability as
-/// the threshold, so a walk at a leaf stays there.
+/// The forest compiled as riskserve compiles it, but in three parallel
+/// arrays and each tree breadth first (the server lays trees out subtree by
+/// subtree): children adjacent (right = left + 1), leaves pointing at
+/// themselves with the padding column and their probability as the
+/// threshold, so a walk at a leaf stays there.
 struct SoaForest {
     threshold: Vec<f64>,
     column: Vec<u32>,
