@@ -1,7 +1,7 @@
 //! The compiled random forest: every tree of a model file in one flat array
 //! of 16-byte nodes, checked once at load and walked without branches, for
-//! one row (eight trees side by side) or for many rows (eight rows side by
-//! side, tree by tree).
+//! one row (ten trees side by side; eight when explaining) or for many rows
+//! (twelve rows side by side, tree by tree).
 //!
 //! **Layout.** Every tree's root comes first (in tree order, so tree `t`'s
 //! root is node `t`), then each tree's nodes subtree by subtree: a node's
@@ -52,18 +52,29 @@ pub struct Node {
     child: u32,
 }
 
-/// Trees walked side by side for one row: independent walks, so the CPU
-/// overlaps their memory loads.
-const TREE_LANES: usize = 8;
-/// Rows walked side by side through one tree, for many rows.
-const ROW_LANES: usize = 8;
+/// Trees walked side by side to score one row: independent walks, so the
+/// CPU overlaps their memory loads. Measured (`cargo bench --bench predict`,
+/// `batch_1000_model_one_by_one`, the bundled 100-tree model, per row): 4
+/// lanes 2.68 µs, 8 1.76, 10 1.52, 12 1.60, 13 1.57, 14 1.68, 16 1.72. Ten
+/// walks and their loop fit x86-64's sixteen registers; more spill to the
+/// stack.
+const SCORE_LANES: usize = 10;
+/// Trees walked side by side to explain one row. Its walk also credits
+/// every move to a column (a branch and a store per move), which leaves
+/// fewer registers: ten lanes made `cargo bench --bench explain`'s
+/// `explained_top4` 4.48 → 5.30 µs, while eight keep it where it was.
+const EXPLAIN_LANES: usize = 8;
+/// Rows walked side by side through one tree, for many rows. Measured
+/// (`batch_1000_model_only`, per row): 8 lanes 1.43 µs, 10 1.30, 12 1.26,
+/// 16 1.28.
+pub(crate) const ROW_LANES: usize = 12;
 
-/// [`TREE_LANES`] trees scored together: their roots (tree `t`'s root is
-/// node `t`; a lane without a tree starts at the filler leaf) and the steps
-/// that bring the deepest of them to a leaf.
+/// `LANES` trees walked together: their roots (tree `t`'s root is node
+/// `t`; a lane without a tree starts at the filler leaf) and the steps that
+/// bring the deepest of them to a leaf.
 #[derive(Debug, Clone, Copy)]
-struct TreeGroup {
-    roots: [u32; TREE_LANES],
+struct TreeGroup<const LANES: usize> {
+    roots: [u32; LANES],
     steps: u32,
 }
 
@@ -73,9 +84,11 @@ pub struct CompiledForest {
     nodes: Vec<Node>,
     /// `nodes.len() - 1`, a power of two minus one.
     node_mask: usize,
-    /// The trees in order, [`TREE_LANES`] at a time; the last group is
+    /// The trees, [`SCORE_LANES`] at a time, for scoring; the last group is
     /// filled up with a leaf of probability 0, which adds exactly nothing.
-    groups: Vec<TreeGroup>,
+    score_groups: Vec<TreeGroup<SCORE_LANES>>,
+    /// The same, [`EXPLAIN_LANES`] at a time, for explaining.
+    explain_groups: Vec<TreeGroup<EXPLAIN_LANES>>,
     /// Per tree: its depth, the steps that bring any row to its leaf.
     depths: Vec<u32>,
     /// The padding column: the model's encoded width.
@@ -183,19 +196,10 @@ impl CompiledForest {
         // walks already at their leaf (the sum still runs in tree order).
         let mut by_depth: Vec<u32> = (0..trees.len() as u32).collect();
         by_depth.sort_by_key(|&t| depths[t as usize]);
-        let groups = by_depth
-            .chunks(TREE_LANES)
-            .map(|chunk| {
-                let mut group = TreeGroup { roots: [filler; TREE_LANES], steps: 0 };
-                for (lane, &t) in group.roots.iter_mut().zip(chunk) {
-                    *lane = t;
-                    group.steps = group.steps.max(depths[t as usize]);
-                }
-                group
-            })
-            .collect();
+        let score_groups = tree_groups(&by_depth, &depths, filler);
+        let explain_groups = tree_groups(&by_depth, &depths, filler);
         let cost = depths.iter().map(|&d| u64::from(d) + 1).sum();
-        Ok(CompiledForest { nodes, node_mask, groups, depths, pad: width, cost, means })
+        Ok(CompiledForest { nodes, node_mask, score_groups, explain_groups, depths, pad: width, cost, means })
     }
 
     /// Worst-case nodes visited per row: the sum over trees of (depth + 1).
@@ -234,8 +238,8 @@ impl CompiledForest {
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
         x[self.pad] = 0.0;
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(x, |_, _, _| {}),
-            None => self.walk_trees(&*x, |_, _, _| {}),
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}),
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}),
         }
     }
 
@@ -252,8 +256,8 @@ impl CompiledForest {
             out[column] += (means[to as usize] - means[from as usize]) * scale;
         };
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(x, credit),
-            None => self.walk_trees(&*x, credit),
+            Some(x) => self.walk_trees(&self.explain_groups, x, credit),
+            None => self.walk_trees(&self.explain_groups, &*x, credit),
         }
     }
 
@@ -271,7 +275,7 @@ impl CompiledForest {
     /// P(late) for many rows at once: row `r` is `rows[r * stride ..][..width]`
     /// (`stride` > width) and its probability goes to `out[r]`. With the
     /// [`Self::batch_stride`], rows are walked where they are,
-    /// [`ROW_LANES`] at a time (eight short rows side by side are a
+    /// [`ROW_LANES`] at a time (that many short rows side by side are a
     /// [`LaneGroup`]), tree by tree, the lanes side by side: each tree's
     /// nodes are read from the L1 cache for every group after the first.
     /// Rows left over (fewer than [`ROW_LANES`]), and all rows at another
@@ -323,23 +327,34 @@ impl CompiledForest {
     /// no-op for scoring, which the compiler removes). Returns the leaves'
     /// average, summed in tree order.
     #[inline(always)]
-    fn walk_trees(&self, x: impl Row, step: impl FnMut(usize, u32, u32)) -> f64 {
+    fn walk_trees<const LANES: usize>(
+        &self,
+        groups: &[TreeGroup<LANES>],
+        x: impl Row,
+        step: impl FnMut(usize, u32, u32),
+    ) -> f64 {
         const STACK_TREES: usize = 256;
         let trees = self.trees();
         if trees <= STACK_TREES {
-            self.walk_trees_into(x, step, &mut [0; STACK_TREES + 1][..=trees])
+            self.walk_trees_into(groups, x, step, &mut [0; STACK_TREES + 1][..=trees])
         } else {
-            self.walk_trees_into(x, step, &mut vec![0; trees + 1])
+            self.walk_trees_into(groups, x, step, &mut vec![0; trees + 1])
         }
     }
 
     /// [`Self::walk_trees`], noting tree `t`'s leaf in `leaves[t]` (and
     /// filler lanes' in the last slot).
     #[inline(always)]
-    fn walk_trees_into(&self, x: impl Row, mut step: impl FnMut(usize, u32, u32), leaves: &mut [u32]) -> f64 {
+    fn walk_trees_into<const LANES: usize>(
+        &self,
+        groups: &[TreeGroup<LANES>],
+        x: impl Row,
+        mut step: impl FnMut(usize, u32, u32),
+        leaves: &mut [u32],
+    ) -> f64 {
         let nodes = &self.nodes[..=self.node_mask];
         let trees = self.trees();
-        for group in &self.groups {
+        for group in groups {
             let mut at = group.roots;
             // A step never moves a walk backwards (children lie after their
             // parent; a leaf stays put), so it moved none of them exactly
@@ -373,11 +388,27 @@ impl CompiledForest {
     }
 }
 
-/// The sum of walk positions (node indices are below 2^32, so eight of
+/// The sum of walk positions (node indices are below 2^32, so a few of
 /// them cannot overflow a `u64`).
 #[inline(always)]
-fn lane_sum(at: &[u32; TREE_LANES]) -> u64 {
+fn lane_sum<const LANES: usize>(at: &[u32; LANES]) -> u64 {
     at.iter().map(|&a| u64::from(a)).sum()
+}
+
+/// The trees in `by_depth`'s order, `LANES` at a time, each group with the
+/// steps its deepest tree needs; the last group filled up with `filler`.
+fn tree_groups<const LANES: usize>(by_depth: &[u32], depths: &[u32], filler: u32) -> Vec<TreeGroup<LANES>> {
+    by_depth
+        .chunks(LANES)
+        .map(|chunk| {
+            let mut group = TreeGroup { roots: [filler; LANES], steps: 0 };
+            for (lane, &t) in group.roots.iter_mut().zip(chunk) {
+                *lane = t;
+                group.steps = group.steps.max(depths[t as usize]);
+            }
+            group
+        })
+        .collect()
 }
 
 /// Rows of models narrower than this (the bundled one has 41 columns) are
@@ -590,7 +621,7 @@ mod tests {
             forest.probabilities_in(&mut flat.clone(), 4, &mut out);
             assert_eq!(out, want[..n]);
         }
-        // At the batch stride, groups of eight rows are walked in place (and
+        // At the batch stride, groups of `ROW_LANES` rows are walked in place (and
         // the rest one by one), whatever the padding column held.
         assert_eq!(forest.batch_stride(), SHORT_ROW);
         let n = 2 * ROW_LANES + 1;

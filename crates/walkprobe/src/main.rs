@@ -8,7 +8,7 @@
 //!   included).
 //! - `server's walk`: the server's own many-row walk
 //!   (`CompiledEstimator::probabilities_in`) over rows already encoded at
-//!   its batch stride: eight rows side by side through one tree for its
+//!   its batch stride: twelve rows side by side through one tree for its
 //!   full depth, no branch.
 //! - `fixed depth`: the probe's copy of that walk with the nodes in three
 //!   parallel arrays, the layout the gathers need; the baseline the early
@@ -37,7 +37,8 @@ use riskserve::model::estimator::{Estimator, Tree};
 use riskserve::model::format;
 use std::time::Instant;
 
-/// Rows side by side in the scalar walks (the server's `ROW_LANES`).
+/// Rows side by side in the walks: eight, one AVX-512 vector of `f64`s (the
+/// server's scalar walk, `ROW_LANES`, now takes twelve).
 const LANES: usize = 8;
 /// Values per row in the walks' row layout (the server's `SHORT_ROW`).
 const ROW: usize = 64;
