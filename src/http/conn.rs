@@ -126,22 +126,38 @@ pub struct TimeoutCounters {
     pub write: IntCounter,
 }
 
-/// A re-armable timer: expired once `at` has passed.
+/// A re-armable timer, armed lazily: a deadline that moves later (the idle
+/// deadline does, with every request a busy connection serves) leaves the
+/// timer where it is until it fires; only then is it moved to the deadline
+/// that holds by then. So a busy connection polls a registered timer per
+/// request instead of moving it in tokio's timer wheel (a reset per request,
+/// and the wheel's lock whenever the deadline moved earlier), at the price
+/// of one early wake-up per idle timeout.
 #[derive(Default)]
 struct Timer {
     sleep: Option<Pin<Box<Sleep>>>,
-    at: Option<Instant>,
+    /// When `sleep` fires: never after the deadline last asked about.
+    armed: Option<Instant>,
 }
 
 impl Timer {
-    /// Whether `at` has passed; if not, the task is woken when it does.
+    /// Whether `at` has passed; if not, the task is woken no later than
+    /// `at` (perhaps earlier, to ask again).
     fn expired(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
         let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if self.at != Some(at) {
+        if self.armed.is_none_or(|armed| at < armed) {
             sleep.as_mut().reset(at);
-            self.at = Some(at);
+            self.armed = Some(at);
         }
-        sleep.as_mut().poll(cx).is_ready()
+        while sleep.as_mut().poll(cx).is_ready() {
+            if self.armed.is_some_and(|armed| armed >= at) {
+                return true;
+            }
+            // It fired for an earlier deadline, since moved later.
+            sleep.as_mut().reset(at);
+            self.armed = Some(at);
+        }
+        false
     }
 }
 
@@ -183,7 +199,15 @@ impl<T> GuardedIo<T> {
     /// A read is pending: has the idle or header deadline passed?
     fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.clock.phase() {
-            Phase::Handling => Poll::Pending,
+            Phase::Handling => {
+                // hyper reads while the handler runs (to see a close), and
+                // after answering it does not read again until the socket
+                // wakes it. So the timer must already be set for the idle
+                // deadline to come, which is at least `idle` from now; the
+                // handler keeps the request's own deadline.
+                self.read_timer.expired(Instant::now() + self.limits.idle, cx);
+                Poll::Pending
+            }
             Phase::Idle(since) => {
                 if !self.read_timer.expired(since + self.limits.idle, cx) {
                     return Poll::Pending;
@@ -328,6 +352,53 @@ mod tests {
         assert!(matches!(clock.phase(), Phase::Idle(_)));
         // Bytes already buffered (pipelined): the request starts when handed over.
         assert_eq!(clock.begin_request().0, Instant::now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_left_pending_while_the_handler_runs_ends_at_the_idle_deadline_after_the_answer() {
+        // hyper reads while the handler runs and, blocked, reads no more
+        // after answering: that one read must still end at the idle deadline.
+        let (server, _client) = tokio::io::duplex(64);
+        let clock = ConnClock::new();
+        let counters = counters();
+        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters.clone());
+        clock.begin_request();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            io.read(&mut buf).await.unwrap()
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        clock.end_request();
+        let answered = Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(600), reader).await;
+        assert_eq!(read.expect("the read ends").unwrap(), 0, "end of file");
+        assert_eq!(answered.elapsed(), Duration::from_secs(60));
+        assert_eq!(counters.idle.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_closes_one_idle_timeout_after_its_last_request() {
+        // Each request moves the idle deadline later; the timer, left where
+        // it was, fires early and is moved to the deadline then in force.
+        let (server, mut client) = tokio::io::duplex(64);
+        let clock = ConnClock::new();
+        let counters = counters();
+        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters.clone());
+        let mut buf = [0u8; 64];
+        for _ in 0..4 {
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            assert!(io.read(&mut buf).await.unwrap() > 0);
+            clock.begin_request();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            clock.end_request();
+            // Idle for 45 s of the 60: the connection stays open.
+            let idle = tokio::time::timeout(Duration::from_secs(45), io.read(&mut buf)).await;
+            assert!(idle.is_err(), "still open 45 s into its idle time");
+        }
+        let last = Instant::now() - Duration::from_secs(45);
+        assert_eq!(io.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(last.elapsed(), Duration::from_secs(60));
+        assert_eq!(counters.idle.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]

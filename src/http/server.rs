@@ -94,9 +94,15 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
                         let clock = ConnClock::new();
                         let io = GuardedIo::new(stream, clock.clone(), limits, counters);
                         let service = service_fn(move |req| {
+                            // hyper calls the service as soon as it has parsed
+                            // the headers, and may read the socket again (to
+                            // see a close) before it first polls the future:
+                            // the request is the handler's from here, so that
+                            // read waits under no header deadline.
+                            let arrival = clock.begin_request();
                             let (state, clock) = (state.clone(), clock.clone());
                             async move {
-                                let response = handle_arrived(state, req, clock.begin_request()).await;
+                                let response = handle_arrived(state, req, arrival).await;
                                 clock.end_request();
                                 Ok::<_, Infallible>(response)
                             }
