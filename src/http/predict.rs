@@ -9,7 +9,7 @@
 use super::admission::{Shed, Slot};
 use super::body::read_body;
 use super::error::ApiError;
-use super::routes::{lookup_error, AppState, RequestBody};
+use super::routes::{lookup_error, split_at_byte, AppState, RequestBody};
 use crate::model::explain::{Reason, DEFAULT_REASONS, MAX_REASONS};
 use crate::model::input::LoanApplication;
 use crate::model::{Decision, Prediction};
@@ -121,8 +121,12 @@ impl ExplainQuery {
     pub(super) fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
         let mut explain = true;
         let mut reasons = DEFAULT_REASONS;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        for pair in split_at_byte(query.unwrap_or(""), b'&').filter(|p| !p.is_empty()) {
+            let (key, value) = match pair.bytes().position(|b| b == b'=') {
+                // `=` is ASCII: both sides are character boundaries.
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, ""),
+            };
             match key {
                 "explain" => {
                     explain = match value {
@@ -351,4 +355,46 @@ fn score(
             reasons: reasons.next().flatten(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(query: Option<&str>) -> Result<Option<usize>, String> {
+        ExplainQuery::parse(query).map(|q| q.reasons).map_err(|e| {
+            assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+            e.message
+        })
+    }
+
+    #[test]
+    fn the_query_gives_explain_and_reasons_and_names_a_bad_value() {
+        let default = Ok(Some(DEFAULT_REASONS));
+        for (query, want) in [
+            (None, default.clone()),
+            (Some(""), default.clone()),
+            (Some("explain=false"), Ok(None)),
+            (Some("explain=0"), Ok(None)),
+            (Some("explain"), default.clone()),
+            (Some("explain="), default.clone()),
+            (Some("explain=1&reasons=2"), Ok(Some(2))),
+            (Some("reasons=0"), Ok(Some(0))),
+            (Some("reasons=2&explain=false"), Ok(None)),
+            (Some("&&a=b&=c&explain=false&"), Ok(None)),
+            (Some("é=ü&reasons=10"), Ok(Some(10))),
+        ] {
+            assert_eq!(reasons(query), want, "{query:?}");
+        }
+        for (query, named) in [
+            ("explain=maybe", "`explain` must be true or false, got `maybe`"),
+            ("explain=false=1", "got `false=1`"),
+            ("reasons=11", "`reasons` must be a whole number from 0 to 10, got `11`"),
+            ("reasons=-1", "got `-1`"),
+            ("reasons=", "got ``"),
+        ] {
+            let err = reasons(Some(query)).unwrap_err();
+            assert!(err.contains(named), "{query}: {err}");
+        }
+    }
 }

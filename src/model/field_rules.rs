@@ -133,7 +133,11 @@ pub fn parse_numeric(k: usize, text: &str) -> Result<Option<f64>, FieldError> {
 /// the model has not seen encodes to zeros. Panics if `k` is not a
 /// categorical index.
 pub fn check_category(k: usize, text: &str) -> Result<Option<&str>, FieldError> {
-    let t = text.trim();
+    // Every whitespace character `trim` removes starts with a byte of
+    // 0x20 or below or a non-ASCII byte: a value that begins and ends with
+    // visible ASCII (most do) has nothing to trim.
+    let visible = |b: Option<&u8>| b.is_some_and(|&b| (0x21..0x7f).contains(&b));
+    let t = if visible(text.as_bytes().first()) && visible(text.as_bytes().last()) { text } else { text.trim() };
     if t.is_empty() {
         Ok(None)
     } else if t.len() > MAX_CATEGORY_LEN && t.chars().count() > MAX_CATEGORY_LEN {
@@ -179,6 +183,15 @@ impl fmt::Display for Shown {
 mod tests {
     use super::*;
     use crate::model::input::{cat, num};
+
+    proptest::proptest! {
+        /// The shortcut for values with nothing to trim gives `trim`'s answer.
+        #[test]
+        fn a_category_is_trimmed_as_str_trim_does(text in "[ \t\n\r\u{b}\u{c}\u{1f}\u{85}\u{a0}\u{3000}aZ~!é]{0,8}") {
+            let want = Some(text.trim()).filter(|t| !t.is_empty());
+            proptest::prop_assert_eq!(check_category(0, &text).unwrap(), want);
+        }
+    }
 
     fn violation(k: usize, v: f64) -> Violation {
         check_numeric(k, v).unwrap_err().violation
