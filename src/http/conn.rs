@@ -144,11 +144,18 @@ impl Timer {
     /// Whether `at` has passed; if not, the task is woken no later than
     /// `at` (perhaps earlier, to ask again).
     fn expired(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if self.armed.is_none_or(|armed| at < armed) {
-            sleep.as_mut().reset(at);
-            self.armed = Some(at);
-        }
+        let sleep = match (&mut self.sleep, self.armed) {
+            (Some(sleep), Some(armed)) if armed <= at => sleep,
+            (Some(sleep), _) => {
+                sleep.as_mut().reset(at);
+                self.armed = Some(at);
+                sleep
+            }
+            (slot @ None, _) => {
+                self.armed = Some(at);
+                slot.insert(Box::pin(tokio::time::sleep_until(at)))
+            }
+        };
         while sleep.as_mut().poll(cx).is_ready() {
             if self.armed.is_some_and(|armed| armed >= at) {
                 return true;
