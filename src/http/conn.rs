@@ -135,34 +135,30 @@ pub struct TimeoutCounters {
 /// of one early wake-up per idle timeout.
 #[derive(Default)]
 struct Timer {
+    /// Made at the first deadline asked about; its own deadline is never
+    /// after the one last asked about.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// When `sleep` fires: never after the deadline last asked about.
-    armed: Option<Instant>,
 }
 
 impl Timer {
     /// Whether `at` has passed; if not, the task is woken no later than
     /// `at` (perhaps earlier, to ask again).
     fn expired(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
-        let sleep = match (&mut self.sleep, self.armed) {
-            (Some(sleep), Some(armed)) if armed <= at => sleep,
-            (Some(sleep), _) => {
-                sleep.as_mut().reset(at);
-                self.armed = Some(at);
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if at < sleep.deadline() {
+                    sleep.as_mut().reset(at);
+                }
                 sleep
             }
-            (slot @ None, _) => {
-                self.armed = Some(at);
-                slot.insert(Box::pin(tokio::time::sleep_until(at)))
-            }
+            slot @ None => slot.insert(Box::pin(tokio::time::sleep_until(at))),
         };
         while sleep.as_mut().poll(cx).is_ready() {
-            if self.armed.is_some_and(|armed| armed >= at) {
+            if sleep.deadline() >= at {
                 return true;
             }
             // It fired for an earlier deadline, since moved later.
             sleep.as_mut().reset(at);
-            self.armed = Some(at);
         }
         false
     }
@@ -317,11 +313,24 @@ mod tests {
         IoLimits { idle: Duration::from_secs(60), request: Duration::from_secs(10), write: Duration::from_secs(5) }
     }
 
+    /// The guarded server end of an in-memory connection (`buffer` bytes
+    /// each way), its client end, its clock and its timeout counters.
+    struct Conn {
+        io: GuardedIo<tokio::io::DuplexStream>,
+        client: tokio::io::DuplexStream,
+        clock: Arc<ConnClock>,
+        counters: TimeoutCounters,
+    }
+
+    fn connection(buffer: usize) -> Conn {
+        let (server, client) = tokio::io::duplex(buffer);
+        let (clock, counters) = (ConnClock::new(), counters());
+        Conn { io: GuardedIo::new(server, clock.clone(), limits(), counters.clone()), client, clock, counters }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_reads_end_of_file_after_the_idle_timeout() {
-        let (server, _client) = tokio::io::duplex(64);
-        let counters = counters();
-        let mut io = GuardedIo::new(server, ConnClock::new(), limits(), counters.clone());
+        let Conn { mut io, client: _client, counters, .. } = connection(64);
         let started = Instant::now();
         let mut buf = [0u8; 8];
         assert_eq!(io.read(&mut buf).await.unwrap(), 0);
@@ -331,10 +340,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn headers_get_the_request_timeout_from_their_first_byte_and_the_handler_the_same_start() {
-        let (server, mut client) = tokio::io::duplex(64);
-        let clock = ConnClock::new();
-        let counters = counters();
-        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters.clone());
+        let Conn { mut io, mut client, counters, .. } = connection(64);
         tokio::time::sleep(Duration::from_secs(30)).await;
         client.write_all(b"GET / HT").await.unwrap();
         let first_byte = Instant::now();
@@ -347,9 +353,7 @@ mod tests {
         assert_eq!(counters.request.get(), 1);
 
         // The handler's deadline starts at the same first byte.
-        let (server, mut client) = tokio::io::duplex(64);
-        let clock = ConnClock::new();
-        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters);
+        let Conn { mut io, mut client, clock, .. } = connection(64);
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let first_byte = Instant::now();
         assert!(io.read(&mut buf).await.unwrap() > 0);
@@ -365,10 +369,7 @@ mod tests {
     async fn a_read_left_pending_while_the_handler_runs_ends_at_the_idle_deadline_after_the_answer() {
         // hyper reads while the handler runs and, blocked, reads no more
         // after answering: that one read must still end at the idle deadline.
-        let (server, _client) = tokio::io::duplex(64);
-        let clock = ConnClock::new();
-        let counters = counters();
-        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters.clone());
+        let Conn { mut io, client: _client, clock, counters } = connection(64);
         clock.begin_request();
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 8];
@@ -387,10 +388,7 @@ mod tests {
     async fn a_busy_connection_closes_one_idle_timeout_after_its_last_request() {
         // Each request moves the idle deadline later; the timer, left where
         // it was, fires early and is moved to the deadline then in force.
-        let (server, mut client) = tokio::io::duplex(64);
-        let clock = ConnClock::new();
-        let counters = counters();
-        let mut io = GuardedIo::new(server, clock.clone(), limits(), counters.clone());
+        let Conn { mut io, mut client, clock, counters } = connection(64);
         let mut buf = [0u8; 64];
         for _ in 0..4 {
             client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
@@ -410,9 +408,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_pending_for_the_write_timeout_fails() {
-        let (server, _client) = tokio::io::duplex(16);
-        let counters = counters();
-        let mut io = GuardedIo::new(server, ConnClock::new(), limits(), counters.clone());
+        let Conn { mut io, client: _client, counters, .. } = connection(16);
         let started = Instant::now();
         let err = io.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);

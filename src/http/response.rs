@@ -37,11 +37,15 @@ impl<'a> PredictResponse<'a> {
         PredictResponse { name_json: &version.name_json, version_label: &version.version_label, predictions }
     }
 
+    /// The bytes the body takes at most without bands or reasons.
+    fn capacity(&self) -> usize {
+        let envelope = NAME_KEY.len() + self.name_json.len() + VERSION_KEY.len() + self.version_label.len();
+        envelope + PREDICTIONS_KEY.len() + PER_PREDICTION * self.predictions.len() + END.len()
+    }
+
     /// The JSON body, written into one buffer sized for it up front.
     pub fn to_json(&self) -> Result<Vec<u8>, ApiError> {
-        let envelope = NAME_KEY.len() + self.name_json.len() + VERSION_KEY.len() + self.version_label.len();
-        let size = envelope + PREDICTIONS_KEY.len() + PER_PREDICTION * self.predictions.len() + END.len();
-        let mut out = Vec::with_capacity(size);
+        let mut out = Vec::with_capacity(self.capacity());
         out.extend_from_slice(NAME_KEY);
         out.extend_from_slice(self.name_json.as_bytes());
         out.extend_from_slice(VERSION_KEY);
@@ -102,14 +106,7 @@ mod tests {
         let version = loaded("credit-risk", u64::MAX);
         let (body, derived) = both(&version, &predictions);
         assert_eq!(body, derived);
-        let response = PredictResponse::of(&version, &predictions);
-        let sized = NAME_KEY.len()
-            + response.name_json.len()
-            + VERSION_KEY.len()
-            + response.version_label.len()
-            + PREDICTIONS_KEY.len()
-            + PER_PREDICTION * predictions.len()
-            + END.len();
+        let sized = PredictResponse::of(&version, &predictions).capacity();
         assert!(body.len() <= sized, "{} > {sized}", body.len());
         assert_eq!(
             both(&loaded("m", 3), &predictions[..1]).0,
