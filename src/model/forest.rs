@@ -1,6 +1,6 @@
 //! The compiled random forest: every tree of a model file in one flat array
 //! of 16-byte nodes, checked once at load and walked without branches, for
-//! one row (ten trees side by side; eight when explaining) or for many rows
+//! one row (ten trees side by side; six when explaining) or for many rows
 //! (twelve rows side by side, tree by tree).
 //!
 //! **Layout.** Every tree's root comes first (in tree order, so tree `t`'s
@@ -62,9 +62,10 @@ pub struct Node {
 const SCORE_LANES: usize = 10;
 /// Trees walked side by side to explain one row. Its walk also credits
 /// every move to a column (a branch and a store per move), which leaves
-/// fewer registers: ten lanes made `cargo bench --bench explain`'s
-/// `explained_top4` 4.48 → 5.30 µs, while eight keep it where it was.
-const EXPLAIN_LANES: usize = 8;
+/// fewer registers. `cargo bench --bench explain`'s `explained_top4`, with
+/// groups of consecutive trees: 4 lanes 4.28 µs, 5 4.12, 6 4.07–4.12, 8
+/// 4.57, 10 5.23.
+const EXPLAIN_LANES: usize = 6;
 /// Rows walked side by side through one tree, for many rows. Measured
 /// (`batch_1000_model_only`, per row): 8 lanes 1.43 µs, 10 1.30, 12 1.26,
 /// 16 1.28.
