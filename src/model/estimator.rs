@@ -11,55 +11,12 @@
 //! the forest's worst-case cost per prediction, and enforces the limits of
 //! [`super::limits`].
 
-use super::forest::CompiledForest;
-use super::limits::{bounded_seq, MAX_NODES_PER_TREE, MAX_TREES, MAX_TREE_DEPTH};
+use super::forest::{CompiledForest, ForestError};
+use super::limits::{bounded_seq, MAX_TREES};
+use super::tree::Tree;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use super::forest::MAX_TOTAL_NODES;
-
-/// One decision tree as parallel arrays. Node 0 is the root. For an internal
-/// node, `feature[i]` is an encoded column and rows with
-/// `x[feature] <= threshold` go to `left`, others to `right`. A leaf has
-/// `feature[i] == -1` and `value[i]` = P(late) among training rows reaching it.
-///
-/// Each array is refused while decoding once it exceeds
-/// [`MAX_NODES_PER_TREE`] entries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tree {
-    #[serde(deserialize_with = "tree_nodes")]
-    pub feature: Vec<i32>,
-    #[serde(deserialize_with = "tree_nodes")]
-    pub threshold: Vec<f64>,
-    #[serde(deserialize_with = "tree_nodes")]
-    pub left: Vec<u32>,
-    #[serde(deserialize_with = "tree_nodes")]
-    pub right: Vec<u32>,
-    #[serde(deserialize_with = "tree_nodes")]
-    pub value: Vec<f64>,
-    /// Training rows that reached each node (scikit-learn's
-    /// `n_node_samples`), used to weight node means when explaining. Optional:
-    /// files written before format v2 lack it, and children are then
-    /// weighted equally.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "tree_nodes")]
-    pub samples: Vec<u32>,
-}
-
-impl Tree {
-    /// The nodes row `x` visits, from the root to its leaf: the
-    /// straightforward walk (`x[feature] <= threshold` goes left, a leaf has
-    /// feature -1), which the compiled forest is held to and training counts
-    /// its leaves with.
-    pub fn path<'a>(&'a self, x: &'a [f64]) -> impl Iterator<Item = usize> + 'a {
-        std::iter::successors(Some(0usize), move |&i| {
-            let f = self.feature[i];
-            (f != -1).then(|| if x[f as usize] <= self.threshold[i] { self.left[i] } else { self.right[i] } as usize)
-        })
-    }
-}
-
-fn tree_nodes<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    bounded_seq(d, MAX_NODES_PER_TREE, "nodes in one tree", "max_nodes_per_tree")
-}
 
 fn forest_trees<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Tree>>, D::Error> {
     bounded_seq(d, MAX_TREES, "trees in the forest", "max_trees").map(Some)
@@ -135,18 +92,8 @@ impl From<Estimator> for EstimatorRepr {
 /// Why an estimator cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EstimatorError {
-    #[error("forest has no trees")]
-    NoTrees,
-    #[error("tree {tree}: {problem}")]
-    BadTree { tree: usize, problem: String },
-    #[error("forest has {0} nodes in total, more than the limit of {MAX_TOTAL_NODES}")]
-    TooManyNodes(usize),
-    #[error("forest has {0} trees, more than the limit of {MAX_TREES} (max_trees)")]
-    TooManyTrees(usize),
-    #[error("tree {tree} has {nodes} nodes, more than the limit of {MAX_NODES_PER_TREE} (max_nodes_per_tree)")]
-    TreeTooLarge { tree: usize, nodes: usize },
-    #[error("tree {tree} is deeper than the limit of {MAX_TREE_DEPTH} levels (max_tree_depth) at node {node}")]
-    TreeTooDeep { tree: usize, node: usize },
+    #[error(transparent)]
+    Forest(#[from] ForestError),
     #[error("logistic regression has {found} coefficients but the schema encodes {expected} columns")]
     CoefficientCount { expected: usize, found: usize },
     #[error("logistic regression has a non-finite parameter")]
@@ -174,7 +121,7 @@ impl Estimator {
         fallback_reference: impl FnOnce() -> Vec<f64>,
     ) -> Result<CompiledEstimator, EstimatorError> {
         match self {
-            Estimator::RandomForest { trees } => CompiledForest::compile(trees, width).map(CompiledEstimator::Forest),
+            Estimator::RandomForest { trees } => Ok(CompiledEstimator::Forest(CompiledForest::compile(trees, width)?)),
             Estimator::LogisticRegression { intercept, coefficients, column_means } => {
                 if coefficients.len() != width {
                     return Err(EstimatorError::CoefficientCount { expected: width, found: coefficients.len() });
@@ -245,7 +192,7 @@ impl CompiledEstimator {
     }
 
     /// P(late) for one encoded row in `x[..width]`, where `x` has at least
-    /// one more element, the padding column a forest sets to 0.0 and reads
+    /// one more element, the padding column a forest sets to −∞ and reads
     /// at its leaves ([`super::forest`]). Allocation-free.
     #[inline]
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
@@ -386,6 +333,7 @@ pub fn sigmoid(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::limits::{MAX_NODES_PER_TREE, MAX_TREE_DEPTH};
     use crate::model::test_support::small_tree;
 
     #[test]
@@ -425,7 +373,10 @@ mod tests {
         let mut t = small_tree();
         t.value[4] = 1.5;
         assert!(Estimator::RandomForest { trees: vec![t] }.compile(2).is_err());
-        assert_eq!(Estimator::RandomForest { trees: vec![] }.compile(2).unwrap_err(), EstimatorError::NoTrees);
+        assert_eq!(
+            Estimator::RandomForest { trees: vec![] }.compile(2).unwrap_err(),
+            EstimatorError::Forest(ForestError::NoTrees)
+        );
     }
 
     /// A chain of `depth` splits on column 0: internal node 2i has its leaf
@@ -468,11 +419,11 @@ mod tests {
     #[test]
     fn a_tree_deeper_than_the_limit_is_refused_without_recursion() {
         let err = forest(vec![chain(MAX_TREE_DEPTH + 1)]).unwrap_err();
-        assert_eq!(err, EstimatorError::TreeTooDeep { tree: 0, node: 2 * MAX_TREE_DEPTH });
+        assert_eq!(err, EstimatorError::Forest(ForestError::TreeTooDeep { tree: 0, node: 2 * MAX_TREE_DEPTH }));
         assert!(err.to_string().contains("max_tree_depth"), "{err}");
         // A chain far deeper than any stack could recurse through.
         let err = forest(vec![chain(0), chain(400_000)]).unwrap_err();
-        assert!(matches!(err, EstimatorError::TreeTooDeep { tree: 1, .. }), "{err}");
+        assert!(matches!(err, EstimatorError::Forest(ForestError::TreeTooDeep { tree: 1, .. })), "{err}");
         // Depth only counts reachable nodes: an unreachable deep chain is harmless.
         let mut t = chain(MAX_TREE_DEPTH + 10);
         t.feature[0] = -1;
@@ -482,7 +433,7 @@ mod tests {
     #[test]
     fn too_many_trees_or_nodes_per_tree_are_refused_naming_the_limit() {
         let err = forest(vec![chain(0); MAX_TREES + 1]).unwrap_err();
-        assert_eq!(err, EstimatorError::TooManyTrees(MAX_TREES + 1));
+        assert_eq!(err, EstimatorError::Forest(ForestError::TooManyTrees(MAX_TREES + 1)));
         assert!(err.to_string().contains("max_trees"), "{err}");
         assert!(forest(vec![chain(0); MAX_TREES]).is_ok());
 
@@ -494,7 +445,7 @@ mod tests {
         wide.left.resize(MAX_NODES_PER_TREE + 1, 0);
         wide.right.resize(MAX_NODES_PER_TREE + 1, 0);
         let err = forest(vec![wide.clone()]).unwrap_err();
-        assert_eq!(err, EstimatorError::TreeTooLarge { tree: 0, nodes: MAX_NODES_PER_TREE + 1 });
+        assert_eq!(err, EstimatorError::Forest(ForestError::TreeTooLarge { tree: 0, nodes: MAX_NODES_PER_TREE + 1 }));
         assert!(err.to_string().contains("max_nodes_per_tree"), "{err}");
 
         // While decoding, over-long lists are refused before they are held.

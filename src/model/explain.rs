@@ -100,9 +100,10 @@ fn raw_value(app: &LoanApplication, field: usize) -> RawValue {
 
 #[cfg(test)]
 mod tests {
-    use super::super::estimator::{Estimator, Tree};
+    use super::super::estimator::Estimator;
     use super::super::format::{self, Bands};
     use super::super::test_support::tiny_payload;
+    use super::super::tree::Tree;
     use super::super::{calibration::Calibration, Model};
     use super::*;
     use crate::model::input::{cat, num};

@@ -13,11 +13,12 @@
 //! threshold)`: no branch.
 //!
 //! **Leaves.** A leaf is a node whose `child` is itself, whose `column` is
-//! the *padding column* (one past the model's encoded columns, always 0.0)
-//! and whose `threshold` is its probability, in `[0, 1]`: `0.0 <= p` holds,
-//! so a walk that reaches a leaf stays there whatever else it does. Rows are
-//! therefore walked with one extra column, which the walk sets to 0.0
-//! itself ([`CompiledForest::probability_in`]).
+//! the *padding column* (one past the model's encoded columns, always −∞)
+//! and whose `threshold` is its value: `−∞ <= v` holds for any value, so a
+//! walk that reaches a leaf stays there whatever else it does, whether the
+//! leaf holds a probability (a forest) or a negative margin (a boosted
+//! tree). Rows are therefore walked with one extra column, which the walk
+//! sets to −∞ itself ([`CompiledForest::probability_in`]).
 //!
 //! **Checks.** Compilation refuses, naming the tree and node: children that
 //! do not lie strictly after their parent (so no walk loops), columns
@@ -35,8 +36,29 @@
 //! straightforward walk of the file's arrays
 //! ([`super::estimator::Estimator::reference_probability`]).
 
-use super::estimator::{EstimatorError, Tree};
 use super::limits::{MAX_NODES_PER_TREE, MAX_TREES, MAX_TREE_DEPTH};
+use super::tree::Tree;
+
+/// Why a forest cannot be compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ForestError {
+    #[error("forest has no trees")]
+    NoTrees,
+    #[error("tree {tree}: {problem}")]
+    BadTree { tree: usize, problem: String },
+    #[error("forest has {0} nodes in total, more than the limit of {MAX_TOTAL_NODES}")]
+    TooManyNodes(usize),
+    #[error("forest has {0} trees, more than the limit of {MAX_TREES} (max_trees)")]
+    TooManyTrees(usize),
+    #[error("tree {tree} has {nodes} nodes, more than the limit of {MAX_NODES_PER_TREE} (max_nodes_per_tree)")]
+    TreeTooLarge { tree: usize, nodes: usize },
+    #[error("tree {tree} is deeper than the limit of {MAX_TREE_DEPTH} levels (max_tree_depth) at node {node}")]
+    TreeTooDeep { tree: usize, node: usize },
+}
+
+/// What the padding column holds: below every threshold, so a leaf (whose
+/// column is the padding column and whose child is itself) never moves.
+const PAD: f64 = f64::NEG_INFINITY;
 
 /// Largest number of tree nodes a model may hold in total.
 pub const MAX_TOTAL_NODES: usize = 20_000_000;
@@ -80,7 +102,35 @@ struct TreeGroup<const LANES: usize> {
     steps: u32,
 }
 
-/// A random forest compiled for scoring (see the module doc).
+/// How the values of the leaves a row reaches become its score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Combine {
+    /// Their plain average; each leaf a probability in `[0, 1]` (a random forest).
+    Mean,
+    /// `base` plus their sum; leaves any finite value (boosted trees' margin).
+    Sum { base: f64 },
+}
+
+impl Combine {
+    /// The score of the leaves' `total` over `trees` trees.
+    #[inline(always)]
+    fn finish(self, total: f64, trees: usize) -> f64 {
+        match self {
+            Combine::Mean => total / trees as f64,
+            Combine::Sum { base } => base + total,
+        }
+    }
+
+    /// What each leaf's (and node mean's) share of the score is.
+    fn scale(self, trees: usize) -> f64 {
+        match self {
+            Combine::Mean => 1.0 / trees as f64,
+            Combine::Sum { .. } => 1.0,
+        }
+    }
+}
+
+/// A tree ensemble compiled for scoring (see the module doc).
 #[derive(Debug, Clone)]
 pub struct CompiledForest {
     nodes: Vec<Node>,
@@ -97,6 +147,8 @@ pub struct CompiledForest {
     pad: usize,
     /// Worst-case nodes visited per row: the sum over trees of (depth + 1).
     cost: u64,
+    /// How leaf values become the score.
+    combine: Combine,
     /// Per node: the mean leaf probability under it, weighted by the
     /// training rows that reached each (explanations only; scoring never
     /// reads it, so `nodes` stays compact).
@@ -104,24 +156,36 @@ pub struct CompiledForest {
 }
 
 impl CompiledForest {
-    /// Checks `trees` against the encoded `width` and compiles them.
-    pub fn compile(trees: &[Tree], width: usize) -> Result<CompiledForest, EstimatorError> {
+    /// Checks a random forest's `trees` against the encoded `width` and
+    /// compiles them (leaves are probabilities, averaged).
+    pub fn compile(trees: &[Tree], width: usize) -> Result<CompiledForest, ForestError> {
+        CompiledForest::compile_combined(trees, width, Combine::Mean)
+    }
+
+    /// Checks `trees` against the encoded `width` and compiles them, their
+    /// leaves combined by `combine`.
+    pub fn compile_combined(trees: &[Tree], width: usize, combine: Combine) -> Result<CompiledForest, ForestError> {
+        if let Combine::Sum { base } = combine {
+            if !base.is_finite() {
+                return Err(ForestError::BadTree { tree: 0, problem: format!("base score {base} is not finite") });
+            }
+        }
         if trees.is_empty() {
-            return Err(EstimatorError::NoTrees);
+            return Err(ForestError::NoTrees);
         }
         if trees.len() > MAX_TREES {
-            return Err(EstimatorError::TooManyTrees(trees.len()));
+            return Err(ForestError::TooManyTrees(trees.len()));
         }
         let total: usize = trees.iter().map(|t| t.feature.len()).sum();
         if total > MAX_TOTAL_NODES {
-            return Err(EstimatorError::TooManyNodes(total));
+            return Err(ForestError::TooManyNodes(total));
         }
         // Where each tree's nodes start in the flat per-node tables below.
         let mut start = Vec::with_capacity(trees.len() + 1);
         start.push(0);
         for (t, tree) in trees.iter().enumerate() {
             super::pacing::checkpoint();
-            check_tree(t, tree, width)?;
+            check_tree(t, tree, width, combine)?;
             start.push(start[t] + tree.feature.len());
         }
         // Widths are at most `MAX_ENCODED_WIDTH`; columns are checked above.
@@ -155,9 +219,9 @@ impl CompiledForest {
                 continue;
             }
             if depth as usize >= MAX_TREE_DEPTH {
-                return Err(EstimatorError::TreeTooDeep { tree: tu, node: iu });
+                return Err(ForestError::TreeTooDeep { tree: tu, node: iu });
             }
-            let bad = |problem: String| EstimatorError::BadTree { tree: tu, problem };
+            let bad = |problem: String| ForestError::BadTree { tree: tu, problem };
             let (l, r) = (tree.left[iu], tree.right[iu]);
             if l == r {
                 return Err(bad(format!("node {i} has node {l} as both children")));
@@ -201,7 +265,7 @@ impl CompiledForest {
         let score_groups = tree_groups(&depths, filler);
         let explain_groups = tree_groups(&depths, filler);
         let cost = depths.iter().map(|&d| u64::from(d) + 1).sum();
-        Ok(CompiledForest { nodes, node_mask, score_groups, explain_groups, depths, pad: width, cost, means })
+        Ok(CompiledForest { nodes, node_mask, score_groups, explain_groups, depths, pad: width, cost, combine, means })
     }
 
     /// Worst-case nodes visited per row: the sum over trees of (depth + 1).
@@ -229,16 +293,17 @@ impl CompiledForest {
         std::mem::size_of_val(self.nodes.as_slice())
     }
 
-    /// The mean root value: the training late rate, for counted trees.
+    /// The score of the roots' means: the training late rate, for a
+    /// forest with counted trees.
     pub fn base_score(&self) -> f64 {
-        self.means[..self.trees()].iter().sum::<f64>() / self.trees() as f64
+        self.combine.finish(self.means[..self.trees()].iter().sum::<f64>(), self.trees())
     }
 
     /// P(late) for one encoded row: `x[..width]` holds the row and `x` has
-    /// room for the padding column, which this sets to 0.0. Allocation-free.
+    /// room for the padding column, which this sets to −∞. Allocation-free.
     #[inline]
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
-        x[self.pad] = 0.0;
+        x[self.pad] = PAD;
         match short_row(x, self.pad) {
             Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}),
             None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}),
@@ -249,8 +314,8 @@ impl CompiledForest {
     /// [`super::estimator::CompiledEstimator::contributions`]); `x` as for
     /// [`Self::probability_in`]. Returns the probability, from the same walk.
     pub fn contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> f64 {
-        x[self.pad] = 0.0;
-        let scale = 1.0 / self.trees() as f64;
+        x[self.pad] = PAD;
+        let scale = self.combine.scale(self.trees());
         let means = &self.means;
         // Each split crossed credits its column with the change of the node
         // mean (a leaf never moves, so it credits nothing).
@@ -291,7 +356,7 @@ impl CompiledForest {
         let (in_groups, _) = rows.split_at_mut(groups * ROW_LANES * SHORT_ROW);
         let (short_rows, _) = in_groups.as_chunks_mut::<SHORT_ROW>();
         for row in short_rows.iter_mut() {
-            row[self.pad] = 0.0;
+            row[self.pad] = PAD;
         }
         let (lanes, _): (&[LaneGroup], _) = short_rows.as_chunks::<ROW_LANES>();
         let (grouped, rest) = out.split_at_mut(groups * ROW_LANES);
@@ -312,9 +377,8 @@ impl CompiledForest {
                 }
             }
         }
-        let trees = self.trees() as f64;
         for o in grouped.iter_mut() {
-            *o /= trees;
+            *o = self.combine.finish(*o, self.trees());
         }
         for (r, o) in rest.iter_mut().enumerate() {
             *o = self.probability_in(&mut rows[(groups * ROW_LANES + r) * stride..][..stride]);
@@ -366,7 +430,7 @@ impl CompiledForest {
                 total += nodes[leaf as usize & self.node_mask].threshold;
             }
         }
-        total / self.trees() as f64
+        self.combine.finish(total, self.trees())
     }
 }
 
@@ -446,16 +510,16 @@ fn short_row(x: &[f64], pad: usize) -> Option<&[f64; SHORT_ROW]> {
 /// Checks one tree's arrays as stored, before anything is compiled: equal
 /// lengths, columns inside the width, children strictly after their
 /// parent and inside the tree, thresholds not NaN, leaf values that are
-/// probabilities. (Reachability, depth and shared children are checked
-/// while the forest is laid out.)
-fn check_tree(t: usize, tree: &Tree, width: usize) -> Result<(), EstimatorError> {
-    let bad = |problem: String| EstimatorError::BadTree { tree: t, problem };
+/// probabilities (averaged) or finite (summed). (Reachability, depth and
+/// shared children are checked while the forest is laid out.)
+fn check_tree(t: usize, tree: &Tree, width: usize, combine: Combine) -> Result<(), ForestError> {
+    let bad = |problem: String| ForestError::BadTree { tree: t, problem };
     let n = tree.feature.len();
     if n == 0 {
         return Err(bad("has no nodes".into()));
     }
     if n > MAX_NODES_PER_TREE {
-        return Err(EstimatorError::TreeTooLarge { tree: t, nodes: n });
+        return Err(ForestError::TreeTooLarge { tree: t, nodes: n });
     }
     if [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4]
         || !(tree.samples.is_empty() || tree.samples.len() == n)
@@ -466,8 +530,14 @@ fn check_tree(t: usize, tree: &Tree, width: usize) -> Result<(), EstimatorError>
         let f = tree.feature[i];
         if f == -1 {
             let v = tree.value[i];
-            if !(0.0..=1.0).contains(&v) {
-                return Err(bad(format!("leaf {i} has value {v}, not a probability")));
+            match combine {
+                Combine::Mean if !(0.0..=1.0).contains(&v) => {
+                    return Err(bad(format!("leaf {i} has value {v}, not a probability")));
+                }
+                Combine::Sum { .. } if !v.is_finite() => {
+                    return Err(bad(format!("leaf {i} has value {v}, not a finite number")));
+                }
+                _ => {}
             }
             continue;
         }
@@ -594,7 +664,7 @@ mod tests {
         for (row, want) in rows.iter().zip(want) {
             let mut x = [row[0], row[1], 9.0];
             assert_eq!(forest.probability_in(&mut x), want, "{row:?}");
-            assert_eq!(x[2], 0.0, "the padding column is set");
+            assert_eq!(x[2], PAD, "the padding column is set");
             flat.extend([row[0], row[1], 7.0, 7.0]);
         }
         // NaN goes right, as `x <= threshold` is false.
@@ -615,7 +685,32 @@ mod tests {
         forest.probabilities_in(&mut short, SHORT_ROW, &mut out);
         let expected: Vec<f64> = (0..n).map(|r| want[r % rows.len()]).collect();
         assert_eq!(out, expected);
-        assert!(short.chunks_exact(SHORT_ROW).all(|row| row[2] == 0.0), "every padding column is set");
+        assert!(short.chunks_exact(SHORT_ROW).all(|row| row[2] == PAD), "every padding column is set");
+    }
+
+    /// A leaf stays put for any value, negative ones included (a boosted
+    /// tree's margins): the padding column it reads is −∞.
+    #[test]
+    fn leaves_stay_put_whatever_their_value() {
+        let mut t = small_tree();
+        t.value = vec![0.0, -3.5, 0.0, -1e300, 1e300];
+        let forest = CompiledForest::compile_combined(&[t.clone(), t], 2, Combine::Sum { base: 0.25 }).unwrap();
+        for (row, leaf) in [([0.0, 0.0], -3.5), ([1.0, 2.0], -1e300), ([1.0, 3.0], 1e300), ([f64::NAN, -1e308], -1e300)]
+        {
+            let mut x = [row[0], row[1], 0.0];
+            assert_eq!(forest.probability_in(&mut x), 0.25 + (leaf + leaf), "{row:?}");
+            let mut many = vec![row[0], row[1], 7.0, 7.0].repeat(ROW_LANES + 1);
+            let mut out = vec![0.0; ROW_LANES + 1];
+            forest.probabilities_in(&mut many, 4, &mut out);
+            assert!(out.iter().all(|&o| o == 0.25 + (leaf + leaf)), "{row:?}: {out:?}");
+        }
+        // Averaged leaves must be probabilities; summed ones finite.
+        let mut t = small_tree();
+        t.value[1] = -0.5;
+        assert!(CompiledForest::compile(&[t.clone()], 2).unwrap_err().to_string().contains("not a probability"));
+        t.value[1] = f64::INFINITY;
+        let err = CompiledForest::compile_combined(&[t], 2, Combine::Sum { base: 0.0 }).unwrap_err();
+        assert!(err.to_string().contains("not a finite number"), "{err}");
     }
 
     #[test]

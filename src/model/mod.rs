@@ -16,6 +16,7 @@ pub mod limits;
 pub mod pacing;
 pub mod preprocess;
 pub mod schema;
+pub mod tree;
 
 use calibration::Calibration;
 use estimator::CompiledEstimator;
@@ -361,10 +362,11 @@ impl Model {
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Hand-made trees and a tiny model payload for tests that need them.
-    use super::estimator::{Estimator, Tree};
+    use super::estimator::Estimator;
     use super::format::*;
     use super::input::{cat, LoanApplication};
     use super::preprocess::Preprocessor;
+    use super::tree::Tree;
 
     /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
     pub fn small_tree() -> Tree {
@@ -584,8 +586,9 @@ mod tests {
     /// answer is a model or a `LoadError`, never a panic, within bounded time.
     mod properties {
         use super::*;
-        use crate::model::estimator::{Estimator, Tree};
+        use crate::model::estimator::Estimator;
         use crate::model::fuzz::{self, apply, edits};
+        use crate::model::tree::Tree;
         use proptest::prelude::*;
         use std::time::{Duration, Instant};
 

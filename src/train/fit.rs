@@ -14,9 +14,10 @@
 //! (chosen on out-of-fold predictions, see `cv`), not by re-weighting: the
 //! probabilities stay calibrated, which is what a lender prices with.
 
-use crate::model::estimator::{Estimator, Tree};
+use crate::model::estimator::Estimator;
 use crate::model::input::{LoanApplication, NUMERIC_FEATURES};
 use crate::model::preprocess::Preprocessor;
+use crate::model::tree::Tree;
 use crate::train::rng::Rng;
 use serde_json::{json, Map, Value};
 use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};

@@ -33,8 +33,9 @@
 //! Usage: `cargo run --release -p walkprobe [ROWS]` (default 1,024, a
 //! multiple of 64) from the repository root.
 
-use riskserve::model::estimator::{Estimator, Tree};
+use riskserve::model::estimator::Estimator;
 use riskserve::model::format;
+use riskserve::model::tree::Tree;
 use std::time::Instant;
 
 /// Rows side by side in the walks: eight, one AVX-512 vector of `f64`s (the
