@@ -20,20 +20,21 @@ fn bundled_model() -> Model {
 fn explain(c: &mut Criterion) {
     let model = bundled_model();
     let apps: Vec<LoanApplication> = riskserve::train::synth::generate(256, 11).into_iter().map(|(a, _)| a).collect();
+    let apps = model.fields.loan_rows(&apps);
     let mut group = c.benchmark_group("single_prediction");
     let mut i = 0;
     group.bench_function("unexplained", |b| {
         b.iter(|| {
             i = (i + 1) % apps.len();
-            black_box(model.predict(black_box(&apps[i])))
+            black_box(model.predict(black_box(apps.row(i))))
         })
     });
     group.bench_function("explained_top4", |b| {
         b.iter(|| {
             i = (i + 1) % apps.len();
-            let app = black_box(&apps[i]);
-            let (p, attribution) = model.predict_explained(app);
-            black_box((p, attribution.reasons(app, DEFAULT_REASONS)))
+            let row = black_box(apps.row(i));
+            let (p, attribution) = model.predict_explained(row);
+            black_box((p, attribution.reasons(row, DEFAULT_REASONS)))
         })
     });
     group.finish();

@@ -11,6 +11,7 @@ use riskserve::http::predict::Answered;
 use riskserve::http::request;
 use riskserve::http::response::PredictResponse;
 use riskserve::model::input::{LoanApplication, FEATURES};
+use riskserve::model::row::Rows;
 use riskserve::model::{Model, Prediction};
 use std::hint::black_box;
 
@@ -36,21 +37,28 @@ fn app_json(app: &LoanApplication) -> String {
     format!("{{{}}}", fields.join(","))
 }
 
-/// The request path without HTTP: parse, validate, score, serialise.
+/// The request path without HTTP: decode with the version's inputs, score, serialise.
 fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
-    let apps = request::validate(request::parse(body, MAX_BATCH).unwrap()).unwrap();
-    let mut predictions: Vec<Prediction> = Vec::with_capacity(apps.len());
-    model.predict_many(&apps, &mut predictions);
+    let rows = request::decode_with(&model.fields, body).unwrap();
+    let mut predictions: Vec<Prediction> = Vec::with_capacity(rows.len());
+    model.predict_many(rows.view(), &mut predictions);
     let answered: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
-    PredictResponse { name_json: r#""credit-risk""#, version_label: "1", predictions: &answered }.to_json().unwrap()
+    let response = PredictResponse {
+        name_json: r#""credit-risk""#,
+        version_label: "1",
+        fields: &model.fields,
+        predictions: &answered,
+    };
+    response.to_json().unwrap()
 }
 
 fn benches(c: &mut Criterion) {
     let model = bundled_model();
-    let rows: Vec<LoanApplication> =
+    let apps: Vec<LoanApplication> =
         riskserve::train::synth::generate(MAX_BATCH, 7).into_iter().map(|(app, _)| app).collect();
-    let one = app_json(&rows[0]).into_bytes();
-    let batch = format!("{{\"instances\":[{}]}}", rows.iter().map(app_json).collect::<Vec<_>>().join(","));
+    let one = app_json(&apps[0]).into_bytes();
+    let batch = format!("{{\"instances\":[{}]}}", apps.iter().map(app_json).collect::<Vec<_>>().join(","));
+    let rows: Rows = model.fields.loan_rows(&apps);
 
     let mut g = c.benchmark_group("predict");
     g.throughput(Throughput::Elements(1));
@@ -60,9 +68,9 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             || {
                 i = (i + 1) % rows.len();
-                &rows[i]
+                rows.row(i)
             },
-            |app| model.predict(black_box(app)),
+            |row| model.predict(black_box(row)),
             BatchSize::SmallInput,
         )
     });
@@ -72,12 +80,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("batch_1000_model_only", |b| {
         b.iter(|| {
             out.clear();
-            model.predict_many(black_box(&rows), &mut out);
+            model.predict_many(black_box(rows.view()), &mut out);
             out.len()
         })
     });
     g.bench_function("batch_1000_model_one_by_one", |b| {
-        b.iter(|| rows.iter().map(|a| model.predict(black_box(a)).probability_late).sum::<f64>())
+        b.iter(|| rows.iter().map(|r| model.predict(black_box(r)).probability_late).sum::<f64>())
     });
     g.finish();
 

@@ -84,11 +84,59 @@ impl EstimatorArgs {
     }
 }
 
+/// Which columns of a training CSV are the target and the features.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ColumnArgs {
+    /// The 0/1 target column; every other column is a feature.
+    #[arg(long, default_value = crate::model::input::TARGET)]
+    pub target: String,
+    /// Only these columns are features, in this order.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN,...")]
+    pub features: Option<Vec<String>>,
+    /// Read these columns as categories even when they hold numbers.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN,...")]
+    pub categorical: Vec<String>,
+    /// Features a request may leave out (imputed, and counted in
+    /// riskserve_imputed_features_total).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN,...")]
+    pub optional: Vec<String>,
+    /// The accepted range of a number feature, instead of the rule
+    /// (`term=0:600`); repeat for several.
+    #[arg(long, value_name = "COLUMN=MIN:MAX", value_parser = parse_range)]
+    pub range: Vec<(String, f64, f64)>,
+}
+
+impl ColumnArgs {
+    fn options(&self) -> crate::train::dataset::CsvOptions {
+        crate::train::dataset::CsvOptions {
+            target: self.target.clone(),
+            features: self.features.clone(),
+            categorical: self.categorical.clone(),
+            optional: self.optional.clone(),
+            ranges: self.range.clone(),
+        }
+    }
+}
+
+fn parse_range(text: &str) -> Result<(String, f64, f64), String> {
+    let bad = || format!("expected COLUMN=MIN:MAX (term=0:600), got `{text}`");
+    let (name, range) = text.split_once('=').ok_or_else(bad)?;
+    let (lo, hi) = range.split_once(':').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(format!("the range of `{name}` must be finite with MIN <= MAX"));
+    }
+    Ok((name.trim().to_string(), lo, hi))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Training CSV (loan_amnt,...,home_ownership,is_late).
+    /// Training CSV: a 0/1 target column (`--target`, default is_late) and
+    /// feature columns.
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     /// Model name: the directory under --models-dir.
     #[arg(long, default_value = "credit-risk")]
     pub model_name: String,
@@ -184,6 +232,8 @@ pub struct EvaluateArgs {
     /// Labelled CSV to cross-validate on.
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
     /// Evaluate only this algorithm (default: all, side by side).
@@ -214,6 +264,11 @@ pub struct SynthArgs {
     pub seed: u64,
     #[arg(long, value_name = "FILE.csv")]
     pub out: PathBuf,
+    /// Also write two more columns: `term` (36 or 60 months) and
+    /// `verification_status`, with some missing cells (for a model with new
+    /// features).
+    #[arg(long)]
+    pub extra_features: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,7 +296,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => evaluate(&args),
         Command::Synth(args) => {
             let rows = synth::generate(args.rows, args.seed);
-            write_csv(&args.out, &rows)?;
+            let extra = if args.extra_features { synth::extra_features(&rows, args.seed) } else { Vec::new() };
+            write_csv(&args.out, &rows, &extra)?;
             let late = rows.iter().filter(|(_, y)| *y == 1).count();
             println!(
                 "wrote {} rows ({late} late, {:.2}%) to {}",
@@ -341,6 +397,7 @@ impl Observer for Bars {
 fn train(args: &TrainArgs) -> Result<()> {
     let plan = TrainPlan {
         data: args.data.clone(),
+        columns: args.columns.options(),
         model_name: args.model_name.clone(),
         destination: LocalDirectory::new(&args.models_dir),
         options: args.estimator.options(args.algorithm),
@@ -428,6 +485,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let algorithms: Vec<Algorithm> = args.algorithm.map(|a| vec![a]).unwrap_or_else(|| Algorithm::ALL.to_vec());
     let plan = EvaluatePlan {
         data: args.data.clone(),
+        columns: args.columns.options(),
         candidates: algorithms.into_iter().map(|a| args.estimator.options(a)).collect(),
         folds: args.folds,
         seeds: args.seeds.clone(),

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub reload_passes_total: IntCounterVec,
     pub reload_last_pass_timestamp_seconds: Gauge,
     pub inference_errors_total: IntCounterVec,
+    pub imputed_features_total: IntCounterVec,
     pub requests_shed_total: IntCounterVec,
     pub requests_admitted: IntGauge,
     pub requests_queued: IntGauge,
@@ -126,6 +127,8 @@ pub struct VersionMetrics {
     pub predictions_high_risk: IntCounter,
     pub predictions_low_risk: IntCounter,
     pub inference_errors: IntCounter,
+    /// Per feature, in schema order: missing values imputed.
+    pub imputed: Vec<IntCounter>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -205,6 +208,13 @@ impl Metrics {
             ),
             &["model", "version"],
         ));
+        let imputed_features_total = must(IntCounterVec::new(
+            Opts::new(
+                "riskserve_imputed_features_total",
+                "Missing values imputed (sent as null or blank, or an optional feature left out), by model version and feature.",
+            ),
+            &["model", "version", "feature"],
+        ));
         let requests_shed_total = must(IntCounterVec::new(
             Opts::new(
                 "riskserve_requests_shed_total",
@@ -249,6 +259,7 @@ impl Metrics {
             Box::new(reload_passes_total.clone()),
             Box::new(reload_last_pass_timestamp_seconds.clone()),
             Box::new(inference_errors_total.clone()),
+            Box::new(imputed_features_total.clone()),
             Box::new(requests_shed_total.clone()),
             Box::new(requests_admitted.clone()),
             Box::new(requests_queued.clone()),
@@ -280,6 +291,7 @@ impl Metrics {
             reload_passes_total,
             reload_last_pass_timestamp_seconds,
             inference_errors_total,
+            imputed_features_total,
             requests_shed_total,
             requests_admitted,
             requests_queued,
@@ -289,20 +301,33 @@ impl Metrics {
         }
     }
 
-    /// Creates (or finds) the series of one model version.
-    pub fn version(&self, model: &str, version: u64) -> VersionMetrics {
+    /// Creates (or finds) the series of one model version, whose inputs
+    /// are `features` (in schema order).
+    pub fn version<'a>(
+        &self,
+        model: &str,
+        version: u64,
+        features: impl IntoIterator<Item = &'a str>,
+    ) -> VersionMetrics {
         let v = version.to_string();
         VersionMetrics {
             inference_duration_seconds: self.inference_duration_seconds.with_label_values(&[model, &v]),
             predictions_high_risk: self.predictions_total.with_label_values(&[model, &v, "high_risk"]),
             predictions_low_risk: self.predictions_total.with_label_values(&[model, &v, "low_risk"]),
             inference_errors: self.inference_errors_total.with_label_values(&[model, &v]),
+            imputed: features
+                .into_iter()
+                .map(|f| self.imputed_features_total.with_label_values(&[model, &v, f]))
+                .collect(),
         }
     }
 
-    /// Removes every series of a retired version.
-    pub fn forget_version(&self, model: &str, version: u64) {
+    /// Removes every series of a retired version, whose inputs were `features`.
+    pub fn forget_version<'a>(&self, model: &str, version: u64, features: impl IntoIterator<Item = &'a str>) {
         let v = version.to_string();
+        for f in features {
+            let _ = self.imputed_features_total.remove_label_values(&[model, &v, f]);
+        }
         let _ = self.inference_duration_seconds.remove_label_values(&[model, &v]);
         let _ = self.predictions_total.remove_label_values(&[model, &v, "high_risk"]);
         let _ = self.predictions_total.remove_label_values(&[model, &v, "low_risk"]);
@@ -359,12 +384,12 @@ mod tests {
     fn retired_versions_leave_no_series_behind() {
         let m = Metrics::new();
         for v in 1..=500 {
-            let h = m.version("credit-risk", v);
+            let h = m.version("credit-risk", v, []);
             h.inference_duration_seconds.observe(1e-5);
             h.predictions_low_risk.inc();
             m.model_version_serving.with_label_values(&["credit-risk", &v.to_string()]).set(1);
             if v > 1 {
-                m.forget_version("credit-risk", v - 1);
+                m.forget_version("credit-risk", v - 1, []);
             }
         }
         let text = String::from_utf8(m.render()).unwrap();

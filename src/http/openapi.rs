@@ -12,8 +12,9 @@
 use super::oip::{self, tensor::Output, EXTENSIONS};
 use super::routes::Route;
 use crate::config::Config;
-use crate::model::field_rules::{MAX_CATEGORY_LEN, NUMERIC_RULES};
-use crate::model::input::{CATEGORICAL_FEATURES, FEATURES};
+use crate::model::field_rules::MAX_CATEGORY_LEN;
+use crate::model::fields::Fields;
+use crate::model::schema::Kind;
 use crate::registry::{Snapshot, MAX_NAMES_LISTED};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,17 +30,34 @@ pub fn response(config: &Config, snapshot: &Snapshot) -> Response<Full<Bytes>> {
     response
 }
 
-/// An application every model accepts, the example of the request bodies.
-fn example_application() -> Value {
-    json!({"loan_amnt": 5000, "int_rate": 0.1356, "annual_inc": 52000, "revol_util": 0.226, "dti": 14.39,
+/// An application the documented version accepts, the example of the
+/// request bodies: the reference loan's values where it has the field,
+/// else the imputed value (or the first category, or the range's floor).
+fn example_application(fields: &Fields) -> Value {
+    let loan = json!({"loan_amnt": 5000, "int_rate": 0.1356, "annual_inc": 52000, "revol_util": 0.226, "dti": 14.39,
         "delinq_2yrs": 1, "purpose": "debt_consolidation", "grade": "C", "emp_length": "9 years",
-        "home_ownership": "MORTGAGE"})
+        "home_ownership": "MORTGAGE"});
+    let mut app = Map::new();
+    for f in fields.features() {
+        let value = match &f.kind {
+            Kind::Number { min, max, imputed_with, .. } => match loan.get(&f.name).and_then(Value::as_f64) {
+                Some(v) if (*min..=*max).contains(&v) => json!(v),
+                _ => json!(imputed_with.unwrap_or(*min)),
+            },
+            Kind::Category { categories, .. } => match loan.get(&f.name).and_then(Value::as_str) {
+                Some(v) if categories.iter().any(|c| c == v) => json!(v),
+                _ => categories.first().map_or(Value::Null, |c| json!(c)),
+            },
+        };
+        app.insert(f.name.clone(), value);
+    }
+    Value::Object(app)
 }
 
 /// [`example_application`] as OIP input tensors.
-fn example_inference_request() -> Value {
-    let app = example_application();
-    let inputs: Vec<Value> = oip::input_metadata()
+fn example_inference_request(fields: &Fields) -> Value {
+    let app = example_application(fields);
+    let inputs: Vec<Value> = oip::input_metadata(fields)
         .into_iter()
         .map(|t| json!({"name": t.name, "datatype": t.datatype, "shape": [1], "data": [app[&t.name]]}))
         .collect();
@@ -56,9 +74,20 @@ pub fn document(config: &Config, snapshot: &Snapshot) -> Value {
     versions.sort_unstable();
     versions.dedup();
     versions.truncate(MAX_NAMES_LISTED);
+    // The request bodies are those of the first served model's serving
+    // version (the ten loan fields when nothing is served yet).
+    let serving = snapshot.models.values().find_map(|m| m.default_version().cloned());
+    let loan;
+    let fields = match &serving {
+        Some(v) => v.scorer.fields(),
+        None => {
+            loan = Fields::new(crate::model::schema::Schema::loan()).expect("the loan schema is valid");
+            &loan
+        }
+    };
     let mut paths = Map::new();
     for route in Route::ALL {
-        let Some((method, op)) = operation(route) else { continue };
+        let Some((method, op)) = operation(route, fields) else { continue };
         let item = paths.entry(route.label()).or_insert_with(|| json!({}));
         let mut op = op;
         let mut params = path_parameters(route.label(), &names, &versions);
@@ -79,7 +108,7 @@ pub fn document(config: &Config, snapshot: &Snapshot) -> Value {
                 (KServe V2) under /v2, health and metrics. Errors are JSON {\"error\", \"type\", \"fields\"?}.",
         },
         "paths": paths,
-        "components": { "schemas": schemas(config) },
+        "components": { "schemas": schemas(config, fields) },
     })
 }
 
@@ -168,7 +197,7 @@ fn prediction_errors(responses: &mut Value) {
 }
 
 /// The method and operation of a route; `None` for the unmatched fallback.
-fn operation(route: Route) -> Option<(&'static str, Value)> {
+fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
     let op = match route {
         Route::Predict | Route::PredictVersion => {
             let mut responses = json!({"200": ok("One prediction per application", schema_ref("PredictResponse"))});
@@ -185,7 +214,7 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
                         "schema": {"type": "integer", "minimum": 0, "maximum": crate::model::explain::MAX_REASONS, "default": crate::model::explain::DEFAULT_REASONS}},
                 ],
                 "requestBody": {"required": true, "content": {"application/json": {
-                    "schema": schema_ref("PredictRequest"), "example": example_application()}}},
+                    "schema": schema_ref("PredictRequest"), "example": example_application(fields)}}},
                 "responses": responses,
             })
         }
@@ -245,7 +274,7 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
             json!({
                 "summary": "OIP inference: one input tensor per feature", "tags": ["oip"],
             "requestBody": {"required": true, "content": {
-                    "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request()},
+                    "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request(fields)},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary",
                         "description": "Binary tensor extension: with an Inference-Header-Content-Length header giving its length, \
                             InferenceRequest JSON, then the bytes of the tensors whose parameters have binary_data_size"}},
@@ -279,22 +308,25 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
     Some((method, op))
 }
 
-fn schemas(config: &Config) -> Value {
+fn schemas(config: &Config, fields: &Fields) -> Value {
     let mut application = Map::new();
-    for rule in NUMERIC_RULES {
-        application.insert(
-            rule.feature.into(),
-            json!({"type": ["number", "string", "null"], "minimum": 0, "maximum": rule.max,
-                "description": "A number (or numeric string) in 0..=maximum; null or \"\" is missing (imputed)"}),
-        );
-    }
-    for feature in CATEGORICAL_FEATURES {
-        application.insert(
-            feature.into(),
-            json!({"type": ["string", "null"], "maxLength": MAX_CATEGORY_LEN,
+    for f in fields.features() {
+        let schema = match &f.kind {
+            Kind::Number { min, max, unit, .. } => {
+                let mut desc = format!("A number (or numeric string) in {min}..={max}");
+                if let Some(unit) = unit {
+                    desc.push_str(&format!(" ({unit})"));
+                }
+                desc.push_str("; null or \"\" is missing (imputed)");
+                json!({"type": ["number", "string", "null"], "minimum": min, "maximum": max, "description": desc})
+            }
+            Kind::Category { .. } => json!({"type": ["string", "null"], "maxLength": MAX_CATEGORY_LEN,
                 "description": "A category; null or \"\" is missing"}),
-        );
+        };
+        application.insert(f.name.clone(), schema);
     }
+    let names: Vec<&str> = fields.schema().names().collect();
+    let required: Vec<&str> = fields.features().iter().filter(|f| f.required).map(|f| f.name.as_str()).collect();
     let datatypes = ["FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8", "BYTES"];
     let tensor_data = json!({"type": "array", "description": "Row-major elements (nested arrays are flattened); null is a missing value",
         "items": {"type": ["number", "string", "null", "array"]}});
@@ -321,7 +353,7 @@ fn schemas(config: &Config) -> Value {
             "fields": {"type": "array", "items": {"type": "object", "required": ["field", "problem"],
                 "properties": {"field": {"type": "string"}, "problem": {"type": "string"}}}},
         }},
-        "Application": {"type": "object", "required": FEATURES, "additionalProperties": false, "properties": application},
+        "Application": {"type": "object", "required": required, "additionalProperties": false, "properties": application},
         "PredictRequest": {"oneOf": [
             schema_ref("Application"),
             {"type": "object", "required": ["instances"], "additionalProperties": false, "properties": {
@@ -335,7 +367,7 @@ fn schemas(config: &Config) -> Value {
                 "band": {"type": "string", "description": "The decision band, when the model file configures bands"},
                 "reasons": {"type": "array", "description": "The features that raised the risk most, ranked (absent with explain=false)",
                     "items": {"type": "object", "required": ["feature", "value", "contribution", "imputed"], "properties": {
-                        "feature": {"type": "string", "enum": FEATURES},
+                        "feature": {"type": "string", "enum": names},
                         "value": {"type": ["number", "string", "null"]},
                         "contribution": {"type": "number"},
                         "imputed": {"type": "boolean"}}}}}}},
@@ -353,7 +385,7 @@ fn schemas(config: &Config) -> Value {
         "ModelMetadata": {"type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"], "properties": {
             "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
             "platform": {"type": "string"},
-            "inputs": {"type": "array", "items": schema_ref("MetadataTensor"), "examples": [oip::input_metadata()]},
+            "inputs": {"type": "array", "items": schema_ref("MetadataTensor"), "examples": [oip::input_metadata(fields)]},
             "outputs": {"type": "array", "items": schema_ref("MetadataTensor"), "examples": [oip::output_metadata()]}}},
         "ModelReady": {"type": "object", "required": ["name", "version", "ready"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string"}, "ready": {"type": "boolean"}}},
@@ -361,11 +393,11 @@ fn schemas(config: &Config) -> Value {
             "id": {"type": "string"},
             "parameters": parameters.clone(),
             "inputs": {"type": "array", "items": schema_ref("RequestInput"),
-                "description": format!("One tensor per feature ({}), shape [batch] or [batch, 1], batch 1..={}", FEATURES.join(", "), config.max_batch)},
+                "description": format!("One tensor per feature ({}), shape [batch] or [batch, 1], batch 1..={}", names.join(", "), config.max_batch)},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
                 "name": {"type": "string", "enum": outputs}, "parameters": parameters.clone()}}}}},
         "RequestInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-            "name": {"type": "string", "enum": FEATURES},
+            "name": {"type": "string", "enum": names},
             "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
             "datatype": {"type": "string", "enum": datatypes},
             "parameters": parameters.clone(),
@@ -390,6 +422,10 @@ fn schemas(config: &Config) -> Value {
 mod tests {
     use super::*;
 
+    fn loan() -> Fields {
+        crate::model::test_support::loan_fields()
+    }
+
     fn doc() -> Value {
         document(&Config::with_models_dir(std::path::Path::new("models")), &Snapshot::default())
     }
@@ -399,10 +435,10 @@ mod tests {
         let doc = doc();
         for route in Route::ALL {
             if route == Route::Unmatched {
-                assert!(operation(route).is_none());
+                assert!(operation(route, &loan()).is_none());
                 continue;
             }
-            let (method, _) = operation(route).unwrap();
+            let (method, _) = operation(route, &loan()).unwrap();
             let op = &doc["paths"][route.label()][method];
             assert!(op.is_object(), "{route:?} ({method} {}) is missing from the document", route.label());
             assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{route:?} has no responses");
@@ -432,11 +468,17 @@ mod tests {
 
     #[test]
     fn the_examples_are_requests_the_server_accepts() {
-        let body = example_application().to_string();
-        crate::http::request::parse(body.as_bytes(), 1).and_then(crate::http::request::validate).unwrap();
-        let body = example_inference_request().to_string();
-        let (_, apps) = super::oip::tensor::decode(body.as_bytes(), None, 1).unwrap();
-        assert_eq!(apps.len(), 1);
+        for fields in
+            [crate::model::test_support::loan_fields(), Fields::new(crate::model::schema::Schema::loan()).unwrap()]
+        {
+            let body = example_application(&fields).to_string();
+            crate::http::request::decode_with(&fields, body.as_bytes()).unwrap();
+            let body = example_inference_request(&fields).to_string();
+            let known = crate::model::fields::NameTable::default();
+            let decoder = crate::http::request::Decoder { fields: &fields, known: &known, max_batch: 1 };
+            let (_, rows) = super::oip::tensor::decode(body.as_bytes(), None, decoder).unwrap();
+            assert_eq!(rows.len(), 1);
+        }
     }
 
     #[test]

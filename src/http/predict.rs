@@ -9,16 +9,17 @@
 use super::admission::{Shed, Slot};
 use super::body::read_body;
 use super::error::ApiError;
+use super::request::Decoder;
 use super::routes::{lookup_error, split_at_byte, AppState, RequestBody};
-use crate::model::explain::{Reason, DEFAULT_REASONS, MAX_REASONS};
-use crate::model::input::LoanApplication;
+use crate::model::explain::{Reason, ShownReasons, DEFAULT_REASONS, MAX_REASONS};
+use crate::model::fields::Fields;
+use crate::model::row::{Rows, RowsView, Value};
 use crate::model::{Decision, Prediction};
 use crate::registry::LoadedVersion;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderName, CONTENT_LENGTH};
 use hyper::{HeaderMap, Response};
-use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,13 +67,10 @@ async fn off_thread<T: Send + 'static>(
 /// One prediction as answered: the probability and decision, the decision
 /// band when the model configures bands, and the reason codes unless
 /// `?explain=false` (or `?reasons=0`).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Answered {
-    #[serde(flatten)]
     pub prediction: Prediction,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) band: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) reasons: Option<Vec<Reason>>,
 }
 
@@ -84,10 +82,9 @@ impl From<Prediction> for Answered {
 }
 
 impl Answered {
-    /// Appends the JSON object the derived `Serialize` (the definition)
-    /// writes, by hand: the keys are constants (see
-    /// [`super::response::PredictResponse`]).
-    pub(super) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// Appends its JSON object, by hand (the keys are constants; see
+    /// [`super::response::PredictResponse`]); `fields` name the reasons.
+    pub(super) fn write_json(&self, fields: &Fields, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.extend_from_slice(br#"{"probability_late":"#);
         serde_json::to_writer(&mut *out, &self.prediction.probability_late)?;
         out.extend_from_slice(br#","decision":""#);
@@ -99,7 +96,7 @@ impl Answered {
         }
         if let Some(reasons) = &self.reasons {
             out.extend_from_slice(br#","reasons":"#);
-            serde_json::to_writer(&mut *out, reasons)?;
+            serde_json::to_writer(&mut *out, &ShownReasons { reasons, fields })?;
         }
         out.push(b'}');
         Ok(())
@@ -178,10 +175,11 @@ pub(super) struct PredictionRequest<'a, B> {
 
 /// The prediction path every protocol shares (`/v1` predict, OIP infer):
 /// declared length → admission slot → body under the size limit and the
-/// deadline → `decode` (the protocol's parser, with the batch limit; on a
-/// worker thread for big bodies) → resolve the version → score (on a worker
-/// thread for big batches) → per-version inference metrics. The caller
-/// checks its content type first and writes its own answer.
+/// deadline → resolve the version (pins, rollouts) → `decode` (the
+/// protocol's parser, with the version's inputs and the batch limit; on a
+/// worker thread for big bodies) → score (on a worker thread for big
+/// batches) → per-version inference metrics. The caller checks its content
+/// type first and writes its own answer.
 pub(super) async fn run_prediction<B, T, F>(
     state: &AppState,
     request: PredictionRequest<'_, B>,
@@ -190,83 +188,104 @@ pub(super) async fn run_prediction<B, T, F>(
 where
     B: RequestBody,
     T: Send + 'static,
-    F: FnOnce(&[u8], usize) -> Result<(T, Vec<LoanApplication>), ApiError> + Send + 'static,
+    F: FnOnce(&[u8], Decoder<'_>) -> Result<(T, Rows), ApiError> + Send + 'static,
 {
     let PredictionRequest { name, pinned, explain, headers, body, deadline } = request;
     let limit = state.config.max_body_bytes;
     check_declared_length(headers, limit)?;
     let _slot = admit(state, deadline).await?;
     let body = read_body(limit, body, deadline).await?;
-    let max_batch = state.config.max_batch;
-    let (request, apps) = if body.len() <= INLINE_BODY_BYTES {
-        decode(&body, max_batch)?
-    } else {
-        off_thread(state, deadline, move || decode(&body, max_batch)).await?
-    };
-    // A rollout routes unpinned requests by their request key (sticky).
+    // A rollout routes unpinned requests by their request key (sticky);
+    // the body is decoded with the inputs of the version that answers.
     let resolved = state.registry.resolve_request(name, pinned, headers).map_err(lookup_error)?;
     let version = resolved.version.clone();
+    let max_batch = state.config.max_batch;
+    let (request, rows) = if body.len() <= INLINE_BODY_BYTES {
+        decode(&body, Decoder { fields: version.scorer.fields(), known: &resolved.known, max_batch })?
+    } else {
+        let (v, known) = (version.clone(), resolved.known.clone());
+        off_thread(state, deadline, move || {
+            decode(&body, Decoder { fields: v.scorer.fields(), known: &known, max_batch })
+        })
+        .await?
+    };
+    count_imputed(&version, &rows);
 
     let started = Instant::now();
     let std_deadline = deadline.into_std();
-    let (apps, scored) = if apps.len() <= INLINE_BATCH {
-        let scored = score(&version, &apps, numbered(&apps), explain, std_deadline);
-        (apps, scored)
+    let (rows, scored) = if rows.len() <= INLINE_BATCH {
+        let scored = score(&version, rows.view(), numbered(rows.len()), explain, std_deadline);
+        (rows, scored)
     } else {
-        score_on_pool(state, &version, apps, explain, deadline).await?
+        score_on_pool(state, &version, rows, explain, deadline).await?
     };
     let elapsed = started.elapsed();
     // Guards and shadow see what the model did (not deadline cut-offs).
     if resolved.rollout.is_some() && !scored.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
         let predictions: Option<Vec<Prediction>> =
             scored.as_ref().ok().map(|answered| answered.iter().map(|a| a.prediction).collect());
-        // The request is done with its applications: a shadow takes them (no copy).
-        resolved.observe(apps, predictions, elapsed);
+        // The request is done with its rows: a shadow takes them (no copy).
+        resolved.observe(rows, predictions, elapsed);
     }
     let predictions = scored?;
     version.metrics.inference_duration_seconds.observe(elapsed.as_secs_f64());
     Ok(Scored { version, request, predictions })
 }
 
-/// The index of the first application in error messages: `None` for a
-/// single application, which has no index.
-fn numbered(apps: &[LoanApplication]) -> Option<usize> {
-    (apps.len() > 1).then_some(0)
+/// Counts each missing value the version imputes, by feature
+/// (`riskserve_imputed_features_total`): a scan of the rows, a counter
+/// only when a value is missing.
+fn count_imputed(version: &LoadedVersion, rows: &Rows) {
+    for row in rows.iter() {
+        for (i, v) in row.values().iter().enumerate() {
+            if *v == Value::Missing {
+                if let Some(counter) = version.metrics.imputed.get(i) {
+                    counter.inc();
+                }
+            }
+        }
+    }
+}
+
+/// The index of the first row in error messages: `None` for a single
+/// application, which has no index.
+fn numbered(rows: usize) -> Option<usize> {
+    (rows > 1).then_some(0)
 }
 
 /// Scores a batch too big to score inline on the request worker pool. A
 /// batch of at least [`SPLIT_BATCH`] is split into one part per pool
 /// thread (parts of at least half that), scored side by side: a 1,000-row
 /// request takes about half the time on two cores while they are free, and
-/// under load the parts queue like any other work. Returns the
-/// applications (for rollout guards and the shadow) and the answers in
-/// order, or the first part's error.
+/// under load the parts queue like any other work. Returns the rows (for
+/// rollout guards and the shadow) and the answers in order, or the first
+/// part's error.
 async fn score_on_pool(
     state: &AppState,
     version: &Arc<LoadedVersion>,
-    apps: Vec<LoanApplication>,
+    rows: Rows,
     explain: ExplainQuery,
     deadline: tokio::time::Instant,
-) -> Result<(Vec<LoanApplication>, Result<Vec<Answered>, ApiError>), ApiError> {
+) -> Result<(Rows, Result<Vec<Answered>, ApiError>), ApiError> {
     let std_deadline = deadline.into_std();
     // Under SPLIT_BATCH rows this is one part.
-    let parts = state.workers.threads().min(apps.len() / (SPLIT_BATCH / 2)).max(1);
+    let parts = state.workers.threads().min(rows.len() / (SPLIT_BATCH / 2)).max(1);
     if parts == 1 {
         let v = version.clone();
         return off_thread(state, deadline, move || {
-            let scored = score(&v, &apps, numbered(&apps), explain, std_deadline);
-            Ok((apps, scored))
+            let scored = score(&v, rows.view(), numbered(rows.len()), explain, std_deadline);
+            Ok((rows, scored))
         })
         .await;
     }
-    let apps = Arc::new(apps);
-    let size = apps.len().div_ceil(parts);
+    let rows = Arc::new(rows);
+    let size = rows.len().div_ceil(parts);
     let jobs: Vec<_> = (0..parts)
         .map(|k| {
-            let (apps, v) = (apps.clone(), version.clone());
+            let (rows, v) = (rows.clone(), version.clone());
             move || {
-                let range = k * size..((k + 1) * size).min(apps.len());
-                score(&v, &apps[range.clone()], Some(range.start), explain, std_deadline)
+                let range = k * size..((k + 1) * size).min(rows.len());
+                score(&v, rows.view().slice(range.clone()), Some(range.start), explain, std_deadline)
             }
         })
         .collect();
@@ -275,7 +294,7 @@ async fn score_on_pool(
         Ok(Err(e)) => return Err(ApiError::internal(format!("prediction task failed: {e}"))),
         Err(_) => return Err(ApiError::deadline_exceeded()),
     };
-    let mut answered = Vec::with_capacity(apps.len());
+    let mut answered = Vec::with_capacity(rows.len());
     let mut scored = Ok(());
     for part in results {
         match part {
@@ -286,8 +305,8 @@ async fn score_on_pool(
             }
         }
     }
-    let apps = Arc::try_unwrap(apps).unwrap_or_else(|shared| shared.as_ref().clone());
-    Ok((apps, scored.map(|()| answered)))
+    let rows = Arc::try_unwrap(rows).unwrap_or_else(|shared| shared.as_ref().clone());
+    Ok((rows, scored.map(|()| answered)))
 }
 
 /// The answering version's header; a constant, so inserting it does not
@@ -312,25 +331,28 @@ pub(super) fn with_version_header(
 /// (`None` for a single application).
 fn score(
     version: &LoadedVersion,
-    apps: &[LoanApplication],
+    rows: RowsView<'_>,
     first: Option<usize>,
     explain: ExplainQuery,
     deadline: Instant,
 ) -> Result<Vec<Answered>, ApiError> {
     let bands = version.scorer.meta().decision.bands.as_ref();
-    let mut predictions = Vec::with_capacity(apps.len());
+    let mut predictions = Vec::with_capacity(rows.len());
     let mut reasons = Vec::new();
-    for chunk in apps.chunks(DEADLINE_CHECK_EVERY) {
+    let mut start = 0;
+    while start < rows.len() {
+        let chunk = rows.slice(start..(start + DEADLINE_CHECK_EVERY).min(rows.len()));
         match explain.reasons {
             None => version.scorer.predict_many(chunk, &mut predictions),
             Some(top) => {
-                for app in chunk {
-                    let (p, attribution) = version.scorer.predict_explained(app);
+                for row in chunk.iter() {
+                    let (p, attribution) = version.scorer.predict_explained(row);
                     predictions.push(p);
-                    reasons.push(attribution.map(|a| a.reasons(app, top)));
+                    reasons.push(attribution.map(|a| a.reasons(row, top)));
                 }
             }
         }
+        start += chunk.len();
         if Instant::now() >= deadline {
             return Err(ApiError::deadline_exceeded());
         }

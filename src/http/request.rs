@@ -1,31 +1,50 @@
 //! Prediction request bodies: one application object, or
-//! `{"instances": [ ... ]}`. Parsing is two steps: a custom serde visitor
-//! reads the JSON into raw per-field values without losing which field was
-//! what (and without allocating for the known field names), then
-//! [`validate`] turns each into a [`LoanApplication`] or a list of problems
-//! naming the field.
+//! `{"instances": [ ... ]}`, decoded with the schema of the version that
+//! will score them ([`Decoder`]): the request's version is resolved first.
 //!
-//! What is JSON-specific lives here: every one of the ten fields must be
-//! present; `null` or `""` means "missing" and is imputed by the model;
-//! numeric fields take JSON numbers (or numeric strings, as CSV-minded
-//! clients send); categorical fields take strings. Unknown and duplicate
-//! fields are rejected, so a typo is not silently imputed; batches are
-//! bounded. The rules for the values themselves (bounds, lengths, their
-//! messages) are the model's, shared with the CSV reader:
-//! [`crate::model::field_rules`]. `numeric` and `categorical` are also
-//! how OIP tensor elements are checked (`oip::tensor`), so both protocols
-//! accept and refuse the same values with the same messages.
+//! Two parsers give the same answers: [`fast`] reads the common shape
+//! straight into [`Rows`] (keys looked up in the version's name table,
+//! categories into codes, no string per value) and gives up on anything
+//! else; serde's visitors then read the body into raw per-field values
+//! without losing which field was what, and [`validate`] names every
+//! problem.
+//!
+//! What is JSON-specific lives here: every required feature must be
+//! present; `null` or `""` means "missing" and is imputed by the model (so
+//! does leaving out an optional feature); numbers take JSON numbers (or
+//! numeric strings, as CSV-minded clients send); categories take strings.
+//! A field no version of the model declares is refused, so a typo is not
+//! silently imputed; one another loaded version declares is accepted and
+//! ignored (a client sending a newer model's fields keeps working through
+//! a rollback). Batches are bounded. The rules for the values themselves
+//! (ranges, lengths, messages) are the schema's ([`Fields`]), shared with
+//! OIP tensors and the CSV reader.
 
 mod fast;
 
 use super::error::{ApiError, FieldProblem};
-use crate::model::field_rules::{check_category, check_numeric, parse_numeric, FieldError, FieldKind};
-use crate::model::input::{feature_index, LoanApplication, FEATURES};
+use crate::model::fields::{Fields, NameTable};
+use crate::model::row::{Rows, Value};
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::cell::Cell;
 use std::fmt;
 
-const FIELDS: usize = FEATURES.len();
+/// What a body is decoded with: the answering version's inputs, the names
+/// other versions of the model declare (accepted and ignored), and the
+/// batch limit.
+#[derive(Clone, Copy)]
+pub struct Decoder<'a> {
+    pub fields: &'a Fields,
+    pub known: &'a NameTable,
+    pub max_batch: usize,
+}
+
+impl Decoder<'_> {
+    /// Whether `key` is a field some other version of the model declares.
+    fn ignored(&self, key: &[u8]) -> bool {
+        self.known.get(key).is_some()
+    }
+}
 
 /// A JSON value as far as a field cares.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,45 +102,59 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// A body key: one of the ten fields (by field index, see [`FEATURES`]),
-/// `instances`, or anything else.
+/// A body key: a feature (by position in the schema), `instances`, a
+/// field another version declares, or anything else.
 enum Key {
     Field(usize),
     Instances,
+    Ignored,
     Unknown(String),
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-                if v == "instances" {
-                    return Ok(Key::Instances);
-                }
-                Ok(feature_index(v).map(Key::Field).unwrap_or_else(|| Key::Unknown(v.chars().take(64).collect())))
-            }
-        }
-        d.deserialize_str(V)
+/// Reads a key with the decoder's tables.
+struct KeySeed<'a>(Decoder<'a>);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+        Ok(if v == "instances" {
+            Key::Instances
+        } else if let Some(i) = self.0.fields.index(v.as_bytes()) {
+            Key::Field(i)
+        } else if self.0.ignored(v.as_bytes()) {
+            Key::Ignored
+        } else {
+            Key::Unknown(v.chars().take(64).collect())
+        })
     }
 }
 
 /// One application as sent, before validation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawApplication {
-    values: [Option<Scalar>; FIELDS],
+    values: Vec<Option<Scalar>>,
     unknown: Vec<String>,
-    duplicate: Option<&'static str>,
+    duplicate: Option<usize>,
 }
 
 impl RawApplication {
+    fn new(features: usize) -> RawApplication {
+        RawApplication { values: vec![None; features], unknown: Vec::new(), duplicate: None }
+    }
+
     fn set(&mut self, i: usize, v: Scalar) {
         if self.values[i].is_some() {
-            self.duplicate = FEATURES.get(i).copied();
+            self.duplicate = Some(i);
         }
         self.values[i] = Some(v);
     }
@@ -134,33 +167,40 @@ pub enum PredictBody {
     Batch(Vec<RawApplication>),
 }
 
-impl<'de> Deserialize<'de> for RawApplication {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawApplication;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an application object with the ten loan fields")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<RawApplication, A::Error> {
-                let mut app = RawApplication::default();
-                while let Some(key) = a.next_key::<Key>()? {
-                    match key {
-                        Key::Field(i) => app.set(i, a.next_value()?),
-                        Key::Instances => {
-                            a.next_value::<IgnoredAny>()?;
-                            app.unknown.push("instances".into());
-                        }
-                        Key::Unknown(k) => {
-                            a.next_value::<IgnoredAny>()?;
-                            app.unknown.push(k);
-                        }
-                    }
+/// One application object, read with the decoder's tables.
+struct ApplicationSeed<'a>(Decoder<'a>);
+
+impl<'de> DeserializeSeed<'de> for ApplicationSeed<'_> {
+    type Value = RawApplication;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawApplication, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ApplicationSeed<'_> {
+    type Value = RawApplication;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an application object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<RawApplication, A::Error> {
+        let mut app = RawApplication::new(self.0.fields.len());
+        while let Some(key) = a.next_key_seed(KeySeed(self.0))? {
+            match key {
+                Key::Field(i) => app.set(i, a.next_value()?),
+                Key::Ignored => {
+                    a.next_value::<IgnoredAny>()?;
                 }
-                Ok(app)
+                Key::Instances => {
+                    a.next_value::<IgnoredAny>()?;
+                    app.unknown.push("instances".into());
+                }
+                Key::Unknown(k) => {
+                    a.next_value::<IgnoredAny>()?;
+                    app.unknown.push(k);
+                }
             }
         }
-        d.deserialize_map(V)
+        Ok(app)
     }
 }
 
@@ -169,7 +209,7 @@ impl<'de> Deserialize<'de> for RawApplication {
 /// instead of after a whole 1 MiB of `{}`s has been materialised. `over`
 /// records that the limit, not the syntax, stopped the parser.
 struct BodySeed<'a> {
-    max_batch: usize,
+    decoder: Decoder<'a>,
     over: &'a Cell<bool>,
 }
 
@@ -187,20 +227,24 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
         f.write_str("a JSON object: one application, or {\"instances\": [application, ...]}")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<PredictBody, A::Error> {
-        let mut single = RawApplication::default();
+        let mut single = RawApplication::new(self.decoder.fields.len());
         let mut any_field = false;
         let mut instances: Option<Vec<RawApplication>> = None;
-        while let Some(key) = a.next_key::<Key>()? {
+        while let Some(key) = a.next_key_seed(KeySeed(self.decoder))? {
             match key {
                 Key::Field(i) => {
                     any_field = true;
                     single.set(i, a.next_value()?);
                 }
+                Key::Ignored => {
+                    any_field = true;
+                    a.next_value::<IgnoredAny>()?;
+                }
                 Key::Instances => {
                     if instances.is_some() {
                         return Err(de::Error::custom("`instances` appears twice"));
                     }
-                    instances = Some(a.next_value_seed(InstancesSeed { max_batch: self.max_batch, over: self.over })?);
+                    instances = Some(a.next_value_seed(InstancesSeed { decoder: self.decoder, over: self.over })?);
                 }
                 Key::Unknown(k) => {
                     a.next_value::<IgnoredAny>()?;
@@ -225,7 +269,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 
 /// The `instances` array, counted as it is read.
 struct InstancesSeed<'a> {
-    max_batch: usize,
+    decoder: Decoder<'a>,
     over: &'a Cell<bool>,
 }
 
@@ -244,8 +288,8 @@ impl<'de> Visitor<'de> for InstancesSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Vec<RawApplication>, A::Error> {
         let mut list = Vec::new();
-        while let Some(app) = a.next_element::<RawApplication>()? {
-            if list.len() == self.max_batch {
+        while let Some(app) = a.next_element_seed(ApplicationSeed(self.decoder))? {
+            if list.len() == self.decoder.max_batch {
                 self.over.set(true);
                 return Err(de::Error::custom("batch over the limit"));
             }
@@ -255,28 +299,38 @@ impl<'de> Visitor<'de> for InstancesSeed<'_> {
     }
 }
 
-/// Parses a body, refusing a batch of more than `max_batch` applications as
-/// soon as the parser reaches one too many. Syntax and shape errors are 400
-/// with serde's position; a batch over the limit is 400 naming `instances`.
-pub fn parse(body: &[u8], max_batch: usize) -> Result<PredictBody, ApiError> {
+/// Parses and validates a body into rows of the decoder's schema, refusing
+/// a batch of more than `max_batch` applications as soon as the parser
+/// reaches one too many. Syntax and shape errors are 400 with serde's
+/// position; a batch over the limit is 400 naming `instances`; invalid
+/// fields are 400 naming each.
+pub fn decode(body: &[u8], decoder: Decoder<'_>) -> Result<Rows, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::malformed_json(
             "request body is empty; send one application object or {\"instances\": [...]}",
         ));
     }
-    match fast::parse(body, max_batch) {
-        Some(parsed) => Ok(parsed),
-        None => parse_with_serde(body, max_batch),
+    match fast::parse(body, decoder) {
+        Some(rows) => Ok(rows),
+        None => validate(parse_with_serde(body, decoder)?, decoder.fields),
     }
 }
 
-/// [`parse`] through serde's visitors: every body, every error message.
-fn parse_with_serde(body: &[u8], max_batch: usize) -> Result<PredictBody, ApiError> {
+/// [`decode`] with `fields` alone (no other version's names, a batch of up
+/// to 1,000): how tools and tests read a body the way a version would.
+pub fn decode_with(fields: &Fields, body: &[u8]) -> Result<Rows, ApiError> {
+    let known = NameTable::default();
+    decode(body, Decoder { fields, known: &known, max_batch: 1000 })
+}
+
+/// A body through serde's visitors: every body, every error message.
+fn parse_with_serde(body: &[u8], decoder: Decoder<'_>) -> Result<PredictBody, ApiError> {
     let over = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = BodySeed { max_batch, over: &over }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
+    let parsed = BodySeed { decoder, over: &over }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
     parsed.map_err(|e| {
         if over.get() {
+            let max_batch = decoder.max_batch;
             return ApiError::invalid_fields(vec![FieldProblem {
                 field: "instances".into(),
                 problem: format!("has more than {max_batch} applications; the limit is {max_batch} per request"),
@@ -287,19 +341,12 @@ fn parse_with_serde(body: &[u8], max_batch: usize) -> Result<PredictBody, ApiErr
     })
 }
 
-/// Validates a parsed body into applications, naming every invalid field.
-/// The batch limit was applied by [`parse`].
-pub fn validate(body: PredictBody) -> Result<Vec<LoanApplication>, ApiError> {
+/// Validates a parsed body into rows, naming every invalid field.
+fn validate(body: PredictBody, fields: &Fields) -> Result<Rows, ApiError> {
+    let mut problems = Vec::new();
+    let mut rows = Rows::new(fields.len());
     match body {
-        PredictBody::Single(raw) => {
-            let mut problems = Vec::new();
-            let app = validate_one(*raw, "", &mut problems);
-            if problems.is_empty() {
-                Ok(vec![app])
-            } else {
-                Err(ApiError::invalid_fields(problems))
-            }
-        }
+        PredictBody::Single(raw) => validate_one(*raw, "", fields, &mut rows, &mut problems),
         PredictBody::Batch(list) => {
             if list.is_empty() {
                 return Err(ApiError::invalid_fields(vec![FieldProblem {
@@ -307,79 +354,57 @@ pub fn validate(body: PredictBody) -> Result<Vec<LoanApplication>, ApiError> {
                     problem: "must contain at least one application".into(),
                 }]));
             }
-            let mut problems = Vec::new();
-            let apps: Vec<LoanApplication> = list
-                .into_iter()
-                .enumerate()
-                .map(|(i, raw)| validate_one(raw, &format!("instances[{i}]."), &mut problems))
-                .collect();
-            if problems.is_empty() {
-                Ok(apps)
-            } else {
-                problems.truncate(50);
-                Err(ApiError::invalid_fields(problems))
+            for (i, raw) in list.into_iter().enumerate() {
+                validate_one(raw, &format!("instances[{i}]."), fields, &mut rows, &mut problems);
             }
         }
     }
+    if problems.is_empty() {
+        Ok(rows)
+    } else {
+        problems.truncate(50);
+        Err(ApiError::invalid_fields(problems))
+    }
 }
 
-fn validate_one(raw: RawApplication, prefix: &str, problems: &mut Vec<FieldProblem>) -> LoanApplication {
+fn validate_one(raw: RawApplication, prefix: &str, fields: &Fields, rows: &mut Rows, problems: &mut Vec<FieldProblem>) {
     let mut push = |field: &str, problem: String| {
         problems.push(FieldProblem { field: format!("{prefix}{field}"), problem });
     };
     for k in raw.unknown.iter().take(5) {
-        push(k, format!("unknown field; expected only {}", field_list()));
+        push(k, format!("unknown field; this model's fields are {}", fields.list()));
     }
-    if let Some(f) = raw.duplicate {
-        push(f, "appears more than once".into());
+    if let Some(i) = raw.duplicate {
+        push(&fields.feature(i).name, "appears more than once".into());
     }
-    let mut app = LoanApplication::default();
-    for (i, (name, value)) in FEATURES.iter().zip(raw.values).enumerate() {
+    let mut values = vec![Value::Missing; fields.len()];
+    for (i, value) in raw.values.into_iter().enumerate() {
+        let feature = fields.feature(i);
         let Some(value) = value else {
-            push(name, "is required (send null to have a missing value imputed)".into());
+            if feature.required {
+                push(&feature.name, "is required (send null to have a missing value imputed)".into());
+            }
             continue;
         };
-        let checked = match FieldKind::of(i) {
-            Some(FieldKind::Numeric(k)) => numeric(k, value).map(|v| app.numeric[k] = v),
-            Some(FieldKind::Categorical(k)) => categorical(k, value).map(|v| app.categorical[k] = v),
-            None => Ok(()),
-        };
-        if let Err(problem) = checked {
-            push(name, problem);
+        match element(fields, i, value, rows) {
+            Ok(v) => values[i] = v,
+            Err(problem) => push(&feature.name, problem),
         }
     }
-    app
+    rows.push_missing().copy_from_slice(&values);
 }
 
-/// A JSON value for numeric feature `k`: the JSON types are checked here,
-/// the value by the model's rule.
-pub(crate) fn numeric(k: usize, value: Scalar) -> Result<Option<f64>, String> {
+/// One JSON value for feature `i`: the JSON type is checked here, the value
+/// by the feature's rule. Shared with OIP tensor elements.
+pub(crate) fn element(fields: &Fields, i: usize, value: Scalar, rows: &mut Rows) -> Result<Value, String> {
+    let number = fields.feature(i).is_number();
     match value {
-        Scalar::Null => Ok(None),
-        Scalar::Number(v) => check_numeric(k, v).map(Some).map_err(problem),
-        Scalar::Text(s) => parse_numeric(k, &s).map_err(problem),
-        other => Err(format!("must be a number, got {}", kind(&other))),
-    }
-}
-
-/// A JSON value for categorical feature `k`, kept without a copy when it
-/// needs no trimming.
-pub(crate) fn categorical(k: usize, value: Scalar) -> Result<Option<String>, String> {
-    match value {
-        Scalar::Null => Ok(None),
-        Scalar::Text(s) => match check_category(k, &s).map_err(problem)? {
-            None => Ok(None),
-            Some(t) if t.len() == s.len() => Ok(Some(s)),
-            Some(t) => Ok(Some(t.to_string())),
-        },
+        Scalar::Null => Ok(Value::Missing),
+        Scalar::Number(v) if number => fields.number(i, v).map_err(|e| e.to_string()),
+        Scalar::Text(s) => fields.text(i, &s, rows).map_err(|e| e.to_string()),
+        other if number => Err(format!("must be a number, got {}", kind(&other))),
         other => Err(format!("must be a string, got {}", kind(&other))),
     }
-}
-
-/// The problem text of a rule violation; the caller names the field with
-/// its place in the body (`instances[2].loan_amnt`).
-fn problem(e: FieldError) -> String {
-    e.violation.to_string()
 }
 
 fn kind(v: &Scalar) -> &'static str {
@@ -393,21 +418,38 @@ fn kind(v: &Scalar) -> &'static str {
     }
 }
 
-fn field_list() -> String {
-    FEATURES.join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::input::{cat, num};
+    use crate::model::input::{cat, num, LoanApplication};
+    use crate::model::test_support::loan_fields;
     use hyper::StatusCode;
 
     const ROW: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE"}"#;
 
-    /// Parses and validates with a batch limit of 10.
+    /// Decodes with the loan fields and a batch limit of 10, as loan
+    /// applications.
     fn apps(body: &str) -> Result<Vec<LoanApplication>, ApiError> {
-        parse(body.as_bytes(), 10).and_then(validate)
+        decode_loans(body.as_bytes(), 10)
+    }
+
+    fn decode_loans(body: &[u8], max_batch: usize) -> Result<Vec<LoanApplication>, ApiError> {
+        let fields = loan_fields();
+        let known = NameTable::default();
+        let rows = decode(body, Decoder { fields: &fields, known: &known, max_batch })?;
+        Ok(rows.iter().map(|r| fields.loan_of(r)).collect())
+    }
+
+    /// The body through each parser, as loan applications (`None` where
+    /// the fast one gives up, or serde's path refuses).
+    fn both(body: &[u8], max_batch: usize) -> (Option<Vec<LoanApplication>>, Option<Vec<LoanApplication>>) {
+        let fields = loan_fields();
+        let known = NameTable::default();
+        let decoder = Decoder { fields: &fields, known: &known, max_batch };
+        let loans = |rows: Rows| rows.iter().map(|r| fields.loan_of(r)).collect();
+        let fast = fast::parse(body, decoder).map(loans);
+        let serde = parse_with_serde(body, decoder).and_then(|b| validate(b, &fields)).ok().map(loans);
+        (fast, serde)
     }
 
     fn problems(body: &str) -> Vec<FieldProblem> {
@@ -474,18 +516,18 @@ mod tests {
         // applications. The parser must stop at the 1,001st.
         let items = (1024 * 1024 - 20) / 3;
         let body = format!("{{\"instances\":[{}{{}}]}}", "{},".repeat(items));
-        let err = parse(body.as_bytes(), 1000).unwrap_err();
+        let err = decode_loans(body.as_bytes(), 1000).unwrap_err();
         assert_eq!((err.status, err.kind), (StatusCode::BAD_REQUEST, "invalid_field"));
         assert_eq!(err.fields[0].field, "instances");
         assert!(err.message.contains("the limit is 1000 per request"), "{}", err.message);
         // By construction: what follows the 1,001st element is never read, so
         // even garbage there gives the batch-limit answer, not a syntax error.
         let stops_early = format!("{{\"instances\":[{}{{}}, this is not JSON", "{},".repeat(1000));
-        let err = parse(stops_early.as_bytes(), 1000).unwrap_err();
+        let err = decode_loans(stops_early.as_bytes(), 1000).unwrap_err();
         assert!(err.message.contains("the limit is 1000"), "{}", err.message);
         // ...while at the limit the whole body is read.
         let at_limit = format!("{{\"instances\":[{}{{}}, this is not JSON", "{},".repeat(999));
-        assert!(parse(at_limit.as_bytes(), 1000).unwrap_err().message.contains("malformed JSON"));
+        assert!(decode_loans(at_limit.as_bytes(), 1000).unwrap_err().message.contains("malformed JSON"));
     }
 
     #[test]
@@ -517,7 +559,7 @@ mod tests {
             ("{\"instances\": 3}", "unexpected JSON shape"),
             (r#"{"instances": [], "grade": "A"}"#, "not both"),
         ] {
-            let err = parse(body.as_bytes(), 10).unwrap_err();
+            let err = apps(body).unwrap_err();
             assert_eq!(err.status, 400);
             assert!(err.message.contains(needle), "{body}: {}", err.message);
         }
@@ -555,7 +597,7 @@ mod tests {
                     break;
                 }
             }
-            if let Err(e) = parse(&body, 10).and_then(validate) {
+            if let Err(e) = decode_loans(&body, 10) {
                 assert_eq!(e.status, 400, "{}", e.message);
                 assert!(!e.message.is_empty());
             }
@@ -567,9 +609,9 @@ mod tests {
     /// fast parser, where it answers, answers as serde does.
     mod properties {
         use super::*;
-        use crate::model::field_rules::NUMERIC_RULES;
         use crate::model::fuzz::{self, apply, edits};
         use crate::model::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES};
+        use crate::model::input::{FEATURES, NUMERIC_RULES};
         use proptest::prelude::*;
         use serde_json::{json, Map, Value};
 
@@ -577,10 +619,11 @@ mod tests {
 
         fn ok_or_400(body: &[u8]) -> Result<Option<Vec<LoanApplication>>, TestCaseError> {
             // Where the fast parser answers, serde gives the same answer.
-            if let Some(fast) = fast::parse(body, MAX_BATCH) {
-                prop_assert_eq!(Some(fast), parse_with_serde(body, MAX_BATCH).ok());
+            let (fast, serde) = both(body, MAX_BATCH);
+            if fast.is_some() {
+                prop_assert_eq!(fast, serde);
             }
-            match parse(body, MAX_BATCH).and_then(validate) {
+            match decode_loans(body, MAX_BATCH) {
                 Ok(apps) => {
                     prop_assert!((1..=MAX_BATCH).contains(&apps.len()));
                     Ok(Some(apps))

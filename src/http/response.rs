@@ -20,6 +20,8 @@ pub struct PredictResponse<'a> {
     pub name_json: &'a str,
     /// The version as a JSON number.
     pub version_label: &'a str,
+    /// The version's inputs, which name the reasons' features.
+    pub fields: &'a crate::model::fields::Fields,
     pub predictions: &'a [Answered],
 }
 
@@ -34,7 +36,12 @@ const END: &[u8] = b"]}";
 impl<'a> PredictResponse<'a> {
     /// The answer of `version` with `predictions`.
     pub fn of(version: &'a LoadedVersion, predictions: &'a [Answered]) -> PredictResponse<'a> {
-        PredictResponse { name_json: &version.name_json, version_label: &version.version_label, predictions }
+        PredictResponse {
+            name_json: &version.name_json,
+            version_label: &version.version_label,
+            fields: version.scorer.fields(),
+            predictions,
+        }
     }
 
     /// The bytes the body takes at most without bands or reasons.
@@ -55,7 +62,9 @@ impl<'a> PredictResponse<'a> {
             if i > 0 {
                 out.push(b',');
             }
-            answered.write_json(&mut out).map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
+            answered
+                .write_json(self.fields, &mut out)
+                .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
         }
         out.extend_from_slice(END);
         Ok(out)
@@ -66,20 +75,31 @@ impl<'a> PredictResponse<'a> {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::model::explain::{RawValue, Reason};
+    use crate::model::explain::{Reason, ReasonValue, ShownReasons};
     use crate::model::format::encode;
     use crate::model::test_support::tiny_payload;
     use crate::model::{Decision, Model, Prediction};
-    use serde::Serialize;
+    use serde_json::{json, Value};
     use std::sync::Arc;
 
-    /// What the body is defined to be: serde's derive over the name, the
-    /// version number and the predictions.
-    #[derive(Serialize)]
-    struct Derived<'a> {
-        model_name: &'a str,
-        model_version: u64,
-        predictions: &'a [Answered],
+    /// What the body is defined to be, built as a JSON value.
+    fn defined(version: &LoadedVersion, predictions: &[Answered]) -> Value {
+        let fields = version.scorer.fields();
+        let predictions: Vec<Value> = predictions
+            .iter()
+            .map(|a| {
+                let mut p =
+                    json!({"probability_late": a.prediction.probability_late, "decision": a.prediction.decision});
+                if let Some(band) = &a.band {
+                    p["band"] = json!(band);
+                }
+                if let Some(reasons) = &a.reasons {
+                    p["reasons"] = serde_json::to_value(ShownReasons { reasons, fields }).unwrap();
+                }
+                p
+            })
+            .collect();
+        json!({"model_name": version.name, "model_version": version.version, "predictions": predictions})
     }
 
     fn answered(probability_late: f64, band: Option<&str>, reasons: Option<Vec<Reason>>) -> Answered {
@@ -90,22 +110,21 @@ mod tests {
     /// A loaded version named `name`, as the loader builds one.
     fn loaded(name: &str, version: u64) -> LoadedVersion {
         let scorer = Arc::new(Model::from_bytes(&encode(&tiny_payload()).unwrap()).unwrap());
-        LoadedVersion::new(name, version, "here".into(), scorer, 0.0, Metrics::new().version(name, version))
+        LoadedVersion::new(name, version, "here".into(), scorer, 0.0, Metrics::new().version(name, version, []))
     }
 
-    /// The body for `version` and `predictions`, and the derived one.
-    fn both(version: &LoadedVersion, predictions: &[Answered]) -> (String, String) {
+    /// The body for `version` and `predictions`, and the defined one.
+    fn both(version: &LoadedVersion, predictions: &[Answered]) -> (String, Value) {
         let body = PredictResponse::of(version, predictions).to_json().unwrap();
-        let derived = Derived { model_name: &version.name, model_version: version.version, predictions };
-        (String::from_utf8(body).unwrap(), serde_json::to_string(&derived).unwrap())
+        (String::from_utf8(body).unwrap(), defined(version, predictions))
     }
 
     #[test]
     fn the_body_is_the_documented_shape_and_fits_the_buffer_sized_up_front() {
         let predictions: Vec<Answered> = (0..100).map(|_| answered(0.12345678901234568, None, None)).collect();
         let version = loaded("credit-risk", u64::MAX);
-        let (body, derived) = both(&version, &predictions);
-        assert_eq!(body, derived);
+        let (body, defined) = both(&version, &predictions);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), defined);
         let sized = PredictResponse::of(&version, &predictions).capacity();
         assert!(body.len() <= sized, "{} > {sized}", body.len());
         assert_eq!(
@@ -115,8 +134,8 @@ mod tests {
     }
 
     #[test]
-    fn the_hand_written_bytes_are_the_derived_ones_with_bands_reasons_and_odd_names() {
-        let reason = |feature, value, contribution, imputed| Reason { feature, value, contribution, imputed };
+    fn the_hand_written_bytes_are_the_defined_ones_with_bands_reasons_and_odd_names() {
+        let reason = |feature, value, contribution| Reason { feature, value, contribution };
         let predictions = [
             answered(0.0, None, None),
             answered(1.0, Some("D"), None),
@@ -125,18 +144,25 @@ mod tests {
                 0.75,
                 None,
                 Some(vec![
-                    reason("grade", RawValue::Text("G\u{1}".into()), 0.25, false),
-                    reason("dti", RawValue::Number(14.39), -1e-17, false),
-                    reason("emp_length", RawValue::Missing, 0.0, true),
+                    reason(7, ReasonValue::Text("G\u{1}".into()), 0.25),
+                    reason(7, ReasonValue::Category(1), 0.25),
+                    reason(4, ReasonValue::Number(14.39), 1e-17),
+                    reason(8, ReasonValue::Missing, 1e-300),
                 ]),
             ),
         ];
         for name in ["credit-risk", "", "m\"o\\d\u{7f}é\t"] {
             let version = loaded(name, 7);
             for n in [0, 1, predictions.len()] {
-                let (body, derived) = both(&version, &predictions[..n]);
-                assert_eq!(body, derived);
+                let (body, defined) = both(&version, &predictions[..n]);
+                assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), defined, "{body}");
             }
         }
+        let (body, _) = both(&loaded("m", 1), &predictions[3..]);
+        assert!(body.contains(r#"{"feature":"grade","value":"B","contribution":0.25,"imputed":false}"#), "{body}");
+        assert!(
+            body.contains(r#"{"feature":"emp_length","value":null,"contribution":1e-300,"imputed":true}"#),
+            "{body}"
+        );
     }
 }

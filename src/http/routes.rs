@@ -19,7 +19,6 @@ use super::request;
 use super::response::PredictResponse;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::input::LoanApplication;
 use crate::registry::{LookupError, Registry, MAX_NAMES_LISTED};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -337,15 +336,10 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 async fn predict<B: RequestBody>(state: &AppState, request: PredictionRequest<'_, B>) -> Handled {
     check_content_type(request.headers)?;
-    let scored = run_prediction(state, request, |body, max_batch| Ok(((), applications(body, max_batch)?))).await?;
+    let scored = run_prediction(state, request, |body, decoder| Ok(((), request::decode(body, decoder)?))).await?;
     let version = &scored.version;
     let body = PredictResponse::of(version, &scored.predictions).to_json()?;
     Ok(with_version_header(json_ok(body), version))
-}
-
-/// Parses (with the batch limit) and validates a body.
-fn applications(body: &[u8], max_batch: usize) -> Result<Vec<LoanApplication>, ApiError> {
-    request::validate(request::parse(body, max_batch)?)
 }
 
 pub(super) fn lookup_error(e: LookupError) -> ApiError {
@@ -521,12 +515,16 @@ pub(super) mod tests {
     #[derive(Debug)]
     struct StandIn {
         meta: crate::model::format::ModelMeta,
+        fields: crate::model::fields::Fields,
         probability: f64,
         delay: std::time::Duration,
     }
 
     impl Scorer for StandIn {
-        fn predict(&self, _: &LoanApplication) -> Prediction {
+        fn fields(&self) -> &crate::model::fields::Fields {
+            &self.fields
+        }
+        fn predict(&self, _: crate::model::row::Row<'_>) -> Prediction {
             std::thread::sleep(self.delay);
             Prediction { probability_late: self.probability, decision: Decision::LowRisk }
         }
@@ -540,7 +538,8 @@ pub(super) mod tests {
 
     pub(crate) fn stand_in(probability: f64, delay: std::time::Duration) -> ScorerFactory {
         Arc::new(move |_, _, _| {
-            Ok(Arc::new(StandIn { meta: tiny_payload().meta, probability, delay }) as Arc<dyn Scorer>)
+            let fields = crate::model::test_support::loan_fields();
+            Ok(Arc::new(StandIn { meta: tiny_payload().meta, fields, probability, delay }) as Arc<dyn Scorer>)
         })
     }
 
@@ -676,7 +675,7 @@ pub(super) mod tests {
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let p = &json["predictions"][0];
         let reasons = p["reasons"].as_array().unwrap();
-        assert_eq!(reasons.len(), 4, "{body}");
+        assert_eq!(reasons.len(), 1, "only grade raised the risk: {body}");
         assert_eq!(reasons[0]["feature"], "grade", "{body}");
         assert_eq!(reasons[0]["value"], "B");
         assert_eq!(reasons[0]["imputed"], false);
@@ -703,7 +702,7 @@ pub(super) mod tests {
 
         for (query, want) in [
             ("?explain=false", None),
-            ("?reasons=2", Some(2)),
+            ("?reasons=2", Some(1)),
             ("?reasons=0", Some(0)),
             ("?explain=true&reasons=1", Some(1)),
         ] {

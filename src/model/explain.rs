@@ -15,45 +15,51 @@
 //! factor, `(p − base) / (score − base score)`, which keeps their order and
 //! signs and makes `base_value + Σ contributions == probability_late`.
 //!
-//! Explaining runs only when asked: the plain `predict` path is untouched.
+//! Reasons are the features that raised the risk (a positive
+//! contribution), largest first. Explaining runs only when asked.
 
-use super::input::{LoanApplication, FEATURES, NUMERIC_FEATURES};
-use serde::Serialize;
+use super::fields::Fields;
+use super::limits::MAX_SCHEMA_FEATURES;
+use super::row::{Row, Value};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
 
-/// Most reasons a request may ask for (all ten features).
-pub const MAX_REASONS: usize = FEATURES.len();
+/// Most reasons a request may ask for.
+pub const MAX_REASONS: usize = 10;
 /// Reasons returned when a request does not say how many.
 pub const DEFAULT_REASONS: usize = 4;
 
 /// One prediction split into a base value and per-feature contributions,
 /// all on the probability scale: `base_value + Σ contributions == probability`.
+/// Held on the stack (a schema has at most [`MAX_SCHEMA_FEATURES`] features).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
     pub probability: f64,
     pub base_value: f64,
-    /// In the order of [`FEATURES`].
-    pub contributions: [f64; FEATURES.len()],
+    /// In schema order; the first `features` are used.
+    pub contributions: [f64; MAX_SCHEMA_FEATURES],
+    features: usize,
 }
 
 /// The applicant's value of a feature, as sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum RawValue {
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReasonValue {
     Number(f64),
+    /// A category the model knows, by code.
+    Category(u32),
+    /// A category the model does not know.
     Text(String),
     /// Missing: the model imputed it.
     Missing,
 }
 
-/// One reason code: a feature, the applicant's value and how much it moved
-/// the probability (positive = raised the risk).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One reason code: a feature (its position in the schema), the
+/// applicant's value and how much it raised the probability.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reason {
-    pub feature: &'static str,
-    pub value: RawValue,
+    pub feature: u16,
+    pub value: ReasonValue,
     pub contribution: f64,
-    /// True when the value was missing and the model imputed it.
-    pub imputed: bool,
 }
 
 /// What `GET /v1/models/{name}` says about a version's explanations.
@@ -67,34 +73,77 @@ pub struct ExplainInfo {
 }
 
 impl Attribution {
-    /// The `top` features with the largest contributions, largest first
-    /// (ties in feature order). May include features that lowered the risk
-    /// when fewer than `top` raised it.
-    pub fn reasons(&self, app: &LoanApplication, top: usize) -> Vec<Reason> {
-        let mut order: [usize; FEATURES.len()] = std::array::from_fn(|i| i);
-        order.sort_by(|&a, &b| self.contributions[b].total_cmp(&self.contributions[a]).then(a.cmp(&b)));
+    /// An attribution over `features` features, every contribution 0.
+    pub fn new(probability: f64, base_value: f64, features: usize) -> Attribution {
+        Attribution { probability, base_value, contributions: [0.0; MAX_SCHEMA_FEATURES], features }
+    }
+
+    /// The contributions of the schema's features, in its order.
+    pub fn contributions(&self) -> &[f64] {
+        &self.contributions[..self.features]
+    }
+
+    /// At most `top` features that raised the risk (a contribution above
+    /// zero), largest first (ties in schema order).
+    pub fn reasons(&self, row: Row<'_>, top: usize) -> Vec<Reason> {
+        let mut order: [u16; MAX_SCHEMA_FEATURES] = std::array::from_fn(|i| i as u16);
+        let order = &mut order[..self.features];
+        let c = &self.contributions;
+        order.sort_unstable_by(|&a, &b| c[b as usize].total_cmp(&c[a as usize]).then(a.cmp(&b)));
         order
             .iter()
             .take(top.min(MAX_REASONS))
-            .map(|&f| {
-                let value = raw_value(app, f);
-                Reason {
-                    feature: FEATURES[f],
-                    imputed: value == RawValue::Missing,
-                    value,
-                    contribution: self.contributions[f],
-                }
+            .take_while(|&&f| c[f as usize] > 0.0)
+            .map(|&f| Reason {
+                feature: f,
+                value: match row.get(f as usize) {
+                    Value::Missing => ReasonValue::Missing,
+                    Value::Number(v) => ReasonValue::Number(v),
+                    Value::Category(code) => ReasonValue::Category(code),
+                    Value::Unseen(k) => ReasonValue::Text(row.unseen_text(k).to_string()),
+                },
+                contribution: c[f as usize],
             })
             .collect()
     }
 }
 
-fn raw_value(app: &LoanApplication, field: usize) -> RawValue {
-    let k = NUMERIC_FEATURES.len();
-    if field < k {
-        app.numeric[field].map_or(RawValue::Missing, RawValue::Number)
-    } else {
-        app.categorical[field - k].clone().map_or(RawValue::Missing, RawValue::Text)
+/// Reasons as JSON, their names and categories read from the version's
+/// fields: `[{"feature", "value", "contribution", "imputed"}]`.
+pub struct ShownReasons<'a> {
+    pub reasons: &'a [Reason],
+    pub fields: &'a Fields,
+}
+
+impl Serialize for ShownReasons<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.reasons.len()))?;
+        for r in self.reasons {
+            seq.serialize_element(&ShownReason { reason: r, fields: self.fields })?;
+        }
+        seq.end()
+    }
+}
+
+struct ShownReason<'a> {
+    reason: &'a Reason,
+    fields: &'a Fields,
+}
+
+impl Serialize for ShownReason<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.reason.feature as usize;
+        let mut st = s.serialize_struct("Reason", 4)?;
+        st.serialize_field("feature", &self.fields.feature(f).name)?;
+        match &self.reason.value {
+            ReasonValue::Number(v) => st.serialize_field("value", v)?,
+            ReasonValue::Category(code) => st.serialize_field("value", self.fields.category(f, *code))?,
+            ReasonValue::Text(t) => st.serialize_field("value", t)?,
+            ReasonValue::Missing => st.serialize_field("value", &())?,
+        }
+        st.serialize_field("contribution", &self.reason.contribution)?;
+        st.serialize_field("imputed", &(self.reason.value == ReasonValue::Missing))?;
+        st.end()
     }
 }
 
@@ -102,11 +151,13 @@ fn raw_value(app: &LoanApplication, field: usize) -> RawValue {
 mod tests {
     use super::super::estimator::Estimator;
     use super::super::format::{self, Bands};
-    use super::super::test_support::tiny_payload;
+    use super::super::test_support::{attribution_app, tiny_payload};
     use super::super::tree::Tree;
     use super::super::{calibration::Calibration, Model};
     use super::*;
-    use crate::model::input::{cat, num};
+    use crate::model::input::{cat, num, LoanApplication, FEATURES, NUMERIC_FEATURES};
+    use crate::model::schema::Kind;
+    use crate::train::dataset::Dataset;
     use crate::train::fit::{fit, Algorithm, TrainOptions};
     use crate::train::synth::generate;
 
@@ -117,12 +168,12 @@ mod tests {
 
     /// A model trained on synthetic data, optionally calibrated.
     fn trained(algorithm: Algorithm, calibration: Option<Calibration>) -> Model {
-        let (rows, labels): (Vec<_>, Vec<_>) = generate(3000, 5).into_iter().unzip();
+        let data = Dataset::of_loans(&generate(3000, 5), "synth.csv");
         let mut opts = TrainOptions::new(algorithm, 3);
         opts.trees = 15;
-        let fitted = fit(&opts, &rows, &labels, &|_| {}).unwrap();
+        let fitted = fit(&opts, &data.schema, &data.rows, &data.labels, &|_| {}).unwrap();
         let mut payload = tiny_payload();
-        payload.preprocessor = fitted.preprocessor;
+        payload.schema = fitted.schema;
         payload.estimator = fitted.estimator;
         payload.calibration = calibration;
         model_from(payload)
@@ -141,14 +192,15 @@ mod tests {
                 let model = trained(algorithm, calibration.clone());
                 let base = model.explain_info().base_value;
                 let mut moved = 0;
-                for app in &apps {
-                    let a = model.attribution(app);
-                    let p = model.predict(app).probability_late;
+                let rows = model.fields.loan_rows(&apps);
+                for row in rows.iter() {
+                    let a = model.attribution(row);
+                    let p = model.predict(row).probability_late;
                     assert_eq!(a.probability, p);
                     assert_eq!(a.base_value, base);
-                    let sum = a.base_value + a.contributions.iter().sum::<f64>();
+                    let sum = a.base_value + a.contributions().iter().sum::<f64>();
                     assert!((sum - p).abs() <= 1e-9, "{algorithm:?} {calibration:?}: {sum} vs {p}");
-                    moved += usize::from(a.contributions.iter().any(|c| c.abs() > 1e-6));
+                    moved += usize::from(a.contributions().iter().any(|c| c.abs() > 1e-6));
                 }
                 assert!(moved > 9_000, "{algorithm:?} {calibration:?}: only {moved} rows had a contribution");
             }
@@ -156,43 +208,63 @@ mod tests {
     }
 
     #[test]
-    fn one_hot_columns_are_reported_as_their_feature_and_missing_values_as_imputed() {
+    fn one_hot_columns_are_reported_as_their_feature_and_only_raisers_are_reasons() {
         // The tiny model's only split is on grade=B: 0.02 elsewhere, 0.3 for B.
         let model = model_from(tiny_payload());
         let mut app = LoanApplication::default();
         app.categorical[cat::GRADE] = Some("B".into());
         app.numeric[num::INT_RATE] = Some(0.2435);
-        let a = model.attribution(&app);
-        let reasons = a.reasons(&app, 4);
-        assert_eq!(reasons.len(), 4);
-        assert_eq!(reasons[0].feature, "grade");
-        assert_eq!(reasons[0].value, RawValue::Text("B".into()));
-        assert!(!reasons[0].imputed);
+        let rows = model.fields.loan_rows([&app]);
+        let a = model.attribution(rows.row(0));
+        let reasons = a.reasons(rows.row(0), 4);
+        // Only grade moved the probability; features with 0.0 are no reason.
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        let grade = model.fields.index(b"grade").unwrap() as u16;
+        assert_eq!(reasons[0].feature, grade);
+        assert_eq!(reasons[0].value, ReasonValue::Category(1));
         // Equal weights (no counts in this file): base = (0.02 + 0.3) / 2.
         assert!((a.base_value - 0.16).abs() < 1e-12);
         assert!((reasons[0].contribution - 0.14).abs() < 1e-12);
-        let json = serde_json::to_value(&reasons).unwrap();
-        assert_eq!(json[0]["feature"], "grade");
-        let int_rate = json.as_array().unwrap().iter().find(|r| r["feature"] == "int_rate").unwrap();
-        assert_eq!(int_rate["value"], 0.2435);
-        assert_eq!(int_rate["imputed"], false);
-        let missing = json.as_array().unwrap().iter().find(|r| r["feature"] == "loan_amnt").unwrap();
-        assert_eq!(missing["value"], serde_json::Value::Null);
-        assert_eq!(missing["imputed"], true);
-        assert_eq!(a.reasons(&app, 0).len(), 0);
-        assert_eq!(a.reasons(&app, 99).len(), MAX_REASONS);
+        let json = serde_json::to_value(ShownReasons { reasons: &reasons, fields: &model.fields }).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"feature": "grade", "value": "B", "contribution": reasons[0].contribution, "imputed": false}])
+        );
+        // Grade A lowers the risk: no reason at all.
+        app.categorical[cat::GRADE] = Some("A".into());
+        let rows = model.fields.loan_rows([&app]);
+        let a = model.attribution(rows.row(0));
+        assert!(a.contributions()[grade as usize] < 0.0);
+        assert!(a.reasons(rows.row(0), 4).is_empty());
+        assert_eq!(a.reasons(rows.row(0), 0).len(), 0);
+        // A missing value is shown as null and imputed.
+        let mut missing = a.clone();
+        let loan_amnt = model.fields.index(b"loan_amnt").unwrap();
+        missing.contributions[loan_amnt] = 0.01;
+        let json =
+            serde_json::to_value(ShownReasons { reasons: &missing.reasons(rows.row(0), 4), fields: &model.fields })
+                .unwrap();
+        assert_eq!(json[0]["feature"], "loan_amnt");
+        assert_eq!(json[0]["value"], serde_json::Value::Null);
+        assert_eq!(json[0]["imputed"], true);
     }
 
     #[test]
     fn reasons_are_ranked_by_contribution_largest_first() {
         let model = trained(Algorithm::Forest, None);
-        for (app, _) in generate(200, 8) {
-            let reasons = model.attribution(&app).reasons(&app, MAX_REASONS);
+        let apps: Vec<LoanApplication> = generate(200, 8).into_iter().map(|(a, _)| a).collect();
+        let rows = model.fields.loan_rows(&apps);
+        for row in rows.iter() {
+            let a = model.attribution(row);
+            let reasons = a.reasons(row, MAX_REASONS);
             assert!(reasons.windows(2).all(|w| w[0].contribution >= w[1].contribution));
+            assert!(reasons.iter().all(|r| r.contribution > 0.0), "only features that raised the risk");
+            let raisers = a.contributions().iter().filter(|c| **c > 0.0).count();
+            assert_eq!(reasons.len(), raisers.min(MAX_REASONS));
             let mut names: Vec<_> = reasons.iter().map(|r| r.feature).collect();
             names.sort_unstable();
             names.dedup();
-            assert_eq!(names.len(), MAX_REASONS);
+            assert_eq!(names.len(), reasons.len());
         }
     }
 
@@ -215,13 +287,17 @@ mod tests {
         // An application at the numeric means contributes ~nothing numerically.
         let (apps, _): (Vec<_>, Vec<u8>) = generate(3000, 5).into_iter().unzip();
         let mut mean = LoanApplication::default();
-        for k in 0..NUMERIC_FEATURES.len() {
-            let v: Vec<f64> =
-                apps.iter().map(|a| a.numeric[k].unwrap_or(model.preprocessor.numeric[k].median)).collect();
+        for (k, name) in NUMERIC_FEATURES.iter().enumerate() {
+            let i = model.fields.index(name.as_bytes()).unwrap();
+            let Kind::Number { imputed_with: Some(median), .. } = model.fields.feature(i).kind else {
+                panic!("number")
+            };
+            let v: Vec<f64> = apps.iter().map(|a| a.numeric[k].unwrap_or(median)).collect();
             mean.numeric[k] = Some(v.iter().sum::<f64>() / v.len() as f64);
         }
-        let a = model.attribution(&mean);
-        for (name, c) in FEATURES.iter().zip(&a.contributions).take(NUMERIC_FEATURES.len()) {
+        let a = attribution_app(&model, &mean);
+        for name in &FEATURES[..NUMERIC_FEATURES.len()] {
+            let c = a.contributions()[model.fields.index(name.as_bytes()).unwrap()];
             assert!(c.abs() < 1e-9, "{name}: {c}");
         }
     }

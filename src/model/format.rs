@@ -1,4 +1,4 @@
-//! Model file format v2 (reads v1): one self-describing JSON file per version at
+//! Model file format v3 (reads v1 and v2): one self-describing JSON file per version at
 //! `models/<model-name>/<version>/model.json` (documented in
 //! `docs/model-format.md`).
 //!
@@ -17,6 +17,7 @@ use super::calibration::Calibration;
 use super::estimator::Estimator;
 use super::limits::MAX_HYPERPARAMETERS_BYTES;
 use super::preprocess::Preprocessor;
+use super::schema::{Feature, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -24,9 +25,11 @@ use sha2::{Digest, Sha256};
 /// Value of the `format` field.
 pub const FORMAT_NAME: &str = "riskserve-model";
 /// The format version this build writes. Version 2 added the optional
-/// `calibration`, decision costs and bands, and tree node counts; files of
-/// version 1 (without them) still load.
-pub const FORMAT_VERSION: u32 = 2;
+/// `calibration`, decision costs and bands, and tree node counts; version 3
+/// a declared `schema` (each feature's name, kind, rules, imputation and
+/// whether it is required) in place of the ten fixed loan fields. Files of
+/// versions 1 and 2 still load, with the ten loan fields.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Default upper bound on a model file's size.
@@ -177,8 +180,9 @@ pub struct ModelMeta {
 pub struct ModelPayload {
     #[serde(flatten)]
     pub meta: ModelMeta,
-    #[serde(rename = "schema")]
-    pub preprocessor: Preprocessor,
+    /// The declared inputs (format 3); a format-1 or format-2 file's
+    /// preprocessing is read as the ten loan fields ([`Schema::from_legacy`]).
+    pub schema: Schema,
     pub estimator: Estimator,
     /// Maps the estimator's probability to a calibrated one (format v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,7 +203,7 @@ struct PayloadRepr {
     decision: DecisionRule,
     training: TrainingData,
     metrics: Option<EvaluationMetrics>,
-    schema: Preprocessor,
+    schema: SchemaRepr,
     estimator: Estimator,
     #[serde(default)]
     calibration: Option<Calibration>,
@@ -229,10 +233,48 @@ impl TryFrom<PayloadRepr> for ModelPayload {
                 training: r.training,
                 metrics: r.metrics,
             },
-            preprocessor: r.schema,
+            schema: r.schema.into_schema()?,
             estimator: r.estimator,
             calibration: r.calibration,
         })
+    }
+}
+
+/// A file's `schema` as decoded: declared features (format 3), or the
+/// legacy preprocessing (formats 1 and 2), told apart by their fields.
+#[derive(Deserialize)]
+struct SchemaRepr {
+    #[serde(default, deserialize_with = "declared")]
+    features: Option<Vec<Feature>>,
+    #[serde(default, deserialize_with = "legacy_part")]
+    numeric: Option<Vec<super::preprocess::NumericFeature>>,
+    #[serde(default, deserialize_with = "legacy_part")]
+    categorical: Option<Vec<super::preprocess::CategoricalFeature>>,
+    #[serde(default)]
+    missing_category: Option<String>,
+}
+
+fn declared<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Feature>>, D::Error> {
+    use super::limits::{bounded_seq, MAX_SCHEMA_FEATURES};
+    bounded_seq(d, MAX_SCHEMA_FEATURES, "features in the schema", "max_schema_features").map(Some)
+}
+
+fn legacy_part<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Vec<T>>, D::Error> {
+    use super::limits::{bounded_seq, MAX_SCHEMA_FEATURES};
+    bounded_seq(d, MAX_SCHEMA_FEATURES, "features of one kind", "max_schema_features").map(Some)
+}
+
+impl SchemaRepr {
+    fn into_schema(self) -> Result<Schema, String> {
+        match (self.features, self.numeric, self.categorical, self.missing_category) {
+            (Some(features), None, None, None) => Ok(Schema { features }),
+            (None, Some(numeric), Some(categorical), Some(missing_category)) => {
+                Ok(Schema::from_legacy(&Preprocessor { numeric, categorical, missing_category }))
+            }
+            _ => Err("schema: expected `features` (format 3) or `numeric`, `categorical` and `missing_category` \
+                      (formats 1 and 2)"
+                .into()),
+        }
     }
 }
 
@@ -306,7 +348,7 @@ impl LoadError {
                     ("not a riskserve model file", "not a riskserve model file"),
                     ("format is", "not a riskserve model file (wrong `format`)"),
                     ("payload does not match format", "payload does not match the model format"),
-                    ("schema", "schema does not match this server's input features"),
+                    ("schema", "the schema (the declared inputs) is not valid"),
                 ];
                 let public = KNOWN.iter().find(|(prefix, _)| detail.starts_with(prefix)).map(|(_, public)| *public);
                 let public = public.or_else(|| {

@@ -1,6 +1,8 @@
-//! The input: the ten loan-application features, their kinds and their
-//! canonical order, and [`LoanApplication`], the one input type shared by
-//! training (CSV rows), serving (JSON requests) and the synthetic generator.
+//! The ten loan-application fields of riskserve's reference data: their
+//! kinds, canonical order, documented ranges and units, and
+//! [`LoanApplication`], the typed row the synthetic generator makes and
+//! tests use. Models declare their own inputs ([`super::schema`]); these are
+//! what format-1 and format-2 files, the bundled model and `synth` have.
 
 /// Numeric features, in the order used everywhere (arrays, encoded columns).
 pub const NUMERIC_FEATURES: [&str; 6] = ["loan_amnt", "int_rate", "annual_inc", "revol_util", "dti", "delinq_2yrs"];
@@ -24,30 +26,65 @@ pub const FEATURES: [&str; 10] = [
     "home_ownership",
 ];
 
-/// The field index of a feature name, if it is one of the ten.
-pub fn feature_index(name: &str) -> Option<usize> {
-    feature_index_bytes(name.as_bytes())
+/// The accepted range of one numeric loan field: finite, `0 ..= max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NumericRule {
+    pub feature: &'static str,
+    /// The sane maximum, inclusive: far above any real application, so only
+    /// absurd values (a unit mistake, `1e300`) are refused.
+    pub max: f64,
+    /// The unit, when it is easy to get wrong (a percentage sent where a
+    /// fraction is expected is the usual mistake).
+    pub unit: Option<&'static str>,
+    /// What the web form says under the field.
+    pub help: Option<&'static str>,
 }
 
-/// [`feature_index`] of a name's bytes (the names are ASCII).
-pub fn feature_index_bytes(name: &[u8]) -> Option<usize> {
-    // A match, not a search of `FEATURES`: the compiler compares the length
-    // first, so a request's keys cost one or two comparisons each.
-    let i = match name {
-        b"loan_amnt" => 0,
-        b"int_rate" => 1,
-        b"annual_inc" => 2,
-        b"revol_util" => 3,
-        b"dti" => 4,
-        b"delinq_2yrs" => 5,
-        b"purpose" => 6,
-        b"grade" => 7,
-        b"emp_length" => 8,
-        b"home_ownership" => 9,
-        _ => return None,
-    };
-    debug_assert_eq!(FEATURES[i].as_bytes(), name);
-    Some(i)
+/// The rule of each numeric loan field, in the order of [`NUMERIC_FEATURES`].
+///
+/// The maxima were set against the reference sample (loan_amnt 1,000–40,000,
+/// int_rate ≤ 0.31, annual_inc ≤ 987,000, revol_util ≤ 1.05, dti < 40,
+/// delinq_2yrs ≤ 18) and `riskserve synth` (annual_inc up to 2,000,000,
+/// delinq_2yrs up to 21), leaving room for the wider public Lending Club
+/// data (revol_util near 9, i.e. 900 %; dti up to 999 for joint
+/// applications; delinquency counts in the tens). `train` gives these
+/// fields these ranges whatever the data (other columns get a range from
+/// the training data).
+pub const NUMERIC_RULES: [NumericRule; 6] = [
+    NumericRule { feature: "loan_amnt", max: 10_000_000.0, unit: None, help: Some("Amount requested, in dollars.") },
+    NumericRule {
+        feature: "int_rate",
+        max: 1.0,
+        unit: Some("fraction"),
+        help: Some("Interest rate as a fraction: 0.1356 for 13.56 %."),
+    },
+    NumericRule { feature: "annual_inc", max: 1_000_000_000.0, unit: None, help: Some("Yearly income, in dollars.") },
+    NumericRule {
+        feature: "revol_util",
+        max: 10.0,
+        unit: Some("fraction"),
+        help: Some("Revolving credit used, as a fraction of the limit: 0.226 for 22.6 %."),
+    },
+    NumericRule {
+        feature: "dti",
+        max: 1_000.0,
+        unit: Some("percent"),
+        help: Some("Debt-to-income ratio in percent: 14.39 for 14.39 %."),
+    },
+    NumericRule { feature: "delinq_2yrs", max: 100.0, unit: None, help: Some("Delinquencies in the past two years.") },
+];
+
+/// The numeric loan fields as schema features with their rules (no
+/// imputed value): what `train` gives these columns.
+pub fn loan_schema_rules() -> Vec<super::schema::Feature> {
+    NUMERIC_RULES
+        .iter()
+        .map(|r| {
+            let mut f = super::schema::Feature::number(r.feature, 0.0, r.max, r.unit, None);
+            f.help = r.help.map(str::to_string);
+            f
+        })
+        .collect()
 }
 
 /// The column order of the training CSV (without the target), as in the
@@ -128,11 +165,13 @@ mod tests {
         let mut all = FEATURES.to_vec();
         all.sort_unstable();
         assert_eq!(csv, all);
-        assert_eq!(feature_index("dti"), Some(4));
-        assert_eq!(feature_index("grade"), Some(NUMERIC_FEATURES.len() + cat::GRADE));
-        assert_eq!(feature_index("loan_amount"), None);
-        for (i, f) in FEATURES.iter().enumerate() {
-            assert_eq!(feature_index(f), Some(i));
-        }
+        let names: Vec<&str> = NUMERIC_RULES.iter().map(|r| r.feature).collect();
+        assert_eq!(names, NUMERIC_FEATURES.to_vec());
+    }
+
+    #[test]
+    fn the_maxima_are_as_documented() {
+        let max: Vec<f64> = NUMERIC_RULES.iter().map(|r| r.max).collect();
+        assert_eq!(max, [10_000_000.0, 1.0, 1_000_000_000.0, 10.0, 1_000.0, 100.0]);
     }
 }

@@ -1,12 +1,16 @@
-//! The prediction core shared by training and serving: the input type and
-//! its per-field rules, reference preprocessing, fitted estimators, the
-//! on-disk format, and [`Model`], a loaded, validated and compiled model
-//! version that scores applications without allocating.
+//! The prediction core shared by training and serving: each version's
+//! declared inputs ([`schema`], compiled into [`fields::Fields`]) and the
+//! rows decoded through them ([`row`]), the per-value rules, the one-hot
+//! [`encoder`], fitted estimators, the on-disk format, and [`Model`], a
+//! loaded, validated and compiled model version that scores rows without
+//! allocating.
 
 pub mod calibration;
+pub mod encoder;
 pub mod estimator;
 pub mod explain;
 pub mod field_rules;
+pub mod fields;
 pub mod forest;
 pub mod format;
 #[cfg(test)]
@@ -15,16 +19,18 @@ pub mod input;
 pub mod limits;
 pub mod pacing;
 pub mod preprocess;
+pub mod row;
 pub mod schema;
 pub mod tree;
 
 use calibration::Calibration;
+use encoder::{Encoder, MAX_ENCODED_WIDTH};
 use estimator::CompiledEstimator;
 use explain::{Attribution, ExplainInfo};
+use fields::Fields;
 use format::{LoadError, ModelMeta, ModelPayload};
-use input::LoanApplication;
 use limits::ModelLimits;
-use preprocess::{Preprocessor, MAX_ENCODED_WIDTH};
+use row::{Row, Rows, RowsView, Value};
 use serde::Serialize;
 
 /// Encoded widths below this (the bundled model's is 41) score from a
@@ -57,30 +63,29 @@ pub struct Prediction {
     pub decision: Decision,
 }
 
-/// What serving needs from a loaded model version: score one application,
-/// and say what it is. [`Model`] is the implementation; the trait is the seam
-/// that lets tests serve a stand-in (for example one whose `predict` blocks
-/// until released) through the real registry and routes.
+/// What serving needs from a loaded model version: what it takes as input,
+/// score one row, and say what it is. [`Model`] is the implementation; the
+/// trait is the seam that lets tests serve a stand-in (for example one
+/// whose `predict` blocks until released) through the real registry and
+/// routes.
 pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
-    /// Scores one application. Must not allocate or block in production.
-    fn predict(&self, app: &LoanApplication) -> Prediction;
-    /// Scores many applications, appending one prediction each to `out`:
-    /// the same answers as [`Scorer::predict`] on each, possibly faster.
-    fn predict_many(&self, apps: &[LoanApplication], out: &mut Vec<Prediction>) {
-        out.extend(apps.iter().map(|app| self.predict(app)));
+    /// The inputs requests are decoded with.
+    fn fields(&self) -> &Fields;
+    /// Scores one row (decoded with [`Scorer::fields`]). Must not allocate
+    /// or block in production.
+    fn predict(&self, row: Row<'_>) -> Prediction;
+    /// Scores many rows, appending one prediction each to `out`: the same
+    /// answers as [`Scorer::predict`] on each, possibly faster.
+    fn predict_many(&self, rows: RowsView<'_>, out: &mut Vec<Prediction>) {
+        out.extend(rows.iter().map(|row| self.predict(row)));
     }
     /// What the model file records.
     fn meta(&self) -> &ModelMeta;
-    /// The feature schema requests are encoded with, when there is one (a
-    /// stand-in may have none): shown to clients as the version's inputs.
-    fn preprocessor(&self) -> Option<&Preprocessor> {
-        None
-    }
     /// SHA-256 of the file's payload.
     fn digest(&self) -> &str;
     /// Splits one prediction into a base value and per-feature
     /// contributions; `None` for a scorer that cannot explain itself.
-    fn attribution(&self, _app: &LoanApplication) -> Option<Attribution> {
+    fn attribution(&self, _row: Row<'_>) -> Option<Attribution> {
         None
     }
     /// How this scorer explains its predictions, if it can.
@@ -90,53 +95,52 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     /// The prediction and its attribution together. A [`Model`] walks its
     /// trees once for both (the attribution's probability is the
     /// prediction's, bit for bit).
-    fn predict_explained(&self, app: &LoanApplication) -> (Prediction, Option<Attribution>) {
-        (self.predict(app), self.attribution(app))
+    fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
+        (self.predict(row), self.attribution(row))
     }
 }
 
 impl Scorer for Model {
-    #[inline]
-    fn predict(&self, app: &LoanApplication) -> Prediction {
-        Model::predict(self, app)
+    fn fields(&self) -> &Fields {
+        &self.fields
     }
-    fn predict_many(&self, apps: &[LoanApplication], out: &mut Vec<Prediction>) {
-        Model::predict_many(self, apps, out)
+    #[inline]
+    fn predict(&self, row: Row<'_>) -> Prediction {
+        Model::predict(self, row)
+    }
+    fn predict_many(&self, rows: RowsView<'_>, out: &mut Vec<Prediction>) {
+        Model::predict_many(self, rows, out)
     }
     fn meta(&self) -> &ModelMeta {
         &self.meta
     }
-    fn preprocessor(&self) -> Option<&Preprocessor> {
-        Some(&self.preprocessor)
-    }
     fn digest(&self) -> &str {
         &self.digest
     }
-    fn attribution(&self, app: &LoanApplication) -> Option<Attribution> {
-        Some(Model::attribution(self, app))
+    fn attribution(&self, row: Row<'_>) -> Option<Attribution> {
+        Some(Model::attribution(self, row))
     }
     fn explain_info(&self) -> Option<ExplainInfo> {
         Some(Model::explain_info(self))
     }
-    fn predict_explained(&self, app: &LoanApplication) -> (Prediction, Option<Attribution>) {
-        let (prediction, attribution) = Model::predict_explained(self, app);
+    fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
+        let (prediction, attribution) = Model::predict_explained(self, row);
         (prediction, Some(attribution))
     }
 }
 
-/// A model version ready to score: schema, compiled estimator, threshold and
-/// the metadata recorded in its file.
+/// A model version ready to score: its inputs, encoder, compiled
+/// estimator, threshold and the metadata recorded in its file.
 #[derive(Debug)]
 pub struct Model {
     pub meta: ModelMeta,
-    pub preprocessor: Preprocessor,
+    pub fields: Fields,
+    pub encoder: Encoder,
     /// SHA-256 of the file's payload.
     pub digest: String,
     estimator: CompiledEstimator,
     calibration: Option<Calibration>,
     width: usize,
-    /// The field index (position in `FEATURES`) of each encoded column.
-    column_field: Vec<u8>,
     /// The probability explanations start from.
     base_value: f64,
 }
@@ -147,14 +151,30 @@ impl Model {
     /// server checks before a version may serve.
     pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        let ModelPayload { meta, preprocessor, estimator, calibration } = payload;
-        preprocessor.validate().map_err(|e| invalid(format!("schema: {e}")))?;
-        let width = preprocessor.width();
+        let ModelPayload { meta, schema, estimator, calibration } = payload;
+        let fields = Fields::new(schema).map_err(|e| invalid(format!("schema: {e}")))?;
+        if let Some(f) =
+            fields.features().iter().find(|f| matches!(f.kind, schema::Kind::Number { imputed_with: None, .. }))
+        {
+            return Err(invalid(format!(
+                "schema: number feature `{}` has no imputed_with; riskserve's own models impute every missing number",
+                f.name
+            )));
+        }
+        let encoder = Encoder::new(&fields);
+        let width = encoder.width();
+        if width > MAX_ENCODED_WIDTH {
+            return Err(invalid(format!(
+                "schema: encoded width {width} exceeds the limit of {MAX_ENCODED_WIDTH} columns (max_encoded_width)"
+            )));
+        }
         // A linear model without recorded column means is explained
         // against the all-missing application (medians, `missing`).
         let reference = || {
             let mut x = vec![0.0; width];
-            preprocessor.encode_into(&LoanApplication::default(), &mut x);
+            let mut rows = Rows::new(fields.len());
+            rows.push_missing();
+            encoder.encode_into(rows.row(0), &mut x);
             x
         };
         let compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
@@ -176,17 +196,8 @@ impl Model {
         if let Some(c) = &calibration {
             c.validate().map_err(|e| invalid(format!("calibration: {e}")))?;
         }
-        let column_field = preprocessor.column_features();
-        let mut model = Model {
-            meta,
-            preprocessor,
-            digest,
-            estimator: compiled,
-            calibration,
-            width,
-            column_field,
-            base_value: 0.0,
-        };
+        let mut model =
+            Model { meta, fields, encoder, digest, estimator: compiled, calibration, width, base_value: 0.0 };
         model.base_value = model.to_probability(model.estimator.base_score());
         model.smoke_test()?;
         Ok(model)
@@ -205,10 +216,10 @@ impl Model {
         Model::from_payload(payload, digest, limits)
     }
 
-    /// Scores one application. Allocation-free.
+    /// Scores one row. Allocation-free.
     #[inline]
-    pub fn predict(&self, app: &LoanApplication) -> Prediction {
-        self.decide(self.raw_probability(app).clamp(0.0, 1.0))
+    pub fn predict(&self, row: Row<'_>) -> Prediction {
+        self.decide(self.raw_probability(row).clamp(0.0, 1.0))
     }
 
     fn decide(&self, p: f64) -> Prediction {
@@ -218,20 +229,20 @@ impl Model {
 
     /// [`Model::predict`] and [`Model::attribution`] from one walk of the
     /// trees: the attribution's probability is the prediction's.
-    pub fn predict_explained(&self, app: &LoanApplication) -> (Prediction, Attribution) {
-        let attribution = self.attribution(app);
+    pub fn predict_explained(&self, row: Row<'_>) -> (Prediction, Attribution) {
+        let attribution = self.attribution(row);
         (self.decide(attribution.probability), attribution)
     }
 
-    /// Scores many applications, appending one prediction each to `out`.
-    /// Rows are encoded a block at a time and a forest walks each block tree
-    /// by tree ([`CompiledEstimator::probabilities_in`]): the same answers,
-    /// bit for bit, as [`Model::predict`] on each application.
-    pub fn predict_many(&self, apps: &[LoanApplication], out: &mut Vec<Prediction>) {
-        // One application (most requests): the stack buffer of `predict`,
-        // not a block buffer on the heap.
-        if let [app] = apps {
-            out.push(self.predict(app));
+    /// Scores many rows, appending one prediction each to `out`. Rows are
+    /// encoded a block at a time and a forest walks each block tree by tree
+    /// ([`CompiledEstimator::probabilities_in`]): the same answers, bit for
+    /// bit, as [`Model::predict`] on each row.
+    pub fn predict_many(&self, rows: RowsView<'_>, out: &mut Vec<Prediction>) {
+        // One row (most requests): the stack buffer of `predict`, not a
+        // block buffer on the heap.
+        if rows.len() == 1 {
+            out.push(self.predict(rows.row(0)));
             return;
         }
         /// Rows per block: four of the forest's row groups. A block of the
@@ -241,39 +252,42 @@ impl Model {
         /// 48 1.26, 36 1.26, with twelve rows side by side.)
         const BLOCK: usize = 4 * forest::ROW_LANES;
         let stride = self.estimator.batch_stride();
-        let mut rows = vec![0.0f64; BLOCK.min(apps.len()) * stride];
+        let mut buf = vec![0.0f64; BLOCK.min(rows.len()) * stride];
         let mut raw = [0.0f64; BLOCK];
-        out.reserve(apps.len());
-        for block in apps.chunks(BLOCK) {
-            for (app, row) in block.iter().zip(rows.chunks_exact_mut(stride)) {
-                self.preprocessor.encode_into(app, &mut row[..self.width]);
+        out.reserve(rows.len());
+        let mut start = 0;
+        while start < rows.len() {
+            let block = rows.slice(start..(start + BLOCK).min(rows.len()));
+            for (row, x) in block.iter().zip(buf.chunks_exact_mut(stride)) {
+                self.encoder.encode_into(row, &mut x[..self.width]);
             }
             let raw = &mut raw[..block.len()];
-            self.estimator.probabilities_in(&mut rows, stride, raw);
+            self.estimator.probabilities_in(&mut buf, stride, raw);
             out.extend(raw.iter().map(|&p| self.decide(self.calibrated(p).clamp(0.0, 1.0))));
+            start += block.len();
         }
     }
 
-    /// Preprocess into a stack buffer and score (calibrated when the file
-    /// has a calibration), without clamping.
+    /// Encode into a stack buffer and score (calibrated when the file has a
+    /// calibration), without clamping.
     #[inline]
-    fn raw_probability(&self, app: &LoanApplication) -> f64 {
-        self.with_row(app, |x| self.calibrated(self.estimator.probability_in(x)))
+    fn raw_probability(&self, row: Row<'_>) -> f64 {
+        self.with_row(row, |x| self.calibrated(self.estimator.probability_in(x)))
     }
 
-    /// Calls `f` with `app` encoded into a zeroed stack buffer of the
-    /// model's width plus the padding column a forest reads. The buffer is
-    /// as small as the model allows: zeroing all [`MAX_ENCODED_WIDTH`]
-    /// columns cost more than the rest of the encoding.
+    /// Calls `f` with `row` encoded into a stack buffer of the model's
+    /// width plus the padding column a forest reads. The buffer is as small
+    /// as the model allows: zeroing all [`MAX_ENCODED_WIDTH`] columns cost
+    /// more than the rest of the encoding.
     #[inline(always)]
-    fn with_row<R>(&self, app: &LoanApplication, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    fn with_row<R>(&self, row: Row<'_>, f: impl FnOnce(&mut [f64]) -> R) -> R {
         if self.width < SMALL_WIDTH {
             let mut buf = [0.0f64; SMALL_WIDTH];
-            self.preprocessor.encode_into(app, &mut buf[..self.width]);
+            self.encoder.encode_into(row, &mut buf[..self.width]);
             f(&mut buf)
         } else {
             let mut buf = [0.0f64; MAX_ENCODED_WIDTH + 1];
-            self.preprocessor.encode_into(app, &mut buf[..self.width]);
+            self.encoder.encode_into(row, &mut buf[..self.width]);
             f(&mut buf[..=self.width])
         }
     }
@@ -293,10 +307,10 @@ impl Model {
         self.calibrated(self.estimator.score_to_probability(score)).clamp(0.0, 1.0)
     }
 
-    /// Splits the prediction for `app` exactly into [`Self::explain_info`]'s
+    /// Splits the prediction for `row` exactly into [`Self::explain_info`]'s
     /// base value plus one contribution per feature (see [`explain`]).
     /// Allocation-free; only runs when an explanation is asked for.
-    pub fn attribution(&self, app: &LoanApplication) -> Attribution {
+    pub fn attribution(&self, row: Row<'_>) -> Attribution {
         let (mut small, mut big);
         let cols = if self.width <= SMALL_WIDTH {
             small = [0.0f64; SMALL_WIDTH];
@@ -305,7 +319,7 @@ impl Model {
             big = [0.0f64; MAX_ENCODED_WIDTH];
             &mut big[..self.width]
         };
-        let score = self.with_row(app, |x| self.estimator.contributions_in(x, cols));
+        let score = self.with_row(row, |x| self.estimator.contributions_in(x, cols));
         let base_score = self.estimator.base_score();
         let probability = self.to_probability(score);
         // One positive factor carries the score-scale contributions onto
@@ -313,11 +327,11 @@ impl Model {
         // order and add up to probability − base_value.
         let moved = score - base_score;
         let factor = if moved.abs() > 1e-12 { (probability - self.base_value) / moved } else { 1.0 };
-        let mut contributions = [0.0; input::FEATURES.len()];
-        for (c, &field) in cols.iter().zip(&self.column_field) {
-            contributions[field as usize] += c * factor;
+        let mut attribution = Attribution::new(probability, self.base_value, self.fields.len());
+        for (c, &field) in cols.iter().zip(self.encoder.column_features()) {
+            attribution.contributions[field as usize] += c * factor;
         }
-        Attribution { probability, base_value: self.base_value, contributions }
+        attribution
     }
 
     /// The explanation method and base value.
@@ -336,12 +350,12 @@ impl Model {
         self.estimator.cost()
     }
 
-    /// Warm-up and sanity check: an all-missing application and one row per
-    /// known category must score to a probability in [0, 1].
+    /// Warm-up and sanity check: an all-missing row and one row per known
+    /// category must score to a probability in [0, 1].
     fn smoke_test(&self) -> Result<(), LoadError> {
-        let mut probe = LoanApplication::default();
-        let check = |app: &LoanApplication| {
-            let p = self.raw_probability(app);
+        let mut probe = vec![Value::Missing; self.fields.len()];
+        let check = |values: &[Value]| {
+            let p = self.raw_probability(Row::of(values));
             if (0.0..=1.0).contains(&p) {
                 Ok(())
             } else {
@@ -349,11 +363,12 @@ impl Model {
             }
         };
         check(&probe)?;
-        for (i, f) in self.preprocessor.categorical.iter().enumerate() {
-            for c in &f.categories {
-                probe.categorical[i] = Some(c.clone());
+        for (i, f) in self.fields.features().iter().enumerate() {
+            for code in 0..f.categories().len() {
+                probe[i] = Value::Category(code as u32);
                 check(&probe)?;
             }
+            probe[i] = Value::Missing;
         }
         Ok(())
     }
@@ -363,9 +378,11 @@ impl Model {
 pub(crate) mod test_support {
     //! Hand-made trees and a tiny model payload for tests that need them.
     use super::estimator::Estimator;
+    use super::fields::Fields;
     use super::format::*;
-    use super::input::{cat, LoanApplication};
-    use super::preprocess::Preprocessor;
+    use super::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES};
+    use super::preprocess::{CategoricalFeature, NumericFeature, Preprocessor};
+    use super::schema::Schema;
     use super::tree::Tree;
 
     /// x0 <= 0.5 ? 0.1 : (x1 <= 2 ? 0.4 : 0.9)
@@ -380,19 +397,52 @@ pub(crate) mod test_support {
         }
     }
 
+    /// The ten loan fields as a format-2 file has them: medians, and grade
+    /// A, B or missing (the others only `missing`).
+    pub fn tiny_schema() -> Schema {
+        let medians = [1000.0, 0.1, 50000.0, 0.5, 10.0, 0.0];
+        let numeric = NUMERIC_FEATURES
+            .iter()
+            .zip(medians)
+            .map(|(n, m)| NumericFeature { name: n.to_string(), median: m })
+            .collect();
+        let categorical = CATEGORICAL_FEATURES
+            .iter()
+            .map(|n| CategoricalFeature {
+                name: n.to_string(),
+                categories: if *n == "grade" {
+                    vec!["A".into(), "B".into(), "missing".into()]
+                } else {
+                    vec!["missing".into()]
+                },
+            })
+            .collect();
+        Schema::from_legacy(&Preprocessor { numeric, categorical, missing_category: "missing".into() })
+    }
+
+    /// `model`'s prediction for a loan application.
+    pub fn predict_app(model: &super::Model, app: &super::input::LoanApplication) -> super::Prediction {
+        let rows = model.fields.loan_rows([app]);
+        model.predict(rows.row(0))
+    }
+
+    /// `model`'s attribution for a loan application.
+    pub fn attribution_app(model: &super::Model, app: &super::input::LoanApplication) -> super::explain::Attribution {
+        let rows = model.fields.loan_rows([app]);
+        model.attribution(rows.row(0))
+    }
+
+    /// [`tiny_schema`] compiled.
+    pub fn loan_fields() -> Fields {
+        Fields::new(tiny_schema()).unwrap()
+    }
+
     /// Grade A, B or missing; a one-split tree: P(late) = 0.02 unless grade=B (0.3).
     pub fn tiny_payload() -> ModelPayload {
-        let mut rows = Vec::new();
-        for g in [Some("A"), Some("B"), None] {
-            let mut a = LoanApplication {
-                numeric: [Some(1000.0), Some(0.1), Some(50000.0), Some(0.5), Some(10.0), Some(0.0)],
-                ..Default::default()
-            };
-            a.categorical[cat::GRADE] = g.map(str::to_string);
-            rows.push(a);
-        }
-        let schema = Preprocessor::fit(&rows);
-        let grade_b = schema.column_names().iter().position(|n| n == "grade=B").unwrap() as i32;
+        let schema = tiny_schema();
+        let fields = Fields::new(schema.clone()).unwrap();
+        let names = super::encoder::Encoder::new(&fields).column_names(&fields);
+        let grade_b = names.iter().position(|n| n == "grade=B").unwrap() as i32;
         let tree = Tree {
             feature: vec![grade_b, -1, -1],
             threshold: vec![0.5, 0.0, 0.0],
@@ -413,7 +463,7 @@ pub(crate) mod test_support {
                 training: TrainingData { source: "test".into(), rows: 3, positives: 1, sha256: "0".repeat(64) },
                 metrics: None,
             },
-            preprocessor: schema,
+            schema,
             estimator: Estimator::RandomForest { trees: vec![tree] },
             calibration: None,
         }
@@ -423,8 +473,8 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::format::*;
-    use super::input::cat;
-    use super::test_support::tiny_payload;
+    use super::input::{cat, LoanApplication};
+    use super::test_support::{predict_app, tiny_payload};
     use super::*;
 
     fn model_from(bytes: &[u8]) -> Result<Model, LoadError> {
@@ -441,11 +491,11 @@ mod tests {
         let model = Model::from_payload(back, digest, ModelLimits::default()).unwrap();
         let mut app = LoanApplication::default();
         app.categorical[cat::GRADE] = Some("B".into());
-        let p = model.predict(&app);
+        let p = predict_app(&model, &app);
         assert_eq!(p.probability_late, 0.3);
         assert_eq!(p.decision, Decision::HighRisk);
         app.categorical[cat::GRADE] = Some("never-seen".into());
-        assert_eq!(model.predict(&app).decision, Decision::LowRisk);
+        assert_eq!(predict_app(&model, &app).decision, Decision::LowRisk);
     }
 
     #[test]
@@ -494,19 +544,20 @@ mod tests {
     #[test]
     fn the_compiled_model_equals_the_straightforward_path_on_10000_rows() {
         let (payload, digest) = decode(&bundled_model()).unwrap();
-        let (schema, estimator) = (payload.preprocessor.clone(), payload.estimator.clone());
+        let estimator = payload.estimator.clone();
         let model = Model::from_payload(payload, digest, ModelLimits::default()).unwrap();
-        let mut rows: Vec<LoanApplication> =
+        let mut apps: Vec<LoanApplication> =
             crate::train::synth::generate(10_000, 2026).into_iter().map(|(app, _)| app).collect();
-        for (i, row) in rows.iter_mut().enumerate().step_by(97) {
+        for (i, row) in apps.iter_mut().enumerate().step_by(97) {
             row.categorical[i % 4] = Some("never-seen-in-training".into());
         }
-        rows.push(LoanApplication::default());
-        let x = schema.encode_rows(&rows);
+        apps.push(LoanApplication::default());
+        let rows = model.fields.loan_rows(&apps);
+        let x = model.encoder.encode_rows(rows.view());
         let mut worst = 0.0f64;
-        for (app, x) in rows.iter().zip(x.chunks_exact(schema.width())) {
+        for ((app, row), x) in apps.iter().zip(rows.iter()).zip(x.chunks_exact(model.encoder.width())) {
             let reference = estimator.reference_probability(x);
-            let fast = model.predict(app);
+            let fast = model.predict(row);
             worst = worst.max((fast.probability_late - reference).abs());
             assert!(
                 (fast.probability_late - reference).abs() <= 1e-12,
@@ -515,17 +566,17 @@ mod tests {
             );
             let high = reference >= model.meta.decision.threshold;
             assert_eq!(fast.decision == Decision::HighRisk, high, "{app:?}");
-            let (explained, attribution) = model.predict_explained(app);
+            let (explained, attribution) = model.predict_explained(row);
             assert_eq!(explained, fast, "explaining never changes the answer: {app:?}");
-            let total = attribution.base_value + attribution.contributions.iter().sum::<f64>();
+            let total = attribution.base_value + attribution.contributions().iter().sum::<f64>();
             assert!((total - fast.probability_late).abs() <= 1e-9, "{app:?}: {total} vs {}", fast.probability_late);
         }
         assert_eq!(worst, 0.0, "the same sums in the same order: bit-for-bit equal");
         // Many rows at once (whole blocks, a partial last block), the same bits.
         for n in [1, 7, 12, 13, 48, 49, 64, 65, rows.len()] {
             let mut many = Vec::new();
-            model.predict_many(&rows[..n], &mut many);
-            let one_by_one: Vec<Prediction> = rows[..n].iter().map(|a| model.predict(a)).collect();
+            model.predict_many(rows.view().slice(0..n), &mut many);
+            let one_by_one: Vec<Prediction> = rows.iter().take(n).map(|r| model.predict(r)).collect();
             assert_eq!(many, one_by_one, "{n} rows");
         }
     }
@@ -567,11 +618,11 @@ mod tests {
     #[test]
     fn wrong_format_version_and_wrong_schema_are_invalid_with_reasons() {
         let bytes = encode(&tiny_payload()).unwrap();
-        let text = String::from_utf8(bytes).unwrap().replacen("\"format_version\":2", "\"format_version\":9", 1);
+        let text = String::from_utf8(bytes).unwrap().replacen("\"format_version\":3", "\"format_version\":9", 1);
         assert!(model_from(text.as_bytes()).unwrap_err().to_string().contains("format_version 9"));
 
         let mut payload = tiny_payload();
-        payload.preprocessor.numeric.remove(0);
+        payload.schema.features.push(payload.schema.features[0].clone());
         let err = model_from(&encode(&payload).unwrap()).unwrap_err();
         assert!(err.to_string().contains("schema"), "{err}");
 
@@ -600,7 +651,7 @@ mod tests {
             let result = Model::from_bytes(bytes);
             prop_assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
             if let Ok(model) = &result {
-                let p = model.predict(&LoanApplication::default()).probability_late;
+                let p = predict_app(model, &LoanApplication::default()).probability_late;
                 prop_assert!((0.0..=1.0).contains(&p));
             }
             Ok(result)

@@ -229,7 +229,8 @@ impl Loader {
                 },
             );
             if !model.serving.is_empty() {
-                next.models.insert(name, ServedModel { versions: model.serving, rollout });
+                let known = ServedModel::known_names(&model.serving, current.models.get(&name));
+                next.models.insert(name, ServedModel { versions: model.serving, rollout, known });
             }
         }
 
@@ -399,6 +400,21 @@ impl Loader {
                         .to_string()
                 })?,
         };
+        // A shadow scores the rows the answering version decoded: each
+        // feature it requires must be one every answering version declares.
+        if let Some(sh) = &shadow {
+            for baseline in std::iter::once(&stable).chain(canary.as_ref()) {
+                if let Some(missing) = sh.scorer.fields().missing_from(baseline.scorer.fields()) {
+                    return Err(format!(
+                        "not applied: shadow version {} requires `{missing}`, which version {} does not declare, so \
+                         it could not score the requests version {} answers; make `{missing}` optional in the shadow \
+                         (train --optional) or shadow a version with the same inputs; the previous rollout, if any, \
+                         stays in force",
+                        sh.version, baseline.version, baseline.version
+                    ));
+                }
+            }
+        }
         if let Some(p) = previous.filter(|p| p.same_as(policy, &stable, canary.as_ref(), shadow.as_ref())) {
             return Ok(p.clone());
         }
@@ -493,14 +509,9 @@ impl Loader {
                     algorithm = %scorer.meta().algorithm,
                     "loaded model version"
                 );
-                let version = Arc::new(LoadedVersion::new(
-                    name,
-                    entry.version,
-                    entry.location.clone(),
-                    scorer,
-                    seconds,
-                    metrics.version(name, entry.version),
-                ));
+                let series = metrics.version(name, entry.version, scorer.fields().schema().names());
+                let version =
+                    Arc::new(LoadedVersion::new(name, entry.version, entry.location.clone(), scorer, seconds, series));
                 Known::Loaded { fingerprint, version }
             }
             Err(e) => {
@@ -583,12 +594,12 @@ impl Loader {
     fn update_gauges(&self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
         let m = &self.registry.metrics;
         for name in swapped {
-            let before: Vec<u64> =
-                current.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
+            let before: Vec<Arc<LoadedVersion>> =
+                current.models.get(name).map(|m| m.versions.values().cloned().collect()).unwrap_or_default();
             let after = next.models.get(name);
-            for version in before {
-                if !after.is_some_and(|n| n.versions.contains_key(&version)) {
-                    m.forget_version(name, version);
+            for retired in before {
+                if !after.is_some_and(|n| n.versions.contains_key(&retired.version)) {
+                    m.forget_version(name, retired.version, retired.scorer.fields().schema().names());
                 }
             }
             let Some(model) = after else {

@@ -55,20 +55,23 @@ pub struct Registry {
 pub struct Resolved {
     pub version: Arc<LoadedVersion>,
     pub rollout: Option<Arc<traffic::Rollout>>,
+    /// The feature names any version of the model declares (see
+    /// [`ServedModel::known`]).
+    pub known: Arc<crate::model::fields::NameTable>,
 }
 
 impl Resolved {
     /// Reports how the request went (`None`: the model failed it) so the
-    /// rollout's guards and shadow see it; the applications and predictions
+    /// rollout's guards and shadow see it; the rows and predictions
     /// are moved to the shadow, if any. Nothing to do without a rollout.
     pub fn observe(
         &self,
-        apps: Vec<crate::model::input::LoanApplication>,
+        rows: crate::model::row::Rows,
         predictions: Option<Vec<crate::model::Prediction>>,
         elapsed: Duration,
     ) {
         if let Some(r) = &self.rollout {
-            r.observe(&self.version, apps, predictions, elapsed);
+            r.observe(&self.version, rows, predictions, elapsed);
         }
     }
 }
@@ -143,22 +146,23 @@ impl Registry {
         match (version, &model.rollout) {
             (None, Some(rollout)) => {
                 let picked = rollout.pick(key(&rollout.policy.request_key)).clone();
-                Ok(Resolved { version: picked, rollout: Some(rollout.clone()) })
+                Ok(Resolved { version: picked, rollout: Some(rollout.clone()), known: model.known.clone() })
             }
             (None, None) => model
                 .default_version()
                 .cloned()
-                .map(|version| Resolved { version, rollout: None })
+                .map(|version| Resolved { version, rollout: None, known: model.known.clone() })
                 .ok_or_else(|| LookupError::NoVersionAvailable { name: name.to_string(), reasons: Vec::new() }),
-            (Some(v), _) => {
-                model.versions.get(&v).cloned().map(|version| Resolved { version, rollout: None }).ok_or_else(|| {
-                    LookupError::VersionNotLoaded {
-                        name: name.to_string(),
-                        version: v,
-                        loaded: model.versions.keys().take(MAX_NAMES_LISTED).copied().collect(),
-                    }
-                })
-            }
+            (Some(v), _) => model
+                .versions
+                .get(&v)
+                .cloned()
+                .map(|version| Resolved { version, rollout: None, known: model.known.clone() })
+                .ok_or_else(|| LookupError::VersionNotLoaded {
+                    name: name.to_string(),
+                    version: v,
+                    loaded: model.versions.keys().take(MAX_NAMES_LISTED).copied().collect(),
+                }),
         }
     }
 

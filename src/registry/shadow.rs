@@ -44,7 +44,6 @@
 //! last sender unparks it and it finds the channel disconnected).
 
 use super::traffic::{Baseline, Rollout};
-use crate::model::input::LoanApplication;
 use crate::model::Prediction;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -66,7 +65,8 @@ pub struct ShadowJob {
     pub rollout: Arc<Rollout>,
     /// The version that answered the real request (the stable version or the canary).
     pub baseline: Baseline,
-    pub apps: Vec<LoanApplication>,
+    /// The rows as the answering version decoded them.
+    pub rows: crate::model::row::Rows,
     /// What it answered, one per application.
     pub predictions: Vec<Prediction>,
     /// How long it took to score them.

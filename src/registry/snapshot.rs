@@ -4,10 +4,11 @@
 
 use super::traffic::{Rollout, RolloutView};
 use crate::metrics::VersionMetrics;
+use crate::model::fields::NameTable;
 use crate::model::Scorer;
 use crate::repository::Rejected;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -68,9 +69,28 @@ pub struct ServedModel {
     pub versions: BTreeMap<u64, Arc<LoadedVersion>>,
     /// The applied `rollout.toml`, if any (its versions are all in `versions`).
     pub rollout: Option<Arc<Rollout>>,
+    /// Every feature name a version of this model loaded since start
+    /// declares: a request field one of them names is accepted (and
+    /// ignored by a version that does not declare it); any other is
+    /// refused.
+    pub known: Arc<NameTable>,
 }
 
 impl ServedModel {
+    /// The names `versions` declare together with those `previous` knew,
+    /// shared with `previous` when nothing is new.
+    pub fn known_names(versions: &BTreeMap<u64, Arc<LoadedVersion>>, previous: Option<&ServedModel>) -> Arc<NameTable> {
+        let mut names: BTreeSet<&str> = previous.map(|p| p.known.names().collect()).unwrap_or_default();
+        let before = names.len();
+        for v in versions.values() {
+            names.extend(v.scorer.fields().schema().names());
+        }
+        match previous {
+            Some(p) if names.len() == before => p.known.clone(),
+            _ => Arc::new(NameTable::new(names)),
+        }
+    }
+
     /// The version that takes unpinned traffic by default: the rollout's
     /// stable version (or promoted canary), else the highest loaded.
     pub fn default_version(&self) -> Option<&Arc<LoadedVersion>> {
@@ -159,7 +179,7 @@ pub struct VersionStatus {
     /// What a request may send to this version: each feature's kind, range
     /// or trained categories, and the value imputed when it is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<Vec<crate::model::schema::Input>>,
+    pub inputs: Option<Vec<crate::model::schema::Feature>>,
 }
 
 impl VersionStatus {
@@ -177,7 +197,7 @@ impl VersionStatus {
             digest: Some(v.scorer.digest().to_string()),
             explain: v.scorer.explain_info(),
             model: Some(v.scorer.meta().clone()),
-            inputs: v.scorer.preprocessor().map(crate::model::schema::inputs),
+            inputs: Some(crate::model::schema::inputs(v.scorer.fields().schema())),
         }
     }
 

@@ -16,7 +16,6 @@ use super::rollout::{RolloutPolicy, WEIGHT_SCALE};
 use super::shadow::{ShadowJob, ShadowSender};
 use super::snapshot::{rfc3339, LoadedVersion};
 use crate::metrics::{Metrics, RolloutMetrics};
-use crate::model::input::LoanApplication;
 use crate::model::{Decision, Prediction};
 use prometheus::{Histogram, IntCounter};
 use serde::Serialize;
@@ -337,7 +336,7 @@ impl Rollout {
     pub fn observe(
         self: &Arc<Self>,
         answered: &Arc<LoadedVersion>,
-        apps: Vec<LoanApplication>,
+        rows: crate::model::row::Rows,
         predictions: Option<Vec<Prediction>>,
         elapsed: Duration,
     ) {
@@ -368,7 +367,7 @@ impl Rollout {
         if !shadow.is_active() {
             return;
         }
-        let job = ShadowJob { rollout: self.clone(), baseline, apps, predictions, baseline_elapsed: elapsed };
+        let job = ShadowJob { rollout: self.clone(), baseline, rows, predictions, baseline_elapsed: elapsed };
         if !queue.try_send(job) {
             shadow.dropped.fetch_add(1, Relaxed);
             series.dropped.inc();
@@ -388,7 +387,12 @@ impl Rollout {
         };
         let started = std::time::Instant::now();
         scratch.clear();
-        scratch.extend(job.apps.iter().map(|a| shadow.version.scorer.predict(a)));
+        let answered = match job.baseline {
+            Baseline::Canary => self.canary.as_ref().map_or(&self.stable, |c| &c.version),
+            Baseline::Stable => &self.stable,
+        };
+        let rows = shadow.version.scorer.fields().translate(answered.scorer.fields(), &job.rows);
+        scratch.extend(rows.iter().map(|row| shadow.version.scorer.predict(row)));
         let elapsed = started.elapsed();
         let mine = scratch.as_slice();
         let failed = mine.iter().any(|p| !p.probability_late.is_finite());
@@ -585,6 +589,13 @@ mod tests {
         version_with_threshold(metrics, v, tiny_payload().meta.decision.threshold)
     }
 
+    /// One all-missing row of the loan fields.
+    fn one_row() -> crate::model::row::Rows {
+        let mut rows = crate::model::row::Rows::new(crate::model::test_support::loan_fields().len());
+        rows.push_missing();
+        rows
+    }
+
     /// The tiny model (p = 0.02 for a default application) deciding at `threshold`.
     fn version_with_threshold(metrics: &Metrics, v: u64, threshold: f64) -> Arc<LoadedVersion> {
         let mut payload = tiny_payload();
@@ -593,7 +604,7 @@ mod tests {
     }
 
     fn loaded(metrics: &Metrics, v: u64, scorer: Arc<dyn crate::model::Scorer>) -> Arc<LoadedVersion> {
-        Arc::new(LoadedVersion::new("m", v, format!("m/{v}/model.json"), scorer, 0.0, metrics.version("m", v)))
+        Arc::new(LoadedVersion::new("m", v, format!("m/{v}/model.json"), scorer, 0.0, metrics.version("m", v, [])))
     }
 
     fn canary(text: &str) -> (Arc<Rollout>, Arc<Metrics>) {
@@ -633,14 +644,14 @@ mod tests {
         let guards = "[guards]\nmin_requests = 10\npromote_after = 20\nmax_error_rate = 0.1\n";
         let (r, metrics) = canary(&format!("stable = 1\ncanary = {{ version = 2, weight = 0.5 }}\n{guards}"));
         let (stable, cand) = (r.stable.clone(), r.canary.as_ref().unwrap().version.clone());
-        let apps = [LoanApplication::default()];
+        let apps = one_row();
         let ms = Duration::from_micros(50);
         for _ in 0..20 {
-            r.observe(&stable, apps.to_vec(), Some(low()), ms);
+            r.observe(&stable, apps.clone(), Some(low()), ms);
         }
         for i in 0..20 {
             assert!(r.canary.as_ref().unwrap().is_active(), "promoted early at {i}");
-            r.observe(&cand, apps.to_vec(), Some(low()), ms);
+            r.observe(&cand, apps.clone(), Some(low()), ms);
         }
         assert_eq!(r.canary.as_ref().unwrap().outcome().unwrap().state, CandidateState::Promoted);
         assert!((0..100).all(|_| r.pick(None).version == 2) && r.default_version().version == 2);
@@ -649,14 +660,14 @@ mod tests {
 
         let (r, metrics2) = canary(&format!("stable = 1\ncanary = {{ version = 2, weight = 0.5 }}\n{guards}"));
         let cand = r.canary.as_ref().unwrap().version.clone();
-        r.observe(&cand, apps.to_vec(), None, ms);
+        r.observe(&cand, apps.clone(), None, ms);
         assert!(r.canary.as_ref().unwrap().is_active(), "1 error fits the budget of 10 % of 10");
-        r.observe(&cand, apps.to_vec(), None, ms);
+        r.observe(&cand, apps.clone(), None, ms);
         let outcome = r.canary.as_ref().unwrap().outcome().unwrap().clone();
         assert_eq!((outcome.state, outcome.guard), (CandidateState::Reverted, "error_rate"));
         assert!((0..100).all(|_| r.pick(Some(b"any key")).version == 1), "reverted: stable only");
         for _ in 0..30 {
-            r.observe(&cand, apps.to_vec(), Some(low()), ms);
+            r.observe(&cand, apps.clone(), Some(low()), ms);
         }
         assert_eq!(r.canary.as_ref().unwrap().outcome().unwrap().state, CandidateState::Reverted, "for good");
         for (m, to, reason) in [(&metrics, "promoted", "clean_window"), (&metrics2, "reverted", "error_rate")] {
@@ -673,7 +684,7 @@ mod tests {
         let shadow = r.shadow.as_ref().unwrap();
         let send = |n: usize| {
             for _ in 0..n {
-                r.observe(&stable, vec![LoanApplication::default()], Some(low()), Duration::from_micros(50));
+                r.observe(&stable, one_row(), Some(low()), Duration::from_micros(50));
             }
         };
         let compared = || shadow.compared.load(Relaxed);
@@ -701,7 +712,7 @@ mod tests {
         let stable = r.stable.clone();
         // One burst: the worker takes these in batches larger than the window.
         for _ in 0..300 {
-            r.observe(&stable, vec![LoanApplication::default()], Some(low()), Duration::from_micros(50));
+            r.observe(&stable, one_row(), Some(low()), Duration::from_micros(50));
         }
         let shadow = r.shadow.as_ref().unwrap();
         wait_until("the shadow reverted", || !shadow.is_active());
@@ -717,10 +728,13 @@ mod tests {
 
     /// A scorer whose every probability is NaN (a model failing every request).
     #[derive(Debug)]
-    struct Failing(crate::model::format::ModelMeta);
+    struct Failing(crate::model::format::ModelMeta, crate::model::fields::Fields);
 
     impl crate::model::Scorer for Failing {
-        fn predict(&self, _: &LoanApplication) -> Prediction {
+        fn fields(&self) -> &crate::model::fields::Fields {
+            &self.1
+        }
+        fn predict(&self, _: crate::model::row::Row<'_>) -> Prediction {
             Prediction { probability_late: f64::NAN, decision: Decision::LowRisk }
         }
         fn meta(&self) -> &crate::model::format::ModelMeta {
@@ -735,11 +749,11 @@ mod tests {
     fn a_failing_shadow_trips_the_error_guard_on_the_first_copy_past_its_budget() {
         let metrics = Arc::new(Metrics::new());
         let policy = super::super::rollout::parse(b"stable = 1\nshadow = 2\n").unwrap();
-        let v2 = loaded(&metrics, 2, Arc::new(Failing(tiny_payload().meta)));
+        let v2 = loaded(&metrics, 2, Arc::new(Failing(tiny_payload().meta, crate::model::test_support::loan_fields())));
         let queue = ShadowQueue::default();
         let r = Arc::new(Rollout::new("m", policy, version(&metrics, 1), None, Some(v2), metrics, queue.sender()));
         for _ in 0..300 {
-            r.observe(&r.stable, vec![LoanApplication::default()], Some(low()), Duration::from_micros(50));
+            r.observe(&r.stable, one_row(), Some(low()), Duration::from_micros(50));
         }
         let shadow = r.shadow.as_ref().unwrap();
         wait_until("the shadow reverted", || !shadow.is_active());

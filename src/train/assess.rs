@@ -8,7 +8,6 @@ use super::calibrate::{choose, CalibrationChoice, CalibrationMetrics};
 use super::cv::CvReport;
 use super::evaluation::{average_precision, mean_std, roc_auc};
 use crate::model::format::{CalibrationSummary, MeanStd};
-use crate::model::input::FEATURES;
 use serde::Serialize;
 
 /// Ranking and calibration of one set of out-of-fold probabilities.
@@ -56,8 +55,10 @@ pub struct Assessment {
     pub raw: Scores,
     pub calibrated: Scores,
     pub calibration: CalibrationChoice,
-    /// Mean absolute contribution per feature, in `FEATURES` order.
-    pub importance: [f64; FEATURES.len()],
+    /// Mean absolute contribution per feature, in schema order.
+    pub importance: Vec<f64>,
+    /// The features' names, in schema order.
+    pub features: Vec<String>,
     #[serde(skip)]
     pub labels: Vec<u8>,
     #[serde(skip)]
@@ -78,7 +79,8 @@ impl Assessment {
             raw,
             calibrated,
             calibration,
-            importance: report.importance,
+            importance: report.importance.clone(),
+            features: report.features.clone(),
             labels: labels.to_vec(),
             fold_of: report.fold_of.clone(),
             out_of_fold: report.out_of_fold.clone(),

@@ -4,9 +4,8 @@
 
 use super::dataset::Dataset;
 use super::evaluation::{average_precision, brier, mean_std, roc_auc, stratified_folds};
-use super::fit::{fit, TrainOptions};
+use super::fit::{fit, recode, TrainOptions};
 use crate::model::format::{EvaluationMetrics, MeanStd};
-use crate::model::input::FEATURES;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -35,8 +34,10 @@ pub struct CvReport {
     pub fold_of: Vec<usize>,
     /// Feature importance: the mean absolute path contribution (Saabas) or
     /// linear contribution of each feature over the test rows, on the
-    /// estimator's own scale, averaged over folds; in `FEATURES` order.
-    pub importance: [f64; FEATURES.len()],
+    /// estimator's own scale, averaged over folds; in schema order.
+    pub importance: Vec<f64>,
+    /// The features' names, in schema order.
+    pub features: Vec<String>,
 }
 
 impl CvReport {
@@ -86,7 +87,7 @@ pub fn cross_validate(
     let test_sets = stratified_folds(&data.labels, folds, seed).map_err(CvError::Folds)?;
     let mut out_of_fold = vec![f64::NAN; data.labels.len()];
     let mut fold_of = vec![0; data.labels.len()];
-    let mut importance = [0.0; FEATURES.len()];
+    let mut importance = vec![0.0; data.schema.features.len()];
     let mut results = Vec::with_capacity(folds);
     for (fold, test) in test_sets.iter().enumerate() {
         let mut in_test = vec![false; data.labels.len()];
@@ -94,29 +95,33 @@ pub fn cross_validate(
         let train: Vec<usize> = (0..data.labels.len()).filter(|&i| !in_test[i]).collect();
         let (train_rows, train_labels) = data.subset(&train);
         let started = Instant::now();
-        let fitted = fit(opts, &train_rows, &train_labels, progress).map_err(|source| CvError::Fit { fold, source })?;
+        let fitted = fit(opts, &data.schema, &train_rows, &train_labels, progress)
+            .map_err(|source| CvError::Fit { fold, source })?;
         let fit_seconds = started.elapsed().as_secs_f64();
+        let (test_rows, _) = data.subset(test);
+        let test_rows = recode(&data.schema, &fitted.schema, &test_rows);
 
         let started = Instant::now();
-        let width = fitted.preprocessor.width();
+        let (_, encoder) = fitted.encoding();
+        let width = encoder.width();
         let compiled =
             fitted.estimator.compile(width).map_err(|e| CvError::Compile { fold, message: e.to_string() })?;
         let mut x = vec![0.0; width];
-        let probs: Vec<f64> = test
+        let probs: Vec<f64> = test_rows
             .iter()
-            .map(|&i| {
-                fitted.preprocessor.encode_into(&data.rows[i], &mut x);
+            .map(|row| {
+                encoder.encode_into(row, &mut x);
                 compiled.probability(&x)
             })
             .collect();
         let predict_seconds = started.elapsed().as_secs_f64();
-        let column_feature = fitted.preprocessor.column_features();
+        let column_feature = encoder.column_features();
         let mut cols = vec![0.0; width];
-        for &i in test {
-            fitted.preprocessor.encode_into(&data.rows[i], &mut x);
+        for row in test_rows.iter() {
+            encoder.encode_into(row, &mut x);
             cols.fill(0.0);
             compiled.contributions(&x, &mut cols);
-            for (c, &f) in cols.iter().zip(&column_feature) {
+            for (c, &f) in cols.iter().zip(column_feature) {
                 importance[f as usize] += c.abs() / (test.len() * folds) as f64;
             }
         }
@@ -135,7 +140,8 @@ pub fn cross_validate(
             test_rows: test.len(),
         });
     }
-    Ok(CvReport { algorithm: opts.algorithm.name(), folds: results, out_of_fold, fold_of, importance })
+    let features = data.schema.names().map(str::to_string).collect();
+    Ok(CvReport { algorithm: opts.algorithm.name(), folds: results, out_of_fold, fold_of, importance, features })
 }
 
 /// The threshold that maximises Youden's J (TPR − FPR) over the scores:

@@ -1,19 +1,55 @@
-//! Reading and writing loan CSVs (`loan_amnt,...,home_ownership,is_late`).
-//! Columns are found by header name; blank cells are missing values. Every
-//! cell passes the same per-field rules as a prediction request
-//! ([`crate::model::field_rules`]), so a model is never trained or evaluated
-//! on a row the server would refuse.
+//! Reading training CSVs of any columns, and writing loan CSVs.
+//!
+//! `read_csv` takes the target column (`is_late` by default, 0 or 1) and
+//! makes every other column a feature (or those `--features` names). A
+//! column whose every non-blank cell is a number is a number feature, any
+//! other a category (`--categorical` forces it); blank cells are missing.
+//! The ten loan fields keep their documented ranges and units
+//! ([`crate::model::input::NUMERIC_RULES`]); any other number gets the
+//! range `[0, 10 × m]` when its training values are all non-negative and
+//! `[−10 × m, 10 × m]` otherwise, where `m` is the largest magnitude seen
+//! (at least 1), unless `--range name=min:max` sets it. Every cell then
+//! passes the same rules as a request ([`crate::model::fields::Fields`]),
+//! so a model is never trained on a row the server would refuse.
 
-use crate::model::field_rules::{check_category, parse_numeric, FieldError};
+use crate::model::field_rules::FieldError;
+use crate::model::fields::Fields;
 use crate::model::format::sha256_hex;
-use crate::model::input::{LoanApplication, CATEGORICAL_FEATURES, CSV_FEATURE_ORDER, NUMERIC_FEATURES, TARGET};
+use crate::model::input::{loan_schema_rules, LoanApplication, CSV_FEATURE_ORDER, TARGET};
+use crate::model::row::Rows;
+use crate::model::schema::{Feature, Kind, Schema};
 use std::path::Path;
+
+/// Which columns are what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvOptions {
+    /// The 0/1 target column.
+    pub target: String,
+    /// The feature columns, in this order (default: every other column, in
+    /// file order).
+    pub features: Option<Vec<String>>,
+    /// Columns read as categories even when they hold numbers.
+    pub categorical: Vec<String>,
+    /// Features a request may leave out (imputed, and counted).
+    pub optional: Vec<String>,
+    /// Number ranges that override the rule (`name`, `min`, `max`).
+    pub ranges: Vec<(String, f64, f64)>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions { target: TARGET.into(), features: None, categorical: vec![], optional: vec![], ranges: vec![] }
+    }
+}
 
 /// A labelled training set with the fingerprint of the file it came from.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    pub rows: Vec<LoanApplication>,
-    /// `is_late`, 0 or 1, one per row.
+    /// The features and their rules; categories are every one the file
+    /// has (sorted), imputations are not fitted yet (see `fit`).
+    pub schema: Schema,
+    pub rows: Rows,
+    /// The target, 0 or 1, one per row.
     pub labels: Vec<u8>,
     /// File name of the source CSV.
     pub source: String,
@@ -27,8 +63,34 @@ impl Dataset {
     }
 
     /// Rows and labels at the given indices (a fold).
-    pub fn subset(&self, idx: &[usize]) -> (Vec<LoanApplication>, Vec<u8>) {
-        (idx.iter().map(|&i| self.rows[i].clone()).collect(), idx.iter().map(|&i| self.labels[i]).collect())
+    pub fn subset(&self, idx: &[usize]) -> (Rows, Vec<u8>) {
+        let mut rows = Rows::with_capacity(self.rows.features(), idx.len());
+        for &i in idx {
+            rows.push_missing().copy_from_slice(self.rows.row(i).values());
+        }
+        (rows, idx.iter().map(|&i| self.labels[i]).collect())
+    }
+
+    /// The ten loan fields as a data set (synthetic rows, tests), with the
+    /// schema `read_csv` gives a loan CSV.
+    pub fn of_loans(rows: &[(LoanApplication, u8)], source: &str) -> Dataset {
+        let columns: Vec<Column> = CSV_FEATURE_ORDER
+            .iter()
+            .map(|name| {
+                let cells: Vec<String> = rows.iter().map(|(a, _)| a.cell(name).unwrap_or_default()).collect();
+                Column { name: name.to_string(), cells }
+            })
+            .collect();
+        let schema = infer_schema(&columns, &CsvOptions::default()).expect("the loan fields infer");
+        let fields = Fields::new(schema.clone()).expect("the loan schema is valid");
+        let table = fields.loan_rows(rows.iter().map(|(a, _)| a));
+        Dataset {
+            schema,
+            rows: table,
+            labels: rows.iter().map(|(_, y)| *y).collect(),
+            source: source.into(),
+            sha256: String::new(),
+        }
     }
 }
 
@@ -44,61 +106,139 @@ pub enum DatasetError {
     Field { path: String, line: usize, source: FieldError },
 }
 
-/// Reads a loan CSV. Each cell must pass its field's rule (numbers finite
-/// and within bounds, categories not too long; blank is missing);
-/// `is_late` must be 0 or 1.
-pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
+/// One feature column's cells, as text.
+struct Column {
+    name: String,
+    cells: Vec<String>,
+}
+
+/// The schema of `columns` (see the module doc).
+fn infer_schema(columns: &[Column], opts: &CsvOptions) -> Result<Schema, String> {
+    let loan_rules = loan_schema_rules();
+    let mut features = Vec::with_capacity(columns.len());
+    for c in columns {
+        let present = || c.cells.iter().map(|v| v.trim()).filter(|v| !v.is_empty());
+        let numbers: Option<Vec<f64>> = present().map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+        let forced = opts.categorical.contains(&c.name);
+        let loan_rule = loan_rules.iter().any(|r| r.name == c.name);
+        // A loan field is a number whatever its cells (a bad one is named
+        // below, with its line); another column is one if every cell is.
+        let numbers = if loan_rule && !forced { Some(numbers.unwrap_or_default()) } else { numbers };
+        let mut feature = match (numbers, forced) {
+            (Some(values), false) if !values.is_empty() || loan_rule => {
+                let range = opts.ranges.iter().find(|(n, ..)| *n == c.name).map(|&(_, lo, hi)| (lo, hi));
+                match loan_rules.iter().find(|r| r.name == c.name) {
+                    Some(rule) => {
+                        let mut f = rule.clone();
+                        if let (Some((lo, hi)), Kind::Number { min, max, .. }) = (range, &mut f.kind) {
+                            (*min, *max) = (lo, hi);
+                        }
+                        f
+                    }
+                    None => {
+                        let m = values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                        let lo = if values.iter().all(|v| *v >= 0.0) { 0.0 } else { -10.0 * m };
+                        let (lo, hi) = range.unwrap_or((lo, 10.0 * m));
+                        Feature::number(&c.name, lo, hi, None, None)
+                    }
+                }
+            }
+            _ => {
+                // An overlong one is no category: its cell is refused below, naming its line.
+                let fits = |v: &&str| v.chars().count() <= crate::model::field_rules::MAX_CATEGORY_LEN;
+                let mut categories: Vec<String> = present().filter(fits).map(str::to_string).collect();
+                categories.sort_unstable();
+                categories.dedup();
+                Feature::category(&c.name, categories, None)
+            }
+        };
+        feature.required = !opts.optional.contains(&c.name);
+        features.push(feature);
+    }
+    for name in opts.categorical.iter().chain(&opts.optional).chain(opts.ranges.iter().map(|(n, ..)| n)) {
+        if !columns.iter().any(|c| c.name == *name) {
+            return Err(format!("`{name}` is not a feature column"));
+        }
+    }
+    Ok(Schema { features })
+}
+
+/// Reads a training CSV (see the module doc). Each cell must pass its
+/// feature's rule (numbers finite and within range, categories not too
+/// long; blank is missing); the target must be 0 or 1.
+pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DatasetError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: shown.clone(), source })?;
     let fail = |message: String| DatasetError::Format { path: shown.clone(), message };
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    let headers = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
-    let column = |name: &str| {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| fail(format!("missing column `{name}`")))
+    let headers: Vec<String> =
+        reader.headers().map_err(|e| fail(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    let column =
+        |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fail(format!("missing column `{name}`")));
+    let target = column(&opts.target)?;
+    let names: Vec<String> = match &opts.features {
+        Some(list) => list.clone(),
+        None => headers.iter().filter(|h| **h != opts.target && !h.is_empty()).cloned().collect(),
     };
-    let num_cols: Vec<usize> = NUMERIC_FEATURES.iter().map(|n| column(n)).collect::<Result<_, _>>()?;
-    let cat_cols: Vec<usize> = CATEGORICAL_FEATURES.iter().map(|n| column(n)).collect::<Result<_, _>>()?;
-    let target = column(TARGET)?;
-
-    let mut rows = Vec::new();
+    if names.is_empty() {
+        return Err(fail("no feature columns".into()));
+    }
+    let positions: Vec<usize> = names.iter().map(|n| column(n)).collect::<Result<_, _>>()?;
+    let mut columns: Vec<Column> = names.iter().map(|n| Column { name: n.clone(), cells: Vec::new() }).collect();
     let mut labels = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| fail(format!("line {line}: {e}")))?;
         let cell = |c: usize| record.get(c).map(str::trim).unwrap_or("");
-        let field = |source| DatasetError::Field { path: shown.clone(), line, source };
-        let mut app = LoanApplication::default();
-        for (k, &c) in num_cols.iter().enumerate() {
-            app.numeric[k] = parse_numeric(k, cell(c)).map_err(field)?;
-        }
-        for (k, &c) in cat_cols.iter().enumerate() {
-            app.categorical[k] = check_category(k, cell(c)).map_err(field)?.map(str::to_string);
-        }
         let y = match cell(target) {
             "0" | "0.0" => 0,
             "1" | "1.0" => 1,
-            other => return Err(fail(format!("line {line}: `{TARGET}` must be 0 or 1, found {other:?}"))),
+            other => return Err(fail(format!("line {line}: `{}` must be 0 or 1, found {other:?}", opts.target))),
         };
-        rows.push(app);
         labels.push(y);
+        for (column, &c) in columns.iter_mut().zip(&positions) {
+            column.cells.push(cell(c).to_string());
+        }
     }
-    if rows.is_empty() {
+    if labels.is_empty() {
         return Err(fail("no data rows".into()));
     }
+    let schema = infer_schema(&columns, opts).map_err(fail)?;
+    let fields = Fields::new(schema.clone()).map_err(|e| fail(format!("schema: {e}")))?;
+    let mut rows = Rows::with_capacity(fields.len(), labels.len());
+    for r in 0..labels.len() {
+        let mut values = Vec::with_capacity(fields.len());
+        for (k, column) in columns.iter().enumerate() {
+            let v = fields.text(k, &column.cells[r], &mut rows).map_err(|violation| DatasetError::Field {
+                path: shown.clone(),
+                line: r + 2,
+                source: FieldError { field: column.name.clone(), violation },
+            })?;
+            values.push(v);
+        }
+        rows.push_missing().copy_from_slice(&values);
+    }
     let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Dataset { rows, labels, source, sha256: sha256_hex(&bytes) })
+    Ok(Dataset { schema, rows, labels, source, sha256: sha256_hex(&bytes) })
 }
 
-/// Writes rows in the reference column order, blanks for missing values.
-pub fn write_csv(path: &Path, rows: &[(LoanApplication, u8)]) -> Result<(), DatasetError> {
+/// Writes loan rows in the reference column order, blanks for missing
+/// values, with `extra` columns (name, one cell per row) before the target.
+pub fn write_csv(
+    path: &Path,
+    rows: &[(LoanApplication, u8)],
+    extra: &[(&str, Vec<String>)],
+) -> Result<(), DatasetError> {
     let shown = path.display().to_string();
     let io = |e: csv::Error| DatasetError::Format { path: shown.clone(), message: e.to_string() };
     let mut writer = csv::Writer::from_path(path).map_err(io)?;
     let mut header: Vec<&str> = CSV_FEATURE_ORDER.to_vec();
+    header.extend(extra.iter().map(|(n, _)| *n));
     header.push(TARGET);
     writer.write_record(&header).map_err(io)?;
-    for (app, y) in rows {
+    for (r, (app, y)) in rows.iter().enumerate() {
         let mut record: Vec<String> = CSV_FEATURE_ORDER.iter().map(|f| app.cell(f).unwrap_or_default()).collect();
+        record.extend(extra.iter().map(|(_, cells)| cells[r].clone()));
         record.push(y.to_string());
         writer.write_record(&record).map_err(io)?;
     }
@@ -109,6 +249,15 @@ pub fn write_csv(path: &Path, rows: &[(LoanApplication, u8)]) -> Result<(), Data
 mod tests {
     use super::*;
     use crate::model::input::{cat, num};
+
+    fn read(path: &Path) -> Result<Dataset, DatasetError> {
+        read_csv(path, &CsvOptions::default())
+    }
+
+    fn loans(data: &Dataset) -> Vec<LoanApplication> {
+        let fields = Fields::new(data.schema.clone()).unwrap();
+        data.rows.iter().map(|r| fields.loan_of(r)).collect()
+    }
 
     #[test]
     fn reads_blanks_as_missing_and_checks_the_target() {
@@ -121,15 +270,55 @@ mod tests {
              25000,0.0611,credit_card,A,75000.0,0.3,,32.94,0,RENT,1\n",
         )
         .unwrap();
-        let ds = read_csv(&path).unwrap();
+        let ds = read(&path).unwrap();
         assert_eq!(ds.labels, vec![0, 1]);
-        assert_eq!(ds.rows[0].numeric[num::REVOL_UTIL], None);
-        assert_eq!(ds.rows[0].categorical[cat::EMP_LENGTH].as_deref(), Some("9 years"));
-        assert_eq!(ds.rows[1].categorical[cat::EMP_LENGTH], None);
+        let apps = loans(&ds);
+        assert_eq!(apps[0].numeric[num::REVOL_UTIL], None);
+        assert_eq!(apps[0].categorical[cat::EMP_LENGTH].as_deref(), Some("9 years"));
+        assert_eq!(apps[1].categorical[cat::EMP_LENGTH], None);
         assert_eq!(ds.sha256, sha256_hex(&std::fs::read(&path).unwrap()));
+        // The features are the columns in file order, with the loan rules.
+        let names: Vec<&str> = ds.schema.names().collect();
+        assert_eq!(names, CSV_FEATURE_ORDER.to_vec());
+        assert!(matches!(ds.schema.features[1].kind, Kind::Number { min: 0.0, max: 1.0, .. }));
+        assert_eq!(ds.schema.features[2].categories(), ["credit_card", "debt_consolidation"]);
 
-        std::fs::write(&path, "loan_amnt,is_late\n1,0\n").unwrap();
-        assert!(read_csv(&path).unwrap_err().to_string().contains("missing column `int_rate`"));
+        std::fs::write(&path, "loan_amnt,grade\n1,0\n").unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("missing column `is_late`"));
+    }
+
+    #[test]
+    fn any_csv_trains_with_kinds_ranges_and_flags_from_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("any.csv");
+        std::fs::write(&path, "term,region,score,zip,bad\n36,north,-2.5,1234,0\n60,,4,,1\n,south,1,5678,0\n").unwrap();
+        let opts = CsvOptions {
+            target: "bad".into(),
+            categorical: vec!["zip".into()],
+            optional: vec!["term".into()],
+            ranges: vec![("score".into(), -10.0, 10.0)],
+            ..CsvOptions::default()
+        };
+        let ds = read_csv(&path, &opts).unwrap();
+        assert_eq!(ds.labels, vec![0, 1, 0]);
+        let f = &ds.schema.features;
+        assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["term", "region", "score", "zip"]);
+        // A number: [0, 10 × the largest magnitude]; optional as asked.
+        assert!(matches!(f[0].kind, Kind::Number { min: 0.0, max: 600.0, .. }), "{:?}", f[0]);
+        assert!(!f[0].required && f[1].required);
+        assert_eq!(f[1].categories(), ["north", "south"]);
+        assert!(matches!(f[2].kind, Kind::Number { min: -10.0, max: 10.0, .. }));
+        assert_eq!(f[3].categories(), ["1234", "5678"], "forced to a category");
+        assert_eq!(ds.rows.row(1).get(0), crate::model::row::Value::Number(60.0));
+        assert_eq!(ds.rows.row(2).get(0), crate::model::row::Value::Missing);
+        // Negative values widen the rule both ways.
+        let opts = CsvOptions { target: "bad".into(), ..CsvOptions::default() };
+        let ds = read_csv(&path, &opts).unwrap();
+        assert!(matches!(ds.schema.features[2].kind, Kind::Number { min: -40.0, max: 40.0, .. }));
+        let only = CsvOptions { target: "bad".into(), features: Some(vec!["region".into()]), ..CsvOptions::default() };
+        assert_eq!(read_csv(&path, &only).unwrap().schema.features.len(), 1);
+        let typo = CsvOptions { target: "bad".into(), optional: vec!["trem".into()], ..CsvOptions::default() };
+        assert!(read_csv(&path, &typo).unwrap_err().to_string().contains("`trem` is not a feature column"));
     }
 
     #[test]
@@ -152,14 +341,14 @@ mod tests {
             (&format!("5000,0.1,{long},C,52000,0.2,,14.39,1,RENT,0"), "line 3: purpose: is longer than 100 characters"),
         ] {
             std::fs::write(&path, format!("{header}{good}{bad}\n")).unwrap();
-            let err = read_csv(&path).unwrap_err();
+            let err = read(&path).unwrap_err();
             assert!(matches!(err, DatasetError::Field { line: 3, .. }), "{err}");
             assert!(err.to_string().contains(needle), "expected {needle:?} in {err}");
         }
         // The bounds are inclusive: zero and each maximum read fine.
         let edge = "10000000,1,car,C,1000000000,10,,1000,100,RENT,0\n0,0,car,C,0,0,,0,0,RENT,1\n";
         std::fs::write(&path, format!("{header}{edge}")).unwrap();
-        assert_eq!(read_csv(&path).unwrap().rows.len(), 2);
+        assert_eq!(read(&path).unwrap().rows.len(), 2);
     }
 
     #[test]
@@ -167,8 +356,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("synth.csv");
         let rows = crate::train::synth::generate(20_000, 11);
-        write_csv(&path, &rows).unwrap();
-        assert_eq!(read_csv(&path).unwrap().rows.len(), rows.len());
+        let extra = crate::train::synth::extra_features(&rows, 11);
+        write_csv(&path, &rows, &extra).unwrap();
+        let ds = read(&path).unwrap();
+        assert_eq!(ds.rows.len(), rows.len());
+        assert_eq!(ds.schema.features.len(), 12);
+        assert!(ds.schema.features[10].is_number() && !ds.schema.features[11].is_number());
     }
 
     #[test]
@@ -179,9 +372,9 @@ mod tests {
             numeric: [Some(1000.0), Some(0.0846), None, Some(0.2), Some(3.5), Some(0.0)],
             categorical: [Some("car".into()), Some("B".into()), None, Some("RENT".into())],
         };
-        write_csv(&path, &[(app.clone(), 1)]).unwrap();
-        let ds = read_csv(&path).unwrap();
-        assert_eq!(ds.rows, vec![app]);
+        write_csv(&path, &[(app.clone(), 1)], &[]).unwrap();
+        let ds = read(&path).unwrap();
+        assert_eq!(loans(&ds), vec![app]);
         assert_eq!(ds.labels, vec![1]);
     }
 }

@@ -14,9 +14,13 @@
 //! (chosen on out-of-fold predictions, see `cv`), not by re-weighting: the
 //! probabilities stay calibrated, which is what a lender prices with.
 
+use crate::model::encoder::Encoder;
 use crate::model::estimator::Estimator;
-use crate::model::input::{LoanApplication, NUMERIC_FEATURES};
-use crate::model::preprocess::Preprocessor;
+use crate::model::fields::Fields;
+use crate::model::input::MISSING_CATEGORY;
+use crate::model::preprocess::median;
+use crate::model::row::{Rows, Value as Cell};
+use crate::model::schema::{Kind, Schema};
 use crate::model::tree::Tree;
 use crate::train::rng::Rng;
 use serde_json::{json, Map, Value};
@@ -124,13 +128,98 @@ pub enum FitError {
     Smartcore(String),
     #[error("could not read smartcore's fitted trees: {0}")]
     TreeExtraction(String),
+    #[error("the fitted schema is not valid: {0}")]
+    Schema(String),
 }
 
-/// A fitted model: the preprocessing and the estimator.
+/// A fitted model: the schema with its imputations and categories, and
+/// the estimator over its one-hot encoding.
 #[derive(Debug, Clone)]
 pub struct Fitted {
-    pub preprocessor: Preprocessor,
+    pub schema: Schema,
     pub estimator: Estimator,
+}
+
+impl Fitted {
+    /// The fitted schema compiled, and its encoder.
+    pub fn encoding(&self) -> (Fields, Encoder) {
+        let fields = Fields::new(self.schema.clone()).expect("a fitted schema is valid");
+        let encoder = Encoder::new(&fields);
+        (fields, encoder)
+    }
+}
+
+/// Fits the imputations and category lists of `base` (a data set's schema)
+/// on training `rows` (decoded with `base`), as the reference pipeline
+/// does: a number's missing values take the training median; a category
+/// lists the ones present in these rows (sorted), plus `missing` when a
+/// value is missing, which is what a missing value is taken as. Returns
+/// the fitted schema and the rows re-coded for it.
+pub fn fit_schema(base: &Schema, rows: &Rows) -> Result<(Schema, Rows), FitError> {
+    let mut schema = base.clone();
+    for (i, feature) in schema.features.iter_mut().enumerate() {
+        match &mut feature.kind {
+            Kind::Number { imputed_with, .. } => {
+                let mut values: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|r| match r.get(i) {
+                        Cell::Number(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect();
+                *imputed_with = Some(median(&mut values));
+            }
+            Kind::Category { categories, imputed_with } => {
+                let mut seen = vec![false; categories.len()];
+                let mut missing = false;
+                for r in rows.iter() {
+                    match r.get(i) {
+                        Cell::Category(c) => seen[c as usize] = true,
+                        _ => missing = true,
+                    }
+                }
+                let mut kept: Vec<String> =
+                    categories.iter().zip(&seen).filter(|(_, s)| **s).map(|(c, _)| c.clone()).collect();
+                if missing && !kept.iter().any(|c| c == MISSING_CATEGORY) {
+                    kept.push(MISSING_CATEGORY.to_string());
+                }
+                kept.sort_unstable();
+                *categories = kept;
+                *imputed_with = Some(MISSING_CATEGORY.to_string());
+            }
+        }
+    }
+    Fields::new(schema.clone()).map_err(|e| FitError::Schema(e.to_string()))?;
+    let fitted_rows = recode(base, &schema, rows);
+    Ok((schema, fitted_rows))
+}
+
+/// `rows` decoded with `base`, re-coded for `fitted` (the same features,
+/// category lists that may differ): a category `fitted` lacks becomes
+/// unseen (it encodes to zeros, as an unseen category does when serving).
+pub fn recode(base: &Schema, fitted: &Schema, rows: &Rows) -> Rows {
+    let map: Vec<Vec<Option<u32>>> = base
+        .features
+        .iter()
+        .zip(&fitted.features)
+        .map(|(b, f)| {
+            b.categories().iter().map(|c| f.categories().iter().position(|k| k == c).map(|p| p as u32)).collect()
+        })
+        .collect();
+    let mut out = Rows::with_capacity(rows.features(), rows.len());
+    for r in rows.iter() {
+        let mut values = r.values().to_vec();
+        for (i, v) in values.iter_mut().enumerate() {
+            if let Cell::Category(c) = *v {
+                *v = match map[i].get(c as usize).copied().flatten() {
+                    Some(code) => Cell::Category(code),
+                    None => out.unseen(base.features[i].categories().get(c as usize).map_or("", String::as_str)),
+                };
+            }
+        }
+        out.push_missing().copy_from_slice(&values);
+    }
+    out
 }
 
 /// Default rows each chunk of trees is grown on.
@@ -146,11 +235,13 @@ pub const DEFAULT_MAX_SAMPLES: usize = 20_000;
 /// number of threads.
 const TREES_PER_CHUNK: u16 = 5;
 
-/// Fits preprocessing and estimator on the rows. `progress(done, total)` is
-/// called as work completes (forest: per chunk of trees).
+/// Fits the schema's imputations ([`fit_schema`]) and the estimator on the
+/// rows (decoded with `base`). `progress(done)` is called as work
+/// completes (forest: per chunk of trees).
 pub fn fit(
     opts: &TrainOptions,
-    rows: &[LoanApplication],
+    base: &Schema,
+    rows: &Rows,
     labels: &[u8],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Fitted, FitError> {
@@ -158,18 +249,21 @@ pub fn fit(
     if positives == 0 || positives == labels.len() {
         return Err(FitError::OneClass { rows: labels.len(), positives });
     }
-    let schema = Preprocessor::fit(rows);
-    let width = schema.width();
-    let x = schema.encode_rows(rows);
+    let (schema, rows) = fit_schema(base, rows)?;
+    let fields = Fields::new(schema.clone()).map_err(|e| FitError::Schema(e.to_string()))?;
+    let encoder = Encoder::new(&fields);
+    let width = encoder.width();
+    let numbers = fields.features().iter().filter(|f| f.is_number()).count();
+    let x = encoder.encode_rows(rows.view());
     let estimator = match opts.algorithm {
         Algorithm::Forest => fit_forest(opts, &x, width, labels, progress)?,
         Algorithm::Logistic => {
-            let e = fit_logistic(opts, &x, width, labels)?;
+            let e = fit_logistic(opts, &x, width, numbers, labels)?;
             progress(1);
             e
         }
     };
-    Ok(Fitted { preprocessor: schema, estimator })
+    Ok(Fitted { schema, estimator })
 }
 
 /// Units of progress `fit` reports in total.
@@ -338,9 +432,9 @@ fn with_leaf_rates(mut tree: Tree, x: &[f64], width: usize, labels: &[u8]) -> Tr
     tree
 }
 
-fn fit_logistic(opts: &TrainOptions, x: &[f64], width: usize, labels: &[u8]) -> Result<Estimator, FitError> {
+/// `k`: the number columns, which come first in the encoding.
+fn fit_logistic(opts: &TrainOptions, x: &[f64], width: usize, k: usize, labels: &[u8]) -> Result<Estimator, FitError> {
     let n = labels.len();
-    let k = NUMERIC_FEATURES.len();
     // Standardise the numeric columns so the L2 penalty treats them alike.
     let mut mean = vec![0.0; k];
     let mut scale = vec![1.0; k];
@@ -384,24 +478,25 @@ fn fit_logistic(opts: &TrainOptions, x: &[f64], width: usize, labels: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::dataset::Dataset;
     use crate::train::synth::generate;
 
-    fn data(rows: usize) -> (Vec<LoanApplication>, Vec<u8>) {
-        generate(rows, 3).into_iter().unzip()
+    fn data(rows: usize) -> Dataset {
+        Dataset::of_loans(&generate(rows, 3), "synth.csv")
     }
 
     #[test]
     fn a_fixed_seed_gives_the_same_forest_for_any_thread_count() {
-        let (rows, labels) = data(1500);
+        let d = data(1500);
         let mut opts = TrainOptions::new(Algorithm::Forest, 9);
         opts.trees = 12;
         opts.threads = 1;
-        let one = fit(&opts, &rows, &labels, &|_| {}).unwrap();
+        let one = fit(&opts, &d.schema, &d.rows, &d.labels, &|_| {}).unwrap();
         opts.threads = 3;
-        let three = fit(&opts, &rows, &labels, &|_| {}).unwrap();
+        let three = fit(&opts, &d.schema, &d.rows, &d.labels, &|_| {}).unwrap();
         assert_eq!(one.estimator, three.estimator);
         opts.seed = 10;
-        let other = fit(&opts, &rows, &labels, &|_| {}).unwrap();
+        let other = fit(&opts, &d.schema, &d.rows, &d.labels, &|_| {}).unwrap();
         assert_ne!(one.estimator, other.estimator, "the seed must matter");
         let Estimator::RandomForest { trees } = &one.estimator else { panic!("not a forest") };
         assert_eq!(trees.len(), 12);
@@ -410,16 +505,18 @@ mod tests {
 
     #[test]
     fn forest_and_logistic_probabilities_are_probabilities_that_rank() {
-        let (rows, labels) = data(4000);
+        let d = data(4000);
+        let labels = &d.labels;
         for algorithm in Algorithm::ALL {
             let mut opts = TrainOptions::new(algorithm, 1);
             opts.trees = 20;
-            let fitted = fit(&opts, &rows, &labels, &|_| {}).unwrap();
-            let compiled = fitted.estimator.compile(fitted.preprocessor.width()).unwrap();
-            let x = fitted.preprocessor.encode_rows(&rows);
-            let p: Vec<f64> = x.chunks_exact(fitted.preprocessor.width()).map(|r| compiled.probability(r)).collect();
+            let fitted = fit(&opts, &d.schema, &d.rows, &d.labels, &|_| {}).unwrap();
+            let (_, encoder) = fitted.encoding();
+            let compiled = fitted.estimator.compile(encoder.width()).unwrap();
+            let x = encoder.encode_rows(recode(&d.schema, &fitted.schema, &d.rows).view());
+            let p: Vec<f64> = x.chunks_exact(encoder.width()).map(|r| compiled.probability(r)).collect();
             assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
-            let auc = crate::train::evaluation::roc_auc(&labels, &p).unwrap();
+            let auc = crate::train::evaluation::roc_auc(labels, &p).unwrap();
             assert!(auc > 0.6, "{algorithm:?} training AUC {auc}");
             let mean = p.iter().sum::<f64>() / p.len() as f64;
             let rate = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len() as f64;
@@ -429,8 +526,8 @@ mod tests {
 
     #[test]
     fn one_class_data_is_a_clear_error() {
-        let (rows, _) = data(50);
-        let err = fit(&TrainOptions::new(Algorithm::Logistic, 1), &rows, &[0; 50], &|_| {}).unwrap_err();
+        let d = data(50);
+        let err = fit(&TrainOptions::new(Algorithm::Logistic, 1), &d.schema, &d.rows, &[0; 50], &|_| {}).unwrap_err();
         assert!(err.to_string().contains("both classes"), "{err}");
     }
 }

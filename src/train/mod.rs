@@ -58,7 +58,7 @@ pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
             },
             metrics,
         },
-        preprocessor: fitted.preprocessor.clone(),
+        schema: fitted.schema.clone(),
         estimator: fitted.estimator.clone(),
         calibration,
     }

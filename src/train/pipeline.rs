@@ -9,7 +9,7 @@
 use super::assess::Assessment;
 use super::cost::min_cost_threshold;
 use super::cv::{cross_validate, youden_threshold, CvReport, FoldResult};
-use super::dataset::{read_csv, Dataset, DatasetError};
+use super::dataset::{read_csv, CsvOptions, Dataset, DatasetError};
 use super::fit::{fit, progress_units, TrainOptions};
 use super::{build_payload, encode_io, PayloadParts};
 use crate::model::format::{
@@ -78,6 +78,8 @@ impl ThresholdChoice {
 pub struct TrainPlan {
     /// Training CSV.
     pub data: PathBuf,
+    /// Which of its columns are the target and the features.
+    pub columns: CsvOptions,
     pub model_name: String,
     /// The repository the next version is published into.
     pub destination: LocalDirectory,
@@ -116,6 +118,8 @@ pub struct TrainOutcome {
 #[derive(Debug, Clone)]
 pub struct EvaluatePlan {
     pub data: PathBuf,
+    /// Which of its columns are the target and the features.
+    pub columns: CsvOptions,
     pub candidates: Vec<TrainOptions>,
     pub folds: usize,
     /// Fold-assignment seeds: the cross-validation is repeated once per
@@ -247,7 +251,7 @@ fn check_folds(folds: usize) -> Result<(), TrainError> {
 pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, TrainError> {
     plan.check()?;
     let ignored = plan.destination.rejected_entries(&plan.model_name);
-    let (data, summary) = load(&plan.data, observer)?;
+    let (data, summary) = load(&plan.data, &plan.columns, observer)?;
     let options = &plan.options;
     let report = run_cv(options, &data, plan.folds, observer)?;
     let assessment = Assessment::of(options.seed, &report, &data.labels);
@@ -258,7 +262,7 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
 
     let started = Instant::now();
     let fitted = stage(observer, &format!("fit {}", options.algorithm.name()), progress_units(options), |tick| {
-        fit(options, &data.rows, &data.labels, tick)
+        fit(options, &data.schema, &data.rows, &data.labels, tick)
     })?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
@@ -298,7 +302,7 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
 /// Cross-validates every candidate of `plan` on the same folds.
 pub fn evaluate(plan: &EvaluatePlan, observer: &dyn Observer) -> Result<EvaluateOutcome, TrainError> {
     plan.check()?;
-    let (data, summary) = load(&plan.data, observer)?;
+    let (data, summary) = load(&plan.data, &plan.columns, observer)?;
     let mut results = Vec::with_capacity(plan.candidates.len());
     for options in &plan.candidates {
         let seeds = if plan.seeds.is_empty() { vec![options.seed] } else { plan.seeds.clone() };
@@ -327,8 +331,9 @@ pub fn evaluate(plan: &EvaluatePlan, observer: &dyn Observer) -> Result<Evaluate
     Ok(EvaluateOutcome { data: summary, results })
 }
 
-fn load(path: &Path, observer: &dyn Observer) -> Result<(Dataset, DataSummary), TrainError> {
-    let data = read_csv(path).map_err(|source| TrainError::Data { path: path.display().to_string(), source })?;
+fn load(path: &Path, columns: &CsvOptions, observer: &dyn Observer) -> Result<(Dataset, DataSummary), TrainError> {
+    let data =
+        read_csv(path, columns).map_err(|source| TrainError::Data { path: path.display().to_string(), source })?;
     let summary = DataSummary::of(path, &data);
     observer.data_loaded(&summary);
     Ok((data, summary))
@@ -389,7 +394,7 @@ mod tests {
 
     fn csv(dir: &Path) -> PathBuf {
         let path = dir.join("loans.csv");
-        write_csv(&path, &synth::generate(2_000, 3)).unwrap();
+        write_csv(&path, &synth::generate(2_000, 3), &[]).unwrap();
         path
     }
 
@@ -400,6 +405,7 @@ mod tests {
         std::fs::create_dir_all(models.join("credit-risk/007")).unwrap();
         let mut plan = TrainPlan {
             data: csv(dir.path()),
+            columns: CsvOptions::default(),
             model_name: "credit-risk".into(),
             destination: LocalDirectory::new(&models),
             options: small_options(Algorithm::Forest),
@@ -448,6 +454,7 @@ mod tests {
             Bands { names: vec!["approve".into(), "review".into(), "decline".into()], cutoffs: vec![0.01, 0.05] };
         let plan = TrainPlan {
             data: csv(dir.path()),
+            columns: CsvOptions::default(),
             model_name: "credit-risk".into(),
             destination: LocalDirectory::new(dir.path().join("models")),
             options: small_options(Algorithm::Forest),
@@ -484,6 +491,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plan = TrainPlan {
             data: dir.path().join("absent.csv"),
+            columns: CsvOptions::default(),
             model_name: "credit-risk".into(),
             destination: LocalDirectory::new(dir.path().join("models")),
             options: small_options(Algorithm::Logistic),
@@ -500,7 +508,13 @@ mod tests {
         assert!(error(TrainPlan { folds: 1, ..plan.clone() }).contains("at least 2 folds"));
         assert!(matches!(train(&plan, &Silent), Err(TrainError::Data { .. })), "the plan itself is fine");
         assert!(!dir.path().join("models").exists(), "nothing published");
-        let eval = EvaluatePlan { data: plan.data.clone(), candidates: vec![], folds: 2, seeds: vec![] };
+        let eval = EvaluatePlan {
+            data: plan.data.clone(),
+            columns: CsvOptions::default(),
+            candidates: vec![],
+            folds: 2,
+            seeds: vec![],
+        };
         assert!(matches!(evaluate(&eval, &Silent), Err(TrainError::NoCandidates)));
     }
 
@@ -509,6 +523,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plan = EvaluatePlan {
             data: csv(dir.path()),
+            columns: CsvOptions::default(),
             candidates: vec![small_options(Algorithm::Logistic), small_options(Algorithm::Forest)],
             folds: 2,
             seeds: vec![],

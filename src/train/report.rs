@@ -10,7 +10,6 @@ use super::cost::cost_curve;
 use super::pipeline::DataSummary;
 use super::svg::{esc, Chart};
 use crate::model::format::DecisionCosts;
-use crate::model::input::FEATURES;
 use std::fmt::Write;
 
 /// Costs the expected-cost curve uses when none were given.
@@ -273,17 +272,18 @@ fn cost_chart(run: &Assessment, input: &ReportInput<'_>) -> String {
 }
 
 fn importance_chart(runs: &[Assessment]) -> String {
-    let mut importance = [0.0; FEATURES.len()];
+    let names: &[String] = runs.first().map_or(&[], |r| &r.features);
+    let mut importance = vec![0.0; names.len()];
     for run in runs {
         for (m, v) in importance.iter_mut().zip(&run.importance) {
             *m += v / runs.len() as f64;
         }
     }
-    let mut order: Vec<usize> = (0..FEATURES.len()).collect();
+    let mut order: Vec<usize> = (0..names.len()).collect();
     order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]));
     let top = importance.iter().copied().fold(0.0, f64::max).max(1e-12);
     let (w, row) = (460.0, 26.0);
-    let h = 40.0 + row * FEATURES.len() as f64;
+    let h = 40.0 + row * names.len() as f64;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif" role="img"><text x="{}" y="18" text-anchor="middle" font-size="14" font-weight="bold">Feature importance</text>"#,
         w / 2.0
@@ -295,7 +295,7 @@ fn importance_chart(runs: &[Assessment]) -> String {
             s,
             r#"<text x="120" y="{:.1}" text-anchor="end" font-size="12">{}</text><rect x="126" y="{y:.1}" width="{len:.1}" height="{:.1}" fill="{ON_TIME}"/><text x="{:.1}" y="{:.1}" font-size="11">{:.5}</text>"#,
             y + 15.0,
-            FEATURES[f],
+            esc(&names[f]),
             row - 6.0,
             130.0 + len,
             y + 15.0,
@@ -316,8 +316,7 @@ mod tests {
 
     #[test]
     fn the_report_is_self_contained_html_with_every_chart() {
-        let (rows, labels): (Vec<_>, Vec<_>) = generate(3000, 2).into_iter().unzip();
-        let data = Dataset { rows, labels, source: "synth.csv".into(), sha256: String::new() };
+        let data = Dataset::of_loans(&generate(3000, 2), "synth.csv");
         let mut opts = TrainOptions::new(Algorithm::Forest, 1);
         opts.trees = 10;
         let runs: Vec<Assessment> = [1, 2]

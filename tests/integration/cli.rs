@@ -63,10 +63,13 @@ fn synth_train_validate_evaluate() {
 fn bad_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("bad.csv"), "loan_amnt,is_late\n1,0\n").unwrap();
+    std::fs::write(d.join("bad.csv"), "loan_amnt,late\n1,0\n").unwrap();
     let out = riskserve(&["train", "--data", "bad.csv", "--models-dir", "m"], d);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing column `int_rate`"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing column `is_late`"));
+    let out = riskserve(&["train", "--data", "bad.csv", "--target", "late", "--optional", "lone_amnt"], d);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`lone_amnt` is not a feature column"));
     let out = riskserve(&["serve", "--models-dir", "nowhere", "--listen", "127.0.0.1:0"], d);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));

@@ -37,10 +37,12 @@ pub fn bundled_payload() -> ModelPayload {
     decode(bundled_model()).expect("bundled model decodes").0
 }
 
-/// A correctly digested file whose schema this server cannot serve.
+/// A correctly digested file whose schema is not valid (a feature
+/// declared twice).
 pub fn wrong_schema_model() -> Vec<u8> {
     let mut payload = bundled_payload();
-    payload.preprocessor.numeric.remove(0);
+    let first = payload.schema.features[0].clone();
+    payload.schema.features.push(first);
     encode(&payload).unwrap()
 }
 

@@ -10,7 +10,6 @@
 use crate::common::*;
 use riskserve::model::estimator::Estimator;
 use riskserve::model::format::{encode, ModelMeta};
-use riskserve::model::input::LoanApplication;
 use riskserve::model::{Model, Prediction, Scorer};
 use riskserve::repository::LocalDirectory;
 use std::sync::Arc;
@@ -26,9 +25,12 @@ struct Gated {
 }
 
 impl Scorer for Gated {
-    fn predict(&self, app: &LoanApplication) -> Prediction {
+    fn fields(&self) -> &riskserve::model::fields::Fields {
+        &self.model.fields
+    }
+    fn predict(&self, row: riskserve::model::row::Row<'_>) -> Prediction {
         self.gate.pass();
-        self.model.predict(app)
+        self.model.predict(row)
     }
     fn meta(&self) -> &ModelMeta {
         self.model.meta()
@@ -51,9 +53,8 @@ fn halved_model() -> Vec<u8> {
 
 fn answer(model_bytes: &[u8]) -> f64 {
     let model = Model::from_bytes(model_bytes).unwrap();
-    let body = riskserve::http::request::parse(ROW.as_bytes(), 1).unwrap();
-    let app = riskserve::http::request::validate(body).unwrap().remove(0);
-    model.predict(&app).probability_late
+    let rows = riskserve::http::request::decode_with(&model.fields, ROW.as_bytes()).unwrap();
+    model.predict(rows.row(0)).probability_late
 }
 
 fn probability(r: &Reply) -> f64 {

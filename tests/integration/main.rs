@@ -16,5 +16,6 @@ mod predict;
 mod reload;
 mod report;
 mod rollout;
+mod schema_evolution;
 mod shutdown;
 mod swap_harness;

@@ -144,8 +144,8 @@ async fn a_candidate_that_flags_everyone_is_reverted_by_its_guards() {
     let approved: Vec<String> = rows()
         .into_iter()
         .filter(|r| {
-            let app = riskserve::http::request::validate(riskserve::http::request::parse(r.as_bytes(), 1).unwrap());
-            stable.predict(&app.unwrap()[0]).decision == Decision::LowRisk
+            let rows = riskserve::http::request::decode_with(&stable.fields, r.as_bytes()).unwrap();
+            stable.predict(rows.row(0)).decision == Decision::LowRisk
         })
         .collect();
     assert!(approved.len() >= 10, "fixture: {} approved rows", approved.len());
@@ -200,9 +200,11 @@ async fn a_shadow_is_compared_off_the_request_path_and_matches_an_offline_compar
     let agree_offline = rows
         .iter()
         .filter(|r| {
-            let app = riskserve::http::request::validate(riskserve::http::request::parse(r.as_bytes(), 1).unwrap());
-            let app = &app.unwrap()[0];
-            base.predict(app).decision == cand.predict(app).decision
+            let (a, b) = (
+                riskserve::http::request::decode_with(&base.fields, r.as_bytes()).unwrap(),
+                riskserve::http::request::decode_with(&cand.fields, r.as_bytes()).unwrap(),
+            );
+            base.predict(a.row(0)).decision == cand.predict(b.row(0)).decision
         })
         .count() as f64;
     assert!(agree_offline < rows.len() as f64, "fixture: the threshold change must flip some decisions");

@@ -11,10 +11,28 @@ pub fn synth_bodies(rows: usize, seed: u64) -> Vec<Bytes> {
     riskserve::train::synth::generate(rows.max(1), seed).iter().map(|(app, _)| application_json(app)).collect()
 }
 
-/// JSON bodies from a CSV with the reference columns (blank cells → `null`).
+/// JSON bodies from a training CSV (the target column `is_late`; every
+/// other column a field; blank cells → `null`).
 pub fn csv_bodies(path: &Path) -> Result<Vec<Bytes>, String> {
-    let data = riskserve::train::dataset::read_csv(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(data.rows.iter().map(application_json).collect())
+    let options = riskserve::train::dataset::CsvOptions::default();
+    let data = riskserve::train::dataset::read_csv(path, &options).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(data.rows.iter().map(|row| row_json(&data.schema, row)).collect())
+}
+
+/// One decoded row as a JSON object, keys in schema order.
+pub fn row_json(schema: &riskserve::model::schema::Schema, row: riskserve::model::row::Row<'_>) -> Bytes {
+    use riskserve::model::row::Value;
+    let mut object = serde_json::Map::new();
+    for (i, feature) in schema.features.iter().enumerate() {
+        let value = match row.get(i) {
+            Value::Missing => serde_json::Value::Null,
+            Value::Number(v) => serde_json::Value::from(v),
+            Value::Category(c) => serde_json::Value::from(feature.categories()[c as usize].as_str()),
+            Value::Unseen(k) => serde_json::Value::from(row.unseen_text(k)),
+        };
+        object.insert(feature.name.clone(), value);
+    }
+    Bytes::from(serde_json::Value::Object(object).to_string())
 }
 
 /// One application as a JSON object, keys in CSV order.

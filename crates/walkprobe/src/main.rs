@@ -53,8 +53,9 @@ fn main() {
     let (payload, _) = format::decode(&bytes).expect("bundled model decodes");
     let Estimator::RandomForest { trees } = &payload.estimator else { panic!("the bundled model is a forest") };
     let apps: Vec<_> = riskserve::train::synth::generate(rows, 7).into_iter().map(|(app, _)| app).collect();
-    let width = model.preprocessor.width();
-    let encoded = model.preprocessor.encode_rows(&apps);
+    let apps = model.fields.loan_rows(&apps);
+    let width = model.encoder.width();
+    let encoded = model.encoder.encode_rows(apps.view());
     let reference: Vec<f64> =
         (0..rows).map(|r| payload.estimator.reference_probability(&encoded[r * width..][..width])).collect();
 
@@ -67,7 +68,7 @@ fn main() {
     let mut served = Vec::with_capacity(rows);
     let us = median_per_row(rows, || {
         served.clear();
-        model.predict_many(&apps, &mut served);
+        model.predict_many(apps.view(), &mut served);
     });
     let served: Vec<f64> = served.iter().map(|p| p.probability_late).collect();
     check("served", &served, &reference);
@@ -77,7 +78,7 @@ fn main() {
     let stride = compiled.batch_stride();
     let mut at_stride = vec![0.0; rows * stride];
     for (app, row) in apps.iter().zip(at_stride.chunks_exact_mut(stride)) {
-        model.preprocessor.encode_into(app, &mut row[..width]);
+        model.encoder.encode_into(app, &mut row[..width]);
     }
     let mut out = vec![0.0; rows];
     compiled.probabilities_in(&mut at_stride, stride, &mut out);

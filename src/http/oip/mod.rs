@@ -25,7 +25,6 @@ use super::body::read_body;
 use super::error::ApiError;
 use super::predict::{run_prediction, with_version_header, ExplainQuery, PredictionRequest};
 use super::routes::{get_only, json_ok, lookup_error, pinned_version, to_json, AppState, Handled, RequestBody, Route};
-use crate::model::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES};
 use crate::registry::VersionState;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{HeaderMap, Method};
@@ -162,11 +161,15 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
-/// The input tensors every model takes: the ten features, numerics as FP64,
-/// categoricals as BYTES (other numeric datatypes are accepted too).
-pub fn input_metadata() -> Vec<TensorMetadata> {
-    let numeric = NUMERIC_FEATURES.iter().map(|f| TensorMetadata::batch(f, "FP64"));
-    numeric.chain(CATEGORICAL_FEATURES.iter().map(|f| TensorMetadata::batch(f, "BYTES"))).collect()
+/// The input tensors a version takes: one per feature of its schema,
+/// numbers as FP64, categories as BYTES (other numeric datatypes are
+/// accepted too).
+pub fn input_metadata(fields: &crate::model::fields::Fields) -> Vec<TensorMetadata> {
+    fields
+        .features()
+        .iter()
+        .map(|f| TensorMetadata::batch(&f.name, if f.is_number() { "FP64" } else { "BYTES" }))
+        .collect()
 }
 
 /// The output tensors.
@@ -182,7 +185,7 @@ fn model_metadata(state: &AppState, name: &str, pinned: Option<u64>) -> Handled 
         name: version.name.clone(),
         versions: versions.unwrap_or_else(|| vec![version.version_label.clone()]),
         platform: format!("riskserve_{}", version.scorer.meta().algorithm),
-        inputs: input_metadata(),
+        inputs: input_metadata(version.scorer.fields()),
         outputs: output_metadata(),
     };
     Ok(with_version_header(to_json(&metadata)?, &version))
@@ -253,7 +256,7 @@ async fn infer<B: RequestBody>(
     let json_length = header_length(headers)?;
     let request = PredictionRequest { name, pinned, explain: ExplainQuery::NONE, headers, body, deadline };
     let scored =
-        run_prediction(state, request, move |body, max_batch| tensor::decode(body, json_length, max_batch)).await?;
+        run_prediction(state, request, move |body, decoder| tensor::decode(body, json_length, decoder)).await?;
     let version = &scored.version;
     let predictions: Vec<_> = scored.predictions.iter().map(|answered| answered.prediction).collect();
     let encoded = tensor::encode(&scored.request, &version.name, &version.version_label, &predictions)

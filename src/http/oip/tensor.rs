@@ -19,9 +19,8 @@
 //! `low_risk`), shape `[batch]`, or those the `outputs` selection names.
 
 use crate::http::error::{ApiError, FieldProblem};
-use crate::http::request::{categorical, numeric, Scalar};
-use crate::model::field_rules::FieldKind;
-use crate::model::input::{feature_index, LoanApplication, FEATURES};
+use crate::http::request::{element, Decoder, Scalar};
+use crate::model::row::Rows;
 use crate::model::Prediction;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -139,11 +138,8 @@ fn shown(name: &str) -> String {
 /// Decodes an infer body into what to answer and the applications.
 /// `json_length` is the `Inference-Header-Content-Length` header: the JSON
 /// is that many bytes, the binary tensor data follows.
-pub fn decode(
-    body: &[u8],
-    json_length: Option<usize>,
-    max_batch: usize,
-) -> Result<(Wanted, Vec<LoanApplication>), ApiError> {
+pub fn decode(body: &[u8], json_length: Option<usize>, decoder: Decoder<'_>) -> Result<(Wanted, Rows), ApiError> {
+    let (fields, max_batch) = (decoder.fields, decoder.max_batch);
     let (header, mut binary) = match json_length {
         None => (body, &[][..]),
         Some(0) => {
@@ -181,7 +177,7 @@ pub fn decode(
     // Each tensor's place, batch and elements (the binary ones are taken in
     // order, even from a tensor with another problem, so the rest line up).
     let mut tensors: Vec<(usize, &str, Vec<Scalar>)> = Vec::new();
-    let mut seen = [false; FEATURES.len()];
+    let mut seen = vec![false; fields.len()];
     let mut batch: Option<(u64, &str)> = None;
     for input in &request.inputs {
         let name = input.name.as_str();
@@ -208,9 +204,11 @@ pub fn decode(
                 Some(mine)
             }
         };
-        let Some(i) = feature_index(name) else {
-            problems
-                .push(problem(shown(name), format!("unknown input; this model's inputs are {}", FEATURES.join(", "))));
+        let Some(i) = fields.index(name.as_bytes()) else {
+            if decoder.known.get(name.as_bytes()).is_none() {
+                problems
+                    .push(problem(shown(name), format!("unknown input; this model's inputs are {}", fields.list())));
+            }
             continue;
         };
         if std::mem::replace(&mut seen[i], true) {
@@ -225,12 +223,12 @@ pub fn decode(
             problems.push(problem(name, format!("unsupported datatype `{}`", shown(&input.datatype))));
             continue;
         };
-        match (FieldKind::of(i), datatype) {
-            (Some(FieldKind::Numeric(_)), DataType::Bytes) => {
+        match (fields.feature(i).is_number(), datatype) {
+            (true, DataType::Bytes) => {
                 problems.push(problem(name, format!("is numeric: send {NUMERIC_TYPES}, got BYTES")));
                 continue;
             }
-            (Some(FieldKind::Categorical(_)), DataType::Float { .. } | DataType::Int { .. }) => {
+            (false, DataType::Float { .. } | DataType::Int { .. }) => {
                 problems.push(problem(name, format!("is categorical: send BYTES, got {}", input.datatype)));
                 continue;
             }
@@ -280,14 +278,12 @@ pub fn decode(
             format!("{} bytes of binary data are left over after the tensors' binary_data_size", binary.len()),
         ));
     }
-    if request.inputs.len() < FEATURES.len() || seen.contains(&false) {
-        for (i, name) in FEATURES.iter().enumerate() {
-            if !seen[i] {
-                problems.push(problem(
-                    *name,
-                    "is required: send one input tensor per feature (a null element is a missing value, imputed)",
-                ));
-            }
+    for (i, feature) in fields.features().iter().enumerate() {
+        if !seen[i] && feature.required {
+            problems.push(problem(
+                feature.name.as_str(),
+                "is required: send one input tensor per feature (a null element is a missing value, imputed)",
+            ));
         }
     }
     let rows = match batch {
@@ -310,19 +306,18 @@ pub fn decode(
         return Err(ApiError::invalid_fields(problems));
     }
 
-    let mut apps = vec![LoanApplication::default(); rows];
+    let mut table = Rows::with_capacity(fields.len(), rows);
+    for _ in 0..rows {
+        table.push_missing();
+    }
     for (i, name, elements) in tensors {
-        for (row, (app, element)) in apps.iter_mut().zip(elements).enumerate() {
-            let checked = match FieldKind::of(i) {
-                Some(FieldKind::Numeric(k)) => numeric(k, element).map(|v| app.numeric[k] = v),
-                Some(FieldKind::Categorical(k)) => categorical(k, element).map(|v| app.categorical[k] = v),
-                None => Ok(()),
-            };
-            if let Err(p) = checked {
-                problems.push(problem(format!("{name}[{row}]"), p));
-                if problems.len() == MAX_PROBLEMS {
-                    break;
-                }
+        for (row, value) in elements.into_iter().enumerate() {
+            match element(fields, i, value, &mut table) {
+                Ok(v) => table.row_mut(row)[i] = v,
+                Err(p) => problems.push(problem(format!("{name}[{row}]"), p)),
+            }
+            if problems.len() == MAX_PROBLEMS {
+                break;
             }
         }
         if problems.len() == MAX_PROBLEMS {
@@ -332,7 +327,7 @@ pub fn decode(
     if !problems.is_empty() {
         return Err(ApiError::invalid_fields(problems));
     }
-    Ok((Wanted { id: request.id, outputs }, apps))
+    Ok((Wanted { id: request.id, outputs }, table))
 }
 
 /// A boolean parameter, `false` when absent.

@@ -1,13 +1,16 @@
-//! The common prediction body parsed without serde: one application object,
-//! or `{"instances": [...]}` of them, whose keys are the ten feature names
-//! (each at most once) and whose values are `null`, non-negative numbers or
-//! strings without escapes. That is what clients send; serde's visitor path
-//! costs about four times as much for it (5,900 instructions of a 61,000-
-//! instruction request, callgrind).
+//! The common prediction body parsed without serde, straight into rows of
+//! the answering version's schema: one application object, or
+//! `{"instances": [...]}` of them, whose keys are the version's feature
+//! names (each at most once, every required one present; a name another
+//! version declares is skipped) and whose values are `null`, numbers or
+//! strings without escapes, each valid for its feature. That is what
+//! clients send; serde's visitor path costs about four times as much for it
+//! (5,900 instructions of a 61,000-instruction request, callgrind).
 //!
 //! Anything else — whitespace aside — makes [`parse`] answer `None`: an
-//! escape, a negative number, a boolean or nested value, an unknown or
-//! repeated key, a batch over the limit, a syntax error, trailing bytes.
+//! escape, a boolean or nested value, an unknown or repeated key, a missing
+//! required field, a value its feature refuses, an empty batch or one over
+//! the limit, a syntax error, trailing bytes.
 //! The caller then parses with serde, which gives the exact answer or the
 //! exact error it always gave. Where this parser answers, its answer is the
 //! one serde gives, value for value (a property test holds it to that):
@@ -15,38 +18,35 @@
 //! numbers with the standard library's correctly rounded `f64` parser, as
 //! serde_json's `float_roundtrip` does.
 
-use super::{PredictBody, RawApplication, Scalar};
-use crate::model::input::feature_index_bytes;
+use super::Decoder;
+use crate::model::row::{Rows, Value};
 
-/// `Some(body)` when `body` has the common shape (see the module doc);
+/// `Some(rows)` when `body` has the common shape (see the module doc);
 /// `None` to let serde decide.
-pub(super) fn parse(body: &[u8], max_batch: usize) -> Option<PredictBody> {
+pub(super) fn parse(body: &[u8], decoder: Decoder<'_>) -> Option<Rows> {
     let mut p = Parser { bytes: body, at: 0 };
+    let mut rows = Rows::new(decoder.fields.len());
     p.expect(b'{')?;
-    let parsed = if p.peek_key() == Some(b"instances".as_slice()) {
+    if p.peek_key() == Some(b"instances".as_slice()) {
         p.key()?;
         p.expect(b'[')?;
-        let mut list = Vec::new();
-        if !p.eat(b']') {
-            loop {
-                if list.len() == max_batch {
-                    return None;
-                }
-                p.expect(b'{')?;
-                list.push(p.application()?);
-                if !p.eat(b',') {
-                    p.expect(b']')?;
-                    break;
-                }
+        loop {
+            if rows.len() == decoder.max_batch {
+                return None;
+            }
+            p.expect(b'{')?;
+            p.application(decoder, &mut rows)?;
+            if !p.eat(b',') {
+                p.expect(b']')?;
+                break;
             }
         }
         p.expect(b'}')?;
-        PredictBody::Batch(list)
     } else {
-        PredictBody::Single(Box::new(p.application()?))
-    };
+        p.application(decoder, &mut rows)?;
+    }
     p.skip_ws();
-    (p.at == body.len()).then_some(parsed)
+    (p.at == body.len()).then_some(rows)
 }
 
 /// How many bytes of `text` precede its first `"`, `\\` or control
@@ -122,55 +122,96 @@ impl<'a> Parser<'a> {
         key
     }
 
-    /// A key (one of the ten features: ASCII, so compared as bytes) and its colon.
+    /// A key (compared as bytes) and its colon.
     fn key(&mut self) -> Option<&'a [u8]> {
         let key = self.string_bytes()?;
         self.expect(b':')?;
         Some(key)
     }
 
-    /// The members of an application object whose `{` was taken, through its `}`.
-    fn application(&mut self) -> Option<RawApplication> {
-        let mut app = RawApplication::default();
-        if self.eat(b'}') {
-            return Some(app);
-        }
-        loop {
-            let field = feature_index_bytes(self.key()?)?;
-            if app.values[field].is_some() {
-                return None;
+    /// The members of an application object whose `{` was taken, through
+    /// its `}`, as a new row of `rows`.
+    fn application(&mut self, decoder: Decoder<'_>, rows: &mut Rows) -> Option<()> {
+        let fields = decoder.fields;
+        let r = rows.len();
+        rows.push_missing();
+        // Features seen so far (a schema has at most 64).
+        let mut seen = 0u64;
+        if !self.eat(b'}') {
+            loop {
+                let key = self.key()?;
+                match fields.index(key) {
+                    Some(i) => {
+                        let bit = 1u64 << i;
+                        if seen & bit != 0 {
+                            return None;
+                        }
+                        seen |= bit;
+                        let value = self.value(decoder, i, rows)?;
+                        rows.row_mut(r)[i] = value;
+                    }
+                    None if decoder.ignored(key) => self.skip_value()?,
+                    None => return None,
+                }
+                if !self.eat(b',') {
+                    self.expect(b'}')?;
+                    break;
+                }
             }
-            app.values[field] = Some(self.value()?);
-            if !self.eat(b',') {
-                self.expect(b'}')?;
-                return Some(app);
-            }
         }
+        (fields.required_mask() & !seen == 0).then_some(())
     }
 
-    fn value(&mut self) -> Option<Scalar> {
+    /// The value of feature `i`, valid for it.
+    fn value(&mut self, decoder: Decoder<'_>, i: usize, rows: &mut Rows) -> Option<Value> {
         self.skip_ws();
         match *self.bytes.get(self.at)? {
             b'"' => {
-                let bytes = self.string_bytes()?;
-                std::str::from_utf8(bytes).ok().map(|s| Scalar::Text(s.to_string()))
+                let text = std::str::from_utf8(self.string_bytes()?).ok()?;
+                decoder.fields.text(i, text, rows).ok()
             }
-            b'n' => {
-                let rest = self.bytes.get(self.at..self.at + 4)?;
-                self.at += 4;
-                (rest == b"null").then_some(Scalar::Null)
+            b'n' => self.null().then_some(Value::Missing),
+            b'0'..=b'9' | b'-' if decoder.fields.feature(i).is_number() => {
+                let v = self.number()?;
+                decoder.fields.number(i, v).ok()
             }
-            b'0'..=b'9' => self.number().map(Scalar::Number),
             _ => None,
         }
     }
 
-    /// A non-negative JSON number, as serde_json reads it: digits alone
+    /// Skips a `null`, a number or a string without escapes.
+    fn skip_value(&mut self) -> Option<()> {
+        self.skip_ws();
+        match *self.bytes.get(self.at)? {
+            b'"' => self.string_bytes().map(|_| ()),
+            b'n' => self.null().then_some(()),
+            b'0'..=b'9' | b'-' => self.number().map(|_| ()),
+            _ => None,
+        }
+    }
+
+    /// Takes `null`.
+    fn null(&mut self) -> bool {
+        let rest = self.bytes.get(self.at..self.at + 4);
+        self.at += 4;
+        rest == Some(b"null".as_slice())
+    }
+
+    /// A JSON number, as serde_json reads it (a negative one is the
+    /// negation of its digits, as serde_json's is): digits alone
     /// are an integer (`u64`, then `as f64`); with a fraction or an exponent
     /// it is the correctly rounded `f64`: directly when the digits fit in
     /// 2^53 and the power of ten is exact (one rounding, as Clinger's fast
     /// path), else by the standard library's parser.
     fn number(&mut self) -> Option<f64> {
+        if self.bytes.get(self.at) == Some(&b'-') {
+            self.at += 1;
+            return self.unsigned().map(|v| -v);
+        }
+        self.unsigned()
+    }
+
+    fn unsigned(&mut self) -> Option<f64> {
         const EXACT_POWERS: [f64; 23] = [
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
             1e19, 1e20, 1e21, 1e22,
@@ -242,10 +283,44 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fields::{Fields, NameTable};
+    use crate::model::input::LoanApplication;
+    use crate::model::test_support::loan_fields;
+
+    /// The loan fields, every one optional and any number in range, so
+    /// the tests below exercise the parsing alone.
+    fn lenient() -> Fields {
+        let mut schema = loan_fields().schema().clone();
+        for f in &mut schema.features {
+            f.required = false;
+            if let crate::model::schema::Kind::Number { min, max, .. } = &mut f.kind {
+                (*min, *max) = (-f64::MAX, f64::MAX);
+            }
+        }
+        Fields::new(schema).unwrap()
+    }
+
+    fn with<R>(max_batch: usize, f: impl FnOnce(Decoder<'_>, &Fields) -> R) -> R {
+        let fields = lenient();
+        let known = NameTable::new(["term"]);
+        f(Decoder { fields: &fields, known: &known, max_batch }, &fields)
+    }
+
+    /// What the fast parser gives for `body`, as loan applications.
+    fn fast(body: &str, max_batch: usize) -> Option<Vec<LoanApplication>> {
+        with(max_batch, |d, fields| {
+            parse(body.as_bytes(), d).map(|rows| rows.iter().map(|r| fields.loan_of(r)).collect())
+        })
+    }
 
     /// What serde's path gives for `body`.
-    fn serde(body: &str, max_batch: usize) -> Option<PredictBody> {
-        super::super::parse_with_serde(body.as_bytes(), max_batch).ok()
+    fn serde(body: &str, max_batch: usize) -> Option<Vec<LoanApplication>> {
+        with(max_batch, |d, fields| {
+            super::super::parse_with_serde(body.as_bytes(), d)
+                .and_then(|b| super::super::validate(b, fields))
+                .ok()
+                .map(|rows| rows.iter().map(|r| fields.loan_of(r)).collect())
+        })
     }
 
     #[test]
@@ -254,11 +329,11 @@ mod tests {
             r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"car","grade":"B","annual_inc":52000.0,"revol_util":0.2,"emp_length":"9 years","dti":14.4,"delinq_2yrs":0,"home_ownership":"RENT"}"#,
             r#" { "dti" : 1e2 , "grade" : null, "loan_amnt": "12000", "purpose": "débt" } "#,
             r#"{}"#,
-            r#"{"instances":[]}"#,
+            r#"{"loan_amnt":-1,"dti":-0,"int_rate":-1.5e-3,"term":36,"annual_inc":-18446744073709551615}"#,
             r#"{"instances":[{"dti":1.5E-3},{},{"int_rate":0.30000000000000004,"annual_inc":18446744073709551615}]}"#,
             r#"{"dti":9007199254740993.5,"loan_amnt":9007199254740993,"int_rate":123456789.123456789e-12,"annual_inc":5e22,"revol_util":1e23,"delinq_2yrs":0.1e-400}"#,
         ] {
-            let fast = parse(body.as_bytes(), 10);
+            let fast = fast(body, 10);
             assert!(fast.is_some(), "{body}");
             assert_eq!(fast, serde(body, 10), "{body}");
         }
@@ -267,7 +342,10 @@ mod tests {
     #[test]
     fn anything_else_is_left_to_serde() {
         for body in [
-            r#"{"loan_amnt":-1}"#,
+            r#"{"instances":[]}"#,
+            r#"{"term":[1]}"#,
+            r#"{"loan_amnt":"-"}"#,
+            r#"{"grade":1}"#,
             r#"{"loan_amnt":01}"#,
             r#"{"loan_amnt":1.}"#,
             r#"{"loan_amnt":true}"#,
@@ -286,8 +364,13 @@ mod tests {
             "",
             "[]",
         ] {
-            assert_eq!(parse(body.as_bytes(), 2), None, "{body}");
+            assert_eq!(fast(body, 2), None, "{body}");
         }
+        // A required field left out is for serde to name.
+        let fields = loan_fields();
+        let known = NameTable::default();
+        let d = Decoder { fields: &fields, known: &known, max_batch: 2 };
+        assert!(parse(br#"{"dti":1}"#, d).is_none());
     }
 
     mod properties {
@@ -326,9 +409,10 @@ mod tests {
                     text += &format!("{e}{sign}{digits}");
                 }
                 for number in [text, float.to_string(), format!("{float:e}"), serde_json::to_string(&float).unwrap()] {
-                    let body = format!(r#"{{"dti":{number}}}"#);
-                    if let Some(fast) = parse(body.as_bytes(), 1) {
-                        prop_assert_eq!(Some(fast), serde(&body, 1), "{}", number);
+                    for body in [format!(r#"{{"dti":{number}}}"#), format!(r#"{{"dti":-{number}}}"#)] {
+                        if let Some(fast) = fast(&body, 1) {
+                            prop_assert_eq!(Some(fast), serde(&body, 1), "{}", number);
+                        }
                     }
                 }
             }

@@ -440,10 +440,9 @@ impl Bench {
         }
         let (mut agree_w, mut total_w) = (0u64, 0u64);
         for (i, row) in self.rows.iter().enumerate() {
-            let app = riskserve::http::request::parse(row, 1)
-                .and_then(riskserve::http::request::validate)
-                .map_err(|e| format!("row {i}: {e:?}"))?;
-            agree_w += sent[i] * u64::from(a.predict(&app[0]).decision == b.predict(&app[0]).decision);
+            let ra = riskserve::http::request::decode_with(&a.fields, row).map_err(|e| format!("row {i}: {e:?}"))?;
+            let rb = riskserve::http::request::decode_with(&b.fields, row).map_err(|e| format!("row {i}: {e:?}"))?;
+            agree_w += sent[i] * u64::from(a.predict(ra.row(0)).decision == b.predict(rb.row(0)).decision);
             total_w += sent[i];
         }
         let quantile = |recs: &[Rec], q: f64| {

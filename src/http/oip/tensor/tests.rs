@@ -1,7 +1,10 @@
 //! Unit tests of tensor decoding and encoding (JSON and binary).
 
 use super::*;
-use crate::model::input::{cat, num};
+use crate::http::request::Decoder;
+use crate::model::fields::NameTable;
+use crate::model::input::{cat, num, LoanApplication};
+use crate::model::test_support::loan_fields;
 use crate::model::Decision;
 use serde_json::json;
 
@@ -21,8 +24,17 @@ fn inputs() -> Vec<Value> {
     ]
 }
 
+/// Decodes with the loan fields (and `term`, another version's, ignored)
+/// and a batch limit of 10, as loan applications.
+fn decode_with(body: &[u8], json_length: Option<usize>) -> Result<(Wanted, Vec<LoanApplication>), ApiError> {
+    let fields = loan_fields();
+    let known = NameTable::new(["term"]);
+    let (wanted, rows) = decode(body, json_length, Decoder { fields: &fields, known: &known, max_batch: 10 })?;
+    Ok((wanted, rows.iter().map(|r| fields.loan_of(r)).collect()))
+}
+
 fn decode_json(body: &Value) -> Result<(Wanted, Vec<LoanApplication>), ApiError> {
-    decode(body.to_string().as_bytes(), None, 10)
+    decode_with(body.to_string().as_bytes(), None)
 }
 
 /// The problems of a body that must fail, as `field: problem` lines.
@@ -49,13 +61,14 @@ fn tensors_become_the_same_applications_as_v1_rows() {
     assert_eq!(apps[1].numeric[num::ANNUAL_INC], None, "null is missing");
     assert_eq!(apps[1].categorical[cat::PURPOSE].as_deref(), Some("debt_consolidation"), "trimmed as /v1");
     assert_eq!(apps[1].categorical[cat::GRADE], None, "blank is missing");
-    let v1 = crate::http::request::parse(
+    let fields = loan_fields();
+    let v1 = crate::http::request::decode_with(
+        &fields,
         br#"{"instances":[{"loan_amnt":5000.0,"int_rate":0.1356,"annual_inc":52000,"revol_util":0.2,"dti":14.4,"delinq_2yrs":0,"purpose":"car","grade":"B","emp_length":"9 years","home_ownership":"RENT"},
         {"loan_amnt":12000,"int_rate":0.2,"annual_inc":null,"revol_util":0.5,"dti":3,"delinq_2yrs":2,"purpose":" debt_consolidation ","grade":"","emp_length":null,"home_ownership":"OWN"}]}"#,
-        10,
     )
-    .and_then(crate::http::request::validate)
     .unwrap();
+    let v1: Vec<LoanApplication> = v1.iter().map(|r| fields.loan_of(r)).collect();
     assert_eq!(apps, v1);
 }
 
@@ -117,7 +130,7 @@ fn missing_unknown_and_duplicate_inputs_are_named() {
     assert_eq!(p[1], "dti: appears more than once in inputs");
     let e = decode_json(&json!({"inputs": {}})).unwrap_err();
     assert!(e.message.starts_with("not an inference request: invalid type: map, expected a sequence"), "{}", e.message);
-    let e = decode(b"  ", None, 10).unwrap_err();
+    let e = decode_with(b"  ", None).unwrap_err();
     assert!(e.message.contains("request body is empty"), "{}", e.message);
 }
 
@@ -213,7 +226,7 @@ fn binary_body(mangle: impl Fn(&str, &mut Vec<u8>)) -> (Vec<u8>, usize) {
 #[test]
 fn binary_tensors_decode_like_json_ones() {
     let (body, n) = binary_body(|_, _| {});
-    let (_, apps) = decode(&body, Some(n), 10).unwrap();
+    let (_, apps) = decode_with(&body, Some(n)).unwrap();
     assert_eq!(apps.len(), 2);
     assert_eq!(apps[0].numeric[num::LOAN_AMNT], Some(5000.0));
     assert_eq!(apps[0].numeric[num::INT_RATE], Some(f64::from(0.1356f32)), "FP32 bytes widen exactly");
@@ -229,7 +242,7 @@ fn broken_binary_tensors_are_named() {
             bytes.truncate(bytes.len() - 2);
         }
     });
-    let e = decode(&body, Some(n), 10).unwrap_err();
+    let e = decode_with(&body, Some(n)).unwrap_err();
     assert_eq!(e.fields[0].field, "grade[1]", "{}", e.message);
     assert!(e.fields[0].problem.contains("truncated BYTES element"), "{}", e.message);
     let (body, n) = binary_body(|name, bytes| {
@@ -237,15 +250,15 @@ fn broken_binary_tensors_are_named() {
             bytes.copy_from_slice(&[f64::NAN.to_le_bytes(), 1f64.to_le_bytes()].concat());
         }
     });
-    let e = decode(&body, Some(n), 10).unwrap_err();
+    let e = decode_with(&body, Some(n)).unwrap_err();
     assert_eq!(e.message, "dti[0]: must be a finite number (not NaN or infinity)");
     let (mut body, n) = binary_body(|_, _| {});
     body.extend_from_slice(b"junk");
-    assert!(decode(&body, Some(n), 10).unwrap_err().message.contains("4 bytes of binary data are left over"));
-    assert!(decode(&body, Some(body.len() + 1), 10).unwrap_err().message.contains("Inference-Header-Content-Length"));
-    assert!(decode(&body, Some(0), 10).unwrap_err().message.contains("raw binary request"));
+    assert!(decode_with(&body, Some(n)).unwrap_err().message.contains("4 bytes of binary data are left over"));
+    assert!(decode_with(&body, Some(body.len() + 1)).unwrap_err().message.contains("Inference-Header-Content-Length"));
+    assert!(decode_with(&body, Some(0)).unwrap_err().message.contains("raw binary request"));
     let (body, _) = binary_body(|_, _| {});
-    let e = decode(&body, None, 10).unwrap_err();
+    let e = decode_with(&body, None).unwrap_err();
     assert!(e.message.contains("malformed JSON: trailing characters"), "{}", e.message);
     assert!(e.message.ends_with("needs an Inference-Header-Content-Length header)"), "{}", e.message);
 }
