@@ -243,6 +243,36 @@ impl CompiledEstimator {
         with_padding(&x[..self.width()], |x| self.contributions_in(x, out))
     }
 
+    /// Prepares per-feature explanations: a forest computes each leaf's
+    /// path contributions by feature once (`column_feature[column]`), so
+    /// [`Self::feature_contributions_in`] is the scoring walk plus a few
+    /// adds per tree. Nothing to do for a linear model.
+    pub fn index_features(&mut self, column_feature: &[u16]) {
+        if let CompiledEstimator::Forest(f) = self {
+            f.index_leaves(column_feature);
+        }
+    }
+
+    /// [`Self::contributions_in`] summed by feature (`column_feature[column]`)
+    /// into `out`: the same score and, up to rounding, the same sums. A
+    /// forest indexed by [`Self::index_features`] adds each reached leaf's
+    /// precomputed terms; otherwise the columns' contributions are
+    /// computed and summed. Allocation-free.
+    pub fn feature_contributions_in(&self, x: &mut [f64], column_feature: &[u16], out: &mut [f64]) -> f64 {
+        if let CompiledEstimator::Forest(f) = self {
+            if let Some(score) = f.group_contributions_in(x, out) {
+                return score;
+            }
+        }
+        let mut cols = [0.0f64; super::encoder::MAX_ENCODED_WIDTH];
+        let cols = &mut cols[..self.width()];
+        let score = self.contributions_in(x, cols);
+        for (c, &f) in cols.iter().zip(column_feature) {
+            out[f as usize] += c;
+        }
+        score
+    }
+
     /// [`Self::contributions`] for a row with room for the padding column,
     /// as [`Self::probability_in`]. Allocation-free.
     pub fn contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> f64 {

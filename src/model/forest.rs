@@ -149,6 +149,10 @@ pub struct CompiledForest {
     cost: u64,
     /// How leaf values become the score.
     combine: Combine,
+    /// Per leaf, its path's contributions summed by feature, once
+    /// [`Self::index_leaves`] has run: explaining a row is then the scoring
+    /// walk plus a few adds per tree.
+    leaf_terms: Option<LeafTerms>,
     /// Per node: the mean leaf probability under it, weighted by the
     /// training rows that reached each (explanations only; scoring never
     /// reads it, so `nodes` stays compact).
@@ -265,7 +269,18 @@ impl CompiledForest {
         let score_groups = tree_groups(&depths, filler);
         let explain_groups = tree_groups(&depths, filler);
         let cost = depths.iter().map(|&d| u64::from(d) + 1).sum();
-        Ok(CompiledForest { nodes, node_mask, score_groups, explain_groups, depths, pad: width, cost, combine, means })
+        Ok(CompiledForest {
+            nodes,
+            node_mask,
+            score_groups,
+            explain_groups,
+            depths,
+            pad: width,
+            cost,
+            combine,
+            leaf_terms: None,
+            means,
+        })
     }
 
     /// Worst-case nodes visited per row: the sum over trees of (depth + 1).
@@ -326,6 +341,75 @@ impl CompiledForest {
             Some(x) => self.walk_trees(&self.explain_groups, x, credit),
             None => self.walk_trees(&self.explain_groups, &*x, credit),
         }
+    }
+
+    /// Computes each leaf's path contributions (Saabas: every split on the
+    /// way credits its column's group with the change of the node mean),
+    /// summed by group (`column_group[column]`, such as the feature a
+    /// one-hot column belongs to) and scaled to the score: a property of the
+    /// leaf alone, so [`Self::group_contributions_in`] only adds them up.
+    pub fn index_leaves(&mut self, column_group: &[u16]) {
+        let n = self.means.len();
+        let mut parent = vec![u32::MAX; n];
+        for (k, node) in self.nodes[..n].iter().enumerate() {
+            let child = node.child as usize;
+            if child != k && child + 1 < n {
+                parent[child] = k as u32;
+                parent[child + 1] = k as u32;
+            }
+        }
+        let scale = self.combine.scale(self.trees());
+        let mut start = Vec::with_capacity(n + 1);
+        let (mut groups, mut deltas) = (Vec::new(), Vec::new());
+        let mut path: Vec<(u16, f64)> = Vec::new();
+        for k in 0..n {
+            super::pacing::checkpoint();
+            start.push(groups.len() as u32);
+            if self.nodes[k].child as usize != k {
+                continue; // not a leaf
+            }
+            path.clear();
+            let mut at = k;
+            while let Some(&up) = parent.get(at).filter(|&&p| p != u32::MAX) {
+                let up = up as usize;
+                let group = column_group.get(self.nodes[up].column as usize).copied().unwrap_or(0);
+                let delta = (self.means[at] - self.means[up]) * scale;
+                match path.iter_mut().find(|(g, _)| *g == group) {
+                    Some((_, d)) => *d += delta,
+                    None => path.push((group, delta)),
+                }
+                at = up;
+            }
+            for &(g, d) in &path {
+                groups.push(g);
+                deltas.push(d);
+            }
+        }
+        start.push(groups.len() as u32);
+        self.leaf_terms = Some(LeafTerms { start, groups, deltas });
+    }
+
+    /// The score of one row, and its contributions by group (see
+    /// [`Self::index_leaves`]) added to `out`: the scoring walk, then each
+    /// reached leaf's terms. `None` before [`Self::index_leaves`]. The score
+    /// has the bits of [`Self::probability_in`]. Allocation-free.
+    pub fn group_contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> Option<f64> {
+        let terms = self.leaf_terms.as_ref()?;
+        x[self.pad] = PAD;
+        let mut leaves = [0u32; SCORE_LANES];
+        let mut score = |leaves: &[u32]| {
+            for &leaf in leaves {
+                let (a, b) = (terms.start[leaf as usize] as usize, terms.start[leaf as usize + 1] as usize);
+                for (g, d) in terms.groups[a..b].iter().zip(&terms.deltas[a..b]) {
+                    out[*g as usize] += d;
+                }
+            }
+        };
+        let total = match short_row(x, self.pad) {
+            Some(x) => self.walk_trees_noting(&self.score_groups, x, &mut leaves, &mut score),
+            None => self.walk_trees_noting(&self.score_groups, &*x, &mut leaves, &mut score),
+        };
+        Some(total)
     }
 
     /// The stride [`Self::probabilities_in`] walks rows in place with: a
@@ -432,6 +516,54 @@ impl CompiledForest {
         }
         self.combine.finish(total, self.trees())
     }
+}
+
+impl CompiledForest {
+    /// [`Self::walk_trees`] without the per-step hook, handing each group's
+    /// reached leaves to `leaves_of` (the filler leaf of a last group has no
+    /// terms, and the leaves past the forest's nodes none either).
+    #[inline(always)]
+    fn walk_trees_noting<const LANES: usize>(
+        &self,
+        groups: &[TreeGroup<LANES>],
+        x: impl Row,
+        scratch: &mut [u32; LANES],
+        mut leaves_of: impl FnMut(&[u32]),
+    ) -> f64 {
+        let nodes = &self.nodes[..=self.node_mask];
+        let mut total = 0.0;
+        for group in groups {
+            let mut at = group.roots;
+            let mut sum = lane_sum(&at);
+            for _ in 0..group.steps {
+                for a in &mut at {
+                    let node = nodes[*a as usize & self.node_mask];
+                    *a = node.child + goes_right(x.get(node.column), node.threshold);
+                }
+                let moved_to = lane_sum(&at);
+                if moved_to == sum {
+                    break;
+                }
+                sum = moved_to;
+            }
+            for &leaf in &at {
+                total += nodes[leaf as usize & self.node_mask].threshold;
+            }
+            let real = at.iter().take_while(|&&leaf| (leaf as usize) < self.means.len() - 1).count();
+            scratch[..real].copy_from_slice(&at[..real]);
+            leaves_of(&scratch[..real]);
+        }
+        self.combine.finish(total, self.trees())
+    }
+}
+
+/// Each leaf's contributions by group: `groups[start[k]..start[k + 1]]`
+/// and `deltas[..]` for compiled node `k` (empty for an internal node).
+#[derive(Debug, Clone)]
+struct LeafTerms {
+    start: Vec<u32>,
+    groups: Vec<u16>,
+    deltas: Vec<f64>,
 }
 
 /// The sum of walk positions (node indices are below 2^32, so a few of

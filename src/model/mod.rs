@@ -177,8 +177,9 @@ impl Model {
             encoder.encode_into(rows.row(0), &mut x);
             x
         };
-        let compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
+        let mut compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
         drop(estimator);
+        compiled.index_features(encoder.column_features());
         let cost = compiled.cost();
         if cost > limits.max_prediction_cost {
             return Err(invalid(format!(
@@ -311,15 +312,11 @@ impl Model {
     /// base value plus one contribution per feature (see [`explain`]).
     /// Allocation-free; only runs when an explanation is asked for.
     pub fn attribution(&self, row: Row<'_>) -> Attribution {
-        let (mut small, mut big);
-        let cols = if self.width <= SMALL_WIDTH {
-            small = [0.0f64; SMALL_WIDTH];
-            &mut small[..self.width]
-        } else {
-            big = [0.0f64; MAX_ENCODED_WIDTH];
-            &mut big[..self.width]
-        };
-        let score = self.with_row(row, |x| self.estimator.contributions_in(x, cols));
+        let features = self.fields.len();
+        let mut attribution = Attribution::new(0.0, self.base_value, features);
+        let out = &mut attribution.contributions[..features];
+        let score =
+            self.with_row(row, |x| self.estimator.feature_contributions_in(x, self.encoder.column_features(), out));
         let base_score = self.estimator.base_score();
         let probability = self.to_probability(score);
         // One positive factor carries the score-scale contributions onto
@@ -327,10 +324,10 @@ impl Model {
         // order and add up to probability − base_value.
         let moved = score - base_score;
         let factor = if moved.abs() > 1e-12 { (probability - self.base_value) / moved } else { 1.0 };
-        let mut attribution = Attribution::new(probability, self.base_value, self.fields.len());
-        for (c, &field) in cols.iter().zip(self.encoder.column_features()) {
-            attribution.contributions[field as usize] += c * factor;
+        for c in out.iter_mut() {
+            *c *= factor;
         }
+        attribution.probability = probability;
         attribution
     }
 
@@ -578,6 +575,33 @@ mod tests {
             model.predict_many(rows.view().slice(0..n), &mut many);
             let one_by_one: Vec<Prediction> = rows.iter().take(n).map(|r| model.predict(r)).collect();
             assert_eq!(many, one_by_one, "{n} rows");
+        }
+    }
+
+    /// Explaining adds each reached leaf's precomputed terms: by feature,
+    /// the same contributions as crediting every split on the walk.
+    #[test]
+    fn leaf_terms_give_the_walks_contributions_by_feature() {
+        let model = Model::from_bytes(&bundled_model()).unwrap();
+        let apps: Vec<LoanApplication> =
+            crate::train::synth::generate(2_000, 31).into_iter().map(|(app, _)| app).collect();
+        let rows = model.fields.loan_rows(&apps);
+        let features = model.encoder.column_features();
+        for row in rows.iter() {
+            let mut x = [0.0; SMALL_WIDTH];
+            model.encoder.encode_into(row, &mut x[..model.width]);
+            let mut cols = [0.0; SMALL_WIDTH];
+            let walked = model.estimator.contributions_in(&mut x.clone(), &mut cols[..model.width]);
+            let mut by_walk = vec![0.0; model.fields.len()];
+            for (c, &f) in cols[..model.width].iter().zip(features) {
+                by_walk[f as usize] += c;
+            }
+            let mut by_leaf = vec![0.0; model.fields.len()];
+            let score = model.estimator.feature_contributions_in(&mut x, features, &mut by_leaf);
+            assert_eq!(score, walked, "the same score, bit for bit");
+            for (a, b) in by_walk.iter().zip(&by_leaf) {
+                assert!((a - b).abs() <= 1e-12, "{by_walk:?} vs {by_leaf:?}");
+            }
         }
     }
 
