@@ -10,7 +10,7 @@
 //! real clients against them: schemathesis, tritonclient).
 
 use super::oip::{self, tensor::Output, EXTENSIONS};
-use super::routes::Route;
+use super::route::Route;
 use crate::config::Config;
 use crate::model::field_rules::{MAX_CATEGORY_LEN, NUMERIC_RULES};
 use crate::model::input::{CATEGORICAL_FEATURES, FEATURES};
