@@ -7,7 +7,12 @@
 //! Hand-built (with `serde_json::json!`) rather than derived with a macro
 //! crate: the router is hand-rolled and the request parsers are custom
 //! visitors, so the schemas say what the parsers accept (and the tests run
-//! real clients against them: schemathesis, tritonclient).
+//! real clients against them: schemathesis, with every check, and
+//! tritonclient). The text patterns of the application's fields are built
+//! in [`pattern`]; what an infer body must satisfy beyond its schema is
+//! said in the operation's description.
+
+mod pattern;
 
 use super::oip::{self, tensor::Output, EXTENSIONS};
 use super::route::Route;
@@ -167,6 +172,23 @@ fn prediction_errors(responses: &mut Value) {
     );
 }
 
+/// What an infer body must also satisfy, beyond its schema: rules between
+/// tensors that a JSON Schema cannot state, and the binary extension, whose
+/// framing is not JSON. A body breaking one is refused with 400 naming it.
+fn infer_rules() -> String {
+    format!(
+        "The body is an InferenceRequest with one input tensor per feature, each feature once, in any order. \
+        Beyond the schema: every input has the same batch (shape [batch] or [batch, 1], 1..=max_batch); its \
+        data has exactly batch elements once nested arrays are flattened; numeric features take FP64, FP32 or \
+        INT/UINT tensors (integers in the type's range) and categorical features BYTES; and each element passes \
+        the field's rule as in /v1 (a number in 0..=maximum; a category of at most {MAX_CATEGORY_LEN} characters \
+        once trimmed). Binary tensor extension: with an Inference-Header-Content-Length header, the body is \
+        that many bytes of InferenceRequest JSON followed by the bytes of the tensors whose parameters give \
+        binary_data_size (little-endian, row-major; a BYTES element is a 4-byte little-endian length, then the \
+        bytes), sent as application/json, application/octet-stream or without a content type."
+    )
+}
+
 /// The method and operation of a route; `None` for the unmatched fallback.
 fn operation(route: Route) -> Option<(&'static str, Value)> {
     let op = match route {
@@ -178,8 +200,10 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
                 "tags": ["v1"],
                 "parameters": [
                     {"name": "explain", "in": "query", "required": false,
-                        "description": "Whether each prediction carries its reason codes (default true)",
-                        "schema": {"type": "boolean", "default": true}},
+                        "description": "Whether each prediction carries its reason codes: true or false (also 1 or 0; \
+                            empty is true, the default)",
+                        "schema": {"type": ["boolean", "string"], "enum": [true, false, "true", "false", "1", "0", ""],
+                            "default": true}},
                     {"name": "reasons", "in": "query", "required": false,
                         "description": "How many reason codes each prediction carries",
                         "schema": {"type": "integer", "minimum": 0, "maximum": crate::model::explain::MAX_REASONS, "default": crate::model::explain::DEFAULT_REASONS}},
@@ -236,6 +260,8 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
         Route::OipInfer | Route::OipInferVersion => {
             let mut responses = json!({"200": {
                 "description": "The output tensors; with binary outputs, the JSON (Inference-Header-Content-Length bytes) then the tensor bytes",
+                "headers": {"Inference-Header-Content-Length": {"description": "With binary outputs: the length of the JSON part",
+                    "schema": {"type": "integer", "minimum": 0}}},
                 "content": {
                     "application/json": {"schema": schema_ref("InferenceResponse")},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -244,11 +270,9 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
             prediction_errors(&mut responses);
             json!({
                 "summary": "OIP inference: one input tensor per feature", "tags": ["oip"],
-            "requestBody": {"required": true, "content": {
+                "description": infer_rules(),
+                "requestBody": {"required": true, "content": {
                     "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request()},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                        "description": "Binary tensor extension: with an Inference-Header-Content-Length header giving its length, \
-                            InferenceRequest JSON, then the bytes of the tensors whose parameters have binary_data_size"}},
                 }},
                 "responses": responses,
             })
@@ -266,6 +290,8 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
         }),
         Route::OipRepositoryLoad | Route::OipRepositoryUnload => json!({
             "summary": "Refused: the model directory (or store) is the source of truth", "tags": ["oip"],
+            "description": "Every request is refused with 400, whatever its body: riskserve serves what the model \
+                directory (or object store) holds; publish or remove a version there and the watcher picks it up.",
             "responses": {"400": error("Loading and unloading stay with the model source", "bad_request",
                 "model `credit-risk` cannot be loaded through the API: riskserve serves what the model directory (or store) holds")},
         }),
@@ -279,27 +305,40 @@ fn operation(route: Route) -> Option<(&'static str, Value)> {
     Some((method, op))
 }
 
-fn schemas(config: &Config) -> Value {
+/// The fields of one application, as the field rules check them: each
+/// numeric field a number in `0..=max` or text that reads as one, each
+/// categorical field text of at most `MAX_CATEGORY_LEN` characters once
+/// trimmed; `null` or blank text is missing.
+fn application_fields() -> Map<String, Value> {
     let mut application = Map::new();
     for rule in NUMERIC_RULES {
         application.insert(
             rule.feature.into(),
             json!({"type": ["number", "string", "null"], "minimum": 0, "maximum": rule.max,
-                "description": "A number (or numeric string) in 0..=maximum; null or \"\" is missing (imputed)"}),
+                "pattern": format!("^{}$", pattern::numeric_text_body(rule.max)),
+                "description": "A number in 0..=maximum, or text that reads as one (white space around it ignored; \
+                    exponents allowed); null or blank text is missing (imputed)"}),
         );
     }
     for feature in CATEGORICAL_FEATURES {
         application.insert(
             feature.into(),
-            json!({"type": ["string", "null"], "maxLength": MAX_CATEGORY_LEN,
-                "description": "A category; null or \"\" is missing"}),
+            json!({"type": ["string", "null"], "pattern": format!("^{}$", pattern::category_text_body(MAX_CATEGORY_LEN)),
+                "description": format!("A category: at most {MAX_CATEGORY_LEN} characters once the white space around \
+                    it is trimmed; null or blank text is missing")}),
         );
     }
+    application
+}
+
+fn schemas(config: &Config) -> Value {
+    let application = application_fields();
     let datatypes = ["FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8", "BYTES"];
     let tensor_data = json!({"type": "array", "description": "Row-major elements (nested arrays are flattened); null is a missing value",
         "items": {"type": ["number", "string", "null", "array"]}});
-    let parameters =
-        json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}});
+    // Parameters are open maps; the keys the server reads are typed, and a
+    // shared-memory region is refused.
+    let parameters = |known: Value| json!({"type": ["object", "null"], "properties": known});
     let metadata_tensor = json!({"type": "object", "required": ["name", "datatype", "shape"], "properties": {
         "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}});
     let outputs: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
@@ -358,24 +397,29 @@ fn schemas(config: &Config) -> Value {
         "ModelReady": {"type": "object", "required": ["name", "version", "ready"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string"}, "ready": {"type": "boolean"}}},
         "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
-            "id": {"type": "string"},
-            "parameters": parameters.clone(),
+            "id": {"type": ["string", "null"]},
+            "parameters": parameters(json!({"binary_data_output": {"type": ["boolean", "null"]}})),
             "inputs": {"type": "array", "items": schema_ref("RequestInput"),
+                "minItems": FEATURES.len(), "maxItems": FEATURES.len(),
                 "description": format!("One tensor per feature ({}), shape [batch] or [batch, 1], batch 1..={}", FEATURES.join(", "), config.max_batch)},
-            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "enum": outputs}, "parameters": parameters.clone()}}}}},
-        "RequestInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+            "outputs": {"type": ["array", "null"], "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "enum": outputs},
+                "parameters": parameters(json!({"binary_data": {"type": ["boolean", "null"]}, "shared_memory_region": false}))}}}}},
+        "RequestInput": {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
             "name": {"type": "string", "enum": FEATURES},
-            "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
+            "shape": {"type": "array", "minItems": 1, "maxItems": 2,
+                "prefixItems": [{"type": "integer", "minimum": 1, "maximum": config.max_batch}, {"const": 1}]},
             "datatype": {"type": "string", "enum": datatypes},
-            "parameters": parameters.clone(),
+            "parameters": parameters(json!({
+                "binary_data_size": {"type": "null", "description": "Binary tensor extension only (see the infer operation)"},
+                "shared_memory_region": false})),
             "data": tensor_data}},
         "InferenceResponse": {"type": "object", "required": ["model_name", "model_version", "outputs"], "properties": {
             "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
                 "name": {"type": "string", "enum": outputs}, "datatype": {"type": "string", "enum": ["FP64", "BYTES"]},
                 "shape": {"type": "array", "items": {"type": "integer"}},
-                "parameters": parameters,
+                "parameters": {"type": "object"},
                 "data": {"type": "array", "items": {"type": ["number", "string"]}}}}}}},
         "RepositoryIndexRequest": {"type": "object", "additionalProperties": false, "properties": {
             "ready": {"type": "boolean", "description": "Only versions ready for inference"},
