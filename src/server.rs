@@ -10,7 +10,7 @@
 //! different model source, a scorer stand-in); `main` uses [`run_blocking`].
 
 use crate::config::Config;
-use crate::http::routes::AppState;
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
 use crate::model::limits::ModelLimits;
 use crate::registry::loader::{compile_models, Loader, ScorerFactory};

@@ -19,6 +19,11 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
+/// A request body the routes can read: hyper's `Incoming` on a connection,
+/// or any in-memory body in tests.
+pub trait RequestBody: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send {}
+impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send {}
+
 /// Reads the body under the size limit (413 above it) and the request
 /// deadline (408 after it).
 pub async fn read_body<B>(limit: usize, body: B, deadline: tokio::time::Instant) -> Result<Bytes, ApiError>

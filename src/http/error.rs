@@ -2,6 +2,7 @@
 //! a stable `type`, a message naming the problem, and per-field details.
 //! Body: `{"error": "...", "type": "...", "fields": [{"field", "problem"}]}`.
 
+use crate::registry::LookupError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
@@ -165,4 +166,24 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>>
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// A registry lookup that found nothing to serve: 404 for an unknown
+/// model or version, 503 for a model with no version available.
+pub(super) fn lookup_error(e: LookupError) -> ApiError {
+    match e {
+        LookupError::UnknownModel { name, known } => {
+            ApiError::not_found(format!("model `{name}` is not served; models: {}", known.join(", ")))
+        }
+        LookupError::VersionNotLoaded { name, version, loaded } => ApiError::not_found(format!(
+            "version {version} of model `{name}` is not loaded; loaded versions: {}",
+            loaded.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        LookupError::NoVersionAvailable { name, reasons } if reasons.is_empty() => {
+            ApiError::unavailable(format!("model `{name}` has no version available"))
+        }
+        LookupError::NoVersionAvailable { name, reasons } => {
+            ApiError::unavailable(format!("model `{name}` has no version available ({})", reasons.join("; ")))
+        }
+    }
 }

@@ -7,10 +7,15 @@
 //! Hand-built (with `serde_json::json!`) rather than derived with a macro
 //! crate: the router is hand-rolled and the request parsers are custom
 //! visitors, so the schemas say what the parsers accept (and the tests run
-//! real clients against them: schemathesis, tritonclient).
+//! real clients against them: schemathesis, with every check, and
+//! tritonclient). The text patterns of the application's fields are built
+//! in [`pattern`]; what an infer body must satisfy beyond its schema is
+//! said in the operation's description.
+
+mod pattern;
 
 use super::oip::{self, tensor::Output, EXTENSIONS};
-use super::routes::Route;
+use super::route::Route;
 use crate::config::Config;
 use crate::model::field_rules::MAX_CATEGORY_LEN;
 use crate::model::fields::Fields;
@@ -75,14 +80,18 @@ pub fn document(config: &Config, snapshot: &Snapshot) -> Value {
     versions.dedup();
     versions.truncate(MAX_NAMES_LISTED);
     // The request bodies are those of the first served model's serving
-    // version (the ten loan fields when nothing is served yet).
-    let serving = snapshot.models.values().find_map(|m| m.default_version().cloned());
+    // version (the ten loan fields when nothing is served yet); the fields
+    // its other loaded versions declare are accepted, and ignored.
+    let served = snapshot.models.values().find_map(|m| m.default_version().map(|v| (v.clone(), m.known.clone())));
     let loan;
-    let fields = match &serving {
-        Some(v) => v.scorer.fields(),
+    let (fields, others): (&Fields, Vec<String>) = match &served {
+        Some((v, known)) => {
+            let fields = v.scorer.fields();
+            (fields, known.names().filter(|n| fields.index(n.as_bytes()).is_none()).map(str::to_string).collect())
+        }
         None => {
             loan = Fields::new(crate::model::schema::Schema::loan()).expect("the loan schema is valid");
-            &loan
+            (&loan, Vec::new())
         }
     };
     let mut paths = Map::new();
@@ -108,7 +117,7 @@ pub fn document(config: &Config, snapshot: &Snapshot) -> Value {
                 (KServe V2) under /v2, health and metrics. Errors are JSON {\"error\", \"type\", \"fields\"?}.",
         },
         "paths": paths,
-        "components": { "schemas": schemas(config, fields) },
+        "components": { "schemas": schemas(config, fields, &others) },
     })
 }
 
@@ -196,6 +205,23 @@ fn prediction_errors(responses: &mut Value) {
     );
 }
 
+/// What an infer body must also satisfy, beyond its schema: rules between
+/// tensors that a JSON Schema cannot state, and the binary extension, whose
+/// framing is not JSON. A body breaking one is refused with 400 naming it.
+fn infer_rules() -> String {
+    format!(
+        "The body is an InferenceRequest with one input tensor per feature, each feature once, in any order. \
+        Beyond the schema: every input has the same batch (shape [batch] or [batch, 1], 1..=max_batch); its \
+        data has exactly batch elements once nested arrays are flattened; numeric features take FP64, FP32 or \
+        INT/UINT tensors (integers in the type's range) and categorical features BYTES; and each element passes \
+        the field's rule as in /v1 (a number in 0..=maximum; a category of at most {MAX_CATEGORY_LEN} characters \
+        once trimmed). Binary tensor extension: with an Inference-Header-Content-Length header, the body is \
+        that many bytes of InferenceRequest JSON followed by the bytes of the tensors whose parameters give \
+        binary_data_size (little-endian, row-major; a BYTES element is a 4-byte little-endian length, then the \
+        bytes), sent as application/json, application/octet-stream or without a content type."
+    )
+}
+
 /// The method and operation of a route; `None` for the unmatched fallback.
 fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
     let op = match route {
@@ -207,8 +233,10 @@ fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
                 "tags": ["v1"],
                 "parameters": [
                     {"name": "explain", "in": "query", "required": false,
-                        "description": "Whether each prediction carries its reason codes (default true)",
-                        "schema": {"type": "boolean", "default": true}},
+                        "description": "Whether each prediction carries its reason codes: true or false (also 1 or 0; \
+                            empty is true, the default)",
+                        "schema": {"type": ["boolean", "string"], "enum": [true, false, "true", "false", "1", "0", ""],
+                            "default": true}},
                     {"name": "reasons", "in": "query", "required": false,
                         "description": "How many reason codes each prediction carries",
                         "schema": {"type": "integer", "minimum": 0, "maximum": crate::model::explain::MAX_REASONS, "default": crate::model::explain::DEFAULT_REASONS}},
@@ -265,6 +293,8 @@ fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
         Route::OipInfer | Route::OipInferVersion => {
             let mut responses = json!({"200": {
                 "description": "The output tensors; with binary outputs, the JSON (Inference-Header-Content-Length bytes) then the tensor bytes",
+                "headers": {"Inference-Header-Content-Length": {"description": "With binary outputs: the length of the JSON part",
+                    "schema": {"type": "integer", "minimum": 0}}},
                 "content": {
                     "application/json": {"schema": schema_ref("InferenceResponse")},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -273,11 +303,9 @@ fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
             prediction_errors(&mut responses);
             json!({
                 "summary": "OIP inference: one input tensor per feature", "tags": ["oip"],
-            "requestBody": {"required": true, "content": {
+                "description": infer_rules(),
+                "requestBody": {"required": true, "content": {
                     "application/json": {"schema": schema_ref("InferenceRequest"), "example": example_inference_request(fields)},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                        "description": "Binary tensor extension: with an Inference-Header-Content-Length header giving its length, \
-                            InferenceRequest JSON, then the bytes of the tensors whose parameters have binary_data_size"}},
                 }},
                 "responses": responses,
             })
@@ -295,6 +323,8 @@ fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
         }),
         Route::OipRepositoryLoad | Route::OipRepositoryUnload => json!({
             "summary": "Refused: the model directory (or store) is the source of truth", "tags": ["oip"],
+            "description": "Every request is refused with 400, whatever its body: riskserve serves what the model \
+                directory (or object store) holds; publish or remove a version there and the watcher picks it up.",
             "responses": {"400": error("Loading and unloading stay with the model source", "bad_request",
                 "model `credit-risk` cannot be loaded through the API: riskserve serves what the model directory (or store) holds")},
         }),
@@ -308,30 +338,53 @@ fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
     Some((method, op))
 }
 
-fn schemas(config: &Config, fields: &Fields) -> Value {
+/// The fields of one application, as the field rules check them: each
+/// number in its range or text that reads as one, each category text of at
+/// most `MAX_CATEGORY_LEN` characters once trimmed; `null` or blank text is
+/// missing; `others` (fields other loaded versions declare) accepted and
+/// ignored.
+fn application_fields(fields: &Fields, others: &[String]) -> Map<String, Value> {
     let mut application = Map::new();
     for f in fields.features() {
         let schema = match &f.kind {
             Kind::Number { min, max, unit, .. } => {
-                let mut desc = format!("A number (or numeric string) in {min}..={max}");
-                if let Some(unit) = unit {
-                    desc.push_str(&format!(" ({unit})"));
+                let unit = unit.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+                let desc = format!(
+                    "A number in {min}..={max}{unit}, or text that reads as one (white space around it ignored; \
+                     exponents allowed); null or blank text is missing (imputed)"
+                );
+                if *min == 0.0 {
+                    json!({"type": ["number", "string", "null"], "minimum": min, "maximum": max,
+                        "pattern": format!("^{}$", pattern::numeric_text_body(*max)), "description": desc})
+                } else {
+                    // The text pattern is written for ranges from 0; a field
+                    // that may be negative documents numbers only.
+                    json!({"type": ["number", "null"], "minimum": min, "maximum": max, "description": desc})
                 }
-                desc.push_str("; null or \"\" is missing (imputed)");
-                json!({"type": ["number", "string", "null"], "minimum": min, "maximum": max, "description": desc})
             }
-            Kind::Category { .. } => json!({"type": ["string", "null"], "maxLength": MAX_CATEGORY_LEN,
-                "description": "A category; null or \"\" is missing"}),
+            Kind::Category { .. } => json!({"type": ["string", "null"],
+                "pattern": format!("^{}$", pattern::category_text_body(MAX_CATEGORY_LEN)),
+                "description": format!("A category: at most {MAX_CATEGORY_LEN} characters once the white space around \
+                    it is trimmed; null or blank text is missing")}),
         };
         application.insert(f.name.clone(), schema);
     }
+    for other in others {
+        application.insert(other.clone(), json!({"description": "Declared by another loaded version of the model: accepted, and ignored by this one"}));
+    }
+    application
+}
+
+fn schemas(config: &Config, fields: &Fields, others: &[String]) -> Value {
+    let application = application_fields(fields, others);
     let names: Vec<&str> = fields.schema().names().collect();
     let required: Vec<&str> = fields.features().iter().filter(|f| f.required).map(|f| f.name.as_str()).collect();
     let datatypes = ["FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8", "BYTES"];
     let tensor_data = json!({"type": "array", "description": "Row-major elements (nested arrays are flattened); null is a missing value",
         "items": {"type": ["number", "string", "null", "array"]}});
-    let parameters =
-        json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}});
+    // Parameters are open maps; the keys the server reads are typed, and a
+    // shared-memory region is refused.
+    let parameters = |known: Value| json!({"type": ["object", "null"], "properties": known});
     let metadata_tensor = json!({"type": "object", "required": ["name", "datatype", "shape"], "properties": {
         "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}});
     let outputs: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
@@ -390,24 +443,29 @@ fn schemas(config: &Config, fields: &Fields) -> Value {
         "ModelReady": {"type": "object", "required": ["name", "version", "ready"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string"}, "ready": {"type": "boolean"}}},
         "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
-            "id": {"type": "string"},
-            "parameters": parameters.clone(),
+            "id": {"type": ["string", "null"]},
+            "parameters": parameters(json!({"binary_data_output": {"type": ["boolean", "null"]}})),
             "inputs": {"type": "array", "items": schema_ref("RequestInput"),
+                "minItems": required.len(), "maxItems": names.len() + others.len(),
                 "description": format!("One tensor per feature ({}), shape [batch] or [batch, 1], batch 1..={}", names.join(", "), config.max_batch)},
-            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "enum": outputs}, "parameters": parameters.clone()}}}}},
-        "RequestInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-            "name": {"type": "string", "enum": names},
-            "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
+            "outputs": {"type": ["array", "null"], "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "enum": outputs},
+                "parameters": parameters(json!({"binary_data": {"type": ["boolean", "null"]}, "shared_memory_region": false}))}}}}},
+        "RequestInput": {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+            "name": {"type": "string", "enum": names.iter().copied().chain(others.iter().map(String::as_str)).collect::<Vec<_>>()},
+            "shape": {"type": "array", "minItems": 1, "maxItems": 2,
+                "prefixItems": [{"type": "integer", "minimum": 1, "maximum": config.max_batch}, {"const": 1}]},
             "datatype": {"type": "string", "enum": datatypes},
-            "parameters": parameters.clone(),
+            "parameters": parameters(json!({
+                "binary_data_size": {"type": "null", "description": "Binary tensor extension only (see the infer operation)"},
+                "shared_memory_region": false})),
             "data": tensor_data}},
         "InferenceResponse": {"type": "object", "required": ["model_name", "model_version", "outputs"], "properties": {
             "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
                 "name": {"type": "string", "enum": outputs}, "datatype": {"type": "string", "enum": ["FP64", "BYTES"]},
                 "shape": {"type": "array", "items": {"type": "integer"}},
-                "parameters": parameters,
+                "parameters": {"type": "object"},
                 "data": {"type": "array", "items": {"type": ["number", "string"]}}}}}}},
         "RepositoryIndexRequest": {"type": "object", "additionalProperties": false, "properties": {
             "ready": {"type": "boolean", "description": "Only versions ready for inference"},
@@ -468,9 +526,7 @@ mod tests {
 
     #[test]
     fn the_examples_are_requests_the_server_accepts() {
-        for fields in
-            [crate::model::test_support::loan_fields(), Fields::new(crate::model::schema::Schema::loan()).unwrap()]
-        {
+        for fields in [loan(), Fields::new(crate::model::schema::Schema::loan()).unwrap()] {
             let body = example_application(&fields).to_string();
             crate::http::request::decode_with(&fields, body.as_bytes()).unwrap();
             let body = example_inference_request(&fields).to_string();

@@ -7,10 +7,11 @@
 //! protocol's route parses its own body and writes its own answer.
 
 use super::admission::{Shed, Slot};
-use super::body::read_body;
-use super::error::ApiError;
+use super::body::{read_body, RequestBody};
+use super::error::{lookup_error, ApiError};
 use super::request::Decoder;
-use super::routes::{lookup_error, split_at_byte, AppState, RequestBody};
+use super::state::AppState;
+use super::text::split_at_byte;
 use crate::model::explain::{Reason, ShownReasons, DEFAULT_REASONS, MAX_REASONS};
 use crate::model::fields::Fields;
 use crate::model::row::{Rows, RowsView, Value};

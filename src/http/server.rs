@@ -7,7 +7,8 @@
 //! Started by the composition root, [`crate::server`].
 
 use super::conn::{ConnClock, GuardedIo, IoLimits, TimeoutCounters};
-use super::routes::{handle_arrived, AppState};
+use super::routes::handle_arrived;
+use super::state::AppState;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};

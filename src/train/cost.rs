@@ -4,6 +4,7 @@
 //! that minimises the expected cost per application is chosen; the curve of
 //! expected cost over thresholds goes into the report.
 
+use super::evaluation::{threshold_sweep, SweepPoint};
 use crate::model::format::DecisionCosts;
 use serde::Serialize;
 
@@ -18,29 +19,19 @@ pub struct CostPoint {
 /// (each distinct probability, plus "flag nobody" above the largest),
 /// ascending by threshold.
 pub fn cost_curve(labels: &[u8], p: &[f64], costs: DecisionCosts) -> Vec<CostPoint> {
-    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_finite()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    let n = order.len().max(1) as f64;
-    let pos = order.iter().filter(|&&i| labels[i] != 0).count() as f64;
+    let sweep = threshold_sweep(labels, p);
+    // The last threshold flags every row with a finite probability.
+    let all = sweep.last().copied();
+    let n = all.map_or(0, |s| s.tp + s.fp).max(1) as f64;
+    let pos = all.map_or(0, |s| s.tp) as f64;
     // Flag nobody: every late loan is approved.
     let mut out = vec![CostPoint {
-        threshold: order.first().map_or(1.0, |&i| next_up(p[i])),
+        threshold: sweep.first().map_or(1.0, |s| next_up(s.threshold)),
         cost_per_1000: 1000.0 * costs.false_negative * pos / n,
     }];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let mut k = 0;
-    while k < order.len() {
-        let t = p[order[k]];
-        while k < order.len() && p[order[k]] == t {
-            if labels[order[k]] != 0 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            k += 1;
-        }
-        let cost = costs.false_negative * (pos - tp) + costs.false_positive * fp;
-        out.push(CostPoint { threshold: t, cost_per_1000: 1000.0 * cost / n });
+    for SweepPoint { threshold, tp, fp } in sweep {
+        let cost = costs.false_negative * (pos - tp as f64) + costs.false_positive * fp as f64;
+        out.push(CostPoint { threshold, cost_per_1000: 1000.0 * cost / n });
     }
     out.reverse();
     out

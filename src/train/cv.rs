@@ -3,7 +3,7 @@
 //! on them.
 
 use super::dataset::Dataset;
-use super::evaluation::{average_precision, brier, mean_std, roc_auc, stratified_folds};
+use super::evaluation::{average_precision, brier, mean_std, roc_auc, stratified_folds, threshold_sweep};
 use super::fit::{fit, recode, TrainOptions};
 use crate::model::format::{EvaluationMetrics, MeanStd};
 use serde::Serialize;
@@ -148,27 +148,14 @@ pub fn cross_validate(
 /// the decision a class-balanced classifier would make, while the
 /// probabilities themselves stay calibrated. Clamped into (0, 1).
 pub fn youden_threshold(labels: &[u8], scores: &[f64]) -> f64 {
-    let pos = labels.iter().filter(|&&y| y == 1).count() as f64;
+    let pos = labels.iter().filter(|&&y| y != 0).count() as f64;
     let neg = labels.len() as f64 - pos;
-    let mut order: Vec<usize> = (0..scores.len()).filter(|&i| scores[i].is_finite()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut fp) = (0.0, 0.0);
     let (mut best_j, mut best_t) = (f64::NEG_INFINITY, 0.5);
-    let mut k = 0;
-    while k < order.len() {
-        let t = scores[order[k]];
-        while k < order.len() && scores[order[k]] == t {
-            if labels[order[k]] == 1 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            k += 1;
-        }
-        let j = tp / pos.max(1.0) - fp / neg.max(1.0);
+    for s in threshold_sweep(labels, scores) {
+        let j = s.tp as f64 / pos.max(1.0) - s.fp as f64 / neg.max(1.0);
         if j > best_j {
             best_j = j;
-            best_t = t;
+            best_t = s.threshold;
         }
     }
     best_t.clamp(1e-6, 1.0 - 1e-6)

@@ -1,6 +1,7 @@
 //! Evaluation metrics for the binary `is_late` target — ROC-AUC, average
-//! precision, Brier score, mean/std aggregation — and the seeded stratified
-//! k-fold splitter used by cross-validation. Semantics match scikit-learn
+//! precision, Brier score, mean/std aggregation, the threshold sweep that
+//! ROC, precision–recall and cost curves are read from — and the seeded
+//! stratified k-fold splitter used by cross-validation. Semantics match scikit-learn
 //! (`roc_auc_score`, `average_precision_score`, `np.std` with `ddof=0`).
 //!
 //! Labels are `u8`; any non-zero label counts as the positive class.
@@ -18,6 +19,37 @@ fn order_by_score(p: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..p.len()).collect();
     idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
     idx
+}
+
+/// One threshold of a [`threshold_sweep`]: flagging every score
+/// `>= threshold` flags `tp` positives and `fp` negatives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SweepPoint {
+    pub threshold: f64,
+    pub tp: usize,
+    pub fp: usize,
+}
+
+/// The decision thresholds over the finite scores, from the highest down:
+/// one point per distinct score, with the positives and negatives flagged
+/// at it. Tied scores are one threshold and enter together, whatever their
+/// order in `p` (as scikit-learn's `roc_curve`, before it drops collinear
+/// points); `0.0` and `-0.0` are tied, and the point's threshold is the
+/// first of the tie in descending `total_cmp` order. Non-finite scores are
+/// left out, so the last point counts every row with a finite score.
+pub fn threshold_sweep(y: &[u8], p: &[f64]) -> Vec<SweepPoint> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_finite()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let (mut tp, mut fp) = (0, 0);
+    order
+        .chunk_by(|&a, &b| p[a] == p[b])
+        .map(|tie| {
+            let positives = tie.iter().filter(|&&i| y[i] != 0).count();
+            tp += positives;
+            fp += tie.len() - positives;
+            SweepPoint { threshold: p[tie[0]], tp, fp }
+        })
+        .collect()
 }
 
 /// Area under the ROC curve, as `sklearn.metrics.roc_auc_score`: the
@@ -70,25 +102,14 @@ pub fn average_precision(y: &[u8], p: &[f64]) -> Option<f64> {
     if n_pos == 0 {
         return None;
     }
-    let mut idx = order_by_score(p);
-    idx.reverse();
     let total = n_pos as f64;
-    let (mut tp, mut seen) = (0usize, 0usize);
     let mut prev_recall = 0.0;
     let mut ap = 0.0;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i + 1;
-        while j < idx.len() && p[idx[j]] == p[idx[i]] {
-            j += 1;
-        }
-        tp += idx[i..j].iter().filter(|&&k| y[k] != 0).count();
-        seen += j - i;
+    for SweepPoint { tp, fp, .. } in threshold_sweep(y, p) {
         let recall = tp as f64 / total;
-        let precision = tp as f64 / seen as f64;
+        let precision = tp as f64 / (tp + fp) as f64;
         ap += (recall - prev_recall) * precision;
         prev_recall = recall;
-        i = j;
     }
     Some(ap)
 }
@@ -188,6 +209,29 @@ mod tests {
         // All scores tied: AUC 0.5, AP = prevalence.
         assert!(close(roc_auc(&[0, 1, 1], &[0.3; 3]).unwrap(), 0.5));
         assert!(close(average_precision(&[0, 1, 1], &[0.3; 3]).unwrap(), 2.0 / 3.0));
+    }
+
+    #[test]
+    fn the_sweep_takes_a_tie_as_one_threshold_whatever_its_order() {
+        let points = |y: &[u8], p: &[f64]| -> Vec<(f64, usize, usize)> {
+            threshold_sweep(y, p).into_iter().map(|s| (s.threshold, s.tp, s.fp)).collect()
+        };
+        let y = [0, 1, 0, 1, 1, 0, 1];
+        let p = [0.5, 0.9, f64::NAN, 0.5, 0.2, 0.5, f64::INFINITY];
+        // Highest first; the three at 0.5 enter together; NaN and ∞ are left out.
+        let want = vec![(0.9, 1, 0), (0.5, 2, 2), (0.2, 3, 2)];
+        assert_eq!(points(&y, &p), want);
+        let (mut ry, mut rp) = (y, p);
+        ry.reverse();
+        rp.reverse();
+        assert_eq!(points(&ry, &rp), want);
+        // 0.0 and -0.0 are one threshold, named by 0.0 (first in descending total order).
+        for (y, p) in [([1, 0], [-0.0, 0.0]), ([0, 1], [0.0, -0.0])] {
+            let sweep = threshold_sweep(&y, &p);
+            assert_eq!(sweep.iter().map(|s| (s.tp, s.fp)).collect::<Vec<_>>(), [(1, 1)]);
+            assert!(sweep[0].threshold.is_sign_positive());
+        }
+        assert!(threshold_sweep(&[1, 0], &[f64::NAN, f64::NEG_INFINITY]).is_empty());
     }
 
     #[test]

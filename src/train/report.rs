@@ -7,6 +7,7 @@
 
 use super::assess::{across_seeds, Assessment, Scores};
 use super::cost::cost_curve;
+use super::evaluation::threshold_sweep;
 use super::pipeline::DataSummary;
 use super::svg::{esc, Chart};
 use crate::model::format::DecisionCosts;
@@ -131,24 +132,12 @@ fn folds_of(run: &Assessment) -> usize {
 type Points = Vec<(f64, f64)>;
 
 fn curves(y: &[u8], p: &[f64]) -> (Points, Points) {
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
     let pos = y.iter().filter(|&&v| v != 0).count().max(1) as f64;
     let neg = (y.len() as f64 - pos).max(1.0);
-    let (mut tp, mut fp) = (0.0, 0.0);
     let mut roc = vec![(0.0, 0.0)];
     let mut pr = Vec::new();
-    let mut k = 0;
-    while k < order.len() {
-        let t = p[order[k]];
-        while k < order.len() && p[order[k]] == t {
-            if y[order[k]] != 0 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            k += 1;
-        }
+    for s in threshold_sweep(y, p) {
+        let (tp, fp) = (s.tp as f64, s.fp as f64);
         roc.push((fp / neg, tp / pos));
         pr.push((tp / pos, tp / (tp + fp)));
     }

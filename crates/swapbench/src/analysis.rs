@@ -5,11 +5,10 @@
 //! and the goals.
 
 use crate::load::{Outcome, Sample};
-use crate::operator::{OpEvent, OpKind, OperatorLog};
+use crate::operator::OperatorLog;
 use crate::process::{clock_ticks_per_sec, CpuPoint};
-use crate::report::{
-    Cpu, Failures, Goal, Memory, MemorySample, OffsetBucket, QuietWindow, Report, Second, Spread, Swaps, Window,
-};
+use crate::record::{MemorySample, OpEvent, OpKind};
+use crate::report::{Cpu, Failures, Goal, Memory, OffsetBucket, QuietWindow, Report, Second, Spread, Swaps, Window};
 use crate::{BenchConfig, Deployment};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -13,6 +13,8 @@
 //!   the Flask peer: a new pickle and SIGHUP);
 //! - [`analysis`]: everything derived after the run from the raw samples and
 //!   the operator's timestamped event log: windows, percentiles, goals;
+//! - [`record`]: what the run records for the report, the operator's
+//!   events ([`OpEvent`]) and memory samples;
 //! - [`report`]: the [`Report`] (JSON) and its summary text;
 //! - [`process`]: [`ServerProcess`] (a `riskserve serve` child on
 //!   127.0.0.1:0, killed on drop) and the `/proc` CPU and memory readers;
@@ -31,13 +33,15 @@ pub mod hostile;
 pub mod load;
 pub mod operator;
 pub mod process;
+pub mod record;
 pub mod report;
 pub mod requests;
 pub mod scrape;
 pub mod target;
 
-pub use operator::{OpEvent, OpKind, PICKLE_MARKER};
+pub use operator::PICKLE_MARKER;
 pub use process::ServerProcess;
+pub use record::{OpEvent, OpKind};
 pub use report::Report;
 pub use requests::{csv_bodies, synth_bodies};
 pub use target::Target;

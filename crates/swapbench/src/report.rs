@@ -2,7 +2,7 @@
 //! and as the summary text the CLI prints. Filled in by
 //! [`crate::analysis`]; nothing here measures anything.
 
-use crate::operator::OpEvent;
+use crate::record::{MemorySample, OpEvent};
 use crate::scrape::ServerMetrics;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -292,25 +292,4 @@ pub struct Second {
     pub harness_cores: Option<f64>,
     /// Everything else on the machine.
     pub other_cores: Option<f64>,
-}
-
-/// Memory of a process tree at one moment.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemorySample {
-    /// Harness time, seconds since start.
-    pub at_s: f64,
-    /// Commits made by the operator so far.
-    pub commits: usize,
-    /// `riskserve_model_swaps_total` at that moment, when scraped.
-    pub server_swaps: Option<u64>,
-    /// Sum of VmRSS over the tree (shared pages of forked workers counted
-    /// once per process).
-    pub rss_bytes: u64,
-    /// Sum of Pss (shared pages split between the processes sharing them).
-    pub pss_bytes: u64,
-    pub processes: usize,
-    /// Lines of `/metrics` (riskserve), to show label sets do not grow.
-    pub metrics_lines: Option<usize>,
-    /// `process_resident_memory_bytes` from `/metrics` (riskserve).
-    pub metrics_rss_bytes: Option<u64>,
 }

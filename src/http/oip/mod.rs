@@ -21,10 +21,12 @@
 
 pub mod tensor;
 
-use super::body::read_body;
-use super::error::ApiError;
+use super::body::{read_body, RequestBody};
+use super::error::{lookup_error, ApiError};
 use super::predict::{run_prediction, with_version_header, ExplainQuery, PredictionRequest};
-use super::routes::{get_only, json_ok, lookup_error, pinned_version, to_json, AppState, Handled, RequestBody, Route};
+use super::reply::{get_only, json_ok, to_json, Handled};
+use super::route::{pinned_version, Route};
+use super::state::AppState;
 use crate::registry::VersionState;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{HeaderMap, Method};
@@ -340,10 +342,7 @@ async fn repository_index<B: RequestBody>(
 #[cfg(test)]
 mod tests {
     //! The OIP routes without a socket, over the tiny model served as `m` v3.
-    use super::super::routes::handle;
-    use super::super::routes::tests::{app, app_with, call, expect, send, stand_in, ROW};
-    use bytes::Bytes;
-    use http_body_util::Full;
+    use super::super::test_support::{app, app_with, call, expect, send, stand_in, ROW};
     use hyper::{Request, StatusCode};
     use serde_json::{json, Value};
 
@@ -506,12 +505,8 @@ mod tests {
             state.registry.clone(),
         )
         .reconcile();
-        let response = handle(
-            state.clone(),
-            Request::builder().method("POST").uri("/v2/repository/index").body(Full::new(Bytes::new())).unwrap(),
-        )
-        .await;
-        assert_eq!(response.status(), StatusCode::OK);
+        let (status, _, _) = send(&state, Request::builder().method("POST").uri("/v2/repository/index"), "").await;
+        assert_eq!(status, StatusCode::OK);
         let (_, _, text) = call(&state, "POST", "/v2/repository/index", "").await;
         let entries: Vec<super::IndexEntry> = serde_json::from_str(&text).unwrap();
         assert_eq!(entries.len(), 2, "{text}");

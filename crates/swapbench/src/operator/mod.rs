@@ -16,57 +16,13 @@ pub use flask::PICKLE_MARKER;
 pub(crate) use riskserve::flip_payload_byte;
 
 use crate::process::{cpu_point, memory_of, process_tree, CpuPoint};
-use crate::report::MemorySample;
+use crate::record::{MemorySample, OpEvent, OpKind};
 use crate::scrape::{http_get, parse_metrics, ServerMetrics};
 use crate::{BenchConfig, Deployment, Shared};
-use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// What the operator did, and when (µs since the run started).
-#[derive(Debug, Clone, Serialize)]
-pub struct OpEvent {
-    pub kind: OpKind,
-    pub version: u64,
-    /// The version that should be served once the server has caught up.
-    pub expect: u64,
-    /// Just before the step became visible to the server (for commits: just
-    /// before the rename / the completing write). A response may name a
-    /// committed version only after this.
-    pub pre_us: u64,
-    /// Just after the step (after the rename / close / delete / HUP).
-    pub at_us: u64,
-    /// Half-written and corrupt files (riskserve): ms from the step until
-    /// `riskserve_model_loads_total{result="incomplete"|"invalid"}` went up,
-    /// i.e. the server looked at the file and refused it. The operator waits
-    /// for this (bounded) before its next step; None if not seen in time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rejected_after_ms: Option<f64>,
-}
-
-impl OpEvent {
-    /// A step after which `version` itself should serve (a commit, a completed write).
-    fn served(kind: OpKind, version: u64, pre_us: u64, at_us: u64) -> OpEvent {
-        OpEvent { kind, version, expect: version, pre_us, at_us, rejected_after_ms: None }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    /// Written elsewhere, renamed into place: the documented way.
-    Commit,
-    /// The first half of a version written in place (must not be served).
-    HalfWritten,
-    /// The rest of that file written: from now on it is a valid version.
-    CompletedWrite,
-    /// A file with one flipped payload byte renamed into place (must never be served).
-    Corrupt,
-    /// The newest version deleted: traffic should go back to the previous one.
-    Rollback,
-}
 
 /// Where the operator writes.
 pub(crate) trait Repo {
