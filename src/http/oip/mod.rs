@@ -304,6 +304,10 @@ async fn repository_index<B: RequestBody>(
     let body = read_body(INDEX_BODY_LIMIT, body, deadline).await?;
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         IndexRequest::default()
+    } else if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // serde reads a struct from an array too (`[]`, `[true]`): only an
+        // object is a request.
+        return Err(ApiError::malformed_json("repository index request: send a JSON object, {\"ready\": bool}"));
     } else {
         serde_json::from_slice::<IndexRequest>(&body)
             .map_err(|e| ApiError::malformed_json(format!("repository index request: {e}; send {{\"ready\": bool}}")))?
@@ -466,6 +470,8 @@ mod tests {
             ("POST", "/v2/repository/index", r#"{"ready":true}"#, StatusCode::OK, r#""state":"READY""#),
             ("POST", "/v2/repository/index", r#"{"ready":1}"#, StatusCode::BAD_REQUEST, "send {\\\"ready\\\": bool}"),
             ("POST", "/v2/repository/index", r#"{"readdy":true}"#, StatusCode::BAD_REQUEST, "unknown field"),
+            ("POST", "/v2/repository/index", "[]", StatusCode::BAD_REQUEST, "send a JSON object"),
+            ("POST", "/v2/repository/index", " [true]", StatusCode::BAD_REQUEST, "send a JSON object"),
             ("GET", "/v2/repository/index", "", StatusCode::METHOD_NOT_ALLOWED, "POST"),
             ("POST", "/v2/repository/models/m/load", "", StatusCode::BAD_REQUEST, "source of truth"),
             ("POST", "/v2/repository/models/m/unload", "{}", StatusCode::BAD_REQUEST, "cannot be unloaded"),
