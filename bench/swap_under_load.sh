@@ -13,7 +13,11 @@
 #   COMMIT_EVERY_MS (100), BAD_EVERY (25), MODEL (models/credit-risk/1/model.json),
 #   OUT (bench/results/<stamp>), SKIP_BUILD=1, CARGO_TARGET_DIR, EXTRA_ARGS
 #   (more swapbench flags), SERVER_ARGS (more `serve` flags), WAIT_QUIET_SECS
-#   (wait up to this long for an idle machine first; 0), QUIET_MAX_CORES (0.2).
+#   (wait up to this long for an idle machine first; 0), QUIET_MAX_CORES (0.2),
+#   SCHEMA_EVOLUTION=1 (versions alternate between the ten-input model and a
+#   twelve-input one the script trains with `synth --extra-features` and
+#   `train --optional term,verification_status`; half the clients' bodies
+#   carry the twelve fields; both kinds must get 200 throughout).
 # Everything targets 127.0.0.1 only; the server is the only process this
 # script starts in the background, and the EXIT trap stops it by its PID.
 set -euo pipefail
@@ -48,8 +52,23 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p riskserve -p swapbench --bins
 fi
 
+EVOLUTION_ARGS=()
+if [ "${SCHEMA_EVOLUTION:-0}" = 1 ]; then
+    # A twelve-input model, and requests with its fields.
+    "$BIN" synth --rows 20000 --seed 7 --extra-features --out "$WORK/loans12.csv" >/dev/null
+    "$BIN" train --data "$WORK/loans12.csv" --model-name credit-risk --models-dir "$WORK/train12" \
+        --optional term,verification_status --folds 2 >"$OUT/train12.txt"
+    TWELVE=$WORK/train12/credit-risk/1/model.json
+    EVOLUTION_ARGS=(--source-model "$MODEL" --alternate-model "$TWELVE" --more-rows-csv "$WORK/loans12.csv")
+fi
+
 wait_quiet | tee "$OUT/quiet.txt"
 stage_models
+if [ "${SCHEMA_EVOLUTION:-0}" = 1 ]; then
+    # Both schemas are loaded before traffic starts (version 2: twelve inputs).
+    mkdir -p "$WORK/models/credit-risk/2"
+    cp "$TWELVE" "$WORK/models/credit-risk/2/model.json"
+fi
 start_server
 
 rc=0
@@ -60,7 +79,7 @@ timeout -k 5 "$LIFETIME" "$BENCH" \
     --warmup-secs "$WARMUP_SECS" --steady-secs "$STEADY_SECS" --duration-secs "$DURATION_SECS" \
     --min-swaps "$MIN_SWAPS" --max-secs "$MAX_SECS" \
     --commit-every-ms "$COMMIT_EVERY_MS" --bad-every "$BAD_EVERY" \
-    --out "$OUT/swapbench.json" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
+    --out "$OUT/swapbench.json" "${EVOLUTION_ARGS[@]}" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
 
 stop_server
 echo "report: $OUT/swapbench.json (swapbench exit $rc: 0 = every goal met, 1 = a goal missed)"

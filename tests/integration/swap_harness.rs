@@ -25,7 +25,7 @@ fn swaps_under_load_with_bad_files_and_a_rollback_fail_no_request() {
         .expect("riskserve serve starts on 127.0.0.1:0");
     let mut cfg = BenchConfig::new(
         server.predict_target(MODEL),
-        Deployment::Riskserve { models_dir: models.clone(), model_name: MODEL.into(), source: None },
+        Deployment::Riskserve { models_dir: models.clone(), model_name: MODEL.into(), source: None, alternate: None },
         swapbench::synth_bodies(500, 11),
     );
     cfg.server_pid = Some(server.pid);

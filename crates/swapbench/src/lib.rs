@@ -63,6 +63,10 @@ pub enum Deployment {
         /// Bytes committed as every new version (default: the newest version
         /// on disk at start). The directory name is the version.
         source: Option<PathBuf>,
+        /// Committed instead of `source` as every other version (even
+        /// numbers): a model with other inputs, so the run swaps between two
+        /// schemas (schema evolution under load).
+        alternate: Option<PathBuf>,
     },
     /// The Flask peer: a pickle that every gunicorn worker loads at start.
     /// `model_path` must contain a version marker (see [`PICKLE_MARKER`]);

@@ -62,6 +62,10 @@ struct Args {
     /// model.json committed as each new version (default: the newest on disk).
     #[arg(long)]
     source_model: Option<PathBuf>,
+    /// model.json committed as every even version instead: a model with
+    /// other inputs, so versions alternate between two schemas.
+    #[arg(long)]
+    alternate_model: Option<PathBuf>,
     /// Flask: the pickle gunicorn's workers load (must carry the RSBENCHVER marker).
     #[arg(long)]
     peer_model: Option<PathBuf>,
@@ -110,9 +114,14 @@ struct Args {
     rows: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Draw requests from this CSV instead (reference columns).
+    /// Draw requests from this CSV instead (a training CSV: `is_late` and
+    /// the fields).
     #[arg(long)]
     rows_csv: Option<PathBuf>,
+    /// Also draw requests from this CSV (mixed in, one in two): clients
+    /// sending another schema's fields.
+    #[arg(long)]
+    more_rows_csv: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -132,10 +141,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<ExitCode, String> {
-    let bodies = match &args.rows_csv {
+    let mut bodies = match &args.rows_csv {
         Some(path) => swapbench::csv_bodies(path)?,
         None => swapbench::synth_bodies(args.rows, args.seed),
     };
+    if let Some(path) = &args.more_rows_csv {
+        let more = swapbench::csv_bodies(path)?;
+        bodies = bodies.into_iter().zip(more).flat_map(|(a, b)| [a, b]).collect();
+    }
     let mut server = None;
     let (target, server_pid) = match (&args.url, &args.server_bin) {
         (Some(url), None) => (Target::parse(url)?, args.server_pid.or(args.peer_pid)),
@@ -157,6 +170,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             models_dir: args.models_dir.clone().ok_or("--models-dir is required")?,
             model_name: args.model_name.clone(),
             source: args.source_model.clone(),
+            alternate: args.alternate_model.clone(),
         },
         Peer::Flask => Deployment::FlaskPickle {
             model_path: args.peer_model.clone().ok_or("--peer flask needs --peer-model")?,

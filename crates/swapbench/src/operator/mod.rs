@@ -44,8 +44,9 @@ pub(crate) trait Repo {
 /// already in it.
 pub(crate) fn open_repo(deployment: &Deployment) -> Result<(Box<dyn Repo + Send>, BTreeSet<u64>), String> {
     match deployment {
-        Deployment::Riskserve { models_dir, model_name, source } => {
-            let (repo, versions) = riskserve::DirRepo::open(models_dir, model_name, source.as_deref())?;
+        Deployment::Riskserve { models_dir, model_name, source, alternate } => {
+            let (repo, versions) =
+                riskserve::DirRepo::open(models_dir, model_name, source.as_deref(), alternate.as_deref())?;
             Ok((Box::new(repo), versions))
         }
         Deployment::FlaskPickle { model_path, master_pid } => {

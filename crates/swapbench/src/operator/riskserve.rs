@@ -14,8 +14,11 @@ use std::path::Path;
 pub(super) struct DirRepo {
     repo: LocalDirectory,
     model: String,
-    /// Bytes of every version the operator publishes.
+    /// Bytes of every version the operator publishes (odd versions, when
+    /// there is an alternate).
     bytes: Vec<u8>,
+    /// Bytes of even versions: a model with other inputs.
+    alternate: Option<Vec<u8>>,
     /// The half-written version's file, still open.
     open: Option<(u64, std::fs::File)>,
 }
@@ -27,6 +30,7 @@ impl DirRepo {
         models_dir: &Path,
         model: &str,
         source: Option<&Path>,
+        alternate: Option<&Path>,
     ) -> Result<(DirRepo, BTreeSet<u64>), String> {
         let repo = LocalDirectory::new(models_dir);
         let listing = repo.list().map_err(|e| e.to_string())?;
@@ -39,7 +43,16 @@ impl DirRepo {
             .ok_or_else(|| format!("no version under {}", repo.model_dir(model).display()))?;
         let source = source.map(Path::to_path_buf).unwrap_or_else(|| repo.model_file(model, newest));
         let bytes = std::fs::read(&source).map_err(|e| io("reading", &source, e))?;
-        Ok((DirRepo { repo, model: model.to_string(), bytes, open: None }, versions))
+        let alternate = alternate.map(|p| std::fs::read(p).map_err(|e| io("reading", p, e))).transpose()?;
+        Ok((DirRepo { repo, model: model.to_string(), bytes, alternate, open: None }, versions))
+    }
+
+    /// What version `version` is made of.
+    fn bytes_of(&self, version: u64) -> &[u8] {
+        match &self.alternate {
+            Some(alternate) if version % 2 == 0 => alternate,
+            _ => &self.bytes,
+        }
     }
 
     fn publish(&self, version: u64, bytes: &[u8]) -> Result<(), String> {
@@ -65,7 +78,7 @@ impl Repo for DirRepo {
     /// renames in one call, and the version becomes visible at the rename.
     fn commit(&mut self, version: u64, clock: &dyn Fn() -> u64) -> Result<(u64, u64), String> {
         let pre = clock();
-        self.publish(version, &self.bytes)?;
+        self.publish(version, self.bytes_of(version))?;
         Ok((pre, clock()))
     }
 
@@ -75,7 +88,8 @@ impl Repo for DirRepo {
         std::fs::create_dir_all(&target).map_err(|e| io("creating", &target, e))?;
         let path = self.repo.model_file(&self.model, version);
         let mut file = std::fs::File::create(&path).map_err(|e| io("creating", &path, e))?;
-        file.write_all(&self.bytes[..self.bytes.len() / 2]).map_err(|e| io("writing", &path, e))?;
+        let bytes = self.bytes_of(version);
+        file.write_all(&bytes[..bytes.len() / 2]).map_err(|e| io("writing", &path, e))?;
         file.flush().map_err(|e| io("writing", &path, e))?;
         self.open = Some((version, file));
         Ok(())
@@ -87,13 +101,14 @@ impl Repo for DirRepo {
             return Err(format!("half-written version is {v}, not {version}"));
         }
         let pre = clock();
-        file.write_all(&self.bytes[self.bytes.len() / 2..]).map_err(|e| format!("completing version {v}: {e}"))?;
+        let bytes = self.bytes_of(version);
+        file.write_all(&bytes[bytes.len() / 2..]).map_err(|e| format!("completing version {v}: {e}"))?;
         drop(file); // close: the watcher sees IN_CLOSE_WRITE
         Ok((pre, clock()))
     }
 
     fn corrupt(&mut self, version: u64) -> Result<(), String> {
-        self.publish(version, &flip_payload_byte(&self.bytes))
+        self.publish(version, &flip_payload_byte(self.bytes_of(version)))
     }
 
     fn rollback(&mut self, newest: u64, _previous: u64) -> Result<(), String> {
@@ -125,7 +140,7 @@ mod tests {
         let models = dir.path().join("models");
         let bytes = std::fs::read(BUNDLED).unwrap();
         LocalDirectory::new(&models).publish("m", 3, &bytes).unwrap();
-        let (repo, versions) = DirRepo::open(&models, "m", None).unwrap();
+        let (repo, versions) = DirRepo::open(&models, "m", None, None).unwrap();
         (dir, repo, versions)
     }
 
