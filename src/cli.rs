@@ -588,6 +588,23 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+/// A version's inputs in one line: `loan_amnt (number 0..=10000000),
+/// grade (category, 7), term (number 0..=600, optional)`.
+fn inputs_line(features: &[crate::model::schema::Feature]) -> String {
+    use crate::model::schema::Kind;
+    let one = |f: &crate::model::schema::Feature| {
+        let kind = match &f.kind {
+            Kind::Number { min, max, unit, .. } => {
+                format!("number {min}..={max}{}", unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default())
+            }
+            Kind::Category { categories, .. } => format!("category, {} known", categories.len()),
+        };
+        let optional = if f.required { "" } else { ", optional" };
+        format!("{} ({kind}{optional})", f.name)
+    };
+    features.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
 fn validate(args: &ValidateArgs) -> Result<()> {
     let ValidatedFile { path, model, served_as } = local::validate_file(&args.path, args.max_model_bytes)?;
     let m = &model.meta;
@@ -597,6 +614,7 @@ fn validate(args: &ValidateArgs) -> Result<()> {
         println!("  served as       {name} version {version} (from its directory)");
     }
     println!("  algorithm       {} ({} compiled nodes)", m.algorithm, model.node_count());
+    println!("  inputs          {}", inputs_line(model.fields.features()));
     println!("  threshold       {} ({})", m.decision.threshold, m.decision.strategy);
     println!("  training data   {} rows, {} late, sha256 {}", m.training.rows, m.training.positives, m.training.sha256);
     if let Some(e) = &m.metrics {

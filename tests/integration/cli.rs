@@ -38,6 +38,10 @@ fn synth_train_validate_evaluate() {
 
     let text = ok(&riskserve(&["validate", "models/credit-risk/2/model.json"], d));
     assert!(text.contains("OK") && text.contains("logistic_regression"), "{text}");
+    assert!(
+        text.contains("inputs          loan_amnt (number 0..=10000000), int_rate (number 0..=1 fraction)"),
+        "{text}"
+    );
 
     // A truncated copy fails validation with a reason and a non-zero exit.
     let bytes = std::fs::read(d.join("models/credit-risk/1/model.json")).unwrap();
