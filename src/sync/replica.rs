@@ -8,10 +8,16 @@
 //! A store outage changes nothing that serves: the poll fails, the loop
 //! backs off, `riskserve_sync_stale` and a log line say so, readiness is
 //! untouched, and the next successful poll resumes.
+//!
+//! One bad version does not hold back the others: a version whose object
+//! does not verify (or cannot be fetched) is recorded as failed, listed to
+//! the loader as a failed version (so `/v1/models/{name}` shows it and the
+//! newest valid version serves, as with a bad local file), and retried
+//! with backoff on later polls until it verifies or leaves the manifest.
 
 use super::install;
 use super::manifest::{Manifest, VersionFiles};
-use super::status::{SyncMetrics, SyncState, Verified};
+use super::status::{Failed, SyncMetrics, SyncState, Verified, VersionFailure};
 use super::store::{ManifestRead, Store, StoreError};
 use crate::registry::loader::PassReport;
 use crate::registry::{rfc3339, Registry};
@@ -25,6 +31,10 @@ use tokio::sync::{watch, Notify};
 
 /// Longest wait between polls while the store keeps failing.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// First wait before a version that failed to install is fetched again;
+/// doubles per failure up to [`MAX_BACKOFF`].
+pub const FIRST_VERSION_RETRY: Duration = Duration::from_millis(500);
 
 /// Why a poll did not bring the replica up to date.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +52,20 @@ pub enum SyncError {
 impl SyncError {
     /// The `outcome` label: `invalid` for content that did not verify.
     fn outcome(&self) -> &'static str {
-        match self {
-            SyncError::Mismatch { .. } | SyncError::Store(StoreError::Manifest { .. }) => "invalid",
-            _ => "error",
+        if self.is_invalid() {
+            "invalid"
+        } else {
+            "error"
         }
+    }
+
+    fn is_invalid(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Mismatch { .. }
+                | SyncError::Store(StoreError::Manifest { .. })
+                | SyncError::Store(StoreError::TooLarge { .. })
+        )
     }
 }
 
@@ -54,7 +74,23 @@ impl SyncError {
 pub enum Outcome {
     Unchanged,
     Absent,
-    Updated { generation: u64, installed: usize },
+    /// A manifest was read and applied: `installed` versions downloaded,
+    /// `failed` versions it names not installed (retried later); `changed`
+    /// when the set the loader sees changed (a reload pass is due).
+    Updated {
+        generation: u64,
+        installed: usize,
+        failed: usize,
+        changed: bool,
+    },
+}
+
+/// A version that failed to install: when to fetch it again.
+struct Retry {
+    files: VersionFiles,
+    failure: VersionFailure,
+    attempts: u32,
+    at: Instant,
 }
 
 /// The sync task's state.
@@ -73,6 +109,10 @@ pub struct Syncer {
     /// Versions left out of the manifest whose local copies wait until no
     /// snapshot serves them.
     retiring: BTreeSet<(String, u64)>,
+    /// Versions of the applied manifest that failed to install.
+    retries: BTreeMap<(String, u64), Retry>,
+    /// First wait before fetching a failed version again.
+    first_version_retry: Duration,
 }
 
 impl Syncer {
@@ -88,12 +128,21 @@ impl Syncer {
             applied: None,
             etag: None,
             retiring: BTreeSet::new(),
+            retries: BTreeMap::new(),
+            first_version_retry: FIRST_VERSION_RETRY,
         }
     }
 
     /// Bounds each manifest read (default 10 s).
     pub fn with_manifest_timeout(mut self, timeout: Duration) -> Syncer {
         self.manifest_timeout = timeout;
+        self
+    }
+
+    /// First wait before a failed version is fetched again (default
+    /// [`FIRST_VERSION_RETRY`]; doubles per failure up to [`MAX_BACKOFF`]).
+    pub fn with_version_retry(mut self, first: Duration) -> Syncer {
+        self.first_version_retry = first;
         self
     }
 
@@ -136,19 +185,33 @@ impl Syncer {
             Ok(r) => r,
             Err(_) => Err(SyncError::Timeout(timeout)),
         };
+        let failures: Vec<String> = self
+            .retries
+            .iter()
+            .map(|((model, version), r)| format!("{model} version {version}: {}", r.failure.reason))
+            .collect();
         let outcome = match &result {
             Ok(Outcome::Unchanged) => "unchanged",
             Ok(Outcome::Absent) => "absent",
-            Ok(Outcome::Updated { .. }) => "updated",
+            Ok(Outcome::Updated { failed: 0, .. }) => "updated",
+            Ok(Outcome::Updated { .. }) if self.retries.values().any(|r| r.failure.invalid) => "invalid",
+            Ok(Outcome::Updated { .. }) => "error",
             Err(e) => e.outcome(),
         };
         self.metrics.polls_total.with_label_values(&[outcome]).inc();
         match &result {
-            Ok(_) => {
+            Ok(o) => {
+                let last_error = match o {
+                    Outcome::Updated { failed, .. } if *failed > 0 => Some(format!(
+                        "{failed} published version(s) not installed, retried in the background: {}",
+                        failures.join("; ")
+                    )),
+                    _ => None,
+                };
                 self.metrics.last_success_timestamp_seconds.set(unix_seconds());
                 self.state.update_status(|s| {
                     s.last_success = Some(rfc3339(SystemTime::now()));
-                    s.last_error = None;
+                    s.last_error = last_error;
                 });
             }
             Err(e) => self.state.update_status(|s| s.last_error = Some(e.to_string())),
@@ -173,9 +236,12 @@ impl Syncer {
         };
         self.metrics.manifest_generation.set(manifest.generation as i64);
         self.state.update_status(|s| s.generation_seen = Some(manifest.generation));
-        let installed = self.apply(&manifest).await?;
-        self.etag = etag;
-        Ok(Outcome::Updated { generation: manifest.generation, installed })
+        let (installed, changed) = self.apply(&manifest).await?;
+        let failed = self.retries.len();
+        // With versions left to retry, the next poll reads the manifest in
+        // full again (a 304 would skip them).
+        self.etag = if failed == 0 { etag } else { None };
+        Ok(Outcome::Updated { generation: manifest.generation, installed, failed, changed })
     }
 
     fn local_copies_changed(&self) -> bool {
@@ -184,29 +250,62 @@ impl Syncer {
         })
     }
 
-    /// Makes the local directory hold exactly the manifest's versions, each
-    /// verified; then swaps the verified set the loader sees. All or
-    /// nothing: on any failure the previous set stays (what is already
-    /// downloaded stays on disk and is verified, not fetched, next time).
-    async fn apply(&mut self, manifest: &Manifest) -> Result<usize, SyncError> {
+    /// Makes the local directory hold the manifest's versions, each
+    /// verified; then swaps the verified set the loader sees. A version that
+    /// cannot be installed (its object does not verify, or cannot be
+    /// fetched) is recorded as failed and the others go ahead; it is fetched
+    /// again with backoff. What is already downloaded stays on disk and is
+    /// verified, not fetched, next time. Returns the versions downloaded and
+    /// whether the set the loader sees changed.
+    async fn apply(&mut self, manifest: &Manifest) -> Result<(usize, bool), SyncError> {
         let before = self.state.verified();
+        let failed_before = self.state.failed();
         let mut verified = Verified::new();
+        let mut failed = Failed::new();
         let mut installed = 0;
         for (model, version, files) in manifest.versions() {
             let known = before.get(model).and_then(|v| v.get(&version)).copied();
             let same_files = self.applied.as_ref().and_then(|m| m.version(model, version)) == Some(files);
+            let key = (model.to_string(), version);
             let fp = match known {
                 Some(fp) if same_files && install::local_fingerprint(&self.local, model, version) == Some(fp) => fp,
-                _ => match self.verify_local(model, version, files).await {
-                    Some(fp) => fp,
-                    None => {
-                        installed += 1;
-                        self.download(model, version, files).await?
+                _ => {
+                    // A version that failed with these files waits for its retry time.
+                    if let Some(r) = self.retries.get(&key).filter(|r| r.files == *files && Instant::now() < r.at) {
+                        failed.entry(model.to_string()).or_default().insert(version, r.failure.clone());
+                        continue;
                     }
-                },
+                    match self.verify_local(model, version, files).await {
+                        Some(fp) => fp,
+                        None => match self.download(model, version, files).await {
+                            Ok(fp) => {
+                                installed += 1;
+                                fp
+                            }
+                            Err(e) => {
+                                let failure = VersionFailure { reason: e.to_string(), invalid: e.is_invalid() };
+                                let attempts = self.retries.get(&key).map_or(0, |r| r.attempts) + 1;
+                                let wait = self
+                                    .first_version_retry
+                                    .saturating_mul(1 << (attempts - 1).min(16))
+                                    .min(MAX_BACKOFF);
+                                tracing::warn!(
+                                    %model, version, error = %e, attempts, retry_in = ?wait,
+                                    "published version not installed; serving the others, retrying in the background"
+                                );
+                                failed.entry(model.to_string()).or_default().insert(version, failure.clone());
+                                let at = Instant::now() + wait;
+                                self.retries.insert(key, Retry { files: files.clone(), failure, attempts, at });
+                                continue;
+                            }
+                        },
+                    }
+                }
             };
+            self.retries.remove(&key);
             verified.entry(model.to_string()).or_default().insert(version, fp);
         }
+        self.retries.retain(|(model, version), _| failed.get(model).is_some_and(|v| v.contains_key(version)));
         for (model, versions) in &before {
             for version in versions.keys() {
                 if !verified.get(model).is_some_and(|v| v.contains_key(version)) {
@@ -219,12 +318,14 @@ impl Syncer {
                 self.retiring.remove(&(model.clone(), *version));
             }
         }
+        let changed = verified != before || failed != failed_before;
         self.state.set_verified(verified);
+        self.state.set_failed(failed);
         if let Err(e) = install::save_applied(&self.local, manifest) {
             tracing::warn!(error = %e, "cannot save the applied manifest; a restart during an outage will serve nothing until the store is back");
         }
         self.applied = Some(manifest.clone());
-        Ok(installed)
+        Ok((installed, changed))
     }
 
     async fn verify_local(
@@ -245,7 +346,13 @@ impl Syncer {
     ) -> Result<crate::repository::Fingerprint, SyncError> {
         let mut fetched = Vec::new();
         for (name, entry) in &files.files {
-            let bytes = self.store.get_blob(&entry.path, self.max_bytes.min(entry.size)).await?;
+            let bytes = match self.store.get_blob(&entry.path, self.max_bytes.min(entry.size)).await {
+                // Larger than the manifest says: not the file it names.
+                Err(StoreError::TooLarge { .. }) if entry.size <= self.max_bytes => {
+                    return Err(SyncError::Mismatch { model: model.into(), version, file: name.clone() })
+                }
+                got => got?,
+            };
             self.metrics.downloaded_bytes_total.with_label_values(&["file"]).inc_by(bytes.len() as u64);
             if !entry.matches(&bytes) {
                 return Err(SyncError::Mismatch { model: model.into(), version, file: name.clone() });
@@ -296,8 +403,11 @@ impl Syncer {
     }
 
     /// Marks the replica as on its applied generation (call after a reload
-    /// pass has listed it).
+    /// pass has listed it), unless some of its versions failed to install.
     pub fn mark_on_generation(&self) {
+        if !self.retries.is_empty() {
+            return;
+        }
         if let Some(g) = self.generation() {
             self.metrics.manifest_generation_applied.set(g as i64);
             self.state.update_status(|s| s.generation = Some(g));
@@ -358,11 +468,13 @@ pub async fn run(mut syncer: Syncer, hooks: ServerHooks, pacing: Pacing) {
                     syncer.state.update_status(|s| s.stale = false);
                     tracing::info!(source = %syncer.store.url(), "model sync recovered: the object store is reachable again");
                 }
-                if let Outcome::Updated { generation, installed } = outcome {
-                    tracing::info!(generation, installed, "manifest generation applied");
-                    // Two passes: one that may have listed before the swap, then ours.
-                    for _ in 0..2 {
-                        wait_for_pass(&trigger, &mut passes, pacing.poll_timeout).await;
+                if let Outcome::Updated { generation, installed, failed, changed } = outcome {
+                    if changed {
+                        tracing::info!(generation, installed, failed, "manifest generation applied");
+                        // Two passes: one that may have listed before the swap, then ours.
+                        for _ in 0..2 {
+                            wait_for_pass(&trigger, &mut passes, pacing.poll_timeout).await;
+                        }
                     }
                     syncer.mark_on_generation();
                 }
@@ -427,7 +539,10 @@ mod tests {
         assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Absent);
         publish_files(&store, "m", 1, file(b"one")).await.unwrap();
         publish_files(&store, "m", 2, file(b"two")).await.unwrap();
-        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Updated { generation: 2, installed: 2 });
+        assert_eq!(
+            syncer.poll(T).await.unwrap(),
+            Outcome::Updated { generation: 2, installed: 2, failed: 0, changed: true }
+        );
         assert_eq!(std::fs::read(dir.path().join("m/2/model.json")).unwrap(), b"two");
         assert_eq!(source.list().unwrap().models["m"].len(), 2);
         assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Unchanged, "an unchanged manifest is a 304");
@@ -439,7 +554,10 @@ mod tests {
         // Removed from the manifest: hidden from the loader at once, deleted
         // from disk only once no snapshot serves it.
         unpublish(&store, "m", 1).await.unwrap();
-        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Updated { generation: 3, installed: 0 });
+        assert_eq!(
+            syncer.poll(T).await.unwrap(),
+            Outcome::Updated { generation: 3, installed: 0, failed: 0, changed: true }
+        );
         assert_eq!(source.list().unwrap().models["m"].iter().map(|e| e.version).collect::<Vec<_>>(), [2]);
         assert!(dir.path().join("m/1").exists(), "kept until a swap away from it is published");
         let registry = Registry::new(metrics.clone(), Duration::from_secs(60));
@@ -455,11 +573,56 @@ mod tests {
         // Someone overwrites the content-addressed object with other bytes.
         let entry = FileEntry::for_bytes(b"one");
         store.inner().put(&store.full_key(&entry.path), Bytes::from_static(b"onE").into()).await.unwrap();
-        let err = syncer.poll(T).await.unwrap_err();
-        assert!(matches!(err, SyncError::Mismatch { .. }), "{err}");
+        let outcome = syncer.poll(T).await.unwrap();
+        assert!(matches!(outcome, Outcome::Updated { installed: 0, failed: 1, .. }), "{outcome:?}");
         assert!(!dir.path().join("m/1").exists());
         assert!(syncer.state().verified().is_empty());
-        assert!(syncer.state().status().last_error.unwrap().contains("does not match the manifest"));
+        assert!(syncer.state().failed()["m"][&1].invalid);
+        let status = syncer.state().status();
+        assert!(status.last_error.unwrap().contains("does not match the manifest"));
+        assert_eq!(status.failed, ["m/1"]);
+    }
+
+    /// The newest version's object is junk: the older one is installed and
+    /// listed, the bad one is listed as failed (reading it says why), and
+    /// once a good object is there it is installed on a later poll.
+    #[tokio::test]
+    async fn a_bad_newest_version_does_not_hold_back_the_others_and_is_retried() {
+        let (dir, store, syncer, metrics) = setup();
+        let mut syncer = syncer.with_version_retry(Duration::ZERO);
+        let source = SyncedSource::new(Arc::new(LocalDirectory::new(dir.path())), syncer.state().clone(), "s3://b/p");
+        publish_files(&store, "m", 1, file(b"one")).await.unwrap();
+        publish_files(&store, "m", 2, file(b"two")).await.unwrap();
+        let entry = FileEntry::for_bytes(b"two");
+        store.inner().put(&store.full_key(&entry.path), Bytes::from_static(b"junk").into()).await.unwrap();
+
+        let outcome = syncer.poll(T).await.unwrap();
+        assert_eq!(outcome, Outcome::Updated { generation: 2, installed: 1, failed: 1, changed: true });
+        let listing = source.list().unwrap();
+        assert_eq!(listing.models["m"].iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(source.read("m", &listing.models["m"][0], 100).unwrap(), b"one");
+        let err = source.read("m", &listing.models["m"][1], 100).unwrap_err();
+        assert!(err.public_reason().contains("payload digest mismatch"), "{err}");
+        assert!(err.to_string().contains("does not match the manifest"), "{err}");
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("riskserve_sync_polls_total{outcome=\"invalid\"} 1"), "{text}");
+        // Not on the generation while a version is missing; polls re-read the manifest.
+        syncer.mark_on_generation();
+        assert_eq!(syncer.state().status().generation, None);
+        let again = syncer.poll(T).await.unwrap();
+        assert!(matches!(again, Outcome::Updated { installed: 0, failed: 1, changed: false, .. }), "{again:?}");
+
+        // The good object is uploaded again (as a re-run publish does).
+        store.inner().put(&store.full_key(&entry.path), Bytes::from_static(b"two").into()).await.unwrap();
+        let healed = syncer.poll(T).await.unwrap();
+        assert_eq!(healed, Outcome::Updated { generation: 2, installed: 1, failed: 0, changed: true });
+        let listing = source.list().unwrap();
+        assert_eq!(source.read("m", &listing.models["m"][1], 100).unwrap(), b"two");
+        assert!(syncer.state().failed().is_empty());
+        syncer.mark_on_generation();
+        let status = syncer.state().status();
+        assert_eq!((status.generation, status.last_error, status.failed.len()), (Some(2), None, 0));
+        assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Unchanged, "the ETag is kept again");
     }
 
     use crate::sync::manifest::FileEntry;

@@ -1,7 +1,9 @@
 //! What a syncing replica shares with the rest of the server: the set of
 //! versions verified against the manifest (which the [`SyncedSource`]
 //! filters the local listing by), the status `/v1/models` shows, and the
-//! `riskserve_sync_*` metrics.
+//! `riskserve_sync_*` metrics, and the versions the manifest names that
+//! could not be installed (listed to the loader as failed versions, so
+//! `/v1/models/{name}` shows them like a bad local file).
 
 use crate::metrics::Metrics;
 use crate::model::format::LoadError;
@@ -14,10 +16,45 @@ use std::sync::{Arc, Mutex, RwLock};
 /// Model → version → fingerprint of its verified `model.json`.
 pub type Verified = BTreeMap<String, BTreeMap<u64, Fingerprint>>;
 
+/// Model → version → why the manifest's version could not be installed.
+pub type Failed = BTreeMap<String, BTreeMap<u64, VersionFailure>>;
+
+/// Why one published version is not installed (it is retried in the background).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionFailure {
+    /// The full reason, for the log and the operator view.
+    pub reason: String,
+    /// True when the bytes in the store did not verify (size or SHA-256);
+    /// false for a store error (e.g. the object is missing).
+    pub invalid: bool,
+}
+
+impl VersionFailure {
+    /// The error the loader records for this version.
+    pub fn load_error(&self, location: &str) -> LoadError {
+        if self.invalid {
+            // "payload digest mismatch" is shown publicly in fixed words.
+            LoadError::Invalid(format!("payload digest mismatch: {}; retried in the background", self.reason))
+        } else {
+            LoadError::Io { path: location.to_string(), reason: self.reason.clone() }
+        }
+    }
+
+    /// A fingerprint no real file has (length 0, a hash of the reason), so
+    /// the loader reads the version again once it verifies or fails otherwise.
+    pub fn fingerprint(&self) -> Fingerprint {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.invalid, &self.reason).hash(&mut h);
+        Fingerprint { len: 0, token: h.finish() }
+    }
+}
+
 /// Shared between the sync task, the source it feeds and the routes.
 #[derive(Debug, Default)]
 pub struct SyncState {
     verified: RwLock<Verified>,
+    failed: RwLock<Failed>,
     status: Mutex<SyncStatus>,
 }
 
@@ -39,6 +76,10 @@ pub struct SyncStatus {
     /// The last error, while it lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Published versions this replica could not install (retried in the
+    /// background), as `<model>/<version>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,6 +90,7 @@ impl SyncState {
     pub fn new(source: &str) -> SyncState {
         SyncState {
             verified: RwLock::default(),
+            failed: RwLock::default(),
             status: Mutex::new(SyncStatus { source: source.to_string(), ..SyncStatus::default() }),
         }
     }
@@ -59,6 +101,17 @@ impl SyncState {
 
     pub fn set_verified(&self, verified: Verified) {
         *self.verified.write().unwrap_or_else(|p| p.into_inner()) = verified;
+    }
+
+    pub fn failed(&self) -> Failed {
+        self.failed.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets the versions that could not be installed (and the status's list of them).
+    pub fn set_failed(&self, failed: Failed) {
+        let names = failed.iter().flat_map(|(m, vs)| vs.keys().map(move |v| format!("{m}/{v}"))).collect();
+        *self.failed.write().unwrap_or_else(|p| p.into_inner()) = failed;
+        self.update_status(|s| s.failed = names);
     }
 
     pub fn status(&self) -> SyncStatus {
@@ -74,7 +127,9 @@ impl SyncState {
 /// files were verified against the manifest and have not changed since
 /// (same fingerprint). Anything else on disk (a download in progress, a
 /// version retired from the manifest, a file someone edited) is invisible
-/// to the loader.
+/// to the loader. Versions the manifest names that could not be installed
+/// are listed with a fingerprint of their failure, and reading them fails
+/// with it: the loader reports them failed and serves the newest valid one.
 pub struct SyncedSource {
     inner: Arc<dyn ModelSource>,
     state: Arc<SyncState>,
@@ -95,19 +150,37 @@ impl ModelSource for SyncedSource {
     fn list(&self) -> Result<Listing, ListError> {
         let mut listing = self.inner.list()?;
         let verified = self.state.verified.read().unwrap_or_else(|p| p.into_inner());
+        let failed = self.state.failed.read().unwrap_or_else(|p| p.into_inner());
         listing.models.retain(|name, entries| match verified.get(name) {
             Some(versions) => {
                 entries.retain(|e| versions.get(&e.version) == Some(&e.fingerprint));
                 true
             }
-            None => false,
+            None => failed.contains_key(name),
         });
+        for (name, versions) in failed.iter() {
+            let entries = listing.models.entry(name.clone()).or_default();
+            for (version, failure) in versions {
+                if entries.iter().all(|e| e.version != *version) {
+                    let location = format!("{}/{name}/{version}", self.url);
+                    entries.push(VersionEntry { version: *version, fingerprint: failure.fingerprint(), location });
+                }
+            }
+            entries.sort_by_key(|e| e.version);
+        }
         listing.rejected.retain(|r| r.model.as_ref().is_some_and(|m| verified.contains_key(m)));
         Ok(listing)
     }
 
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
-        self.inner.read(model, entry, max_bytes)
+        let failure = {
+            let failed = self.state.failed.read().unwrap_or_else(|p| p.into_inner());
+            failed.get(model).and_then(|v| v.get(&entry.version)).cloned()
+        };
+        match failure {
+            Some(f) if f.fingerprint() == entry.fingerprint => Err(f.load_error(&entry.location)),
+            _ => self.inner.read(model, entry, max_bytes),
+        }
     }
 }
 

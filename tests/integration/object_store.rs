@@ -579,3 +579,69 @@ async fn train_publishes_to_a_store_and_publish_removes() {
     let (ok, text) = run(&["publish", "--to", "ftp://x/y", "models/credit-risk/1"]);
     assert!(!ok && text.contains("unsupported scheme"), "{text}");
 }
+
+/// The issue's first case: three replicas under load serve version 2, then
+/// version 2's object in the store is overwritten with junk. A fourth
+/// replica starts anyway, ready on version 1 within 5 s, reports version 2
+/// as failed, and serves it once a good object is published again; no
+/// request fails anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fresh_replica_starts_on_the_newest_valid_version_while_the_newest_object_is_junk() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let dir = tempfile::tempdir().unwrap();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), s3.addr)).collect();
+    let mut loads: Vec<Load> = replicas.iter().map(Load::start).collect();
+    publish_files(&store, MODEL, 2, file(2)).await.unwrap();
+    for l in &loads {
+        l.wait_serving(2, "version 2 on the first three replicas").await;
+    }
+    let junk = FileEntry::for_bytes(&model_bytes(2));
+    store.inner().put(&store.full_key(&junk.path), bytes::Bytes::from_static(b"junk").into()).await.unwrap();
+
+    let started = Instant::now();
+    let fourth = replica(dir.path(), "r3", s3.addr);
+    let ready_after = started.elapsed();
+    let ready = crate::common::send(fourth.proc.addr, "GET", "/v2/health/ready", &[], b"").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert!(ready_after < Duration::from_secs(5), "ready after {ready_after:?}; log:\n{}", fourth.proc.log.tail(30));
+    let status = get_json(fourth.proc.addr, &format!("/v1/models/{MODEL}")).await;
+    let row = |status: &serde_json::Value, v: u64| {
+        status["versions"].as_array().unwrap().iter().find(|r| r["version"] == v).cloned().unwrap_or_default()
+    };
+    assert_eq!(status["serving_version"], 1, "{status}");
+    assert_eq!(row(&status, 1)["state"], "available", "{status}");
+    assert_eq!(row(&status, 2)["state"], "failed", "{status}");
+    assert!(row(&status, 2)["reason"].as_str().unwrap().contains("digest mismatch"), "{status}");
+    let sync = get_json(fourth.proc.addr, "/v1/models").await["sync"].clone();
+    assert_eq!(sync["failed"], serde_json::json!([format!("{MODEL}/2")]), "{sync}");
+    assert!(sync["last_error"].as_str().unwrap().contains("does not match the manifest"), "{sync}");
+    loads.push(Load::start(&fourth));
+    loads[3].wait_serving(1, "the fourth replica serves version 1").await;
+
+    // The publisher re-runs the publish: the object is whole again.
+    let repaired = publish_files(&store, MODEL, 2, file(2)).await.unwrap();
+    assert_eq!((repaired.changed, repaired.uploaded), (false, 1), "the manifest stands; the object is re-uploaded");
+    let repaired_at = Instant::now();
+    let healed = loads[3].wait_serving(2, "the fourth replica serves the repaired version").await;
+    let status = get_json(fourth.proc.addr, &format!("/v1/models/{MODEL}")).await;
+    assert_eq!(row(&status, 2)["state"], "available", "{status}");
+    let sync = get_json(fourth.proc.addr, "/v1/models").await["sync"].clone();
+    assert!(sync.get("failed").is_none() && sync.get("last_error").is_none(), "{sync}");
+
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    println!(
+        "fresh replica with a junk newest object: ready on version 1 after {ready_after:?}; serving version 2 {:?} \
+         after the repair; {requests} requests on 4 replicas, {} failed",
+        healed.saturating_duration_since(repaired_at),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
