@@ -37,10 +37,12 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Write deterministic synthetic loans with the reference schema.
     Synth(SynthArgs),
-    /// Check a model file exactly as the server does before loading it.
+    /// Check a model file (or a model's rollout.toml) exactly as the server
+    /// does before applying it.
     Validate(ValidateArgs),
-    /// Publish a version directory to an object store (files first, then the
-    /// manifest, conditionally), or remove a version from its manifest.
+    /// Publish a version directory or a model's rollout.toml to an object
+    /// store (files first, then the manifest, conditionally), or remove one
+    /// from its manifest.
     Publish(PublishArgs),
 }
 
@@ -129,12 +131,15 @@ pub struct PublishArgs {
     /// from the cloud's environment variables (docs/object-store.md).
     #[arg(long, value_name = "URL")]
     pub to: String,
-    /// The version directory to publish (models/credit-risk/7), or with
-    /// --remove the version to take out of the manifest (credit-risk/7).
-    #[arg(value_name = "DIR")]
+    /// The version directory to publish (models/credit-risk/7) or a model's
+    /// rollout file (models/credit-risk/rollout.toml); with --remove, the
+    /// version (credit-risk/7) or rollout file (credit-risk/rollout.toml) to
+    /// take out of the manifest.
+    #[arg(value_name = "DIR|ROLLOUT")]
     pub path: PathBuf,
-    /// Remove the version from the manifest instead: replicas stop serving
-    /// it once they serve another, then delete their copy.
+    /// Remove the version or rollout file from the manifest instead:
+    /// replicas stop serving a removed version once they serve another, then
+    /// delete their copy; a removed rollout file ends the rollout everywhere.
     #[arg(long)]
     pub remove: bool,
 }
@@ -218,7 +223,7 @@ pub struct SynthArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// A model.json (or its version directory).
+    /// A model.json (or its version directory), or a model's rollout.toml.
     pub path: PathBuf,
     /// Largest model file accepted, as for `serve`.
     #[arg(long, default_value_t = format::DEFAULT_MAX_MODEL_BYTES)]
@@ -256,8 +261,47 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The model a `<…>/<model>/rollout.toml` path belongs to, if it names a rollout file.
+fn rollout_model(path: &std::path::Path) -> Result<Option<String>> {
+    if path.file_name().is_none_or(|n| n != layout::ROLLOUT_FILE_NAME) {
+        return Ok(None);
+    }
+    let model = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow::anyhow!("{}: expected <models>/<model>/rollout.toml", path.display()))?;
+    layout::check_model_name(&model).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some(model))
+}
+
+/// `publish` of a rollout file (`--remove`: its removal).
+fn publish_rollout_file(args: &PublishArgs, model: &str) -> Result<()> {
+    use crate::sync::publish;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = crate::sync::store::Store::open(&args.to)?;
+    let what = format!("{model}/{}", layout::ROLLOUT_FILE_NAME);
+    if args.remove {
+        let c = runtime.block_on(publish::unpublish_rollout(&store, model))?;
+        println!("removed {what} from {}: manifest generation {}; replicas end the rollout", args.to, c.generation);
+        return Ok(());
+    }
+    let bytes = local::read_file(&args.path, crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.path.display()))?;
+    let c = runtime.block_on(publish::publish_rollout(&store, model, bytes.into()))?;
+    if c.changed {
+        println!("published {what} to {}: manifest generation {}", args.to, c.generation);
+    } else {
+        println!("{what} is already published to {} with these bytes (manifest generation {})", args.to, c.generation);
+    }
+    Ok(())
+}
+
 fn publish(args: &PublishArgs) -> Result<()> {
     use crate::sync::publish;
+    if let Some(model) = rollout_model(&args.path)? {
+        return publish_rollout_file(args, &model);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = crate::sync::store::Store::open(&args.to)?;
     let outcome = runtime.block_on(async {
@@ -530,7 +574,51 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+/// `validate` of a rollout file: the loader's rules, and which of the
+/// versions it names are present beside it.
+fn validate_rollout(path: &std::path::Path, model: &str) -> Result<()> {
+    let bytes = local::read_file(path, crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let policy = crate::registry::rollout::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    println!("{}: OK (rollout of {model})", path.display());
+    match policy.stable {
+        Some(v) => println!("  stable          version {v}"),
+        None => println!("  stable          the highest loaded version that is neither canary nor shadow"),
+    }
+    if let Some(c) = policy.canary {
+        let share = f64::from(c.weight_bp) / f64::from(crate::registry::rollout::WEIGHT_SCALE) * 100.0;
+        println!("  canary          version {} at {share} % of unpinned traffic", c.version);
+    }
+    if let Some(v) = policy.shadow {
+        println!("  shadow          version {v}");
+    }
+    println!("  request key     {}", policy.request_key);
+    let g = &policy.guards;
+    println!(
+        "  guards          min_requests {}, max_error_rate {}, max_latency_ratio {}, max_decision_shift {}, max_psi {}, promote_after {}",
+        g.min_requests, g.max_error_rate, g.max_latency_ratio, g.max_decision_shift, g.max_psi, g.promote_after
+    );
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let missing: Vec<String> = policy
+        .named_versions()
+        .into_iter()
+        .filter(|v| !dir.join(v.to_string()).join(layout::MODEL_FILE_NAME).is_file())
+        .map(|v| v.to_string())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "  note            version(s) {} not in {}: the rollout waits until they load",
+            missing.join(", "),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn validate(args: &ValidateArgs) -> Result<()> {
+    if let Some(model) = rollout_model(&args.path)? {
+        return validate_rollout(&args.path, &model);
+    }
     let ValidatedFile { path, model, served_as } = local::validate_file(&args.path, args.max_model_bytes)?;
     let m = &model.meta;
     println!("{}: OK", path.display());

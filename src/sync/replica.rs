@@ -20,7 +20,9 @@ use super::manifest::{Manifest, VersionFiles};
 use super::status::{Failed, SyncMetrics, SyncState, Verified, VersionFailure};
 use super::store::{ManifestRead, Store, StoreError};
 use crate::registry::loader::PassReport;
+use crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES;
 use crate::registry::{rfc3339, Registry};
+use crate::repository::layout::ROLLOUT_FILE_NAME;
 use crate::repository::LocalDirectory;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hasher};
@@ -113,6 +115,9 @@ pub struct Syncer {
     retries: BTreeMap<(String, u64), Retry>,
     /// First wait before fetching a failed version again.
     first_version_retry: Duration,
+    /// Models whose published `rollout.toml` could not be installed (the
+    /// local one, if any, stays), with the reason.
+    rollout_failures: BTreeMap<String, String>,
 }
 
 impl Syncer {
@@ -130,6 +135,7 @@ impl Syncer {
             retiring: BTreeSet::new(),
             retries: BTreeMap::new(),
             first_version_retry: FIRST_VERSION_RETRY,
+            rollout_failures: BTreeMap::new(),
         }
     }
 
@@ -174,6 +180,14 @@ impl Syncer {
             "restored the last applied manifest from disk"
         );
         self.state.set_verified(verified);
+        let rollouts = manifest
+            .models
+            .iter()
+            .filter_map(|(m, e)| {
+                Some((m.clone(), install::verify_rollout(&self.local, m, e.files.get(ROLLOUT_FILE_NAME)?)?))
+            })
+            .collect();
+        self.state.set_rollouts(rollouts);
         self.state.update_status(|s| s.generation = Some(manifest.generation));
         self.metrics.manifest_generation_applied.set(manifest.generation as i64);
         self.applied = Some(manifest);
@@ -185,11 +199,12 @@ impl Syncer {
             Ok(r) => r,
             Err(_) => Err(SyncError::Timeout(timeout)),
         };
-        let failures: Vec<String> = self
+        let mut failures: Vec<String> = self
             .retries
             .iter()
             .map(|((model, version), r)| format!("{model} version {version}: {}", r.failure.reason))
             .collect();
+        failures.extend(self.rollout_failures.iter().map(|(m, e)| format!("{m}/{ROLLOUT_FILE_NAME}: {e}")));
         let outcome = match &result {
             Ok(Outcome::Unchanged) => "unchanged",
             Ok(Outcome::Absent) => "absent",
@@ -237,7 +252,7 @@ impl Syncer {
         self.metrics.manifest_generation.set(manifest.generation as i64);
         self.state.update_status(|s| s.generation_seen = Some(manifest.generation));
         let (installed, changed) = self.apply(&manifest).await?;
-        let failed = self.retries.len();
+        let failed = self.retries.len() + self.rollout_failures.len();
         // With versions left to retry, the next poll reads the manifest in
         // full again (a 304 would skip them).
         self.etag = if failed == 0 { etag } else { None };
@@ -247,7 +262,11 @@ impl Syncer {
     fn local_copies_changed(&self) -> bool {
         self.state.verified().iter().any(|(model, versions)| {
             versions.iter().any(|(v, fp)| install::local_fingerprint(&self.local, model, *v) != Some(*fp))
-        })
+        }) || self
+            .state
+            .rollouts()
+            .iter()
+            .any(|(model, fp)| install::rollout_fingerprint(&self.local, model) != Some(*fp))
     }
 
     /// Makes the local directory hold the manifest's versions, each
@@ -318,14 +337,73 @@ impl Syncer {
                 self.retiring.remove(&(model.clone(), *version));
             }
         }
-        let changed = verified != before || failed != failed_before;
+        let rollouts_changed = self.apply_rollouts(manifest).await;
+        let changed = verified != before || failed != failed_before || rollouts_changed;
         self.state.set_verified(verified);
-        self.state.set_failed(failed);
+        let failed_rollouts: Vec<String> = self.rollout_failures.keys().cloned().collect();
+        self.state.set_failed(failed, &failed_rollouts);
         if let Err(e) = install::save_applied(&self.local, manifest) {
             tracing::warn!(error = %e, "cannot save the applied manifest; a restart during an outage will serve nothing until the store is back");
         }
         self.applied = Some(manifest.clone());
         Ok((installed, changed))
+    }
+
+    /// Makes each model's local `rollout.toml` the one the manifest names
+    /// (downloaded, verified, written atomically), or removes it when the
+    /// manifest names none. A file that cannot be fetched or does not
+    /// verify leaves the local one in force (the last good rollout) and is
+    /// retried on the next poll. Returns whether any changed.
+    async fn apply_rollouts(&mut self, manifest: &Manifest) -> bool {
+        let before = self.state.rollouts();
+        let mut now = BTreeMap::new();
+        let failed_before = std::mem::take(&mut self.rollout_failures);
+        for (model, entry) in manifest.models.iter().filter_map(|(m, e)| Some((m, e.files.get(ROLLOUT_FILE_NAME)?))) {
+            let same = !failed_before.contains_key(model)
+                && self.applied.as_ref().and_then(|m| m.models.get(model)).and_then(|e| e.files.get(ROLLOUT_FILE_NAME))
+                    == Some(entry);
+            let known = before.get(model).copied();
+            if let Some(fp) = known.filter(|fp| same && install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
+                now.insert(model.clone(), fp);
+                continue;
+            }
+            if let Some(fp) = install::verify_rollout(&self.local, model, entry) {
+                now.insert(model.clone(), fp);
+                continue;
+            }
+            let fetched = match self.store.get_blob(&entry.path, entry.size.min(MAX_ROLLOUT_FILE_BYTES)).await {
+                Ok(bytes) if entry.matches(&bytes) => {
+                    self.metrics.downloaded_bytes_total.with_label_values(&["file"]).inc_by(bytes.len() as u64);
+                    install::install_rollout(&self.local, model, &bytes).map_err(|e| format!("writing it: {e}"))
+                }
+                Ok(_) | Err(StoreError::TooLarge { .. }) => Err("does not match the manifest (size or sha256)".into()),
+                Err(e) => Err(e.to_string()),
+            };
+            match fetched {
+                Ok(fp) => {
+                    tracing::info!(%model, "synced rollout file installed");
+                    now.insert(model.clone(), fp);
+                }
+                Err(e) => {
+                    tracing::warn!(%model, error = %e, "published rollout file not installed; the last one stays in force, retried on the next poll");
+                    if let Some(fp) = known.filter(|fp| install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
+                        now.insert(model.clone(), fp);
+                    }
+                    self.rollout_failures.insert(model.clone(), e);
+                }
+            }
+        }
+        for model in
+            before.keys().filter(|m| !manifest.models.get(*m).is_some_and(|e| e.files.contains_key(ROLLOUT_FILE_NAME)))
+        {
+            match install::remove_rollout(&self.local, model) {
+                Ok(()) => tracing::info!(%model, "rollout file removed from the manifest: local copy removed"),
+                Err(e) => tracing::warn!(%model, error = %e, "cannot remove the local rollout file"),
+            }
+        }
+        let changed = now != before;
+        self.state.set_rollouts(now);
+        changed
     }
 
     async fn verify_local(
@@ -405,7 +483,7 @@ impl Syncer {
     /// Marks the replica as on its applied generation (call after a reload
     /// pass has listed it), unless some of its versions failed to install.
     pub fn mark_on_generation(&self) {
-        if !self.retries.is_empty() {
+        if !self.retries.is_empty() || !self.rollout_failures.is_empty() {
             return;
         }
         if let Some(g) = self.generation() {
@@ -514,6 +592,7 @@ mod tests {
     use crate::repository::layout::MODEL_FILE_NAME;
     use crate::repository::ModelSource;
     use crate::sync::publish::{publish_files, unpublish};
+    use crate::sync::publish::{publish_rollout, unpublish_rollout};
     use crate::sync::SyncedSource;
     use bytes::Bytes;
 
@@ -626,6 +705,48 @@ mod tests {
     }
 
     use crate::sync::manifest::FileEntry;
+
+    /// A published rollout file lands in the model directory, where the
+    /// loader reads it; a bad object leaves the last one in force; a removed
+    /// one is deleted.
+    #[tokio::test]
+    async fn rollout_files_follow_the_manifest_and_a_bad_object_keeps_the_last_good_one() {
+        let (dir, store, mut syncer, _) = setup();
+        let source = SyncedSource::new(Arc::new(LocalDirectory::new(dir.path())), syncer.state().clone(), "s3://b/p");
+        publish_files(&store, "m", 1, file(b"one")).await.unwrap();
+        publish_rollout(&store, "m", Bytes::from_static(b"stable = 1\n")).await.unwrap();
+        assert!(matches!(syncer.poll(T).await.unwrap(), Outcome::Updated { failed: 0, changed: true, .. }));
+        assert_eq!(std::fs::read(dir.path().join("m/rollout.toml")).unwrap(), b"stable = 1\n");
+        let listing = source.list().unwrap();
+        assert_eq!(source.read_rollout("m", &listing.rollouts["m"], 100).unwrap(), b"stable = 1\n");
+
+        // The next file's object is junk in the store: the last one stays.
+        publish_rollout(&store, "m", Bytes::from_static(b"stable = 1\n# two\n")).await.unwrap();
+        let entry = FileEntry::for_bytes(b"stable = 1\n# two\n");
+        store.inner().put(&store.full_key(&entry.path), Bytes::from_static(b"junk").into()).await.unwrap();
+        assert!(matches!(syncer.poll(T).await.unwrap(), Outcome::Updated { failed: 1, changed: false, .. }));
+        assert_eq!(std::fs::read(dir.path().join("m/rollout.toml")).unwrap(), b"stable = 1\n");
+        assert_eq!(source.list().unwrap().rollouts.len(), 1, "the last good file stays in force");
+        assert_eq!(syncer.state().status().failed, ["m/rollout.toml"]);
+        store
+            .inner()
+            .put(&store.full_key(&entry.path), Bytes::from_static(b"stable = 1\n# two\n").into())
+            .await
+            .unwrap();
+        let o = syncer.poll(T).await.unwrap();
+        assert!(matches!(o, Outcome::Updated { failed: 0, changed: true, .. }), "{o:?} {:?}", syncer.state().status());
+        assert_eq!(std::fs::read(dir.path().join("m/rollout.toml")).unwrap(), b"stable = 1\n# two\n");
+
+        // Edited by hand: repaired on the next poll.
+        std::fs::write(dir.path().join("m/rollout.toml"), b"stable = 9\n").unwrap();
+        assert!(matches!(syncer.poll(T).await.unwrap(), Outcome::Updated { changed: true, .. }));
+        assert_eq!(std::fs::read(dir.path().join("m/rollout.toml")).unwrap(), b"stable = 1\n# two\n");
+
+        unpublish_rollout(&store, "m").await.unwrap();
+        assert!(matches!(syncer.poll(T).await.unwrap(), Outcome::Updated { changed: true, .. }));
+        assert!(!dir.path().join("m/rollout.toml").exists());
+        assert!(source.list().unwrap().rollouts.is_empty());
+    }
 
     #[tokio::test]
     async fn an_edited_local_copy_is_repaired_and_a_restart_restores_without_the_store() {

@@ -7,7 +7,7 @@
 
 use crate::metrics::Metrics;
 use crate::model::format::LoadError;
-use crate::repository::{Fingerprint, ListError, Listing, ModelSource, VersionEntry};
+use crate::repository::{Fingerprint, ListError, Listing, ModelSource, RolloutEntry, VersionEntry};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -55,6 +55,8 @@ impl VersionFailure {
 pub struct SyncState {
     verified: RwLock<Verified>,
     failed: RwLock<Failed>,
+    /// Model → fingerprint of the `rollout.toml` the sync task wrote.
+    rollouts: RwLock<BTreeMap<String, Fingerprint>>,
     status: Mutex<SyncStatus>,
 }
 
@@ -91,6 +93,7 @@ impl SyncState {
         SyncState {
             verified: RwLock::default(),
             failed: RwLock::default(),
+            rollouts: RwLock::default(),
             status: Mutex::new(SyncStatus { source: source.to_string(), ..SyncStatus::default() }),
         }
     }
@@ -103,13 +106,24 @@ impl SyncState {
         *self.verified.write().unwrap_or_else(|p| p.into_inner()) = verified;
     }
 
+    pub fn rollouts(&self) -> BTreeMap<String, Fingerprint> {
+        self.rollouts.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_rollouts(&self, rollouts: BTreeMap<String, Fingerprint>) {
+        *self.rollouts.write().unwrap_or_else(|p| p.into_inner()) = rollouts;
+    }
+
     pub fn failed(&self) -> Failed {
         self.failed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Sets the versions that could not be installed (and the status's list of them).
-    pub fn set_failed(&self, failed: Failed) {
-        let names = failed.iter().flat_map(|(m, vs)| vs.keys().map(move |v| format!("{m}/{v}"))).collect();
+    /// Sets the versions that could not be installed, and the status's list
+    /// of them with the models whose rollout file could not be (`failed_rollouts`).
+    pub fn set_failed(&self, failed: Failed, failed_rollouts: &[String]) {
+        let mut names: Vec<String> =
+            failed.iter().flat_map(|(m, vs)| vs.keys().map(move |v| format!("{m}/{v}"))).collect();
+        names.extend(failed_rollouts.iter().map(|m| format!("{m}/{}", crate::repository::layout::ROLLOUT_FILE_NAME)));
         *self.failed.write().unwrap_or_else(|p| p.into_inner()) = failed;
         self.update_status(|s| s.failed = names);
     }
@@ -130,6 +144,8 @@ impl SyncState {
 /// to the loader. Versions the manifest names that could not be installed
 /// are listed with a fingerprint of their failure, and reading them fails
 /// with it: the loader reports them failed and serves the newest valid one.
+/// Rollout files are listed only as the sync task wrote them (a
+/// `rollout.toml` put there by hand is not applied: the store decides).
 pub struct SyncedSource {
     inner: Arc<dyn ModelSource>,
     state: Arc<SyncState>,
@@ -169,6 +185,8 @@ impl ModelSource for SyncedSource {
             entries.sort_by_key(|e| e.version);
         }
         listing.rejected.retain(|r| r.model.as_ref().is_some_and(|m| verified.contains_key(m)));
+        let rollouts = self.state.rollouts.read().unwrap_or_else(|p| p.into_inner());
+        listing.rollouts.retain(|name, entry| rollouts.get(name) == Some(&entry.fingerprint));
         Ok(listing)
     }
 
@@ -181,6 +199,10 @@ impl ModelSource for SyncedSource {
             Some(f) if f.fingerprint() == entry.fingerprint => Err(f.load_error(&entry.location)),
             _ => self.inner.read(model, entry, max_bytes),
         }
+    }
+
+    fn read_rollout(&self, model: &str, entry: &RolloutEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+        self.inner.read_rollout(model, entry, max_bytes)
     }
 }
 
@@ -289,5 +311,14 @@ mod tests {
         assert_eq!(listing.rejected.len(), 1, "the model's own rejected entries still show");
         assert!(source.describe().starts_with("s3://b/p synced into directory"));
         assert_eq!(source.read("m", &listing.models["m"][0], 10).unwrap(), b"x");
+        // A rollout file shows only as the sync task wrote it.
+        std::fs::write(dir.path().join("m/rollout.toml"), "stable = 1\n").unwrap();
+        assert!(source.list().unwrap().rollouts.is_empty(), "put there by hand: not applied");
+        state.set_rollouts(BTreeMap::from([(
+            "m".into(),
+            super::super::install::rollout_fingerprint(&local, "m").unwrap(),
+        )]));
+        let listing = source.list().unwrap();
+        assert_eq!(source.read_rollout("m", &listing.rollouts["m"], 100).unwrap(), b"stable = 1\n");
     }
 }

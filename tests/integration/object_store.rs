@@ -645,3 +645,161 @@ async fn a_fresh_replica_starts_on_the_newest_valid_version_while_the_newest_obj
     );
     assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
 }
+
+/// Runs the `riskserve` binary with the store's `AWS_*` environment.
+fn cli(endpoint: SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_riskserve"))
+        .args(args)
+        .envs(aws_env(endpoint).iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The model's status on each replica, polled until `check` holds for all;
+/// returns when the last one did, from `since`.
+async fn wait_all(
+    addrs: &[SocketAddr],
+    what: &str,
+    since: Instant,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> Duration {
+    let mut last = Duration::ZERO;
+    for addr in addrs {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = get_json(*addr, &format!("/v1/models/{MODEL}")).await;
+            if check(&status) {
+                last = last.max(since.elapsed());
+                break;
+            }
+            assert!(Instant::now() < deadline, "{what}: not on {addr} within {WAIT:?}: {status}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    last
+}
+
+/// The version that answers a request with this key on `addr`.
+async fn version_for_key(client: &mut Client, key: &str) -> u64 {
+    let headers = [("content-type", "application/json"), ("x-request-id", key)];
+    let reply = client.request("POST", PREDICT, &headers, ROW.as_bytes()).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["model_version"].as_u64().unwrap()
+}
+
+/// A rollout file published to the store (`riskserve publish --to URL
+/// models/<name>/rollout.toml`) reaches three replicas under load: the
+/// canary and its sticky keys are the same on every replica, a bad file
+/// keeps the last good rollout everywhere, and `--remove` ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_published_rollout_file_reaches_every_replica_and_keys_stick_across_replicas() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let dir = tempfile::tempdir().unwrap();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    publish_files(&store, MODEL, 2, file(2)).await.unwrap();
+    let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), s3.addr)).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
+    let loads: Vec<Load> = replicas.iter().map(Load::start).collect();
+    for l in &loads {
+        l.wait_serving(2, "version 2").await;
+    }
+
+    // The operator's file, checked, then published.
+    let local = dir.path().join("publisher/models");
+    std::fs::create_dir_all(local.join(MODEL)).unwrap();
+    let rollout = local.join(MODEL).join("rollout.toml");
+    std::fs::write(
+        &rollout,
+        "stable = 1\ncanary = { version = 2, weight = 0.1 }\n[guards]\nmax_latency_ratio = 50.0\n",
+    )
+    .unwrap();
+    let path = rollout.to_str().unwrap();
+    let (ok, text) = cli(s3.addr, &["validate", path]);
+    assert!(
+        ok && text.contains("OK (rollout of credit-risk)") && text.contains("canary          version 2 at 10 %"),
+        "{text}"
+    );
+    assert!(text.contains("version(s) 1, 2 not in"), "names what is not beside it: {text}");
+    let published = Instant::now();
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), path]);
+    assert!(ok && text.contains("published credit-risk/rollout.toml to") && text.contains("generation 3"), "{text}");
+    let canary_on = |s: &serde_json::Value| {
+        s["rollout"]["applied"]["stable"] == 1 && s["rollout"]["applied"]["canary"]["version"] == 2
+    };
+    let applied_in = wait_all(&addrs, "the canary applied", published, canary_on).await;
+    for r in &replicas {
+        assert!(r.models.join(MODEL).join("rollout.toml").is_file());
+    }
+
+    // Sticky across replicas: each key gets one version whichever replica answers.
+    let mut clients = Vec::new();
+    for addr in &addrs {
+        clients.push(Client::connect(*addr).await.unwrap());
+    }
+    let keys = 400;
+    let mut canary_keys = 0;
+    for i in 0..keys {
+        let key = format!("applicant-{i}");
+        let mut seen = Vec::new();
+        for c in &mut clients {
+            seen.push(version_for_key(c, &key).await);
+        }
+        assert!(seen.iter().all(|v| *v == seen[0]), "{key} got {seen:?} on the three replicas");
+        canary_keys += u64::from(seen[0] == 2);
+    }
+    assert!((20..=60).contains(&canary_keys), "about 10 % of {keys} keys on the canary: {canary_keys}");
+
+    // A bad file (published without the CLI's check) keeps the last good rollout everywhere.
+    let bad = bytes::Bytes::from_static(b"stable = 1\ncanary = { version = 2, weight = 7 }\n");
+    let entry = FileEntry::for_bytes(&bad);
+    store.put_blob(&entry.path, bad).await.unwrap();
+    let change = riskserve::sync::manifest::Change::SetFile {
+        model: MODEL.into(),
+        name: "rollout.toml".into(),
+        file: entry,
+        expected: None,
+    };
+    riskserve::sync::publish::commit_change(&store, &change).await.unwrap();
+    let kept = |s: &serde_json::Value| {
+        s["rollout"]["error"].as_str().is_some_and(|e| e.contains("canary.weight")) && canary_on(s)
+    };
+    wait_all(&addrs, "the bad file reported, the last good rollout kept", Instant::now(), kept).await;
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), path]);
+    assert!(ok, "{text}");
+    wait_all(&addrs, "the good file again", Instant::now(), |s| s["rollout"].get("error").is_none() && canary_on(s))
+        .await;
+
+    // --remove ends the rollout on every replica.
+    let removed = Instant::now();
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), "--remove", "credit-risk/rollout.toml"]);
+    assert!(ok && text.contains("removed credit-risk/rollout.toml"), "{text}");
+    let ended_in = wait_all(&addrs, "the rollout ended", removed, |s| s.get("rollout").is_none()).await;
+    for r in &replicas {
+        assert!(!r.models.join(MODEL).join("rollout.toml").exists());
+    }
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), "--remove", "credit-risk/rollout.toml"]);
+    assert!(!ok && text.contains("not published"), "{text}");
+    let bad_local = local.join(MODEL).join("rollout.toml");
+    std::fs::write(&bad_local, "canary = 2\n").unwrap();
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), bad_local.to_str().unwrap()]);
+    assert!(!ok && text.contains("rollout file"), "a bad file is refused before upload: {text}");
+    let (ok, text) = cli(s3.addr, &["validate", bad_local.to_str().unwrap()]);
+    assert!(!ok && text.contains("rollout file"), "{text}");
+
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    println!(
+        "published rollout: applied on all 3 replicas {applied_in:?} after the publish command started, \
+         ended {ended_in:?} after --remove started (poll interval 200 ms); {canary_keys} of {keys} keys on the \
+         canary, the same on every replica; {requests} requests, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
