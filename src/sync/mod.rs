@@ -12,6 +12,7 @@
 //! - [`install`]: staging, fsync and rename into the local models
 //!   directory; the last applied manifest kept on disk.
 //! - [`replica`]: the poll loop (`riskserve serve --sync-from`).
+//! - [`revert`]: a guard's revert published to the store for the fleet.
 //! - [`status`]: what the loop shares: the verified set behind
 //!   [`SyncedSource`] (the loader's [`crate::repository::ModelSource`]),
 //!   `/v1/models`' sync status, the `riskserve_sync_*` metrics.
@@ -25,6 +26,7 @@ pub mod install;
 pub mod manifest;
 pub mod publish;
 pub mod replica;
+pub mod revert;
 pub mod status;
 pub mod store;
 

@@ -16,7 +16,9 @@
 //! with backoff on later polls until it verifies or leaves the manifest.
 
 use super::install;
-use super::manifest::{Manifest, VersionFiles};
+use super::manifest::{FileEntry, Manifest, VersionFiles};
+use super::publish::{publish_rollout_if, PublishError};
+use super::revert::{self, Reverted};
 use super::status::{Failed, SyncMetrics, SyncState, Verified, VersionFailure};
 use super::store::{ManifestRead, Store, StoreError};
 use crate::registry::loader::PassReport;
@@ -118,6 +120,13 @@ pub struct Syncer {
     /// Models whose published `rollout.toml` could not be installed (the
     /// local one, if any, stays), with the reason.
     rollout_failures: BTreeMap<String, String>,
+    /// Reverts handled, by (model, sha256 of the rollout file reverted):
+    /// published, or found already superseded in the store.
+    reverts_done: BTreeSet<(String, String)>,
+    /// Reverts whose publish failed: attempts so far and when to try again.
+    revert_retries: BTreeMap<(String, String), (u32, Instant)>,
+    /// This replica's name in the reverts it publishes.
+    name: String,
 }
 
 impl Syncer {
@@ -136,6 +145,9 @@ impl Syncer {
             retries: BTreeMap::new(),
             first_version_retry: FIRST_VERSION_RETRY,
             rollout_failures: BTreeMap::new(),
+            reverts_done: BTreeSet::new(),
+            revert_retries: BTreeMap::new(),
+            name: revert::replica_name(),
         }
     }
 
@@ -448,6 +460,75 @@ impl Syncer {
         Ok(fp)
     }
 
+    /// The reverts of this replica's guards not yet published (and due):
+    /// (model, the rollout in force, the published file it came from).
+    fn pending_reverts(&self, registry: &Registry) -> Vec<(String, Arc<crate::registry::traffic::Rollout>, FileEntry)> {
+        let snapshot = registry.snapshot();
+        let mut out = Vec::new();
+        for (model, served) in &snapshot.models {
+            let Some(r) = served.rollout.as_ref().filter(|r| Reverted::of(r).any()) else { continue };
+            let published =
+                self.applied.as_ref().and_then(|m| m.models.get(model)).and_then(|e| e.files.get(ROLLOUT_FILE_NAME));
+            let Some(published) = published else { continue };
+            let key = (model.clone(), published.sha256.clone());
+            let due = self.revert_retries.get(&key).is_none_or(|(_, at)| Instant::now() >= *at);
+            if due && !self.reverts_done.contains(&key) {
+                out.push((model.clone(), r.clone(), published.clone()));
+            }
+        }
+        out
+    }
+
+    /// Publishes the reverts of this replica's guards to the store, so every
+    /// replica takes the candidate out of traffic (see [`super::revert`]).
+    /// A failed publish is retried with backoff; a file already changed in
+    /// the store (another replica's revert, an operator's edit) is left alone.
+    pub async fn publish_reverts(&mut self, registry: &Registry) {
+        for (model, rollout, published) in self.pending_reverts(registry) {
+            let key = (model.clone(), published.sha256.clone());
+            let local = std::fs::read(self.local.model_dir(&model).join(ROLLOUT_FILE_NAME)).unwrap_or_default();
+            let at = rfc3339(SystemTime::now());
+            let reverted = Reverted::of(&rollout);
+            let Some(plan) =
+                revert::plan(&rollout.policy, rollout.stable.version, &reverted, &published, &local, &self.name, &at)
+            else {
+                // The rollout in force is not the published file (a local
+                // copy being replaced): nothing of ours to publish.
+                self.reverts_done.insert(key);
+                continue;
+            };
+            let write = publish_rollout_if(&self.store, &model, plan.bytes, Some(Some(plan.expected)));
+            let outcome = match tokio::time::timeout(self.manifest_timeout, write).await {
+                Ok(r) => r,
+                Err(_) => Err(PublishError::Local {
+                    path: self.store.url().into(),
+                    reason: format!("timed out after {:?}", self.manifest_timeout),
+                }),
+            };
+            match outcome {
+                Ok(c) => {
+                    self.metrics.fleet_reverts_total.with_label_values(&["published"]).inc();
+                    tracing::warn!(%model, generation = c.generation, summary = %plan.summary, "fleet revert published: every replica takes the candidate out of traffic at its next poll");
+                    self.reverts_done.insert(key.clone());
+                    self.revert_retries.remove(&key);
+                }
+                Err(PublishError::FileChanged { .. }) => {
+                    self.metrics.fleet_reverts_total.with_label_values(&["superseded"]).inc();
+                    tracing::info!(%model, "fleet revert not published: the rollout file already changed in the store (another replica's revert or an operator's edit)");
+                    self.reverts_done.insert(key.clone());
+                    self.revert_retries.remove(&key);
+                }
+                Err(e) => {
+                    self.metrics.fleet_reverts_total.with_label_values(&["error"]).inc();
+                    let attempts = self.revert_retries.get(&key).map_or(0, |r| r.0) + 1;
+                    let wait = Duration::from_secs(1).saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+                    tracing::warn!(%model, error = %e, attempts, retry_in = ?wait, "fleet revert not published yet (the local revert holds); retrying");
+                    self.revert_retries.insert(key, (attempts, Instant::now() + wait));
+                }
+            }
+        }
+    }
+
     /// Deletes the local copies of retired versions no snapshot serves any more.
     pub fn collect_retired(&mut self, registry: &Registry) {
         if self.retiring.is_empty() {
@@ -535,7 +616,7 @@ pub async fn run(mut syncer: Syncer, hooks: ServerHooks, pacing: Pacing) {
     let mut last_success = Instant::now();
     let mut stale = false;
     loop {
-        tokio::time::sleep(jitter(backoff(pacing.interval, failures))).await;
+        wait_publishing_reverts(&mut syncer, &registry, jitter(backoff(pacing.interval, failures))).await;
         match syncer.poll(pacing.poll_timeout).await {
             Ok(outcome) => {
                 failures = 0;
@@ -571,6 +652,25 @@ pub async fn run(mut syncer: Syncer, hooks: ServerHooks, pacing: Pacing) {
                 }
             }
         }
+    }
+}
+
+/// How often the wait between polls looks for a revert of this replica's guards to publish.
+pub const REVERT_CHECK: Duration = Duration::from_millis(20);
+
+/// Waits `wait`, publishing this replica's reverts as soon as they happen
+/// (a look at the snapshot every [`REVERT_CHECK`]: one atomic load).
+async fn wait_publishing_reverts(syncer: &mut Syncer, registry: &Registry, wait: Duration) {
+    let until = Instant::now() + wait;
+    loop {
+        if !syncer.pending_reverts(registry).is_empty() {
+            syncer.publish_reverts(registry).await;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(REVERT_CHECK)).await;
     }
 }
 
@@ -703,8 +803,6 @@ mod tests {
         assert_eq!((status.generation, status.last_error, status.failed.len()), (Some(2), None, 0));
         assert_eq!(syncer.poll(T).await.unwrap(), Outcome::Unchanged, "the ETag is kept again");
     }
-
-    use crate::sync::manifest::FileEntry;
 
     /// A published rollout file lands in the model directory, where the
     /// loader reads it; a bad object leaves the last one in force; a removed

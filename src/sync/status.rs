@@ -217,6 +217,7 @@ pub struct SyncMetrics {
     pub stale: IntGauge,
     pub versions_installed_total: IntCounter,
     pub versions_removed_total: IntCounter,
+    pub fleet_reverts_total: IntCounterVec,
 }
 
 impl SyncMetrics {
@@ -262,7 +263,19 @@ impl SyncMetrics {
                 "riskserve_sync_versions_removed_total",
                 "Local copies removed after their version left the manifest and stopped serving.",
             )?,
+            fleet_reverts_total: IntCounterVec::new(
+                Opts::new(
+                    "riskserve_sync_fleet_reverts_total",
+                    "Reverts of this replica's rollout guards published to the object store, by outcome: published, \
+                     superseded (the rollout file had already changed: another replica's revert or an operator's \
+                     edit), error (store unreachable; retried with backoff, the local revert holds).",
+                ),
+                &["outcome"],
+            )?,
         };
+        for outcome in ["published", "superseded", "error"] {
+            m.fleet_reverts_total.with_label_values(&[outcome]);
+        }
         for outcome in ["unchanged", "updated", "absent", "error", "invalid"] {
             m.polls_total.with_label_values(&[outcome]);
         }
@@ -278,6 +291,7 @@ impl SyncMetrics {
             Box::new(m.stale.clone()),
             Box::new(m.versions_installed_total.clone()),
             Box::new(m.versions_removed_total.clone()),
+            Box::new(m.fleet_reverts_total.clone()),
         ] {
             metrics.register(c)?;
         }

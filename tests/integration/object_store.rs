@@ -153,6 +153,8 @@ struct Load {
     failures: Arc<Mutex<Vec<String>>>,
     /// (when, version served) each time the served version changed.
     changes: Arc<Mutex<Vec<(Instant, u64)>>>,
+    /// Answers per version.
+    answers: Arc<Mutex<std::collections::BTreeMap<u64, u64>>>,
     task: tokio::task::JoinHandle<()>,
     /// The replica's log, shown when a wait fails.
     log: testkit::Log,
@@ -160,12 +162,18 @@ struct Load {
 
 impl Load {
     fn start(replica: &Replica) -> Load {
+        Load::start_paced(replica, Duration::ZERO)
+    }
+
+    /// [`Load::start`] with `pause` between requests (a lighter steady load).
+    fn start_paced(replica: &Replica, pause: Duration) -> Load {
         let (addr, log) = (replica.proc.addr, replica.proc.log.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let changes = Arc::new(Mutex::new(Vec::new()));
-        let (s, r, f, c) = (stop.clone(), requests.clone(), failures.clone(), changes.clone());
+        let answers = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let (s, r, f, c, a) = (stop.clone(), requests.clone(), failures.clone(), changes.clone(), answers.clone());
         let task = tokio::spawn(async move {
             let mut client = Client::connect(addr).await.expect("connect");
             let mut last = 0;
@@ -176,6 +184,7 @@ impl Load {
                 match reply {
                     Ok(reply) if reply.status == 200 => {
                         let v = reply.json()["model_version"].as_u64().unwrap_or(0);
+                        *a.lock().unwrap().entry(v).or_insert(0) += 1;
                         if v != last {
                             c.lock().unwrap().push((Instant::now(), v));
                             last = v;
@@ -193,10 +202,14 @@ impl Load {
                         }
                     }
                 }
-                tokio::task::yield_now().await;
+                if pause.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(pause).await;
+                }
             }
         });
-        Load { stop, requests, failures, changes, task, log }
+        Load { stop, requests, failures, changes, answers, task, log }
     }
 
     /// When this replica first served `version` (or a newer one).
@@ -217,6 +230,11 @@ impl Load {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Answers given by `version` so far.
+    fn answered_by(&self, version: u64) -> u64 {
+        self.answers.lock().unwrap().get(&version).copied().unwrap_or(0)
     }
 
     async fn finish(self) -> (u64, Vec<String>) {
@@ -802,4 +820,123 @@ async fn a_published_rollout_file_reaches_every_replica_and_keys_stick_across_re
         failures.len()
     );
     assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
+
+/// The model file of `version` with its decision threshold at 1e-9: it
+/// declares every applicant high risk.
+fn everyone_high_risk(version: u64) -> Vec<(String, bytes::Bytes)> {
+    let mut payload = bundled_payload();
+    payload.meta.model_version = version;
+    payload.meta.decision.threshold = 1e-9;
+    vec![("model.json".to_string(), bytes::Bytes::from(encode(&payload).unwrap()))]
+}
+
+/// When each replica stopped sending traffic to the canary, watched every
+/// 5 ms, and how: its own guard reverted it (`true`), or a published
+/// revert removed it (`false`).
+async fn canary_off_times(addrs: &[SocketAddr]) -> Vec<(Instant, bool)> {
+    let watch = addrs.iter().map(|addr| async move {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = get_json(*addr, &format!("/v1/models/{MODEL}")).await;
+            let canary = &status["rollout"]["applied"]["canary"];
+            if canary.is_null() || canary["state"] != "active" {
+                return (Instant::now(), canary["state"] == "reverted");
+            }
+            assert!(Instant::now() < deadline, "canary still active on {addr} after {WAIT:?}: {status}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    futures::future::join_all(watch).await
+}
+
+/// The issue's second case: a 10 % canary that declares everyone high risk,
+/// published to three replicas under load. The first replica whose guard
+/// fires publishes the revert; every replica stops sending traffic to the
+/// candidate; exactly one revert is published; no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guard_revert_on_one_replica_reverts_the_fleet() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let dir = tempfile::tempdir().unwrap();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    publish_files(&store, MODEL, 2, everyone_high_risk(2)).await.unwrap();
+    let stable = riskserve::sync::publish::publish_rollout(&store, MODEL, "stable = 1\n".into()).await.unwrap();
+    let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), s3.addr)).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
+    wait_all(&addrs, "stable 1 pinned", Instant::now(), |s| s["rollout"]["applied"]["stable"] == 1).await;
+    // Steady load on all three, heaviest on the first: its guard has the
+    // window it needs first, and the others learn of the revert from the store.
+    let loads: Vec<Load> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| if i == 0 { Load::start(r) } else { Load::start_paced(r, Duration::from_millis(5)) })
+        .collect();
+    for l in &loads {
+        l.wait_serving(1, "version 1").await;
+    }
+
+    let canary = "stable = 1\ncanary = { version = 2, weight = 0.1 }\n";
+    riskserve::sync::publish::publish_rollout(&store, MODEL, canary.into()).await.unwrap();
+    // The canary applied everywhere (it may already be reverted where the guard fired).
+    wait_all(&addrs, "the canary applied", Instant::now(), |s| s["rollout"]["applied"]["canary"]["version"] == 2).await;
+    let off_how = canary_off_times(&addrs).await;
+    let off: Vec<Instant> = off_how.iter().map(|(t, _)| *t).collect();
+    let how: Vec<&str> =
+        off_how.iter().map(|(_, own)| if *own { "its own guard" } else { "the published revert" }).collect();
+    let first = *off.iter().min().unwrap();
+    let last = *off.iter().max().unwrap();
+    let spread = last - first;
+    assert!(how.contains(&"the published revert"), "some replica followed the store: {how:?}");
+
+    // The published file: the canary gone, stable pinned, who and why in a comment.
+    let deadline = Instant::now() + WAIT;
+    let manifest = loop {
+        let ManifestRead::Found { manifest, .. } = store.read_manifest(None).await.unwrap() else { panic!() };
+        if manifest.generation > stable.generation + 1 {
+            break manifest;
+        }
+        assert!(Instant::now() < deadline, "no revert published within {WAIT:?}; {}", replicas[0].proc.log.tail(30));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let entry = manifest.models[MODEL].files["rollout.toml"].clone();
+    let text = String::from_utf8(store.get_blob(&entry.path, 1 << 16).await.unwrap().to_vec()).unwrap();
+    let policy = riskserve::registry::rollout::parse(text.as_bytes()).unwrap();
+    assert_eq!((policy.stable, policy.canary), (Some(1), None), "{text}");
+    assert!(text.contains("reverted this rollout") && text.contains("canary version 2 reverted"), "{text}");
+    wait_all(&addrs, "the published revert applied", Instant::now(), |s| {
+        s["rollout"]["applied"]["stable"] == 1 && s["rollout"]["applied"].get("canary").is_none()
+    })
+    .await;
+    let mut published = 0.0;
+    for addr in &addrs {
+        let text = metrics_of(*addr).await;
+        published += metric(&text, "riskserve_sync_fleet_reverts_total", &[("outcome", "published")]).unwrap_or(0.0);
+        let serving = |v: &str| metric(&text, "riskserve_model_version_serving", &[("model", MODEL), ("version", v)]);
+        assert_eq!(serving("1"), Some(1.0), "{text}");
+    }
+    assert_eq!(published, 1.0, "one replica publishes the revert");
+
+    // No answer from the candidate after the fleet reverted.
+    let candidate_before: u64 = loads.iter().map(|l| l.answered_by(2)).sum();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let candidate_after: u64 = loads.iter().map(|l| l.answered_by(2)).sum();
+    assert_eq!(candidate_before, candidate_after, "the candidate answers nothing once reverted everywhere");
+
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    println!(
+        "fleet revert (3 replicas, 200 ms polls, 10 % canary declaring everyone high risk): first revert to last \
+         replica reverted {spread:?} (per replica, from the first: {:?}, by {how:?}); the candidate answered \
+         {candidate_after} requests fleet-wide; {requests} requests, {} failed",
+        off.iter().map(|t| *t - first).collect::<Vec<_>>(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(spread < Duration::from_secs(2), "the fleet follows within a few polls: {spread:?}");
 }
