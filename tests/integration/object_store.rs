@@ -940,3 +940,74 @@ async fn a_guard_revert_on_one_replica_reverts_the_fleet() {
     assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
     assert!(spread < Duration::from_secs(2), "the fleet follows within a few polls: {spread:?}");
 }
+
+/// The issue's third case: the store goes down in the middle of a rollout.
+/// Nothing unloads and no request fails while it is down; the rollout in
+/// force stays; a rollout published meanwhile reaches every replica when
+/// the store returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_in_the_middle_of_a_rollout_changes_nothing_until_it_returns() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let proxy = Outage::forward_to(s3.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    publish_files(&store, MODEL, 2, file(2)).await.unwrap();
+    let canary = "stable = 1\ncanary = { version = 2, weight = 0.1 }\n[guards]\nmax_latency_ratio = 50.0\n";
+    riskserve::sync::publish::publish_rollout(&store, MODEL, canary.into()).await.unwrap();
+    let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), proxy.addr)).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
+    let loads: Vec<Load> = replicas.iter().map(Load::start).collect();
+    let canary_active = |s: &serde_json::Value| {
+        s["rollout"]["applied"]["stable"] == 1 && s["rollout"]["applied"]["canary"]["state"] == "active"
+    };
+    wait_all(&addrs, "the canary running", Instant::now(), canary_active).await;
+
+    proxy.stop();
+    for addr in &addrs {
+        let deadline = Instant::now() + WAIT;
+        while metric(&metrics_of(*addr).await, "riskserve_sync_stale", &[]) != Some(1.0) {
+            assert!(Instant::now() < deadline, "stale sync not reported within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The operator promotes while the replicas cannot reach the store.
+    riskserve::sync::publish::publish_rollout(&store, MODEL, "stable = 2\n".into()).await.unwrap();
+    for addr in &addrs {
+        let status = get_json(*addr, &format!("/v1/models/{MODEL}")).await;
+        assert!(canary_active(&status), "the rollout in force stays: {status}");
+        let mut available: Vec<u64> = status["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["state"] == "available")
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        available.sort();
+        assert_eq!(available, [1, 2], "nothing unloads: {status}");
+        assert_eq!(crate::common::send(*addr, "GET", "/v2/health/ready", &[], b"").await.status, 200);
+    }
+    for l in &loads {
+        assert!(l.answered_by(2) > 0, "the canary keeps its share during the outage");
+    }
+
+    proxy.start();
+    let back = Instant::now();
+    let converged = wait_all(&addrs, "the promotion after the outage", back, |s| {
+        s["rollout"]["applied"]["stable"] == 2 && s["rollout"]["applied"].get("canary").is_none()
+    })
+    .await;
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    println!(
+        "store outage mid-rollout: 3 replicas kept the canary and both versions; converged on the rollout published \
+         during the outage {converged:?} after the store returned; {requests} requests, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
