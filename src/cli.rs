@@ -135,13 +135,37 @@ pub struct PublishArgs {
     /// rollout file (models/credit-risk/rollout.toml); with --remove, the
     /// version (credit-risk/7) or rollout file (credit-risk/rollout.toml) to
     /// take out of the manifest.
-    #[arg(value_name = "DIR|ROLLOUT")]
-    pub path: PathBuf,
+    #[arg(value_name = "DIR|ROLLOUT", required_unless_present = "gc", conflicts_with = "gc")]
+    pub path: Option<PathBuf>,
     /// Remove the version or rollout file from the manifest instead:
     /// replicas stop serving a removed version once they serve another, then
     /// delete their copy; a removed rollout file ends the rollout everywhere.
     #[arg(long)]
     pub remove: bool,
+    /// Remove the store's files that no manifest generation replaced less
+    /// than --older-than ago names, and that are older than that themselves.
+    #[arg(long, conflicts_with = "remove")]
+    pub gc: bool,
+    /// The grace period of --gc (e.g. 30m, 1h, 2d; default 1h): at least
+    /// the longest download a replica may be in the middle of.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+}
+
+/// Parses `90s`, `15m`, `1h`, `2d` (a whole number and a unit).
+fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a whole number and a unit (s, m, h, d), e.g. 1h"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d, e.g. 30m")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
 }
 
 /// Decision costs shared by `train` (choose the threshold) and `evaluate`
@@ -286,8 +310,9 @@ fn publish_rollout_file(args: &PublishArgs, model: &str) -> Result<()> {
         println!("removed {what} from {}: manifest generation {}; replicas end the rollout", args.to, c.generation);
         return Ok(());
     }
-    let bytes = local::read_file(&args.path, crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.path.display()))?;
+    let path = args.path.as_deref().unwrap_or(std::path::Path::new(""));
+    let bytes = local::read_file(path, crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let c = runtime.block_on(publish::publish_rollout(&store, model, bytes.into()))?;
     if c.changed {
         println!("published {what} to {}: manifest generation {}", args.to, c.generation);
@@ -297,16 +322,44 @@ fn publish_rollout_file(args: &PublishArgs, model: &str) -> Result<()> {
     Ok(())
 }
 
+/// `publish --gc`.
+fn collect_garbage(args: &PublishArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = crate::sync::store::Store::open(&args.to)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let older_than = args.older_than.unwrap_or(std::time::Duration::from_secs(3600));
+    let r = runtime.block_on(crate::sync::gc::collect(&store, older_than, now))?;
+    println!(
+        "gc of {}: removed {} unreferenced file(s); kept {} named by generation(s) {:?} and {} younger than {:?}; \
+         removed {} old manifest history cop(y/ies)",
+        args.to,
+        r.removed.len(),
+        r.kept_referenced,
+        r.generations_kept,
+        r.kept_recent,
+        older_than,
+        r.history_removed
+    );
+    Ok(())
+}
+
 fn publish(args: &PublishArgs) -> Result<()> {
     use crate::sync::publish;
-    if let Some(model) = rollout_model(&args.path)? {
+    if args.gc {
+        return collect_garbage(args);
+    }
+    if args.older_than.is_some() {
+        anyhow::bail!("--older-than is the grace period of --gc; add --gc, or leave it out");
+    }
+    let path = args.path.clone().unwrap_or_default();
+    if let Some(model) = rollout_model(&path)? {
         return publish_rollout_file(args, &model);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = crate::sync::store::Store::open(&args.to)?;
     let outcome = runtime.block_on(async {
         if args.remove {
-            let text = args.path.to_string_lossy();
+            let text = path.to_string_lossy();
             let (model, version) = text
                 .trim_end_matches('/')
                 .rsplit_once('/')
@@ -314,7 +367,7 @@ fn publish(args: &PublishArgs) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--remove takes <model>/<version>, e.g. credit-risk/7; got {text}"))?;
             Ok::<_, anyhow::Error>(publish::unpublish(&store, &model, version).await?)
         } else {
-            Ok(publish::publish_dir(&store, &args.path).await?)
+            Ok(publish::publish_dir(&store, &path).await?)
         }
     })?;
     report_published(&outcome, &args.to, args.remove);

@@ -21,6 +21,20 @@ pub const MANIFEST_KEY: &str = "manifest.json";
 /// Directory (under the prefix) of the content-addressed files.
 pub const BLOB_DIR: &str = "blobs/sha256";
 
+/// Directory (under the prefix) of a copy of every manifest generation
+/// committed, kept for garbage collection (`manifests/<generation>.json`).
+pub const HISTORY_DIR: &str = "manifests";
+
+/// The key of the history copy of `generation`.
+pub fn history_key(generation: u64) -> String {
+    format!("{HISTORY_DIR}/{generation:020}.json")
+}
+
+/// The generation a history key names, if it is one.
+pub fn history_generation(key: &str) -> Option<u64> {
+    key.strip_prefix(HISTORY_DIR)?.strip_prefix('/')?.strip_suffix(".json")?.parse().ok()
+}
+
 /// Largest manifest accepted, so a hostile or broken store cannot make a
 /// replica buffer without bound.
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
@@ -155,6 +169,13 @@ impl Manifest {
     /// The files of `model`'s `version`, if published.
     pub fn version(&self, model: &str, version: u64) -> Option<&VersionFiles> {
         self.models.get(model)?.versions.get(&version)
+    }
+
+    /// The content addresses of every file it names.
+    pub fn blob_keys(&self) -> impl Iterator<Item = &str> {
+        self.models.values().flat_map(|m| {
+            m.versions.values().flat_map(|v| v.files.values()).chain(m.files.values()).map(|f| f.path.as_str())
+        })
     }
 
     /// Every published `(model, version)`.

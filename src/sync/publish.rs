@@ -17,7 +17,7 @@
 //! makes the write conditional on the file the caller last saw as well, so
 //! two replicas reverting the same canary at once cannot lose an update.
 
-use super::manifest::{Change, Conflict, FileEntry, Manifest, VersionFiles};
+use super::manifest::{history_key, Change, Conflict, FileEntry, Manifest, VersionFiles};
 use super::store::{ManifestRead, Store, StoreError};
 use crate::model::format::DEFAULT_MAX_MODEL_BYTES;
 use crate::registry::rfc3339;
@@ -193,7 +193,14 @@ pub async fn commit_change(store: &Store, change: &Change) -> Result<Committed, 
             Err(Conflict::FileChanged { model, name }) => return Err(PublishError::FileChanged { model, name }),
         };
         match store.replace_manifest(&next, etag.as_deref()).await {
-            Ok(()) => return Ok(Committed { generation: next.generation, changed: true, retries }),
+            Ok(()) => {
+                // The history copy garbage collection reads (see `super::gc`).
+                let key = history_key(next.generation);
+                if let Err(e) = store.put_object(&key, Bytes::from(next.to_bytes())).await {
+                    tracing::warn!(error = %e, "manifest committed, but its history copy was not written: `publish --gc` will refuse to run until this generation is older than its grace period");
+                }
+                return Ok(Committed { generation: next.generation, changed: true, retries });
+            }
             Err(StoreError::Changed { .. }) => {
                 tracing::info!(%model, "manifest changed since read; re-reading");
             }

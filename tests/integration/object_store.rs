@@ -1011,3 +1011,44 @@ async fn a_store_outage_in_the_middle_of_a_rollout_changes_nothing_until_it_retu
     );
     assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
 }
+
+/// `riskserve publish --to URL --gc` on the real S3 server: within the
+/// grace period nothing a recent generation named goes (a replica fetching
+/// an older generation's files is not broken: see `sync::gc`'s tests);
+/// after it, the unreferenced file goes and a fresh replica still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_gc_removes_only_files_no_recent_generation_names() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let dir = tempfile::tempdir().unwrap();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    publish_files(&store, MODEL, 2, file(2)).await.unwrap();
+    unpublish(&store, MODEL, 1).await.unwrap();
+    let one = FileEntry::for_bytes(&model_bytes(1));
+
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), "--gc", "--older-than", "1h"]);
+    assert!(ok && text.contains("removed 0 unreferenced file(s); kept 2 named by generation(s) [3, 2, 1]"), "{text}");
+    assert!(store.get_blob(&one.path, 1 << 20).await.is_ok(), "generation 2 named it less than 1 h ago");
+
+    // Object times have a resolution of a second: let every write be in the past.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (ok, text) = cli(s3.addr, &["publish", "--to", &url(), "--gc", "--older-than", "0s"]);
+    assert!(ok && text.contains("removed 1 unreferenced file(s); kept 1 named by generation(s) [3]"), "{text}");
+    assert!(store.get_blob(&one.path, 1 << 20).await.is_err(), "version 1's file is gone");
+    let r = replica(dir.path(), "fresh", s3.addr);
+    let load = Load::start(&r);
+    load.wait_serving(2, "a fresh replica after the collection").await;
+    let (requests, failures) = load.finish().await;
+    assert!(failures.is_empty() && requests > 0, "{failures:?}");
+
+    for (args, needle) in [
+        (vec!["--gc", "--older-than", "soon"], "unit"),
+        (vec!["--gc", "models/credit-risk/3"], "cannot be used with"),
+        (vec!["--older-than", "1h", "models/credit-risk/3"], "--gc"),
+    ] {
+        let mut all = vec!["publish", "--to", url().leak()];
+        all.extend(args);
+        let (ok, text) = cli(s3.addr, &all);
+        assert!(!ok && text.contains(needle), "{all:?}: {text}");
+    }
+}
