@@ -192,14 +192,16 @@ impl Syncer {
             "restored the last applied manifest from disk"
         );
         self.state.set_verified(verified);
-        let rollouts = manifest
-            .models
-            .iter()
-            .filter_map(|(m, e)| {
-                Some((m.clone(), install::verify_rollout(&self.local, m, e.files.get(ROLLOUT_FILE_NAME)?)?))
-            })
-            .collect();
+        let mut rollouts = BTreeMap::new();
+        let mut rollout_files = BTreeMap::new();
+        for (model, entry) in manifest.models.iter().filter_map(|(m, e)| Some((m, e.files.get(ROLLOUT_FILE_NAME)?))) {
+            if let Some(fp) = install::verify_rollout(&self.local, model, entry) {
+                rollouts.insert(model.clone(), fp);
+                rollout_files.insert(model.clone(), vec![entry.clone()]);
+            }
+        }
         self.state.set_rollouts(rollouts);
+        self.state.set_rollout_files(rollout_files);
         self.state.update_status(|s| s.generation = Some(manifest.generation));
         self.metrics.manifest_generation_applied.set(manifest.generation as i64);
         self.applied = Some(manifest);
@@ -368,7 +370,9 @@ impl Syncer {
     /// retried on the next poll. Returns whether any changed.
     async fn apply_rollouts(&mut self, manifest: &Manifest) -> bool {
         let before = self.state.rollouts();
+        let accepted_before = self.state.rollout_files();
         let mut now = BTreeMap::new();
+        let mut accepted = BTreeMap::new();
         let failed_before = std::mem::take(&mut self.rollout_failures);
         for (model, entry) in manifest.models.iter().filter_map(|(m, e)| Some((m, e.files.get(ROLLOUT_FILE_NAME)?))) {
             let same = !failed_before.contains_key(model)
@@ -377,15 +381,20 @@ impl Syncer {
             let known = before.get(model).copied();
             if let Some(fp) = known.filter(|fp| same && install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
                 now.insert(model.clone(), fp);
+                accepted.insert(model.clone(), vec![entry.clone()]);
                 continue;
             }
             if let Some(fp) = install::verify_rollout(&self.local, model, entry) {
                 now.insert(model.clone(), fp);
+                accepted.insert(model.clone(), vec![entry.clone()]);
                 continue;
             }
             let fetched = match self.store.get_blob(&entry.path, entry.size.min(MAX_ROLLOUT_FILE_BYTES)).await {
                 Ok(bytes) if entry.matches(&bytes) => {
                     self.metrics.downloaded_bytes_total.with_label_values(&["file"]).inc_by(bytes.len() as u64);
+                    // A pass that reads the file between the rename and the
+                    // end of this poll finds a content it accepts.
+                    self.state.accept_rollout_file(model, entry);
                     install::install_rollout(&self.local, model, &bytes).map_err(|e| format!("writing it: {e}"))
                 }
                 Ok(_) | Err(StoreError::TooLarge { .. }) => Err("does not match the manifest (size or sha256)".into()),
@@ -395,11 +404,15 @@ impl Syncer {
                 Ok(fp) => {
                     tracing::info!(%model, "synced rollout file installed");
                     now.insert(model.clone(), fp);
+                    accepted.insert(model.clone(), vec![entry.clone()]);
                 }
                 Err(e) => {
                     tracing::warn!(%model, error = %e, "published rollout file not installed; the last one stays in force, retried on the next poll");
                     if let Some(fp) = known.filter(|fp| install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
                         now.insert(model.clone(), fp);
+                        if let Some(files) = accepted_before.get(model) {
+                            accepted.insert(model.clone(), files.clone());
+                        }
                     }
                     self.rollout_failures.insert(model.clone(), e);
                 }
@@ -415,6 +428,7 @@ impl Syncer {
         }
         let changed = now != before;
         self.state.set_rollouts(now);
+        self.state.set_rollout_files(accepted);
         changed
     }
 

@@ -5,6 +5,7 @@
 //! could not be installed (listed to the loader as failed versions, so
 //! `/v1/models/{name}` shows them like a bad local file).
 
+use super::manifest::FileEntry;
 use crate::metrics::Metrics;
 use crate::model::format::LoadError;
 use crate::repository::{Fingerprint, ListError, Listing, ModelSource, RolloutEntry, VersionEntry};
@@ -57,6 +58,9 @@ pub struct SyncState {
     failed: RwLock<Failed>,
     /// Model → fingerprint of the `rollout.toml` the sync task wrote.
     rollouts: RwLock<BTreeMap<String, Fingerprint>>,
+    /// Model → the published rollout files its local `rollout.toml` may be
+    /// (two while one replaces the other, else one).
+    rollout_files: RwLock<BTreeMap<String, Vec<FileEntry>>>,
     status: Mutex<SyncStatus>,
 }
 
@@ -94,6 +98,7 @@ impl SyncState {
             verified: RwLock::default(),
             failed: RwLock::default(),
             rollouts: RwLock::default(),
+            rollout_files: RwLock::default(),
             status: Mutex::new(SyncStatus { source: source.to_string(), ..SyncStatus::default() }),
         }
     }
@@ -112,6 +117,24 @@ impl SyncState {
 
     pub fn set_rollouts(&self, rollouts: BTreeMap<String, Fingerprint>) {
         *self.rollouts.write().unwrap_or_else(|p| p.into_inner()) = rollouts;
+    }
+
+    pub fn rollout_files(&self) -> BTreeMap<String, Vec<FileEntry>> {
+        self.rollout_files.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_rollout_files(&self, files: BTreeMap<String, Vec<FileEntry>>) {
+        *self.rollout_files.write().unwrap_or_else(|p| p.into_inner()) = files;
+    }
+
+    /// Accepts `file` as `model`'s rollout file too (before it replaces the current one).
+    pub fn accept_rollout_file(&self, model: &str, file: &FileEntry) {
+        self.rollout_files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(model.to_string())
+            .or_default()
+            .push(file.clone());
     }
 
     pub fn failed(&self) -> Failed {
@@ -144,8 +167,13 @@ impl SyncState {
 /// to the loader. Versions the manifest names that could not be installed
 /// are listed with a fingerprint of their failure, and reading them fails
 /// with it: the loader reports them failed and serves the newest valid one.
-/// Rollout files are listed only as the sync task wrote them (a
-/// `rollout.toml` put there by hand is not applied: the store decides).
+/// Rollout files are listed only for models the manifest gives one, and
+/// read only when their bytes are a published file (a `rollout.toml` put
+/// there or edited by hand is not applied: the store decides, and the loader
+/// keeps the last good rollout, as for any bad file, until the sync task
+/// restores it). While the sync task replaces a file, both the old and the
+/// new published content are accepted, so a pass in between never sees the
+/// rollout vanish.
 pub struct SyncedSource {
     inner: Arc<dyn ModelSource>,
     state: Arc<SyncState>,
@@ -185,8 +213,8 @@ impl ModelSource for SyncedSource {
             entries.sort_by_key(|e| e.version);
         }
         listing.rejected.retain(|r| r.model.as_ref().is_some_and(|m| verified.contains_key(m)));
-        let rollouts = self.state.rollouts.read().unwrap_or_else(|p| p.into_inner());
-        listing.rollouts.retain(|name, entry| rollouts.get(name) == Some(&entry.fingerprint));
+        let rollout_files = self.state.rollout_files.read().unwrap_or_else(|p| p.into_inner());
+        listing.rollouts.retain(|name, _| rollout_files.get(name).is_some_and(|files| !files.is_empty()));
         Ok(listing)
     }
 
@@ -202,7 +230,16 @@ impl ModelSource for SyncedSource {
     }
 
     fn read_rollout(&self, model: &str, entry: &RolloutEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
-        self.inner.read_rollout(model, entry, max_bytes)
+        let bytes = self.inner.read_rollout(model, entry, max_bytes)?;
+        let accepted = self.state.rollout_files.read().unwrap_or_else(|p| p.into_inner());
+        if accepted.get(model).is_some_and(|files| files.iter().any(|f| f.matches(&bytes))) {
+            Ok(bytes)
+        } else {
+            Err(LoadError::Invalid(format!(
+                "{}: not the rollout file published in {} (changed by hand?); the sync task restores it",
+                entry.location, self.url
+            )))
+        }
     }
 }
 
@@ -325,14 +362,19 @@ mod tests {
         assert_eq!(listing.rejected.len(), 1, "the model's own rejected entries still show");
         assert!(source.describe().starts_with("s3://b/p synced into directory"));
         assert_eq!(source.read("m", &listing.models["m"][0], 10).unwrap(), b"x");
-        // A rollout file shows only as the sync task wrote it.
+        // A rollout file shows only for a model the manifest gives one, and
+        // reads only as a published file.
         std::fs::write(dir.path().join("m/rollout.toml"), "stable = 1\n").unwrap();
         assert!(source.list().unwrap().rollouts.is_empty(), "put there by hand: not applied");
-        state.set_rollouts(BTreeMap::from([(
-            "m".into(),
-            super::super::install::rollout_fingerprint(&local, "m").unwrap(),
-        )]));
+        state.accept_rollout_file("m", &FileEntry::for_bytes(b"stable = 1\n"));
         let listing = source.list().unwrap();
         assert_eq!(source.read_rollout("m", &listing.rollouts["m"], 100).unwrap(), b"stable = 1\n");
+        std::fs::write(dir.path().join("m/rollout.toml"), "stable = 3\n").unwrap();
+        let listing = source.list().unwrap();
+        let err = source.read_rollout("m", &listing.rollouts["m"], 100).unwrap_err();
+        assert!(err.to_string().contains("not the rollout file published in s3://b/p"), "{err}");
+        // While a file replaces another, both are accepted.
+        state.accept_rollout_file("m", &FileEntry::for_bytes(b"stable = 3\n"));
+        assert_eq!(source.read_rollout("m", &listing.rollouts["m"], 100).unwrap(), b"stable = 3\n");
     }
 }
