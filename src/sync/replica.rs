@@ -89,6 +89,15 @@ pub enum Outcome {
     },
 }
 
+/// One revert of one applied rollout: (model, sha256 of the published
+/// rollout file, when the rollout in force was applied, in ns since the epoch).
+type RevertKey = (String, String, u128);
+
+fn revert_key(model: &str, published: &FileEntry, rollout: &crate::registry::traffic::Rollout) -> RevertKey {
+    let since = rollout.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    (model.to_string(), published.sha256.clone(), since)
+}
+
 /// A version that failed to install: when to fetch it again.
 struct Retry {
     files: VersionFiles,
@@ -120,11 +129,11 @@ pub struct Syncer {
     /// Models whose published `rollout.toml` could not be installed (the
     /// local one, if any, stays), with the reason.
     rollout_failures: BTreeMap<String, String>,
-    /// Reverts handled, by (model, sha256 of the rollout file reverted):
-    /// published, or found already superseded in the store.
-    reverts_done: BTreeSet<(String, String)>,
+    /// Reverts handled (published, found superseded in the store, or not
+    /// ours to publish), by [`RevertKey`].
+    reverts_done: BTreeSet<RevertKey>,
     /// Reverts whose publish failed: attempts so far and when to try again.
-    revert_retries: BTreeMap<(String, String), (u32, Instant)>,
+    revert_retries: BTreeMap<RevertKey, (u32, Instant)>,
     /// This replica's name in the reverts it publishes.
     name: String,
 }
@@ -484,7 +493,7 @@ impl Syncer {
             let published =
                 self.applied.as_ref().and_then(|m| m.models.get(model)).and_then(|e| e.files.get(ROLLOUT_FILE_NAME));
             let Some(published) = published else { continue };
-            let key = (model.clone(), published.sha256.clone());
+            let key = revert_key(model, published, r);
             let due = self.revert_retries.get(&key).is_none_or(|(_, at)| Instant::now() >= *at);
             if due && !self.reverts_done.contains(&key) {
                 out.push((model.clone(), r.clone(), published.clone()));
@@ -499,7 +508,7 @@ impl Syncer {
     /// the store (another replica's revert, an operator's edit) is left alone.
     pub async fn publish_reverts(&mut self, registry: &Registry) {
         for (model, rollout, published) in self.pending_reverts(registry) {
-            let key = (model.clone(), published.sha256.clone());
+            let key = revert_key(&model, &published, &rollout);
             let local = std::fs::read(self.local.model_dir(&model).join(ROLLOUT_FILE_NAME)).unwrap_or_default();
             let at = rfc3339(SystemTime::now());
             let reverted = Reverted::of(&rollout);
