@@ -1052,3 +1052,71 @@ async fn publish_gc_removes_only_files_no_recent_generation_names() {
         assert!(!ok && text.contains(needle), "{all:?}: {text}");
     }
 }
+
+/// The store is unreachable when the first replica's guard fires: that
+/// replica reverts at once anyway, counts the publish as an error, and the
+/// others keep the canary; when the store returns, the revert is published
+/// and every replica follows. No request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_while_the_store_is_down_holds_locally_and_reaches_the_fleet_when_it_returns() {
+    let s3 = S3Server::moto().await;
+    let store = s3_store(s3.addr);
+    let proxy = Outage::forward_to(s3.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    publish_files(&store, MODEL, 1, file(1)).await.unwrap();
+    publish_files(&store, MODEL, 2, everyone_high_risk(2)).await.unwrap();
+    let replicas: Vec<Replica> = (0..3).map(|i| replica(dir.path(), &format!("r{i}"), proxy.addr)).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.proc.addr).collect();
+    let loads: Vec<Load> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| if i == 0 { Load::start(r) } else { Load::start_paced(r, Duration::from_millis(5)) })
+        .collect();
+    let canary = "stable = 1\ncanary = { version = 2, weight = 0.1 }\n";
+    riskserve::sync::publish::publish_rollout(&store, MODEL, canary.into()).await.unwrap();
+    wait_all(&addrs, "the canary applied", Instant::now(), |s| s["rollout"]["applied"]["canary"]["version"] == 2).await;
+    proxy.stop();
+
+    // The first replica's guard fires: reverted locally, the publish fails.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = metrics_of(addrs[0]).await;
+        if metric(&text, "riskserve_sync_fleet_reverts_total", &[("outcome", "error")]).unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed revert publish on r0: {}", replicas[0].proc.log.tail(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r0 = get_json(addrs[0], &format!("/v1/models/{MODEL}")).await;
+    assert_eq!(r0["rollout"]["applied"]["canary"]["state"], "reverted", "the local revert holds: {r0}");
+    for addr in &addrs[1..] {
+        let s = get_json(*addr, &format!("/v1/models/{MODEL}")).await;
+        assert_eq!(s["rollout"]["applied"]["canary"]["state"], "active", "the others keep the canary: {s}");
+    }
+
+    proxy.start();
+    let back = Instant::now();
+    let followed = wait_all(&addrs[1..], "the revert after the store returned", back, |s| {
+        s["rollout"]["applied"]["stable"] == 1 && s["rollout"]["applied"].get("canary").is_none()
+    })
+    .await;
+    let mut published = 0.0;
+    for addr in &addrs {
+        let text = metrics_of(*addr).await;
+        published += metric(&text, "riskserve_sync_fleet_reverts_total", &[("outcome", "published")]).unwrap_or(0.0);
+    }
+    assert_eq!(published, 1.0, "the revert was published once the store was back");
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    println!(
+        "revert with the store down: held locally; the other replicas followed {followed:?} after the store \
+         returned; {requests} requests, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
