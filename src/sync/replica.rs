@@ -128,7 +128,7 @@ pub struct Syncer {
     first_version_retry: Duration,
     /// Models whose published `rollout.toml` could not be installed (the
     /// local one, if any, stays), with the reason.
-    rollout_failures: BTreeMap<String, String>,
+    rollout_failures: BTreeMap<String, VersionFailure>,
     /// Reverts handled (published, found superseded in the store, or not
     /// ours to publish), by [`RevertKey`].
     reverts_done: BTreeSet<RevertKey>,
@@ -227,12 +227,14 @@ impl Syncer {
             .iter()
             .map(|((model, version), r)| format!("{model} version {version}: {}", r.failure.reason))
             .collect();
-        failures.extend(self.rollout_failures.iter().map(|(m, e)| format!("{m}/{ROLLOUT_FILE_NAME}: {e}")));
+        failures.extend(self.rollout_failures.iter().map(|(m, f)| format!("{m}/{ROLLOUT_FILE_NAME}: {}", f.reason)));
+        let invalid =
+            self.retries.values().any(|r| r.failure.invalid) || self.rollout_failures.values().any(|f| f.invalid);
         let outcome = match &result {
             Ok(Outcome::Unchanged) => "unchanged",
             Ok(Outcome::Absent) => "absent",
             Ok(Outcome::Updated { failed: 0, .. }) => "updated",
-            Ok(Outcome::Updated { .. }) if self.retries.values().any(|r| r.failure.invalid) => "invalid",
+            Ok(Outcome::Updated { .. }) if invalid => "invalid",
             Ok(Outcome::Updated { .. }) => "error",
             Err(e) => e.outcome(),
         };
@@ -241,7 +243,7 @@ impl Syncer {
             Ok(o) => {
                 let last_error = match o {
                     Outcome::Updated { failed, .. } if *failed > 0 => Some(format!(
-                        "{failed} published version(s) not installed, retried in the background: {}",
+                        "{failed} published file(s) not installed, retried in the background: {}",
                         failures.join("; ")
                     )),
                     _ => None,
@@ -404,10 +406,13 @@ impl Syncer {
                     // A pass that reads the file between the rename and the
                     // end of this poll finds a content it accepts.
                     self.state.accept_rollout_file(model, entry);
-                    install::install_rollout(&self.local, model, &bytes).map_err(|e| format!("writing it: {e}"))
+                    install::install_rollout(&self.local, model, &bytes)
+                        .map_err(|e| VersionFailure { reason: format!("writing it: {e}"), invalid: false })
                 }
-                Ok(_) | Err(StoreError::TooLarge { .. }) => Err("does not match the manifest (size or sha256)".into()),
-                Err(e) => Err(e.to_string()),
+                Ok(_) | Err(StoreError::TooLarge { .. }) => {
+                    Err(VersionFailure { reason: "does not match the manifest (size or sha256)".into(), invalid: true })
+                }
+                Err(e) => Err(VersionFailure { reason: e.to_string(), invalid: false }),
             };
             match fetched {
                 Ok(fp) => {
@@ -416,7 +421,7 @@ impl Syncer {
                     accepted.insert(model.clone(), vec![entry.clone()]);
                 }
                 Err(e) => {
-                    tracing::warn!(%model, error = %e, "published rollout file not installed; the last one stays in force, retried on the next poll");
+                    tracing::warn!(%model, error = %e.reason, "published rollout file not installed; the last one stays in force, retried on the next poll");
                     if let Some(fp) = known.filter(|fp| install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
                         now.insert(model.clone(), fp);
                         if let Some(files) = accepted_before.get(model) {
@@ -832,7 +837,7 @@ mod tests {
     /// one is deleted.
     #[tokio::test]
     async fn rollout_files_follow_the_manifest_and_a_bad_object_keeps_the_last_good_one() {
-        let (dir, store, mut syncer, _) = setup();
+        let (dir, store, mut syncer, metrics) = setup();
         let source = SyncedSource::new(Arc::new(LocalDirectory::new(dir.path())), syncer.state().clone(), "s3://b/p");
         publish_files(&store, "m", 1, file(b"one")).await.unwrap();
         publish_rollout(&store, "m", Bytes::from_static(b"stable = 1\n")).await.unwrap();
@@ -849,6 +854,8 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("m/rollout.toml")).unwrap(), b"stable = 1\n");
         assert_eq!(source.list().unwrap().rollouts.len(), 1, "the last good file stays in force");
         assert_eq!(syncer.state().status().failed, ["m/rollout.toml"]);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("riskserve_sync_polls_total{outcome=\"invalid\"} 1"), "{text}");
         store
             .inner()
             .put(&store.full_key(&entry.path), Bytes::from_static(b"stable = 1\n# two\n").into())
