@@ -268,6 +268,7 @@ impl Loader {
         let mut regauged = report.swapped.clone();
         regauged.extend(changed_rollouts(&current, &next).into_iter().filter(|n| !report.swapped.contains(n)));
         self.update_gauges(&current, &next, &regauged);
+        self.forget_retired_shadows(&current, &next);
         for name in &report.swapped {
             let loaded: Vec<u64> =
                 next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
@@ -598,6 +599,17 @@ impl Loader {
         }
     }
 
+    /// Removes the shadow series of every version `current` serves and `next` does not.
+    fn forget_retired_shadows(&mut self, current: &Snapshot, next: &Snapshot) {
+        for (name, model) in &current.models {
+            for version in model.versions.keys() {
+                if !next.models.get(name).is_some_and(|n| n.versions.contains_key(version)) {
+                    self.forget_shadow_series(name, *version);
+                }
+            }
+        }
+    }
+
     /// Removes the shadow series `version` of `model` is part of (as the
     /// shadow or as its baseline): it retired.
     fn forget_shadow_series(&mut self, model: &str, version: u64) {
@@ -617,8 +629,8 @@ impl Loader {
         let _ = m.shadow_dropped_total.remove_label_values(&[model, &version.to_string()]);
     }
 
-    fn update_gauges(&mut self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
-        let m = self.registry.metrics.clone();
+    fn update_gauges(&self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
+        let m = &self.registry.metrics;
         for name in swapped {
             let before: Vec<u64> =
                 current.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
@@ -626,7 +638,6 @@ impl Loader {
             for version in before {
                 if !after.is_some_and(|n| n.versions.contains_key(&version)) {
                     m.forget_version(name, version);
-                    self.forget_shadow_series(name, version);
                 }
             }
             let Some(model) = after else {
