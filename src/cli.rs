@@ -37,10 +37,12 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Write deterministic synthetic loans with the reference schema.
     Synth(SynthArgs),
-    /// Check a model file exactly as the server does before loading it.
+    /// Check a model file (or a model's rollout.toml) exactly as the server
+    /// does before applying it.
     Validate(ValidateArgs),
-    /// Publish a version directory to an object store (files first, then the
-    /// manifest, conditionally), or remove a version from its manifest.
+    /// Publish a version directory or a model's rollout.toml to an object
+    /// store (files first, then the manifest, conditionally), or remove one
+    /// from its manifest.
     Publish(PublishArgs),
 }
 
@@ -177,14 +179,41 @@ pub struct PublishArgs {
     /// from the cloud's environment variables (docs/object-store.md).
     #[arg(long, value_name = "URL")]
     pub to: String,
-    /// The version directory to publish (models/credit-risk/7), or with
-    /// --remove the version to take out of the manifest (credit-risk/7).
-    #[arg(value_name = "DIR")]
-    pub path: PathBuf,
-    /// Remove the version from the manifest instead: replicas stop serving
-    /// it once they serve another, then delete their copy.
+    /// The version directory to publish (models/credit-risk/7) or a model's
+    /// rollout file (models/credit-risk/rollout.toml); with --remove, the
+    /// version (credit-risk/7) or rollout file (credit-risk/rollout.toml) to
+    /// take out of the manifest.
+    #[arg(value_name = "DIR|ROLLOUT", required_unless_present = "gc", conflicts_with = "gc")]
+    pub path: Option<PathBuf>,
+    /// Remove the version or rollout file from the manifest instead:
+    /// replicas stop serving a removed version once they serve another, then
+    /// delete their copy; a removed rollout file ends the rollout everywhere.
     #[arg(long)]
     pub remove: bool,
+    /// Remove the store's files that no manifest generation replaced less
+    /// than --older-than ago names, and that are older than that themselves.
+    #[arg(long, conflicts_with = "remove")]
+    pub gc: bool,
+    /// The grace period of --gc (e.g. 30m, 1h, 2d; default 1h): at least
+    /// the longest download a replica may be in the middle of.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+}
+
+/// Parses `90s`, `15m`, `1h`, `2d` (a whole number and a unit).
+fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a whole number and a unit (s, m, h, d), e.g. 1h"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d, e.g. 30m")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
 }
 
 /// Decision costs shared by `train` (choose the threshold) and `evaluate`
@@ -273,7 +302,7 @@ pub struct SynthArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// A model.json (or its version directory).
+    /// A model.json (or its version directory), or a model's rollout.toml.
     pub path: PathBuf,
     /// Largest model file accepted, as for `serve`.
     #[arg(long, default_value_t = format::DEFAULT_MAX_MODEL_BYTES)]
@@ -312,13 +341,81 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The model a `<…>/<model>/rollout.toml` path belongs to, if it names a rollout file.
+fn rollout_model(path: &std::path::Path) -> Result<Option<String>> {
+    if path.file_name().is_none_or(|n| n != layout::ROLLOUT_FILE_NAME) {
+        return Ok(None);
+    }
+    let model = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow::anyhow!("{}: expected <models>/<model>/rollout.toml", path.display()))?;
+    layout::check_model_name(&model).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some(model))
+}
+
+/// `publish` of a rollout file (`--remove`: its removal).
+fn publish_rollout_file(args: &PublishArgs, model: &str) -> Result<()> {
+    use crate::sync::publish;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = crate::sync::store::Store::open(&args.to)?;
+    let what = format!("{model}/{}", layout::ROLLOUT_FILE_NAME);
+    if args.remove {
+        let c = runtime.block_on(publish::unpublish_rollout(&store, model))?;
+        println!("removed {what} from {}: manifest generation {}; replicas end the rollout", args.to, c.generation);
+        return Ok(());
+    }
+    let path = args.path.as_deref().unwrap_or(std::path::Path::new(""));
+    let bytes = local::read_file(path, crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let c = runtime.block_on(publish::publish_rollout(&store, model, bytes.into()))?;
+    if c.changed {
+        println!("published {what} to {}: manifest generation {}", args.to, c.generation);
+    } else {
+        println!("{what} is already published to {} with these bytes (manifest generation {})", args.to, c.generation);
+    }
+    Ok(())
+}
+
+/// `publish --gc`.
+fn collect_garbage(args: &PublishArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = crate::sync::store::Store::open(&args.to)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let older_than = args.older_than.unwrap_or(std::time::Duration::from_secs(3600));
+    let r = runtime.block_on(crate::sync::gc::collect(&store, older_than, now))?;
+    println!(
+        "gc of {}: removed {} unreferenced file(s); kept {} named by generation(s) {:?} and {} younger than {:?}; \
+         removed {} old manifest history cop(y/ies)",
+        args.to,
+        r.removed.len(),
+        r.kept_referenced,
+        r.generations_kept,
+        r.kept_recent,
+        older_than,
+        r.history_removed
+    );
+    Ok(())
+}
+
 fn publish(args: &PublishArgs) -> Result<()> {
     use crate::sync::publish;
+    if args.gc {
+        return collect_garbage(args);
+    }
+    if args.older_than.is_some() {
+        anyhow::bail!("--older-than is the grace period of --gc; add --gc, or leave it out");
+    }
+    let path = args.path.clone().unwrap_or_default();
+    if let Some(model) = rollout_model(&path)? {
+        return publish_rollout_file(args, &model);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = crate::sync::store::Store::open(&args.to)?;
     let outcome = runtime.block_on(async {
         if args.remove {
-            let text = args.path.to_string_lossy();
+            let text = path.to_string_lossy();
             let (model, version) = text
                 .trim_end_matches('/')
                 .rsplit_once('/')
@@ -326,7 +423,7 @@ fn publish(args: &PublishArgs) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--remove takes <model>/<version>, e.g. credit-risk/7; got {text}"))?;
             Ok::<_, anyhow::Error>(publish::unpublish(&store, &model, version).await?)
         } else {
-            Ok(publish::publish_dir(&store, &args.path).await?)
+            Ok(publish::publish_dir(&store, &path).await?)
         }
     })?;
     report_published(&outcome, &args.to, args.remove);
@@ -605,7 +702,51 @@ fn inputs_line(features: &[crate::model::schema::Feature]) -> String {
     features.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
+/// `validate` of a rollout file: the loader's rules, and which of the
+/// versions it names are present beside it.
+fn validate_rollout(path: &std::path::Path, model: &str) -> Result<()> {
+    let bytes = local::read_file(path, crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let policy = crate::registry::rollout::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    println!("{}: OK (rollout of {model})", path.display());
+    match policy.stable {
+        Some(v) => println!("  stable          version {v}"),
+        None => println!("  stable          the highest loaded version that is neither canary nor shadow"),
+    }
+    if let Some(c) = policy.canary {
+        let share = f64::from(c.weight_bp) / f64::from(crate::registry::rollout::WEIGHT_SCALE) * 100.0;
+        println!("  canary          version {} at {share} % of unpinned traffic", c.version);
+    }
+    if let Some(v) = policy.shadow {
+        println!("  shadow          version {v}");
+    }
+    println!("  request key     {}", policy.request_key);
+    let g = &policy.guards;
+    println!(
+        "  guards          min_requests {}, max_error_rate {}, max_latency_ratio {}, max_decision_shift {}, max_psi {}, promote_after {}",
+        g.min_requests, g.max_error_rate, g.max_latency_ratio, g.max_decision_shift, g.max_psi, g.promote_after
+    );
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let missing: Vec<String> = policy
+        .named_versions()
+        .into_iter()
+        .filter(|v| !dir.join(v.to_string()).join(layout::MODEL_FILE_NAME).is_file())
+        .map(|v| v.to_string())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "  note            version(s) {} not in {}: the rollout waits until they load",
+            missing.join(", "),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn validate(args: &ValidateArgs) -> Result<()> {
+    if let Some(model) = rollout_model(&args.path)? {
+        return validate_rollout(&args.path, &model);
+    }
     let ValidatedFile { path, model, served_as } = local::validate_file(&args.path, args.max_model_bytes)?;
     let m = &model.meta;
     println!("{}: OK", path.display());

@@ -83,6 +83,9 @@ pub struct Loader {
     worker: DeadlineRunner,
     /// Each model's `rollout.toml` as last read, by model.
     rollout_files: HashMap<String, RolloutFile>,
+    /// (model, shadow version, baseline version) of every shadow comparison
+    /// a rollout has written series for: removed when either version retires.
+    shadow_pairs: HashSet<(String, u64, u64)>,
 }
 
 /// A model's rollout file as last read.
@@ -113,6 +116,7 @@ impl Loader {
             passes: 0,
             worker: DeadlineRunner::new("riskserve-load", MAX_ABANDONED),
             rollout_files: HashMap::new(),
+            shadow_pairs: HashSet::new(),
         }
     }
 
@@ -250,6 +254,7 @@ impl Loader {
         for name in current.status.keys().filter(|n| !next.status.contains_key(*n)) {
             self.registry.metrics.forget_model(name);
         }
+        self.note_shadow_pairs(&next);
         // Versions only a superseded rollout kept loaded go in a pass right after this one.
         let needed = self.named_versions();
         let superseded = next.models.iter().any(|(name, m)| {
@@ -264,6 +269,7 @@ impl Loader {
         let mut regauged = report.swapped.clone();
         regauged.extend(changed_rollouts(&current, &next).into_iter().filter(|n| !report.swapped.contains(n)));
         self.update_gauges(&current, &next, &regauged);
+        self.forget_retired_shadows(&current, &next);
         for name in &report.swapped {
             let loaded: Vec<u64> =
                 next.models.get(name).map(|m| m.versions.keys().copied().collect()).unwrap_or_default();
@@ -591,6 +597,49 @@ impl Loader {
         self.warned.clear();
     }
 
+    /// Records the shadow comparisons `next`'s rollouts write series for.
+    fn note_shadow_pairs(&mut self, next: &Snapshot) {
+        for (name, model) in &next.models {
+            let Some(r) = &model.rollout else { continue };
+            let Some(shadow) = &r.shadow else { continue };
+            let v = shadow.version.version;
+            self.shadow_pairs.insert((name.clone(), v, r.stable.version));
+            if let Some(c) = &r.canary {
+                self.shadow_pairs.insert((name.clone(), v, c.version.version));
+            }
+        }
+    }
+
+    /// Removes the shadow series of every version `current` serves and `next` does not.
+    fn forget_retired_shadows(&mut self, current: &Snapshot, next: &Snapshot) {
+        for (name, model) in &current.models {
+            for version in model.versions.keys() {
+                if !next.models.get(name).is_some_and(|n| n.versions.contains_key(version)) {
+                    self.forget_shadow_series(name, *version);
+                }
+            }
+        }
+    }
+
+    /// Removes the shadow series `version` of `model` is part of (as the
+    /// shadow or as its baseline): it retired.
+    fn forget_shadow_series(&mut self, model: &str, version: u64) {
+        let m = &self.registry.metrics.rollout;
+        self.shadow_pairs.retain(|(name, shadow, baseline)| {
+            if name != model || (*shadow != version && *baseline != version) {
+                return true;
+            }
+            let (s, b) = (shadow.to_string(), baseline.to_string());
+            for agreement in ["agree", "disagree"] {
+                let _ = m.shadow_predictions_total.remove_label_values(&[name, &s, &b, agreement]);
+            }
+            let _ = m.shadow_probability_delta.remove_label_values(&[name, &s, &b]);
+            let _ = m.shadow_latency_ratio.remove_label_values(&[name, &s, &b]);
+            false
+        });
+        let _ = m.shadow_dropped_total.remove_label_values(&[model, &version.to_string()]);
+    }
+
     fn update_gauges(&self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
         let m = &self.registry.metrics;
         for name in swapped {
@@ -703,6 +752,29 @@ mod tests {
 
     fn counts(r: &PassReport) -> (Vec<String>, usize, usize) {
         (r.swapped.clone(), r.loads_succeeded, r.loads_failed)
+    }
+
+    #[test]
+    fn a_shadow_loses_its_series_when_its_version_retires() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = encode(&tiny_payload()).unwrap();
+        for v in [1, 2, 3] {
+            write(dir.path(), v, &good);
+        }
+        let (mut l, registry) = loader(dir.path(), VersionPolicy::Specific(vec![1]));
+        let shadow_series = || {
+            let text = String::from_utf8(registry.metrics.render()).unwrap();
+            text.lines().filter(|l| l.starts_with("riskserve_shadow_") && !l.starts_with('#')).count()
+        };
+        std::fs::write(dir.path().join("m/rollout.toml"), "stable = 1\nshadow = 3\n").unwrap();
+        l.reconcile();
+        assert_eq!(served(&registry), vec![1, 3]);
+        assert!(shadow_series() > 0, "the shadow's series exist while it runs");
+        std::fs::write(dir.path().join("m/rollout.toml"), "stable = 1\n# shadow ended\n").unwrap();
+        l.reconcile();
+        l.reconcile(); // the pass right after, which retires what only the old rollout kept
+        assert_eq!(served(&registry), vec![1]);
+        assert_eq!(shadow_series(), 0, "series of a retired shadow are removed");
     }
 
     #[test]

@@ -54,6 +54,32 @@ impl RolloutPolicy {
     pub fn named_versions(&self) -> Vec<u64> {
         self.stable.into_iter().chain(self.canary.map(|c| c.version)).chain(self.shadow).collect()
     }
+
+    /// The policy as a rollout file that [`parse`]s back to it, after
+    /// `comment` (each line prefixed with `# `). Used to publish a revert.
+    pub fn to_toml(&self, comment: &str) -> String {
+        let mut out = String::new();
+        for line in comment.lines() {
+            out.push_str(&format!("# {line}\n"));
+        }
+        if let Some(v) = self.stable {
+            out.push_str(&format!("stable = {v}\n"));
+        }
+        if let Some(c) = self.canary {
+            let weight = f64::from(c.weight_bp) / f64::from(WEIGHT_SCALE);
+            out.push_str(&format!("canary = {{ version = {}, weight = {weight:?} }}\n", c.version));
+        }
+        if let Some(v) = self.shadow {
+            out.push_str(&format!("shadow = {v}\n"));
+        }
+        out.push_str(&format!("request_key = \"{}\"\n", self.request_key));
+        let g = &self.guards;
+        out.push_str(&format!(
+            "[guards]\nmin_requests = {}\nmax_error_rate = {:?}\nmax_latency_ratio = {:?}\nmax_decision_shift = {:?}\nmax_psi = {:?}\npromote_after = {}\n",
+            g.min_requests, g.max_error_rate, g.max_latency_ratio, g.max_decision_shift, g.max_psi, g.promote_after
+        ));
+        out
+    }
 }
 
 /// Why a rollout file was not applied.
@@ -198,6 +224,20 @@ mod tests {
         assert_eq!((empty.stable, empty.canary, empty.shadow), (None, None, None));
         assert_eq!(ok("request_key = \"X-Applicant-ID\"").request_key, "x-applicant-id");
         assert_eq!(ok("canary = { version = 2, weight = 1.0 }").canary.unwrap().weight_bp, 10_000);
+    }
+
+    #[test]
+    fn a_policy_written_back_parses_to_itself() {
+        for text in [
+            "",
+            "stable = 3\ncanary = { version = 4, weight = 0.05 }\nshadow = 5\n[guards]\nmin_requests = 50\nmax_psi = 0.3\n",
+            "canary = { version = 2, weight = 0.0001 }\nrequest_key = \"X-Applicant-ID\"\n[guards]\nmax_error_rate = 0.005\npromote_after = 900\n",
+        ] {
+            let p = ok(text);
+            let written = p.to_toml("reverted by replica a\nguard: decision_shift");
+            assert!(written.starts_with("# reverted by replica a\n# guard: decision_shift\n"), "{written}");
+            assert_eq!(ok(&written), p, "{written}");
+        }
     }
 
     #[test]

@@ -459,6 +459,14 @@ impl Rollout {
             CandidateState::Active => "active",
         };
         self.metrics.rollout.transitions_total.with_label_values(&[&self.model, role.label(), to, guard]).inc();
+        if role == Role::Canary {
+            // `riskserve_model_version_serving` follows the transition at once, not at the next pass.
+            let serving = self.default_version().version;
+            for v in [self.stable.version, c.version.version] {
+                let gauge = self.metrics.model_version_serving.with_label_values(&[&self.model, &v.to_string()]);
+                gauge.set(i64::from(v == serving));
+            }
+        }
         match state {
             CandidateState::Reverted => tracing::warn!(
                 model = %self.model, role = role.label(), version = c.version.version, guard, reason = %outcome.reason,
@@ -674,6 +682,12 @@ mod tests {
             let text = String::from_utf8(m.render()).unwrap();
             let labels = [("model", "m"), ("from", "canary"), ("to", to), ("reason", reason)];
             assert_eq!(testkit::prometheus::value(&text, "riskserve_rollout_transitions_total", &labels), Some(1.0));
+            // The serving gauge follows the transition without waiting for a pass.
+            let serving = |v: &str| {
+                testkit::prometheus::value(&text, "riskserve_model_version_serving", &[("model", "m"), ("version", v)])
+            };
+            let expected = if to == "promoted" { (Some(0.0), Some(1.0)) } else { (Some(1.0), Some(0.0)) };
+            assert_eq!((serving("1"), serving("2")), expected, "{to}");
         }
     }
 

@@ -6,9 +6,12 @@
 //! version, and keeping the last applied manifest on disk
 //! (`<models>/.sync/manifest.json`, hidden, so no source lists it) so a
 //! replica restarted during a store outage still knows what it may serve.
+//! A model's `rollout.toml` is written the same way (hidden temporary file,
+//! fsync, rename over the old one), so the loader reads either the old
+//! file or the new one, never half of one.
 
 use super::manifest::{Manifest, VersionFiles};
-use crate::repository::layout::MODEL_FILE_NAME;
+use crate::repository::layout::{MODEL_FILE_NAME, ROLLOUT_FILE_NAME};
 use crate::repository::local::fingerprint;
 use crate::repository::{Fingerprint, LocalDirectory};
 use std::fs;
@@ -20,6 +23,9 @@ pub const STATE_DIR: &str = ".sync";
 
 /// Prefix of the sync task's staging directories.
 pub const STAGING: &str = ".staging-sync-";
+
+/// Prefix of a rollout file being written.
+const ROLLOUT_STAGING: &str = ".rollout.toml.sync-";
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = fs::File::create(path)?;
@@ -87,6 +93,42 @@ pub fn install(
     fs::metadata(target.join(MODEL_FILE_NAME)).map(|m| fingerprint(&m))
 }
 
+/// The fingerprint of `<models>/<name>/rollout.toml` as a listing sees it.
+pub fn rollout_fingerprint(local: &LocalDirectory, model: &str) -> Option<Fingerprint> {
+    fs::metadata(local.model_dir(model).join(ROLLOUT_FILE_NAME)).ok().map(|m| fingerprint(&m))
+}
+
+/// The local `rollout.toml`'s fingerprint if its bytes are exactly `entry`.
+pub fn verify_rollout(local: &LocalDirectory, model: &str, entry: &super::manifest::FileEntry) -> Option<Fingerprint> {
+    let bytes = fs::read(local.model_dir(model).join(ROLLOUT_FILE_NAME)).ok()?;
+    entry.matches(&bytes).then(|| rollout_fingerprint(local, model)).flatten()
+}
+
+/// Writes `bytes` (already verified) as `model`'s `rollout.toml`, atomically.
+pub fn install_rollout(local: &LocalDirectory, model: &str, bytes: &[u8]) -> std::io::Result<Fingerprint> {
+    let model_dir = local.model_dir(model);
+    fs::create_dir_all(&model_dir)?;
+    let tmp = model_dir.join(format!("{ROLLOUT_STAGING}{}", std::process::id()));
+    if let Err(e) = write_synced(&tmp, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, model_dir.join(ROLLOUT_FILE_NAME))?;
+    fs::File::open(&model_dir)?.sync_all()?;
+    fs::metadata(model_dir.join(ROLLOUT_FILE_NAME)).map(|m| fingerprint(&m))
+}
+
+/// Removes `model`'s `rollout.toml` (and an emptied model directory).
+pub fn remove_rollout(local: &LocalDirectory, model: &str) -> std::io::Result<()> {
+    match fs::remove_file(local.model_dir(model).join(ROLLOUT_FILE_NAME)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let _ = fs::remove_dir(local.model_dir(model));
+    Ok(())
+}
+
 /// Removes a retired version's directory (and an emptied model directory).
 pub fn remove(local: &LocalDirectory, model: &str, version: u64) -> std::io::Result<()> {
     match fs::remove_dir_all(local.version_dir(model, version)) {
@@ -108,6 +150,8 @@ pub fn clean_staging(local: &LocalDirectory) {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(STAGING) || name.starts_with(".replaced-") {
                 let _ = fs::remove_dir_all(entry.path());
+            } else if name.starts_with(ROLLOUT_STAGING) {
+                let _ = fs::remove_file(entry.path());
             }
         }
     }
@@ -169,6 +213,21 @@ mod tests {
         remove(&local, "m", 3).unwrap();
         assert!(!local.model_dir("m").exists(), "an emptied model directory goes too");
         remove(&local, "m", 3).unwrap();
+    }
+
+    #[test]
+    fn a_rollout_file_is_written_whole_verified_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalDirectory::new(dir.path());
+        let fp = install_rollout(&local, "m", b"stable = 1\n").unwrap();
+        assert_eq!(fs::read(dir.path().join("m/rollout.toml")).unwrap(), b"stable = 1\n");
+        assert_eq!(verify_rollout(&local, "m", &FileEntry::for_bytes(b"stable = 1\n")), Some(fp));
+        assert_eq!(verify_rollout(&local, "m", &FileEntry::for_bytes(b"stable = 2\n")), None);
+        install_rollout(&local, "m", b"stable = 2\n").unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("m")).unwrap().count(), 1, "no temporary file left");
+        remove_rollout(&local, "m").unwrap();
+        assert!(!dir.path().join("m").exists());
+        remove_rollout(&local, "m").unwrap();
     }
 
     #[test]

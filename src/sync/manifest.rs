@@ -21,6 +21,20 @@ pub const MANIFEST_KEY: &str = "manifest.json";
 /// Directory (under the prefix) of the content-addressed files.
 pub const BLOB_DIR: &str = "blobs/sha256";
 
+/// Directory (under the prefix) of a copy of every manifest generation
+/// committed, kept for garbage collection (`manifests/<generation>.json`).
+pub const HISTORY_DIR: &str = "manifests";
+
+/// The key of the history copy of `generation`.
+pub fn history_key(generation: u64) -> String {
+    format!("{HISTORY_DIR}/{generation:020}.json")
+}
+
+/// The generation a history key names, if it is one.
+pub fn history_generation(key: &str) -> Option<u64> {
+    key.strip_prefix(HISTORY_DIR)?.strip_prefix('/')?.strip_suffix(".json")?.parse().ok()
+}
+
 /// Largest manifest accepted, so a hostile or broken store cannot make a
 /// replica buffer without bound.
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
@@ -46,9 +60,10 @@ pub struct ModelEntry {
     /// Version (decimal, canonical) → its files.
     #[serde(default)]
     pub versions: BTreeMap<u64, VersionFiles>,
-    /// Files that belong to the model rather than to one version (e.g. a
-    /// future `rollout.toml`), by file name. Carried along by publishers;
-    /// not yet materialised by replicas.
+    /// Files that belong to the model rather than to one version, by file
+    /// name. Replicas materialise `rollout.toml` (written to
+    /// `<models>/<name>/rollout.toml`, where the loader applies it); other
+    /// names are carried along and ignored.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -156,6 +171,13 @@ impl Manifest {
         self.models.get(model)?.versions.get(&version)
     }
 
+    /// The content addresses of every file it names.
+    pub fn blob_keys(&self) -> impl Iterator<Item = &str> {
+        self.models.values().flat_map(|m| {
+            m.versions.values().flat_map(|v| v.files.values()).chain(m.files.values()).map(|f| f.path.as_str())
+        })
+    }
+
     /// Every published `(model, version)`.
     pub fn versions(&self) -> impl Iterator<Item = (&str, u64, &VersionFiles)> {
         self.models.iter().flat_map(|(name, m)| m.versions.iter().map(move |(v, f)| (name.as_str(), *v, f)))
@@ -183,6 +205,27 @@ impl Manifest {
                     next.models.entry(model.clone()).or_default().versions.insert(*version, files.clone());
                 }
             },
+            Change::SetFile { model, name, file, expected } => {
+                let current = self.models.get(model).and_then(|m| m.files.get(name));
+                if let Some(expected) = expected {
+                    if current != expected.as_ref() {
+                        return Err(Conflict::FileChanged { model: model.clone(), name: name.clone() });
+                    }
+                }
+                if current == Some(file) {
+                    return Err(Conflict::AlreadyPublished);
+                }
+                next.models.entry(model.clone()).or_default().files.insert(name.clone(), file.clone());
+            }
+            Change::RemoveFile { model, name } => {
+                let Some(entry) = next.models.get_mut(model).filter(|m| m.files.contains_key(name)) else {
+                    return Err(Conflict::NoFile { model: model.clone(), name: name.clone() });
+                };
+                entry.files.remove(name);
+                if entry.versions.is_empty() && entry.files.is_empty() {
+                    next.models.remove(model);
+                }
+            }
             Change::Remove { model, version } => {
                 let Some(entry) = next.models.get_mut(model) else {
                     return Err(Conflict::NotPublished { model: model.clone(), version: *version });
@@ -221,8 +264,28 @@ fn check_file(name: &str, f: &FileEntry) -> Result<(), String> {
 /// One publish: what it adds to or removes from the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Add { model: String, version: u64, files: VersionFiles },
-    Remove { model: String, version: u64 },
+    Add {
+        model: String,
+        version: u64,
+        files: VersionFiles,
+    },
+    Remove {
+        model: String,
+        version: u64,
+    },
+    /// Sets a per-model file (`rollout.toml`). With `expected`, only if the
+    /// file is still exactly that (`Some(None)`: still absent): a
+    /// compare-and-swap on the file, on top of the one on the manifest.
+    SetFile {
+        model: String,
+        name: String,
+        file: FileEntry,
+        expected: Option<Option<FileEntry>>,
+    },
+    RemoveFile {
+        model: String,
+        name: String,
+    },
 }
 
 /// Why a change cannot be applied to the manifest as it now is.
@@ -234,6 +297,10 @@ pub enum Conflict {
     Different { model: String, version: u64, sha256: String },
     /// Removing a version that is not published.
     NotPublished { model: String, version: u64 },
+    /// Removing a per-model file that is not published.
+    NoFile { model: String, name: String },
+    /// A conditional [`Change::SetFile`] found the file changed.
+    FileChanged { model: String, name: String },
 }
 
 #[cfg(test)]
@@ -288,6 +355,32 @@ mod tests {
         // Room for per-model files (e.g. a rollout.toml) without a format change.
         let with_files = text.replacen("\"versions\"", "\"files\": {\"rollout.toml\": {\"path\": \"blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000\", \"size\": 1, \"sha256\": \"0000000000000000000000000000000000000000000000000000000000000000\"}}, \"versions\"", 1);
         assert_eq!(Manifest::parse(with_files.as_bytes()).unwrap().models["credit-risk"].files.len(), 1);
+    }
+
+    #[test]
+    fn per_model_files_are_set_conditionally_and_removed() {
+        let set = |bytes: &[u8], expected: Option<Option<FileEntry>>| Change::SetFile {
+            model: "m".into(),
+            name: "rollout.toml".into(),
+            file: FileEntry::for_bytes(bytes),
+            expected,
+        };
+        let remove = Change::RemoveFile { model: "m".into(), name: "rollout.toml".into() };
+        let m1 = Manifest::empty().apply(&set(b"stable = 1", None), "t1".into()).unwrap();
+        assert_eq!(m1.models["m"].files["rollout.toml"], FileEntry::for_bytes(b"stable = 1"));
+        assert!(m1.models["m"].versions.is_empty(), "a rollout may come before its versions");
+        assert_eq!(Manifest::parse(&m1.to_bytes()).unwrap(), m1);
+        assert_eq!(m1.apply(&set(b"stable = 1", None), "t".into()), Err(Conflict::AlreadyPublished));
+        // Conditional: only over the file expected.
+        let stale = Some(Some(FileEntry::for_bytes(b"other")));
+        assert!(matches!(m1.apply(&set(b"stable = 2", stale), "t".into()), Err(Conflict::FileChanged { .. })));
+        assert!(matches!(m1.apply(&set(b"stable = 2", Some(None)), "t".into()), Err(Conflict::FileChanged { .. })));
+        let current = Some(Some(FileEntry::for_bytes(b"stable = 1")));
+        let m2 = m1.apply(&set(b"stable = 2", current), "t2".into()).unwrap();
+        assert_eq!(m2.generation, 2);
+        let m3 = m2.apply(&remove, "t3".into()).unwrap();
+        assert!(m3.models.is_empty(), "nothing left of the model");
+        assert!(matches!(m3.apply(&remove, "t".into()), Err(Conflict::NoFile { .. })));
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - [`install`]: staging, fsync and rename into the local models
 //!   directory; the last applied manifest kept on disk.
 //! - [`replica`]: the poll loop (`riskserve serve --sync-from`).
+//! - [`revert`]: a guard's revert published to the store for the fleet.
+//! - [`gc`]: removing files no recent manifest generation names
+//!   (`riskserve publish --gc`).
 //! - [`status`]: what the loop shares: the verified set behind
 //!   [`SyncedSource`] (the loader's [`crate::repository::ModelSource`]),
 //!   `/v1/models`' sync status, the `riskserve_sync_*` metrics.
@@ -21,10 +24,12 @@
 //! in, so every guarantee of local hot reload (load-then-swap, last good
 //! version kept, digests checked by the model format) holds unchanged.
 
+pub mod gc;
 pub mod install;
 pub mod manifest;
 pub mod publish;
 pub mod replica;
+pub mod revert;
 pub mod status;
 pub mod store;
 

@@ -10,11 +10,19 @@
 //! that does not touch the same version (another model, another version) is
 //! re-applied on top, a bounded number of times; a change to the same
 //! version is refused with [`PublishError::LostRace`].
+//!
+//! A model's `rollout.toml` is published the same way (validated first, by
+//! the rules the loader applies): its bytes under their content address,
+//! then the manifest names it as the model's file. [`publish_rollout_if`]
+//! makes the write conditional on the file the caller last saw as well, so
+//! two replicas reverting the same canary at once cannot lose an update.
 
-use super::manifest::{Change, Conflict, FileEntry, Manifest, VersionFiles};
+use super::manifest::{history_key, Change, Conflict, FileEntry, Manifest, VersionFiles};
 use super::store::{ManifestRead, Store, StoreError};
 use crate::model::format::DEFAULT_MAX_MODEL_BYTES;
 use crate::registry::rfc3339;
+use crate::registry::rollout::{self, MAX_ROLLOUT_FILE_BYTES};
+use crate::repository::layout::ROLLOUT_FILE_NAME;
 use crate::repository::layout::{self, MODEL_FILE_NAME};
 use crate::repository::local;
 use bytes::Bytes;
@@ -47,6 +55,21 @@ pub enum PublishError {
         "manifest changed since read {MAX_ATTEMPTS} times in a row: other publishers keep winning; re-run publish"
     )]
     TooBusy,
+    #[error("{model}/{name} is not published; nothing to remove")]
+    NoFile { model: String, name: String },
+    #[error("{model}/{name} changed in the store since it was read (another replica or operator changed it first)")]
+    FileChanged { model: String, name: String },
+}
+
+/// What a manifest commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The manifest generation that includes the change (or already did).
+    pub generation: u64,
+    /// False when the manifest already said exactly this.
+    pub changed: bool,
+    /// Manifest writes lost to other publishers and redone.
+    pub retries: usize,
 }
 
 /// What a publish did.
@@ -131,6 +154,19 @@ pub async fn unpublish(store: &Store, model: &str, version: u64) -> Result<Publi
 pub async fn commit(store: &Store, change: &Change) -> Result<Published, PublishError> {
     let (model, version) = match change {
         Change::Add { model, version, .. } | Change::Remove { model, version } => (model.clone(), *version),
+        Change::SetFile { model, .. } | Change::RemoveFile { model, .. } => (model.clone(), 0),
+    };
+    let c = commit_change(store, change).await?;
+    Ok(Published { model, version, generation: c.generation, changed: c.changed, uploaded: 0, retries: c.retries })
+}
+
+/// [`commit`], for any change.
+pub async fn commit_change(store: &Store, change: &Change) -> Result<Committed, PublishError> {
+    let model = match change {
+        Change::Add { model, .. }
+        | Change::Remove { model, .. }
+        | Change::SetFile { model, .. }
+        | Change::RemoveFile { model, .. } => model.clone(),
     };
     for retries in 0..MAX_ATTEMPTS {
         let (current, etag) = match store.read_manifest(None).await? {
@@ -142,14 +178,7 @@ pub async fn commit(store: &Store, change: &Change) -> Result<Published, Publish
         let next = match current.apply(change, rfc3339(std::time::SystemTime::now())) {
             Ok(next) => next,
             Err(Conflict::AlreadyPublished) => {
-                return Ok(Published {
-                    model,
-                    version,
-                    generation: current.generation,
-                    changed: false,
-                    uploaded: 0,
-                    retries,
-                })
+                return Ok(Committed { generation: current.generation, changed: false, retries })
             }
             Err(Conflict::Different { model, version, sha256 }) if retries > 0 => {
                 return Err(PublishError::LostRace { model, version, sha256 })
@@ -160,25 +189,64 @@ pub async fn commit(store: &Store, change: &Change) -> Result<Published, Publish
             Err(Conflict::NotPublished { model, version }) => {
                 return Err(PublishError::NotPublished { model, version })
             }
+            Err(Conflict::NoFile { model, name }) => return Err(PublishError::NoFile { model, name }),
+            Err(Conflict::FileChanged { model, name }) => return Err(PublishError::FileChanged { model, name }),
         };
         match store.replace_manifest(&next, etag.as_deref()).await {
             Ok(()) => {
-                return Ok(Published {
-                    model,
-                    version,
-                    generation: next.generation,
-                    changed: true,
-                    uploaded: 0,
-                    retries,
-                })
+                // The history copy garbage collection reads (see `super::gc`).
+                let key = history_key(next.generation);
+                if let Err(e) = store.put_object(&key, Bytes::from(next.to_bytes())).await {
+                    tracing::warn!(error = %e, "manifest committed, but its history copy was not written: `publish --gc` will refuse to run until this generation is older than its grace period");
+                }
+                return Ok(Committed { generation: next.generation, changed: true, retries });
             }
             Err(StoreError::Changed { .. }) => {
-                tracing::info!(%model, version, "manifest changed since read; re-reading");
+                tracing::info!(%model, "manifest changed since read; re-reading");
             }
             Err(e) => return Err(e.into()),
         }
     }
     Err(PublishError::TooBusy)
+}
+
+/// Checks rollout file bytes as the loader will (`what` names them in the error).
+pub fn check_rollout(what: &str, bytes: &[u8]) -> Result<rollout::RolloutPolicy, PublishError> {
+    if bytes.len() as u64 > MAX_ROLLOUT_FILE_BYTES {
+        return Err(PublishError::Local {
+            path: what.to_string(),
+            reason: format!("larger than the {MAX_ROLLOUT_FILE_BYTES} bytes a rollout file may be"),
+        });
+    }
+    rollout::parse(bytes).map_err(|e| PublishError::Local { path: what.to_string(), reason: e.to_string() })
+}
+
+/// Publishes `bytes` as `model`'s `rollout.toml` (validated first).
+pub async fn publish_rollout(store: &Store, model: &str, bytes: Bytes) -> Result<Committed, PublishError> {
+    publish_rollout_if(store, model, bytes, None).await
+}
+
+/// [`publish_rollout`], only if the model's published rollout file is still
+/// `expected` (`Some(None)`: none is published); otherwise
+/// [`PublishError::FileChanged`].
+pub async fn publish_rollout_if(
+    store: &Store,
+    model: &str,
+    bytes: Bytes,
+    expected: Option<Option<FileEntry>>,
+) -> Result<Committed, PublishError> {
+    layout::check_model_name(model).map_err(|reason| PublishError::Local { path: model.to_string(), reason })?;
+    check_rollout(&format!("{model}/{ROLLOUT_FILE_NAME}"), &bytes)?;
+    let file = FileEntry::for_bytes(&bytes);
+    store.put_blob(&file.path, bytes).await?;
+    let change = Change::SetFile { model: model.to_string(), name: ROLLOUT_FILE_NAME.to_string(), file, expected };
+    commit_change(store, &change).await
+}
+
+/// Takes `model`'s `rollout.toml` out of the manifest: replicas delete
+/// their copy and the rollout ends (the highest loaded version serves).
+pub async fn unpublish_rollout(store: &Store, model: &str) -> Result<Committed, PublishError> {
+    commit_change(store, &Change::RemoveFile { model: model.to_string(), name: ROLLOUT_FILE_NAME.to_string() }).await
 }
 
 #[cfg(test)]
@@ -240,6 +308,28 @@ mod tests {
         let m = manifest(&store).await;
         assert_eq!(m.versions().map(|(_, v, _)| v).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert!(m.version("m", 2).unwrap().files[MODEL_FILE_NAME].matches(b"two-winner"));
+    }
+
+    #[tokio::test]
+    async fn a_rollout_file_is_checked_published_conditionally_and_removed() {
+        let store = memory();
+        let bad = publish_rollout(&store, "m", Bytes::from_static(b"canary = 3")).await.unwrap_err();
+        assert!(bad.to_string().starts_with("m/rollout.toml: rollout file"), "{bad}");
+        assert!(matches!(store.read_manifest(None).await.unwrap(), ManifestRead::Absent), "nothing published");
+        let c = publish_rollout(&store, "m", Bytes::from_static(b"stable = 1\n")).await.unwrap();
+        assert_eq!((c.generation, c.changed), (1, true));
+        let entry = manifest(&store).await.models["m"].files[ROLLOUT_FILE_NAME].clone();
+        assert_eq!(store.get_blob(&entry.path, 100).await.unwrap(), Bytes::from_static(b"stable = 1\n"));
+        let again = publish_rollout(&store, "m", Bytes::from_static(b"stable = 1\n")).await.unwrap();
+        assert!(!again.changed);
+        // Two replicas revert over the same file: the second is told.
+        let revert =
+            |text: &'static [u8]| publish_rollout_if(&store, "m", Bytes::from_static(text), Some(Some(entry.clone())));
+        assert!(revert(b"stable = 1\n# reverted\n").await.unwrap().changed);
+        assert!(matches!(revert(b"stable = 1\n# reverted too\n").await, Err(PublishError::FileChanged { .. })));
+        assert_eq!(unpublish_rollout(&store, "m").await.unwrap().generation, 3);
+        let err = unpublish_rollout(&store, "m").await.unwrap_err();
+        assert!(err.to_string().contains("m/rollout.toml is not published"), "{err}");
     }
 
     fn add(model: &str, version: u64, bytes: &[u8]) -> Change {

@@ -281,6 +281,39 @@ impl Store {
         got.bytes().await.map_err(|e| self.fail(relative, e))
     }
 
+    /// The objects directly in the directory `relative`: each key relative
+    /// to the prefix and when it was last written (Unix seconds).
+    pub async fn list(&self, relative: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let dir = self.key(relative);
+        let found = self.inner.list_with_delimiter(Some(&dir)).await.map_err(|e| self.fail(relative, e))?;
+        let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        Ok(found
+            .objects
+            .into_iter()
+            .map(|m| {
+                let key = m.location.to_string();
+                (key.strip_prefix(&strip).unwrap_or(&key).to_string(), m.last_modified.timestamp())
+            })
+            .collect())
+    }
+
+    /// Writes the object `relative` (overwriting).
+    pub async fn put_object(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.inner
+            .put(&self.key(relative), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail(relative, e))
+    }
+
+    /// Deletes the object `relative` (already gone is fine).
+    pub async fn delete(&self, relative: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&self.key(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail(relative, e)),
+        }
+    }
+
     /// The raw store (tests interrupt uploads through it).
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.inner

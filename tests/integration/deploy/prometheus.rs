@@ -242,7 +242,7 @@ async fn prometheus_sees_both_versions_and_every_dashboard_panel_has_data() {
         .iter()
         .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
         .collect();
-    assert_eq!(rules.len(), 10, "{groups}");
+    assert_eq!(rules.len(), 13, "{groups}");
     for rule in &rules {
         assert_eq!(rule["health"], "ok", "rule {} does not evaluate: {}", rule["name"], rule["lastError"]);
     }
