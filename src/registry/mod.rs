@@ -27,6 +27,7 @@ pub mod rollout;
 pub mod shadow;
 pub mod snapshot;
 pub mod traffic;
+pub mod version;
 pub mod watcher;
 
 pub use snapshot::{

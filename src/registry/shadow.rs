@@ -1,7 +1,9 @@
 //! Shadow scoring off the request path: a bounded queue of real requests
 //! (their applications and what the baseline answered, moved in, not
 //! copied) and one worker thread that scores them with the shadow version
-//! and compares ([`super::traffic::Rollout::compare_shadow`]). The request
+//! and compares ([`ShadowTarget::compare_shadow`], which a rollout
+//! implements: this module knows no rollout, so neither imports the
+//! other's internals). The request
 //! path only does a `try_send`: when the queue is full the copy is dropped
 //! and counted, never the real request delayed.
 //!
@@ -43,7 +45,6 @@
 //! ends when the registry and every rollout holding a sender are gone (the
 //! last sender unparks it and it finds the channel disconnected).
 
-use super::traffic::{Baseline, Rollout};
 use crate::model::Prediction;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -60,9 +61,27 @@ pub const MAX_BATCH: usize = 256;
 /// A sender that brings the queue to this length wakes the worker early.
 pub const WAKE_AT: usize = SHADOW_QUEUE_CAPACITY / 2;
 
+/// Which version answered a request that a shadow copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    Stable,
+    /// The canary (active or promoted).
+    Canary,
+}
+
+/// Who scores and judges a shadow's copies: a rollout.
+pub trait ShadowTarget: Send + Sync {
+    /// The model's name, for logs.
+    fn model(&self) -> &str;
+    /// Scores one copy with the shadow and compares (`scratch`: a reused buffer).
+    fn compare_shadow(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>);
+    /// Judges the shadow's guards on what was compared so far.
+    fn judge_shadow(&self);
+}
+
 /// One request for the shadow: what the baseline was given and answered.
 pub struct ShadowJob {
-    pub rollout: Arc<Rollout>,
+    pub rollout: Arc<dyn ShadowTarget>,
     /// The version that answered the real request (the stable version or the canary).
     pub baseline: Baseline,
     /// The rows as the answering version decoded them.
@@ -159,7 +178,7 @@ fn spawn() -> Option<(ShadowSender, std::thread::JoinHandle<()>)> {
 
 fn work(jobs: &Receiver<ShadowJob>, state: &State) {
     // The rollouts seen in the current batch, judged once at its end.
-    let mut seen: Vec<Arc<Rollout>> = Vec::new();
+    let mut seen: Vec<Arc<dyn ShadowTarget>> = Vec::new();
     let mut scratch = Vec::new();
     loop {
         let mut taken = 0;
@@ -171,7 +190,7 @@ fn work(jobs: &Receiver<ShadowJob>, state: &State) {
                     if !seen.iter().any(|r| Arc::ptr_eq(r, &job.rollout)) {
                         seen.push(job.rollout.clone());
                     }
-                    guarded(&job.rollout, || job.rollout.compare_shadow(&job, &mut scratch));
+                    guarded(job.rollout.as_ref(), || job.rollout.compare_shadow(&job, &mut scratch));
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -184,7 +203,7 @@ fn work(jobs: &Receiver<ShadowJob>, state: &State) {
             state.pending.fetch_sub(taken, SeqCst);
         }
         for rollout in seen.drain(..) {
-            guarded(&rollout, || rollout.judge_shadow());
+            guarded(rollout.as_ref(), || rollout.judge_shadow());
         }
         if disconnected {
             return;
@@ -205,9 +224,9 @@ fn work(jobs: &Receiver<ShadowJob>, state: &State) {
 }
 
 /// A panicking shadow scorer must not end shadowing for everyone.
-fn guarded(rollout: &Rollout, f: impl FnOnce()) {
+fn guarded(rollout: &dyn ShadowTarget, f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        tracing::error!(model = %rollout.model, "shadow scoring panicked; copy discarded");
+        tracing::error!(model = %rollout.model(), "shadow scoring panicked; copy discarded");
     }
 }
 

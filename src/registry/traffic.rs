@@ -13,8 +13,8 @@
 
 use super::guards::{self, ArmSample, Verdict, LATENCY_BUCKETS, SCORE_BUCKETS};
 use super::rollout::{RolloutPolicy, WEIGHT_SCALE};
-use super::shadow::{ShadowJob, ShadowSender};
-use super::snapshot::{rfc3339, LoadedVersion};
+use super::shadow::{Baseline, ShadowJob, ShadowSender, ShadowTarget};
+use super::version::{rfc3339, LoadedVersion};
 use crate::metrics::{Metrics, RolloutMetrics};
 use crate::model::{Decision, Prediction};
 use prometheus::{Histogram, IntCounter};
@@ -65,14 +65,6 @@ pub struct Outcome {
     pub guard: &'static str,
     pub reason: String,
     pub at: SystemTime,
-}
-
-/// Which version answered a request that a shadow copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Baseline {
-    Stable,
-    /// The canary (active or promoted).
-    Canary,
 }
 
 /// A shadow's series against one baseline (`model`, `version`, `baseline` labels).
@@ -381,7 +373,7 @@ impl Rollout {
     /// can make it trip) and for the copy that brings the window to
     /// `min_requests`; otherwise once per batch, by the worker
     /// ([`Rollout::judge_shadow`]).
-    pub(crate) fn compare_shadow(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
+    fn compare_shadow_job(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
         let (Some(shadow), Some(series)) = (self.shadow.as_ref().filter(|s| s.is_active()), &self.shadow_series) else {
             return;
         };
@@ -429,7 +421,7 @@ impl Rollout {
     }
 
     /// Judges an active shadow's guards (the worker, once per batch).
-    pub(crate) fn judge_shadow(&self) {
+    fn judge_shadow_guards(&self) {
         if let Some(shadow) = self.shadow.as_ref().filter(|s| s.is_active()) {
             self.judge(shadow, Role::Shadow);
         }
@@ -583,6 +575,18 @@ pub struct CandidateView {
     pub mean_abs_delta: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+}
+
+impl ShadowTarget for Rollout {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn compare_shadow(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
+        self.compare_shadow_job(job, scratch)
+    }
+    fn judge_shadow(&self) {
+        self.judge_shadow_guards()
+    }
 }
 
 #[cfg(test)]
