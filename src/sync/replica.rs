@@ -880,6 +880,7 @@ mod tests {
     async fn an_edited_local_copy_is_repaired_and_a_restart_restores_without_the_store() {
         let (dir, store, mut syncer, _) = setup();
         publish_files(&store, "m", 1, file(b"one")).await.unwrap();
+        publish_rollout(&store, "m", Bytes::from_static(b"stable = 1\n")).await.unwrap();
         syncer.poll(T).await.unwrap();
         std::fs::write(dir.path().join("m/1/model.json"), b"tampered").unwrap();
         assert!(matches!(syncer.poll(T).await.unwrap(), Outcome::Updated { installed: 1, .. }));
@@ -890,7 +891,12 @@ mod tests {
         let mut restarted = Syncer::new(down, dir.path(), 1 << 20, SyncMetrics::register(&metrics).unwrap());
         restarted.restore();
         assert_eq!(restarted.state().verified()["m"].len(), 1);
-        assert_eq!(restarted.state().status().generation, Some(1));
+        assert_eq!(restarted.state().status().generation, Some(2));
+        // The rollout in force before the restart applies again.
+        let source =
+            SyncedSource::new(Arc::new(LocalDirectory::new(dir.path())), restarted.state().clone(), "memory://down");
+        let listing = source.list().unwrap();
+        assert_eq!(source.read_rollout("m", &listing.rollouts["m"], 100).unwrap(), b"stable = 1\n");
     }
 
     #[test]
