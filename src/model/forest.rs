@@ -831,7 +831,7 @@ mod tests {
         {
             let mut x = [row[0], row[1], 0.0];
             assert_eq!(forest.probability_in(&mut x), 0.25 + (leaf + leaf), "{row:?}");
-            let mut many = vec![row[0], row[1], 7.0, 7.0].repeat(ROW_LANES + 1);
+            let mut many = [row[0], row[1], 7.0, 7.0].repeat(ROW_LANES + 1);
             let mut out = vec![0.0; ROW_LANES + 1];
             forest.probabilities_in(&mut many, 4, &mut out);
             assert!(out.iter().all(|&o| o == 0.25 + (leaf + leaf)), "{row:?}: {out:?}");

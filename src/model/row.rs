@@ -170,6 +170,6 @@ mod tests {
         assert_eq!(tail.row(1).get(1), Value::Category(4));
         assert_eq!(tail.row(0).unseen_text(0), "new", "a slice keeps the unseen texts");
         assert_eq!(rows.iter().count(), 3);
-        assert!(Rows::new(0).is_empty() && Rows::new(0).len() == 0);
+        assert!(Rows::new(0).is_empty() && Rows::new(0).iter().count() == 0);
     }
 }

@@ -155,7 +155,7 @@ async fn ten_and_twelve_field_clients_get_200_through_canary_promotion_and_rollb
     for c in clients {
         c.await.unwrap();
     }
-    let failures = seen.failures.lock().unwrap();
+    let failures = seen.failures.lock().unwrap().clone();
     assert!(failures.is_empty(), "{} failed requests, first: {:?}", failures.len(), failures.first());
     assert!(seen.typos_refused.load(Ordering::Relaxed) > 100, "the typo was refused throughout");
     let listing = s.get("/v1/models/credit-risk").await.json();

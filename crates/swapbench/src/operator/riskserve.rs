@@ -50,7 +50,7 @@ impl DirRepo {
     /// What version `version` is made of.
     fn bytes_of(&self, version: u64) -> &[u8] {
         match &self.alternate {
-            Some(alternate) if version % 2 == 0 => alternate,
+            Some(alternate) if version.is_multiple_of(2) => alternate,
             _ => &self.bytes,
         }
     }
