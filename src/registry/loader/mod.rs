@@ -14,41 +14,29 @@
 //! version loads, removed when it retires), the serving gauges, and logging
 //! each operator warning once. A retired version's memory is freed when its
 //! last in-flight request drops its `Arc`.
+//!
+//! This file holds the [`Loader`] and the pass that drives the others:
+//! `load` (one version's load under a deadline), `status` (the status rows
+//! a pass publishes), `rollouts` (rollout files → applied rollouts) and
+//! `gauges` (serving gauges and forgetting retired series).
 
-use super::deadline::{DeadlineError, DeadlineRunner};
-use super::plan::{self, Known, KnownVersions, LoadRequest, Planned, Step};
-use super::rollout::{self, RolloutPolicy, MAX_ROLLOUT_FILE_BYTES};
-use super::snapshot::{
-    IgnoredEntry, LoadedVersion, ModelStatus, RolloutStatus, ServedModel, Snapshot, VersionState, VersionStatus,
-};
-use super::traffic::Rollout;
+mod gauges;
+mod load;
+mod rollouts;
+mod status;
+
+pub use load::{compile_models, ScorerFactory, FIRST_RETRY_DELAY, MAX_ABANDONED, MAX_RETRY_DELAY};
+
+use super::deadline::DeadlineRunner;
+use super::plan::{self, KnownVersions, Step};
+use super::snapshot::{IgnoredEntry, LoadedVersion, ModelStatus, ServedModel, Snapshot};
 use super::Registry;
 use crate::config::Config;
-use crate::model::format::LoadError;
-use crate::model::limits::ModelLimits;
-use crate::model::{Model, Scorer};
-use crate::repository::Rejected;
-use crate::repository::{Fingerprint, Listing, ModelSource};
+use crate::repository::{ModelSource, Rejected};
+use rollouts::{rollout_versions, RolloutFile};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// First retry delay after a transient failure; doubles up to [`MAX_RETRY_DELAY`].
-pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
-/// Abandoned loads and listings still running: beyond this, new ones fail
-/// at once instead of piling up more stuck threads.
-pub const MAX_ABANDONED: usize = 8;
-
-/// Turns a version's verified bytes into something that scores. Production
-/// compiles a [`Model`]; tests may wrap it (e.g. a scorer that blocks until
-/// released) to observe a swap exactly.
-pub type ScorerFactory = Arc<dyn Fn(&str, u64, &[u8]) -> Result<Arc<dyn Scorer>, LoadError> + Send + Sync>;
-
-/// The production [`ScorerFactory`]: [`Model::from_bytes_with`] under `limits`.
-pub fn compile_models(limits: ModelLimits) -> ScorerFactory {
-    Arc::new(move |_, _, bytes| Model::from_bytes_with(bytes, limits).map(|m| Arc::new(m) as Arc<dyn Scorer>))
-}
+use std::time::Instant;
 
 /// What one pass did; published on the reloader's pass signal.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -86,16 +74,6 @@ pub struct Loader {
     /// (model, shadow version, baseline version) of every shadow comparison
     /// a rollout has written series for: removed when either version retires.
     shadow_pairs: HashSet<(String, u64, u64)>,
-}
-
-/// A model's rollout file as last read.
-struct RolloutFile {
-    fingerprint: Fingerprint,
-    location: String,
-    /// The last good policy read from this file (kept while a newer content is bad).
-    good: Option<RolloutPolicy>,
-    /// Why the current content is not applied.
-    error: Option<String>,
 }
 
 impl Loader {
@@ -188,38 +166,7 @@ impl Loader {
                 Some(r) => Some(r.default_version().version),
                 None => model.serving.keys().next_back().copied(),
             };
-            let versions = model
-                .versions
-                .iter()
-                .map(|v| {
-                    let mut row = match &v.state {
-                        Planned::Serving(lv) => VersionStatus::available(lv),
-                        Planned::ServingStale { version, reason } => VersionStatus {
-                            reason: Some(format!("serving the copy loaded earlier; the changed file: {reason}")),
-                            ..VersionStatus::available(version)
-                        },
-                        Planned::Kept(lv) => VersionStatus {
-                            reason: Some("kept serving: no other version of this model is loadable".into()),
-                            ..VersionStatus::available(lv)
-                        },
-                        Planned::Failed(reason) => {
-                            VersionStatus::unloaded(v.version, &v.location, VersionState::Failed, Some(reason.clone()))
-                        }
-                        Planned::NotSelected(reason) => VersionStatus::unloaded(
-                            v.version,
-                            &v.location,
-                            VersionState::NotLoaded,
-                            Some(reason.clone()),
-                        ),
-                    };
-                    row.serving = Some(v.version) == serving_version && row.state == VersionState::Available;
-                    if self.config.operator_view && row.reason.is_some() {
-                        row.detail =
-                            self.known.get(&(name.clone(), v.version)).and_then(Known::detail).map(str::to_string);
-                    }
-                    row
-                })
-                .collect();
+            let versions = self.version_rows(&name, &model, serving_version);
             next.status.insert(
                 name.clone(),
                 ModelStatus {
@@ -289,297 +236,6 @@ impl Loader {
         report
     }
 
-    /// The versions each model's last good rollout file names.
-    fn named_versions(&self) -> HashMap<String, Vec<u64>> {
-        self.rollout_files
-            .iter()
-            .filter_map(|(name, f)| f.good.as_ref().map(|p| (name.clone(), p.named_versions())))
-            .collect()
-    }
-
-    /// Reads the rollout files whose fingerprint changed. A file that cannot
-    /// be read or is invalid keeps the last good policy in force, with the
-    /// reason shown and counted; a removed file removes the rollout.
-    fn read_rollouts(&mut self, listing: &Listing) {
-        self.rollout_files.retain(|name, _| listing.rollouts.contains_key(name));
-        for (name, entry) in &listing.rollouts {
-            if self.rollout_files.get(name).is_some_and(|f| f.fingerprint == entry.fingerprint) {
-                continue;
-            }
-            let (source, model, listed) = (self.source.clone(), name.clone(), entry.clone());
-            let read = self
-                .worker
-                .run(self.config.load_timeout, move || source.read_rollout(&model, &listed, MAX_ROLLOUT_FILE_BYTES));
-            let parsed = match read {
-                Ok(Ok(bytes)) => rollout::parse(&bytes).map_err(|e| e.to_string()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("reading the rollout file {e}")),
-            };
-            let good = self.rollout_files.remove(name).and_then(|f| f.good);
-            let (good, error) = match parsed {
-                Ok(policy) => {
-                    tracing::info!(model = %name, file = %entry.location, ?policy, "rollout file read");
-                    (Some(policy), None)
-                }
-                Err(e) => {
-                    self.registry.metrics.rollout.file_errors_total.with_label_values(&[name]).inc();
-                    tracing::warn!(
-                        model = %name, file = %entry.location, error = %e, keeps = ?good,
-                        "rollout file not applied; the last good rollout stays in force"
-                    );
-                    (good, Some(e))
-                }
-            };
-            let file = RolloutFile { fingerprint: entry.fingerprint, location: entry.location.clone(), good, error };
-            self.rollout_files.insert(name.clone(), file);
-        }
-    }
-
-    /// The rollout `name` serves with, given its serving versions: the
-    /// previous one while nothing changed (it keeps its counters and any
-    /// revert), a new one when the policy or its versions changed, the
-    /// previous one when the new policy names a version that is not loaded.
-    fn apply_rollout(
-        &self,
-        name: &str,
-        serving: &BTreeMap<u64, Arc<LoadedVersion>>,
-        previous: Option<&Arc<Rollout>>,
-    ) -> (Option<Arc<Rollout>>, Option<RolloutStatus>) {
-        let Some(file) = self.rollout_files.get(name) else {
-            if previous.is_some() {
-                tracing::info!(model = %name, "rollout file removed: the highest version takes unpinned traffic");
-                self.count_transition(name, "stable", "none");
-            }
-            return (None, None);
-        };
-        let mut error = file.error.clone();
-        let built = match &file.good {
-            None => None,
-            Some(policy) if serving.is_empty() => {
-                error.get_or_insert_with(|| format!("not applied: no version of {name} is loaded"));
-                let _ = policy;
-                None
-            }
-            Some(policy) => match self.build_rollout(name, policy, serving, previous) {
-                Ok(r) => Some(r),
-                Err(why) => {
-                    error = Some(why);
-                    // Keep the previous rollout while every version it uses still serves as it was.
-                    previous
-                        .filter(|p| {
-                            let named = std::iter::once(&p.stable)
-                                .chain(p.canary.as_ref().map(|c| &c.version))
-                                .chain(p.shadow.as_ref().map(|c| &c.version));
-                            named.into_iter().all(|v| serving.get(&v.version).is_some_and(|s| Arc::ptr_eq(s, v)))
-                        })
-                        .cloned()
-                }
-            },
-        };
-        let status = RolloutStatus { file: file.location.clone(), error, applied: built.clone() };
-        (built, Some(status))
-    }
-
-    fn build_rollout(
-        &self,
-        name: &str,
-        policy: &RolloutPolicy,
-        serving: &BTreeMap<u64, Arc<LoadedVersion>>,
-        previous: Option<&Arc<Rollout>>,
-    ) -> Result<Arc<Rollout>, String> {
-        let get = |role: &str, v: u64| {
-            serving.get(&v).cloned().ok_or_else(|| {
-                format!("not applied: version {v} ({role}) is not loaded; the previous rollout, if any, stays in force")
-            })
-        };
-        let canary = policy.canary.map(|c| get("canary", c.version)).transpose()?;
-        let shadow = policy.shadow.map(|v| get("shadow", v)).transpose()?;
-        let stable = match policy.stable {
-            Some(v) => get("stable", v)?,
-            None => serving
-                .values()
-                .rev()
-                .find(|v| Some(v.version) != policy.canary.map(|c| c.version) && Some(v.version) != policy.shadow)
-                .cloned()
-                .ok_or_else(|| {
-                    "not applied: no loaded version other than the canary and the shadow to be the stable one"
-                        .to_string()
-                })?,
-        };
-        // A shadow scores the rows the answering version decoded: each
-        // feature it requires must be one every answering version declares.
-        if let Some(sh) = &shadow {
-            for baseline in std::iter::once(&stable).chain(canary.as_ref()) {
-                if let Some(missing) = sh.scorer.fields().missing_from(baseline.scorer.fields()) {
-                    return Err(format!(
-                        "not applied: shadow version {} requires `{missing}`, which version {} does not declare, so \
-                         it could not score the requests version {} answers; make `{missing}` optional in the shadow \
-                         (train --optional) or shadow a version with the same inputs; the previous rollout, if any, \
-                         stays in force",
-                        sh.version, baseline.version, baseline.version
-                    ));
-                }
-            }
-        }
-        if let Some(p) = previous.filter(|p| p.same_as(policy, &stable, canary.as_ref(), shadow.as_ref())) {
-            return Ok(p.clone());
-        }
-        let queue = shadow.as_ref().and_then(|_| self.registry.shadow.sender());
-        let next = Rollout::new(name, policy.clone(), stable, canary, shadow, self.registry.metrics.clone(), queue);
-        self.note_transitions(name, previous.map(|p| p.as_ref()), &next);
-        Ok(Arc::new(next))
-    }
-
-    /// Logs and counts what a new rollout changes.
-    fn note_transitions(&self, name: &str, previous: Option<&Rollout>, next: &Rollout) {
-        let version = |c: Option<&super::traffic::Candidate>| c.map(|c| c.version.version);
-        match previous {
-            None => self.count_transition(name, "none", "stable"),
-            Some(p) if p.stable.version != next.stable.version => self.count_transition(name, "stable", "stable"),
-            Some(_) => {}
-        }
-        for (role, before, after) in [
-            ("canary", previous.and_then(|p| p.canary.as_ref()), next.canary.as_ref()),
-            ("shadow", previous.and_then(|p| p.shadow.as_ref()), next.shadow.as_ref()),
-        ] {
-            match (before, after) {
-                (None, Some(_)) => self.count_transition(name, "stable", role),
-                (Some(_), None) => self.count_transition(name, role, "stable"),
-                (Some(b), Some(_)) if !b.is_active() => self.count_transition(name, "reverted", role),
-                (Some(_), Some(_)) if version(before) != version(after) => self.count_transition(name, role, role),
-                _ => {}
-            }
-        }
-        tracing::info!(
-            model = %name,
-            stable = next.stable.version,
-            canary = ?next.canary.as_ref().map(|c| (c.version.version, c.weight_bp)),
-            shadow = ?version(next.shadow.as_ref()),
-            "rollout applied"
-        );
-    }
-
-    fn count_transition(&self, name: &str, from: &str, to: &str) {
-        self.registry.metrics.rollout.transitions_total.with_label_values(&[name, from, to, "rollout_file"]).inc();
-    }
-
-    /// Publishes the current serving set with the versions about to load
-    /// marked `loading`, so `/v1/models` shows a slow load while it runs.
-    fn show_loading(&self, current: &Snapshot, requests: &[LoadRequest]) {
-        let mut status = current.status.clone();
-        for r in requests {
-            let Some(model) = status.get_mut(&r.model) else { continue };
-            match model.versions.iter_mut().find(|v| v.version == r.entry.version) {
-                Some(row) => row.state = VersionState::Loading,
-                None => {
-                    model.versions.push(VersionStatus::unloaded(
-                        r.entry.version,
-                        &r.entry.location,
-                        VersionState::Loading,
-                        None,
-                    ));
-                    model.versions.sort_by_key(|v| std::cmp::Reverse(v.version));
-                }
-            }
-        }
-        drop(self.registry.publish(Snapshot { models: current.models.clone(), status }));
-    }
-
-    /// Reads and compiles one version and records the outcome for the
-    /// fingerprint it was listed with.
-    fn load(&mut self, request: &LoadRequest, report: &mut PassReport) {
-        let (name, entry) = (request.model.as_str(), &request.entry);
-        let key = (name.to_string(), entry.version);
-        let previous = self.known.get(&key);
-        let in_memory = previous.and_then(|k| k.in_memory().cloned());
-        let attempts = match previous {
-            Some(Known::Failed { fingerprint, attempts, .. }) if *fingerprint == entry.fingerprint => *attempts,
-            _ => 0,
-        };
-        let started = Instant::now();
-        let result = self.load_with_deadline(name, entry);
-        let seconds = started.elapsed().as_secs_f64();
-        let metrics = &self.registry.metrics;
-        metrics.model_load_duration_seconds.with_label_values(&[name]).observe(seconds);
-        let fingerprint = entry.fingerprint;
-        let known = match result {
-            Ok(scorer) => {
-                metrics.model_loads_total.with_label_values(&[name, "success"]).inc();
-                report.loads_succeeded += 1;
-                tracing::info!(
-                    model = name,
-                    version = entry.version,
-                    location = %entry.location,
-                    seconds,
-                    digest = %scorer.digest(),
-                    algorithm = %scorer.meta().algorithm,
-                    "loaded model version"
-                );
-                let series = metrics.version(name, entry.version, scorer.fields().schema().names());
-                let version =
-                    Arc::new(LoadedVersion::new(name, entry.version, entry.location.clone(), scorer, seconds, series));
-                Known::Loaded { fingerprint, version }
-            }
-            Err(e) => {
-                metrics.model_loads_total.with_label_values(&[name, e.kind()]).inc();
-                report.loads_failed += 1;
-                tracing::warn!(
-                    model = name,
-                    version = entry.version,
-                    location = %entry.location,
-                    result = e.kind(),
-                    reason = %e,
-                    "model version not loaded; the current version keeps serving"
-                );
-                let reason = e.public_reason();
-                let detail = e.to_string();
-                // Transient failures come back with backoff; the others
-                // when the file changes.
-                let (retry_at, attempts) = if e.is_transient() {
-                    let delay = FIRST_RETRY_DELAY.saturating_mul(1 << attempts.min(16)).min(MAX_RETRY_DELAY);
-                    (Some(Instant::now() + delay), attempts + 1)
-                } else {
-                    (None, 0)
-                };
-                match in_memory {
-                    Some(version) => {
-                        tracing::warn!(
-                            model = name,
-                            version = entry.version,
-                            "the file of a loaded version changed and does not load; the copy in memory keeps serving"
-                        );
-                        Known::Stale { fingerprint, reason, detail, version }
-                    }
-                    None => Known::Failed { fingerprint, reason, detail, retry_at, attempts },
-                }
-            }
-        };
-        self.known.insert(key, known);
-    }
-
-    /// Reads and compiles under `load_timeout` (see [`super::deadline`]).
-    fn load_with_deadline(
-        &mut self,
-        name: &str,
-        entry: &crate::repository::VersionEntry,
-    ) -> Result<Arc<dyn Scorer>, LoadError> {
-        let (source, scorers, max_bytes) = (self.source.clone(), self.scorers.clone(), self.config.max_model_bytes);
-        let (model, entry) = (name.to_string(), entry.clone());
-        let pacing = crate::model::pacing::Pacing::share_of_a_core(self.config.load_pacing_percent);
-        let load = move || {
-            let read_and_compile =
-                || source.read(&model, &entry, max_bytes).and_then(|bytes| scorers(&model, entry.version, &bytes));
-            match pacing {
-                Some(pacing) => crate::model::pacing::paced(pacing, read_and_compile),
-                None => read_and_compile(),
-            }
-        };
-        self.worker.run(self.config.load_timeout, load).unwrap_or_else(|e| match e {
-            DeadlineError::Panicked => Err(LoadError::Invalid(format!("loading this file {e}"))),
-            e => Err(LoadError::Timeout(format!("reading and compiling {e}"))),
-        })
-    }
-
     /// A new loader with the same parts and nothing loaded yet.
     pub fn fresh(&self) -> Loader {
         Loader::new(self.config.clone(), self.source.clone(), self.scorers.clone(), self.registry.clone())
@@ -595,73 +251,6 @@ impl Loader {
     pub fn reset(&mut self) {
         self.known.clear();
         self.warned.clear();
-    }
-
-    /// Records the shadow comparisons `next`'s rollouts write series for.
-    fn note_shadow_pairs(&mut self, next: &Snapshot) {
-        for (name, model) in &next.models {
-            let Some(r) = &model.rollout else { continue };
-            let Some(shadow) = &r.shadow else { continue };
-            let v = shadow.version.version;
-            self.shadow_pairs.insert((name.clone(), v, r.stable.version));
-            if let Some(c) = &r.canary {
-                self.shadow_pairs.insert((name.clone(), v, c.version.version));
-            }
-        }
-    }
-
-    /// Removes the shadow series of every version `current` serves and `next` does not.
-    fn forget_retired_shadows(&mut self, current: &Snapshot, next: &Snapshot) {
-        for (name, model) in &current.models {
-            for version in model.versions.keys() {
-                if !next.models.get(name).is_some_and(|n| n.versions.contains_key(version)) {
-                    self.forget_shadow_series(name, *version);
-                }
-            }
-        }
-    }
-
-    /// Removes the shadow series `version` of `model` is part of (as the
-    /// shadow or as its baseline): it retired.
-    fn forget_shadow_series(&mut self, model: &str, version: u64) {
-        let m = &self.registry.metrics.rollout;
-        self.shadow_pairs.retain(|(name, shadow, baseline)| {
-            if name != model || (*shadow != version && *baseline != version) {
-                return true;
-            }
-            let (s, b) = (shadow.to_string(), baseline.to_string());
-            for agreement in ["agree", "disagree"] {
-                let _ = m.shadow_predictions_total.remove_label_values(&[name, &s, &b, agreement]);
-            }
-            let _ = m.shadow_probability_delta.remove_label_values(&[name, &s, &b]);
-            let _ = m.shadow_latency_ratio.remove_label_values(&[name, &s, &b]);
-            false
-        });
-        let _ = m.shadow_dropped_total.remove_label_values(&[model, &version.to_string()]);
-    }
-
-    fn update_gauges(&self, current: &Snapshot, next: &Snapshot, swapped: &[String]) {
-        let m = &self.registry.metrics;
-        for name in swapped {
-            let before: Vec<Arc<LoadedVersion>> =
-                current.models.get(name).map(|m| m.versions.values().cloned().collect()).unwrap_or_default();
-            let after = next.models.get(name);
-            for retired in before {
-                if !after.is_some_and(|n| n.versions.contains_key(&retired.version)) {
-                    m.forget_version(name, retired.version, retired.scorer.fields().schema().names());
-                }
-            }
-            let Some(model) = after else {
-                let _ = m.model_versions_loaded.remove_label_values(&[name]);
-                continue;
-            };
-            let default = model.default_version().map(|v| v.version);
-            for version in model.versions.keys() {
-                let serving = i64::from(Some(*version) == default);
-                m.model_version_serving.with_label_values(&[name, &version.to_string()]).set(serving);
-            }
-            m.model_versions_loaded.with_label_values(&[name]).set(model.versions.len() as i64);
-        }
     }
 
     /// Logs each entry the source will not offer once, when it appears.
@@ -690,13 +279,6 @@ fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
     if map.capacity() > 64 && map.capacity() > 4 * map.len() {
         map.shrink_to_fit();
     }
-}
-
-/// The versions a rollout in force uses.
-fn rollout_versions(r: &Rollout) -> impl Iterator<Item = u64> + '_ {
-    std::iter::once(r.stable.version)
-        .chain(r.canary.as_ref().map(|c| c.version.version))
-        .chain(r.shadow.as_ref().map(|c| c.version.version))
 }
 
 /// Models whose applied rollout changed (another instance, or added/removed).
@@ -728,7 +310,9 @@ mod tests {
     use crate::config::VersionPolicy;
     use crate::metrics::Metrics;
     use crate::model::format::encode;
+    use crate::model::limits::ModelLimits;
     use crate::model::test_support::tiny_payload;
+    use crate::registry::snapshot::VersionState;
     use crate::repository::LocalDirectory;
     use std::path::Path;
 
