@@ -9,18 +9,30 @@
 //! lock, no allocation. A guard trip sets the outcome once (a `OnceLock`),
 //! so reverting needs no new snapshot and no reload; the loader hands the
 //! same `Rollout` to the next snapshot while the file and the versions it
-//! names are unchanged, so a revert holds until the operator edits the file.
+//! names are unchanged, so a revert holds until the operator edits the file.//!
+//! This file holds the [`Rollout`] and routing (the sticky pick, and
+//! recording what a routed request did). The rest lives by job: `arms`
+//! (candidates and their lock-free counters), `judge` (guards → verdicts →
+//! one-way transitions), `shadow_compare` (scoring and comparing shadow
+//! copies, the [`ShadowTarget`](super::shadow::ShadowTarget) impl) and
+//! `view` (the [`RolloutView`] of `/v1/models`).
 
-use super::guards::{self, ArmSample, Verdict, LATENCY_BUCKETS, SCORE_BUCKETS};
+mod arms;
+mod judge;
+mod shadow_compare;
+mod view;
+
+pub use arms::{Candidate, CandidateState, Outcome, Role};
+pub use view::{CandidateView, RolloutView};
+
 use super::rollout::{RolloutPolicy, WEIGHT_SCALE};
-use super::shadow::{Baseline, ShadowJob, ShadowSender, ShadowTarget};
-use super::version::{rfc3339, LoadedVersion};
-use crate::metrics::{Metrics, RolloutMetrics};
-use crate::model::{Decision, Prediction};
-use prometheus::{Histogram, IntCounter};
-use serde::Serialize;
+use super::shadow::{Baseline, ShadowJob, ShadowSender};
+use super::version::LoadedVersion;
+use crate::metrics::Metrics;
+use crate::model::Prediction;
+use shadow_compare::ShadowSeries;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The rollout of one model, as applied.
@@ -43,197 +55,6 @@ pub struct Rollout {
 impl std::fmt::Debug for Rollout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rollout").field("model", &self.model).field("policy", &self.policy).finish_non_exhaustive()
-    }
-}
-
-/// What a candidate (canary or shadow) became.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CandidateState {
-    Active,
-    /// A guard tripped: out of traffic until the rollout file changes.
-    Reverted,
-    /// A clean window: the canary takes all unpinned traffic.
-    Promoted,
-}
-
-/// The end of a candidate's rollout: set once.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub state: CandidateState,
-    /// The guard that tripped (`error_rate`, `latency`, ...) or `clean_window`.
-    pub guard: &'static str,
-    pub reason: String,
-    pub at: SystemTime,
-}
-
-/// A shadow's series against one baseline (`model`, `version`, `baseline` labels).
-struct Comparison {
-    agree: IntCounter,
-    disagree: IntCounter,
-    delta: Histogram,
-    latency_ratio: Histogram,
-}
-
-impl Comparison {
-    fn new(m: &RolloutMetrics, model: &str, shadow: &LoadedVersion, baseline: &LoadedVersion) -> Comparison {
-        let labels = [model, shadow.version_label.as_str(), baseline.version_label.as_str()];
-        let with = |agreement: &str| {
-            m.shadow_predictions_total.with_label_values(&[labels[0], labels[1], labels[2], agreement])
-        };
-        Comparison {
-            agree: with("agree"),
-            disagree: with("disagree"),
-            delta: m.shadow_probability_delta.with_label_values(&labels),
-            latency_ratio: m.shadow_latency_ratio.with_label_values(&labels),
-        }
-    }
-}
-
-/// Every series a shadow writes, resolved when its rollout is built.
-struct ShadowSeries {
-    dropped: IntCounter,
-    vs_stable: Comparison,
-    /// With a canary: the requests it answered are shadowed too.
-    vs_canary: Option<Comparison>,
-}
-
-impl ShadowSeries {
-    fn new(
-        m: &RolloutMetrics,
-        model: &str,
-        shadow: &LoadedVersion,
-        stable: &LoadedVersion,
-        canary: Option<&LoadedVersion>,
-    ) -> ShadowSeries {
-        ShadowSeries {
-            dropped: m.shadow_dropped_total.with_label_values(&[model, shadow.version_label.as_str()]),
-            vs_stable: Comparison::new(m, model, shadow, stable),
-            vs_canary: canary.map(|c| Comparison::new(m, model, shadow, c)),
-        }
-    }
-
-    fn against(&self, baseline: Baseline) -> Option<&Comparison> {
-        match baseline {
-            Baseline::Stable => Some(&self.vs_stable),
-            Baseline::Canary => self.vs_canary.as_ref(),
-        }
-    }
-}
-
-/// A canary or a shadow: its version, its guard counters and its outcome.
-pub struct Candidate {
-    pub version: Arc<LoadedVersion>,
-    /// Canary share of unpinned traffic, basis points (shadow: 0).
-    pub weight_bp: u32,
-    /// The versions it is compared with, on the same window.
-    baseline: ArmCounters,
-    candidate: ArmCounters,
-    outcome: OnceLock<Outcome>,
-    /// Shadow only: copies dropped because the queue was full.
-    dropped: AtomicU64,
-    /// Shadow only: applications compared, decisions agreeing, Σ|Δp| in 1e-9.
-    compared: AtomicU64,
-    agreed: AtomicU64,
-    delta_nanos: AtomicU64,
-}
-
-impl Candidate {
-    fn new(version: Arc<LoadedVersion>, weight_bp: u32) -> Candidate {
-        Candidate {
-            version,
-            weight_bp,
-            baseline: ArmCounters::default(),
-            candidate: ArmCounters::default(),
-            outcome: OnceLock::new(),
-            dropped: AtomicU64::new(0),
-            compared: AtomicU64::new(0),
-            agreed: AtomicU64::new(0),
-            delta_nanos: AtomicU64::new(0),
-        }
-    }
-
-    pub fn outcome(&self) -> Option<&Outcome> {
-        self.outcome.get()
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.outcome.get().is_none()
-    }
-
-    pub fn samples(&self) -> (ArmSample, ArmSample) {
-        (self.baseline.sample(), self.candidate.sample())
-    }
-}
-
-/// Which role a candidate plays (a label of transitions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Canary,
-    Shadow,
-}
-
-impl Role {
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Canary => "canary",
-            Role::Shadow => "shadow",
-        }
-    }
-}
-
-/// Lock-free counters of one arm ([`ArmSample`] once read).
-struct ArmCounters {
-    requests: AtomicU64,
-    errors: AtomicU64,
-    apps: AtomicU64,
-    high_risk: AtomicU64,
-    latency: [AtomicU64; LATENCY_BUCKETS],
-    scores: [AtomicU64; SCORE_BUCKETS],
-}
-
-impl Default for ArmCounters {
-    fn default() -> ArmCounters {
-        ArmCounters {
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            apps: AtomicU64::new(0),
-            high_risk: AtomicU64::new(0),
-            latency: std::array::from_fn(|_| AtomicU64::new(0)),
-            scores: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-}
-
-impl ArmCounters {
-    /// One request: its scoring time and its predictions (`None`: it
-    /// failed). Returns the requests counted so far, this one included.
-    fn record(&self, elapsed: Duration, predictions: Option<&[Prediction]>) -> u64 {
-        let requests = self.requests.fetch_add(1, Relaxed) + 1;
-        let Some(predictions) = predictions else {
-            self.errors.fetch_add(1, Relaxed);
-            return requests;
-        };
-        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.latency[guards::latency_bucket(ns)].fetch_add(1, Relaxed);
-        let high = predictions.iter().filter(|p| p.decision == Decision::HighRisk).count() as u64;
-        self.apps.fetch_add(predictions.len() as u64, Relaxed);
-        self.high_risk.fetch_add(high, Relaxed);
-        for p in predictions {
-            self.scores[guards::score_bucket(p.probability_late)].fetch_add(1, Relaxed);
-        }
-        requests
-    }
-
-    fn sample(&self) -> ArmSample {
-        ArmSample {
-            requests: self.requests.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            apps: self.apps.load(Relaxed),
-            high_risk: self.high_risk.load(Relaxed),
-            latency: std::array::from_fn(|i| self.latency[i].load(Relaxed)),
-            scores: std::array::from_fn(|i| self.scores[i].load(Relaxed)),
-        }
     }
 }
 
@@ -366,111 +187,6 @@ impl Rollout {
         }
     }
 
-    /// Scores a shadow job (on the shadow worker, `scratch` its reused
-    /// buffer) and compares it with what the baseline answered. The guards
-    /// are judged here only for a copy that failed (so the error-rate guard
-    /// trips on the same copy as if judged after every one: only an error
-    /// can make it trip) and for the copy that brings the window to
-    /// `min_requests`; otherwise once per batch, by the worker
-    /// ([`Rollout::judge_shadow`]).
-    fn compare_shadow_job(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
-        let (Some(shadow), Some(series)) = (self.shadow.as_ref().filter(|s| s.is_active()), &self.shadow_series) else {
-            return;
-        };
-        let started = std::time::Instant::now();
-        scratch.clear();
-        let answered = match job.baseline {
-            Baseline::Canary => self.canary.as_ref().map_or(&self.stable, |c| &c.version),
-            Baseline::Stable => &self.stable,
-        };
-        let rows = shadow.version.scorer.fields().translate(answered.scorer.fields(), &job.rows);
-        scratch.extend(rows.iter().map(|row| shadow.version.scorer.predict(row)));
-        let elapsed = started.elapsed();
-        let mine = scratch.as_slice();
-        let failed = mine.iter().any(|p| !p.probability_late.is_finite());
-        shadow.baseline.record(job.baseline_elapsed, Some(&job.predictions));
-        let requests = shadow.candidate.record(elapsed, (!failed).then_some(mine));
-        if !failed {
-            // `None` only for a baseline this rollout does not have (not routed here).
-            let m = series.against(job.baseline);
-            let (mut agreed, mut delta_nanos) = (0u64, 0u64);
-            for (theirs, ours) in job.predictions.iter().zip(mine) {
-                agreed += u64::from(theirs.decision == ours.decision);
-                let d = (theirs.probability_late - ours.probability_late).abs();
-                if let Some(m) = m {
-                    m.delta.observe(d);
-                }
-                delta_nanos += (d * 1e9) as u64;
-            }
-            let n = mine.len() as u64;
-            if let Some(m) = m {
-                m.agree.inc_by(agreed);
-                m.disagree.inc_by(n - agreed);
-                let base = job.baseline_elapsed.as_secs_f64();
-                if base > 0.0 {
-                    m.latency_ratio.observe(elapsed.as_secs_f64() / base);
-                }
-            }
-            shadow.compared.fetch_add(n, Relaxed);
-            shadow.agreed.fetch_add(agreed, Relaxed);
-            shadow.delta_nanos.fetch_add(delta_nanos, Relaxed);
-        }
-        if failed || requests == self.policy.guards.min_requests {
-            self.judge(shadow, Role::Shadow);
-        }
-    }
-
-    /// Judges an active shadow's guards (the worker, once per batch).
-    fn judge_shadow_guards(&self) {
-        if let Some(shadow) = self.shadow.as_ref().filter(|s| s.is_active()) {
-            self.judge(shadow, Role::Shadow);
-        }
-    }
-
-    fn judge(&self, candidate: &Candidate, role: Role) {
-        let (baseline, mine) = candidate.samples();
-        match guards::evaluate(&self.policy.guards, &baseline, &mine) {
-            Verdict::Trip(t) => self.conclude(candidate, role, CandidateState::Reverted, t.guard, t.reason),
-            Verdict::Promote if role == Role::Canary => {
-                let reason = format!("{} requests without a guard tripping", mine.requests);
-                self.conclude(candidate, role, CandidateState::Promoted, "clean_window", reason)
-            }
-            _ => {}
-        }
-    }
-
-    /// Sets the candidate's outcome once; logs and counts the transition.
-    fn conclude(&self, c: &Candidate, role: Role, state: CandidateState, guard: &'static str, reason: String) {
-        let outcome = Outcome { state, guard, reason, at: SystemTime::now() };
-        if c.outcome.set(outcome.clone()).is_err() {
-            return;
-        }
-        let to = match state {
-            CandidateState::Reverted => "reverted",
-            CandidateState::Promoted => "promoted",
-            CandidateState::Active => "active",
-        };
-        self.metrics.rollout.transitions_total.with_label_values(&[&self.model, role.label(), to, guard]).inc();
-        if role == Role::Canary {
-            // `riskserve_model_version_serving` follows the transition at once, not at the next pass.
-            let serving = self.default_version().version;
-            for v in [self.stable.version, c.version.version] {
-                let gauge = self.metrics.model_version_serving.with_label_values(&[&self.model, &v.to_string()]);
-                gauge.set(i64::from(v == serving));
-            }
-        }
-        match state {
-            CandidateState::Reverted => tracing::warn!(
-                model = %self.model, role = role.label(), version = c.version.version, guard, reason = %outcome.reason,
-                "rollout candidate reverted: taken out of traffic until rollout.toml changes"
-            ),
-            _ => tracing::info!(
-                model = %self.model, role = role.label(), version = c.version.version, reason = %outcome.reason,
-                "rollout candidate {to}"
-            ),
-        }
-    }
-
     /// Whether `other` applies the same policy to the same loaded versions
     /// (then the loader keeps this one, with its counters and outcomes).
     pub fn same_as(
@@ -490,103 +206,6 @@ impl Rollout {
             && same(self.canary.as_ref(), canary)
             && same(self.shadow.as_ref(), shadow)
     }
-
-    /// The live view for `GET /v1/models/{name}`.
-    pub fn view(&self) -> RolloutView {
-        RolloutView {
-            stable: self.stable.version,
-            serving: self.default_version().version,
-            request_key: self.policy.request_key.to_string(),
-            since: rfc3339(self.since),
-            canary: self.canary.as_ref().map(|c| candidate_view(c, Role::Canary)),
-            shadow: self.shadow.as_ref().map(|c| candidate_view(c, Role::Shadow)),
-            guards: self.policy.guards.clone(),
-        }
-    }
-}
-
-fn candidate_view(c: &Candidate, role: Role) -> CandidateView {
-    let (baseline, mine) = c.samples();
-    let outcome = c.outcome.get();
-    let compared = c.compared.load(Relaxed);
-    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
-    CandidateView {
-        version: c.version.version,
-        weight: (role == Role::Canary).then(|| f64::from(c.weight_bp) / f64::from(WEIGHT_SCALE)),
-        state: outcome.map_or(CandidateState::Active, |o| o.state),
-        guard: outcome.map(|o| o.guard),
-        reason: outcome.map(|o| o.reason.clone()),
-        concluded_at: outcome.map(|o| rfc3339(o.at)),
-        requests: mine.requests,
-        baseline_requests: baseline.requests,
-        error_rate: mine.error_rate(),
-        high_risk_share: mine.high_risk_share(),
-        baseline_high_risk_share: baseline.high_risk_share(),
-        p99_latency_ratio: ratio(mine.p99_ns(), baseline.p99_ns()),
-        psi: (mine.apps > 0 && baseline.apps > 0).then(|| guards::psi(&baseline.scores, &mine.scores)),
-        compared: (role == Role::Shadow).then_some(compared),
-        agreement: (role == Role::Shadow && compared > 0).then(|| c.agreed.load(Relaxed) as f64 / compared as f64),
-        mean_abs_delta: (role == Role::Shadow && compared > 0)
-            .then(|| c.delta_nanos.load(Relaxed) as f64 / 1e9 / compared as f64),
-        dropped: (role == Role::Shadow).then(|| c.dropped.load(Relaxed)),
-    }
-}
-
-/// A rollout as `GET /v1/models/{name}` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RolloutView {
-    pub stable: u64,
-    /// The version unpinned traffic defaults to (the stable one, or a promoted canary).
-    pub serving: u64,
-    pub request_key: String,
-    pub since: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub canary: Option<CandidateView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow: Option<CandidateView>,
-    pub guards: guards::Guards,
-}
-
-/// A canary or shadow as shown, with its window so far.
-#[derive(Debug, Clone, Serialize)]
-pub struct CandidateView {
-    pub version: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<f64>,
-    pub state: CandidateState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub guard: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub concluded_at: Option<String>,
-    pub requests: u64,
-    pub baseline_requests: u64,
-    pub error_rate: Option<f64>,
-    pub high_risk_share: Option<f64>,
-    pub baseline_high_risk_share: Option<f64>,
-    pub p99_latency_ratio: Option<f64>,
-    pub psi: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compared: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agreement: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mean_abs_delta: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dropped: Option<u64>,
-}
-
-impl ShadowTarget for Rollout {
-    fn model(&self) -> &str {
-        &self.model
-    }
-    fn compare_shadow(&self, job: &ShadowJob, scratch: &mut Vec<Prediction>) {
-        self.compare_shadow_job(job, scratch)
-    }
-    fn judge_shadow(&self) {
-        self.judge_shadow_guards()
-    }
 }
 
 #[cfg(test)]
@@ -594,6 +213,7 @@ mod tests {
     use super::*;
     use crate::model::format::encode;
     use crate::model::test_support::tiny_payload;
+    use crate::model::Decision;
     use crate::model::Model;
     use crate::registry::shadow::{ShadowQueue, BATCH_INTERVAL};
 
