@@ -14,8 +14,8 @@
 //! recording what a routed request did). The rest lives by job: `arms`
 //! (candidates and their lock-free counters), `judge` (guards → verdicts →
 //! one-way transitions), `shadow_compare` (scoring and comparing shadow
-//! copies, the [`ShadowTarget`] impl) and `view` (the [`RolloutView`] of
-//! `/v1/models`).
+//! copies, the [`ShadowTarget`](super::shadow::ShadowTarget) impl) and
+//! `view` (the [`RolloutView`] of `/v1/models`).
 
 mod arms;
 mod judge;
