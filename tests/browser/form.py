@@ -72,6 +72,9 @@ LABELS = {
     "grade": "grade",
     "emp_length": "employment length",
     "home_ownership": "home ownership",
+    # A version's own inputs the page does not know: labelled from their names.
+    "term": "term",
+    "verification_status": "verification status",
 }
 
 
@@ -246,6 +249,29 @@ def main():
                 got = page.evaluate("([r, sent]) => reasonText(r, 1, sent)", [reason, {"purpose": None}])
                 assert got == want, (got, want)
             say("wording: imputed values, categories and counts in plain words")
+
+            # A version with two more inputs (both optional): after a reload
+            # the form has their fields, from the version's own schema.
+            say("COMMIT 3")
+            line = sys.stdin.readline().strip()
+            assert line == "SERVING 3", f"the test answered {line!r}"
+            page.reload()
+            expect(page.locator("#model-version-line")).to_contain_text("version 3 serving")
+            expect(page.locator("#more-fieldset")).to_be_visible()
+            expect(page.locator("label[for=term]")).to_have_text("Term (optional)")
+            expect(page.locator("#term-help")).to_contain_text("If unknown, the model assumes")
+            options = page.locator("#verification_status option").all_inner_texts()
+            assert options == ["Not given", "Not Verified", "Source Verified", "Verified"], options
+            for name, value in TYPED.items():
+                page.fill(f"#{name}", value)
+            for name, value in CHOSEN.items():
+                page.select_option(f"#{name}", value)
+            page.fill("#term", "60")
+            page.select_option("#verification_status", "Not Verified")
+            body, _ = submit(page)
+            assert body == {**EXPECTED_BODY, "term": 60, "verification_status": "Not Verified"}, body
+            check_prediction(page, body, 3)
+            say("new inputs: version 3's twelve fields on the form, sent and answered")
 
             # On a phone: one column, nothing wider than the screen.
             page.set_viewport_size({"width": 360, "height": 740})

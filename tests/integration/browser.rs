@@ -11,7 +11,7 @@
 //! it serves on stdin (`SERVING 2`); every wait is bounded. Set
 //! `FORM_SCREENSHOT=docs/form.png` to keep the screenshot it takes.
 
-use crate::common::{bundled_payload, commit, TestServer, MODEL};
+use crate::common::{bundled_payload, commit, twelve_feature_model, TestServer, MODEL};
 use riskserve::model::format::{encode, Bands};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -114,6 +114,11 @@ async fn a_loan_officer_scores_sees_reasons_fixes_a_field_and_gets_the_new_versi
                 commit(&server.models, MODEL, 2, &banded_model());
                 server.wait_serving(2).await;
                 script.answer("SERVING 2");
+            }
+            "COMMIT 3" => {
+                commit(&server.models, MODEL, 3, &twelve_feature_model());
+                server.wait_serving(3).await;
+                script.answer("SERVING 3");
             }
             "PASS" => break,
             _ => {}

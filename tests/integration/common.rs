@@ -253,3 +253,30 @@ impl std::fmt::Debug for Gate {
         f.write_str("Gate")
     }
 }
+
+/// A twelve-feature model trained from a CSV, as `riskserve train --data
+/// loans.csv --optional term,verification_status` makes it (fewer trees).
+pub fn twelve_feature_model() -> Vec<u8> {
+    use riskserve::repository::LocalDirectory;
+    use riskserve::train::dataset::{write_csv, CsvOptions};
+    use riskserve::train::fit::{Algorithm, TrainOptions};
+    use riskserve::train::pipeline::{train, Silent, ThresholdChoice, TrainPlan};
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("loans.csv");
+    let rows = riskserve::train::synth::generate(3_000, 12);
+    write_csv(&csv, &rows, &riskserve::train::synth::extra_features(&rows, 12)).unwrap();
+    let mut options = TrainOptions::new(Algorithm::Forest, 3);
+    options.trees = 10;
+    let plan = TrainPlan {
+        data: csv,
+        columns: CsvOptions { optional: vec!["term".into(), "verification_status".into()], ..CsvOptions::default() },
+        model_name: MODEL.into(),
+        destination: LocalDirectory::new(dir.path().join("models")),
+        options,
+        folds: 2,
+        threshold: ThresholdChoice::Fixed(0.05),
+        bands: None,
+    };
+    let outcome = train(&plan, &Silent).unwrap();
+    std::fs::read(outcome.path).unwrap()
+}

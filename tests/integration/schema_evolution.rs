@@ -7,10 +7,6 @@
 //! field left out is imputed and counted.
 
 use crate::common::*;
-use riskserve::repository::LocalDirectory;
-use riskserve::train::dataset::{write_csv, CsvOptions};
-use riskserve::train::fit::{Algorithm, TrainOptions};
-use riskserve::train::pipeline::{train, Silent, ThresholdChoice, TrainPlan};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,29 +16,6 @@ use std::time::{Duration, Instant};
 const ROW12: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE","term":60,"verification_status":"Not Verified"}"#;
 /// The reference row with a typo.
 const TYPO: &str = r#"{"loan_amnt":5000,"int_rate":0.1356,"purpose":"debt_consolidation","grade":"C","annual_inc":52000.0,"revol_util":0.226,"emp_length":"9 years","dti":14.39,"delinq_2yrs":1,"home_ownership":"MORTGAGE","trem":60}"#;
-
-/// A twelve-feature model trained from a CSV, as `riskserve train --data
-/// loans.csv --optional term,verification_status` makes it (fewer trees).
-fn twelve_feature_model() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("loans.csv");
-    let rows = riskserve::train::synth::generate(3_000, 12);
-    write_csv(&csv, &rows, &riskserve::train::synth::extra_features(&rows, 12)).unwrap();
-    let mut options = TrainOptions::new(Algorithm::Forest, 3);
-    options.trees = 10;
-    let plan = TrainPlan {
-        data: csv,
-        columns: CsvOptions { optional: vec!["term".into(), "verification_status".into()], ..CsvOptions::default() },
-        model_name: MODEL.into(),
-        destination: LocalDirectory::new(dir.path().join("models")),
-        options,
-        folds: 2,
-        threshold: ThresholdChoice::Fixed(0.05),
-        bands: None,
-    };
-    let outcome = train(&plan, &Silent).unwrap();
-    std::fs::read(outcome.path).unwrap()
-}
 
 #[derive(Default)]
 struct Seen {
