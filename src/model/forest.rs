@@ -320,8 +320,8 @@ impl CompiledForest {
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
         x[self.pad] = PAD;
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}),
-            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}),
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, |_| {}),
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, |_| {}),
         }
     }
 
@@ -338,8 +338,8 @@ impl CompiledForest {
             out[column] += (means[to as usize] - means[from as usize]) * scale;
         };
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.explain_groups, x, credit),
-            None => self.walk_trees(&self.explain_groups, &*x, credit),
+            Some(x) => self.walk_trees(&self.explain_groups, x, credit, |_| {}),
+            None => self.walk_trees(&self.explain_groups, &*x, credit, |_| {}),
         }
     }
 
@@ -399,7 +399,7 @@ impl CompiledForest {
     pub fn group_contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> Option<f64> {
         let terms = self.leaf_terms.as_ref()?;
         x[self.pad] = PAD;
-        let mut leaves = [0u32; SCORE_LANES];
+        // Every reached leaf has a row (a filler lane's leaf an empty one).
         let mut score = |leaves: &[u32]| match terms {
             LeafTerms::Dense(d) => {
                 let out = &mut out[..d.width];
@@ -420,8 +420,8 @@ impl CompiledForest {
             }
         };
         let total = match short_row(x, self.pad) {
-            Some(x) => self.walk_trees_noting(&self.score_groups, x, &mut leaves, &mut score),
-            None => self.walk_trees_noting(&self.score_groups, &*x, &mut leaves, &mut score),
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, &mut score),
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, &mut score),
         };
         Some(total)
     }
@@ -488,7 +488,8 @@ impl CompiledForest {
     /// step that moves none of its walks; children lie strictly after their
     /// parent, so that happens within its deepest tree's steps), and its
     /// leaves are added to the sum, in tree order. `step(column, from, to)`
-    /// sees every move (a no-op for scoring, which the compiler removes).
+    /// sees every move and `leaves_of(leaves)` each group's reached leaves
+    /// (no-ops for scoring, which the compiler removes).
     /// Returns the leaves' average.
     #[inline(always)]
     fn walk_trees<const LANES: usize>(
@@ -496,6 +497,7 @@ impl CompiledForest {
         groups: &[TreeGroup<LANES>],
         x: impl Row,
         mut step: impl FnMut(usize, u32, u32),
+        mut leaves_of: impl FnMut(&[u32]),
     ) -> f64 {
         let nodes = &self.nodes[..=self.node_mask];
         let mut total = 0.0;
@@ -527,45 +529,7 @@ impl CompiledForest {
             for &leaf in &at {
                 total += nodes[leaf as usize & self.node_mask].threshold;
             }
-        }
-        self.combine.finish(total, self.trees())
-    }
-}
-
-impl CompiledForest {
-    /// [`Self::walk_trees`] without the per-step hook, handing each group's
-    /// reached leaves to `leaves_of` (the filler leaf of a last group has no
-    /// terms, and the leaves past the forest's nodes none either).
-    #[inline(always)]
-    fn walk_trees_noting<const LANES: usize>(
-        &self,
-        groups: &[TreeGroup<LANES>],
-        x: impl Row,
-        scratch: &mut [u32; LANES],
-        mut leaves_of: impl FnMut(&[u32]),
-    ) -> f64 {
-        let nodes = &self.nodes[..=self.node_mask];
-        let mut total = 0.0;
-        for group in groups {
-            let mut at = group.roots;
-            let mut sum = lane_sum(&at);
-            for _ in 0..group.steps {
-                for a in &mut at {
-                    let node = nodes[*a as usize & self.node_mask];
-                    *a = node.child + goes_right(x.get(node.column), node.threshold);
-                }
-                let moved_to = lane_sum(&at);
-                if moved_to == sum {
-                    break;
-                }
-                sum = moved_to;
-            }
-            for &leaf in &at {
-                total += nodes[leaf as usize & self.node_mask].threshold;
-            }
-            let real = at.iter().take_while(|&&leaf| (leaf as usize) < self.means.len() - 1).count();
-            scratch[..real].copy_from_slice(&at[..real]);
-            leaves_of(&scratch[..real]);
+            leaves_of(&at);
         }
         self.combine.finish(total, self.trees())
     }
