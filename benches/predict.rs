@@ -52,6 +52,25 @@ fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
     response.to_json().unwrap()
 }
 
+/// [`answer`] for the default request: every row with its top 4 reasons.
+fn answer_explained(model: &Model, body: &[u8]) -> Vec<u8> {
+    let rows = request::decode_with(&model.fields, body).unwrap();
+    let answered: Vec<Answered> = rows
+        .iter()
+        .map(|row| {
+            let (p, attribution) = model.predict_explained(row);
+            Answered::with_reasons(p, attribution.reasons(row, riskserve::model::explain::DEFAULT_REASONS))
+        })
+        .collect();
+    let response = PredictResponse {
+        name_json: r#""credit-risk""#,
+        version_label: "1",
+        fields: &model.fields,
+        predictions: &answered,
+    };
+    response.to_json().unwrap()
+}
+
 fn benches(c: &mut Criterion) {
     let model = bundled_model();
     let apps: Vec<LoanApplication> =
@@ -63,6 +82,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("predict");
     g.throughput(Throughput::Elements(1));
     g.bench_function("one_request", |b| b.iter(|| answer(&model, black_box(&one))));
+    g.bench_function("one_request_explained", |b| b.iter(|| answer_explained(&model, black_box(&one))));
     let mut i = 0;
     g.bench_function("model_only", |b| {
         b.iter_batched(

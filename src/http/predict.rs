@@ -75,6 +75,13 @@ pub struct Answered {
     pub(super) reasons: Option<Vec<Reason>>,
 }
 
+impl Answered {
+    /// The answer with its reasons (no band).
+    pub fn with_reasons(prediction: Prediction, reasons: Vec<Reason>) -> Answered {
+        Answered { prediction, band: None, reasons: Some(reasons) }
+    }
+}
+
 impl From<Prediction> for Answered {
     /// The answer without a band or reasons.
     fn from(prediction: Prediction) -> Answered {
