@@ -43,13 +43,13 @@ fn answer(model: &Model, body: &[u8]) -> Vec<u8> {
     let mut predictions: Vec<Prediction> = Vec::with_capacity(rows.len());
     model.predict_many(rows.view(), &mut predictions);
     let answered: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
-    let response = PredictResponse {
-        name_json: r#""credit-risk""#,
-        version_label: "1",
-        fields: &model.fields,
-        predictions: &answered,
-    };
-    response.to_json().unwrap()
+    respond(model, &answered)
+}
+
+/// The response body for `answered`, as the predict route writes it.
+fn respond(model: &Model, answered: &[Answered]) -> Vec<u8> {
+    let name_json = r#""credit-risk""#;
+    PredictResponse { name_json, version_label: "1", fields: &model.fields, predictions: answered }.to_json().unwrap()
 }
 
 /// [`answer`] for the default request: every row with its top 4 reasons.
@@ -62,13 +62,7 @@ fn answer_explained(model: &Model, body: &[u8]) -> Vec<u8> {
             Answered::with_reasons(p, attribution.reasons(row, riskserve::model::explain::DEFAULT_REASONS))
         })
         .collect();
-    let response = PredictResponse {
-        name_json: r#""credit-risk""#,
-        version_label: "1",
-        fields: &model.fields,
-        predictions: &answered,
-    };
-    response.to_json().unwrap()
+    respond(model, &answered)
 }
 
 fn benches(c: &mut Criterion) {
