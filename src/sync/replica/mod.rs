@@ -14,24 +14,27 @@
 //! the loader as a failed version (so `/v1/models/{name}` shows it and the
 //! newest valid version serves, as with a bad local file), and retried
 //! with backoff on later polls until it verifies or leaves the manifest.
+//!
+//! Rollout files and the fleet revert are in [`rollouts`]; the loop that
+//! paces the polls in [`pacing`].
+
+mod pacing;
+mod rollouts;
+
+pub use pacing::{backoff, jitter, run, Pacing, ServerHooks, REVERT_CHECK};
 
 use super::install;
 use super::manifest::{FileEntry, Manifest, VersionFiles};
-use super::publish::{publish_rollout_if, PublishError};
-use super::revert::{self, Reverted};
+use super::revert;
 use super::status::{Failed, SyncMetrics, SyncState, Verified, VersionFailure};
 use super::store::{ManifestRead, Store, StoreError};
-use crate::registry::loader::PassReport;
-use crate::registry::rollout::MAX_ROLLOUT_FILE_BYTES;
 use crate::registry::{rfc3339, Registry};
 use crate::repository::layout::ROLLOUT_FILE_NAME;
 use crate::repository::LocalDirectory;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{watch, Notify};
 
 /// Longest wait between polls while the store keeps failing.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -374,78 +377,6 @@ impl Syncer {
         Ok((installed, changed))
     }
 
-    /// Makes each model's local `rollout.toml` the one the manifest names
-    /// (downloaded, verified, written atomically), or removes it when the
-    /// manifest names none. A file that cannot be fetched or does not
-    /// verify leaves the local one in force (the last good rollout) and is
-    /// retried on the next poll. Returns whether any changed.
-    async fn apply_rollouts(&mut self, manifest: &Manifest) -> bool {
-        let before = self.state.rollouts();
-        let accepted_before = self.state.rollout_files();
-        let mut now = BTreeMap::new();
-        let mut accepted = BTreeMap::new();
-        let failed_before = std::mem::take(&mut self.rollout_failures);
-        for (model, entry) in manifest.models.iter().filter_map(|(m, e)| Some((m, e.files.get(ROLLOUT_FILE_NAME)?))) {
-            let same = !failed_before.contains_key(model)
-                && self.applied.as_ref().and_then(|m| m.models.get(model)).and_then(|e| e.files.get(ROLLOUT_FILE_NAME))
-                    == Some(entry);
-            let known = before.get(model).copied();
-            if let Some(fp) = known.filter(|fp| same && install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
-                now.insert(model.clone(), fp);
-                accepted.insert(model.clone(), vec![entry.clone()]);
-                continue;
-            }
-            if let Some(fp) = install::verify_rollout(&self.local, model, entry) {
-                now.insert(model.clone(), fp);
-                accepted.insert(model.clone(), vec![entry.clone()]);
-                continue;
-            }
-            let fetched = match self.store.get_blob(&entry.path, entry.size.min(MAX_ROLLOUT_FILE_BYTES)).await {
-                Ok(bytes) if entry.matches(&bytes) => {
-                    self.metrics.downloaded_bytes_total.with_label_values(&["file"]).inc_by(bytes.len() as u64);
-                    // A pass that reads the file between the rename and the
-                    // end of this poll finds a content it accepts.
-                    self.state.accept_rollout_file(model, entry);
-                    install::install_rollout(&self.local, model, &bytes)
-                        .map_err(|e| VersionFailure { reason: format!("writing it: {e}"), invalid: false })
-                }
-                Ok(_) | Err(StoreError::TooLarge { .. }) => {
-                    Err(VersionFailure { reason: "does not match the manifest (size or sha256)".into(), invalid: true })
-                }
-                Err(e) => Err(VersionFailure { reason: e.to_string(), invalid: false }),
-            };
-            match fetched {
-                Ok(fp) => {
-                    tracing::info!(%model, "synced rollout file installed");
-                    now.insert(model.clone(), fp);
-                    accepted.insert(model.clone(), vec![entry.clone()]);
-                }
-                Err(e) => {
-                    tracing::warn!(%model, error = %e.reason, "published rollout file not installed; the last one stays in force, retried on the next poll");
-                    if let Some(fp) = known.filter(|fp| install::rollout_fingerprint(&self.local, model) == Some(*fp)) {
-                        now.insert(model.clone(), fp);
-                        if let Some(files) = accepted_before.get(model) {
-                            accepted.insert(model.clone(), files.clone());
-                        }
-                    }
-                    self.rollout_failures.insert(model.clone(), e);
-                }
-            }
-        }
-        for model in
-            before.keys().filter(|m| !manifest.models.get(*m).is_some_and(|e| e.files.contains_key(ROLLOUT_FILE_NAME)))
-        {
-            match install::remove_rollout(&self.local, model) {
-                Ok(()) => tracing::info!(%model, "rollout file removed from the manifest: local copy removed"),
-                Err(e) => tracing::warn!(%model, error = %e, "cannot remove the local rollout file"),
-            }
-        }
-        let changed = now != before;
-        self.state.set_rollouts(now);
-        self.state.set_rollout_files(accepted);
-        changed
-    }
-
     async fn verify_local(
         &self,
         model: &str,
@@ -486,75 +417,6 @@ impl Syncer {
         self.metrics.versions_installed_total.inc();
         tracing::info!(%model, version, "synced version installed");
         Ok(fp)
-    }
-
-    /// The reverts of this replica's guards not yet published (and due):
-    /// (model, the rollout in force, the published file it came from).
-    fn pending_reverts(&self, registry: &Registry) -> Vec<(String, Arc<crate::registry::traffic::Rollout>, FileEntry)> {
-        let snapshot = registry.snapshot();
-        let mut out = Vec::new();
-        for (model, served) in &snapshot.models {
-            let Some(r) = served.rollout.as_ref().filter(|r| Reverted::of(r).any()) else { continue };
-            let published =
-                self.applied.as_ref().and_then(|m| m.models.get(model)).and_then(|e| e.files.get(ROLLOUT_FILE_NAME));
-            let Some(published) = published else { continue };
-            let key = revert_key(model, published, r);
-            let due = self.revert_retries.get(&key).is_none_or(|(_, at)| Instant::now() >= *at);
-            if due && !self.reverts_done.contains(&key) {
-                out.push((model.clone(), r.clone(), published.clone()));
-            }
-        }
-        out
-    }
-
-    /// Publishes the reverts of this replica's guards to the store, so every
-    /// replica takes the candidate out of traffic (see [`super::revert`]).
-    /// A failed publish is retried with backoff; a file already changed in
-    /// the store (another replica's revert, an operator's edit) is left alone.
-    pub async fn publish_reverts(&mut self, registry: &Registry) {
-        for (model, rollout, published) in self.pending_reverts(registry) {
-            let key = revert_key(&model, &published, &rollout);
-            let local = std::fs::read(self.local.model_dir(&model).join(ROLLOUT_FILE_NAME)).unwrap_or_default();
-            let at = rfc3339(SystemTime::now());
-            let reverted = Reverted::of(&rollout);
-            let Some(plan) =
-                revert::plan(&rollout.policy, rollout.stable.version, &reverted, &published, &local, &self.name, &at)
-            else {
-                // The rollout in force is not the published file (a local
-                // copy being replaced): nothing of ours to publish.
-                self.reverts_done.insert(key);
-                continue;
-            };
-            let write = publish_rollout_if(&self.store, &model, plan.bytes, Some(Some(plan.expected)));
-            let outcome = match tokio::time::timeout(self.manifest_timeout, write).await {
-                Ok(r) => r,
-                Err(_) => Err(PublishError::Local {
-                    path: self.store.url().into(),
-                    reason: format!("timed out after {:?}", self.manifest_timeout),
-                }),
-            };
-            match outcome {
-                Ok(c) => {
-                    self.metrics.fleet_reverts_total.with_label_values(&["published"]).inc();
-                    tracing::warn!(%model, generation = c.generation, summary = %plan.summary, "fleet revert published: every replica takes the candidate out of traffic at its next poll");
-                    self.reverts_done.insert(key.clone());
-                    self.revert_retries.remove(&key);
-                }
-                Err(PublishError::FileChanged { .. }) => {
-                    self.metrics.fleet_reverts_total.with_label_values(&["superseded"]).inc();
-                    tracing::info!(%model, "fleet revert not published: the rollout file already changed in the store (another replica's revert or an operator's edit)");
-                    self.reverts_done.insert(key.clone());
-                    self.revert_retries.remove(&key);
-                }
-                Err(e) => {
-                    self.metrics.fleet_reverts_total.with_label_values(&["error"]).inc();
-                    let attempts = self.revert_retries.get(&key).map_or(0, |r| r.0) + 1;
-                    let wait = Duration::from_secs(1).saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
-                    tracing::warn!(%model, error = %e, attempts, retry_in = ?wait, "fleet revert not published yet (the local revert holds); retrying");
-                    self.revert_retries.insert(key, (attempts, Instant::now() + wait));
-                }
-            }
-        }
     }
 
     /// Deletes the local copies of retired versions no snapshot serves any more.
@@ -600,113 +462,6 @@ impl Syncer {
             self.state.update_status(|s| s.generation = Some(g));
         }
     }
-}
-
-/// How the sync loop paces itself.
-#[derive(Debug, Clone, Copy)]
-pub struct Pacing {
-    /// Mean time between polls (each wait is 75-125 % of it: jitter, so
-    /// replicas do not poll in step).
-    pub interval: Duration,
-    /// The store unreachable this long makes sync stale.
-    pub stale_after: Duration,
-    /// Bound on one poll (manifest plus downloads).
-    pub poll_timeout: Duration,
-}
-
-/// `d` scaled by a random factor in [0.75, 1.25).
-pub fn jitter(d: Duration) -> Duration {
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
-    d.mul_f64(0.75 + 0.5 * unit)
-}
-
-/// Wait before the next poll after `failures` failed polls in a row.
-pub fn backoff(interval: Duration, failures: u32) -> Duration {
-    if failures == 0 {
-        return interval;
-    }
-    interval.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF.max(interval))
-}
-
-/// What the loop needs from the running server: the registry (to see what
-/// serves) and the reload machinery (to ask for a pass and see it done).
-pub struct ServerHooks {
-    pub registry: Arc<Registry>,
-    pub trigger: Arc<Notify>,
-    pub passes: watch::Receiver<PassReport>,
-}
-
-/// Runs the sync loop until the task is aborted.
-pub async fn run(mut syncer: Syncer, hooks: ServerHooks, pacing: Pacing) {
-    let ServerHooks { registry, trigger, mut passes } = hooks;
-    let mut failures = 0u32;
-    let mut last_success = Instant::now();
-    let mut stale = false;
-    loop {
-        wait_publishing_reverts(&mut syncer, &registry, jitter(backoff(pacing.interval, failures))).await;
-        match syncer.poll(pacing.poll_timeout).await {
-            Ok(outcome) => {
-                failures = 0;
-                last_success = Instant::now();
-                if stale {
-                    stale = false;
-                    syncer.metrics.stale.set(0);
-                    syncer.state.update_status(|s| s.stale = false);
-                    tracing::info!(source = %syncer.store.url(), "model sync recovered: the object store is reachable again");
-                }
-                if let Outcome::Updated { generation, installed, failed, changed } = outcome {
-                    if changed {
-                        tracing::info!(generation, installed, failed, "manifest generation applied");
-                        // Two passes: one that may have listed before the swap, then ours.
-                        for _ in 0..2 {
-                            wait_for_pass(&trigger, &mut passes, pacing.poll_timeout).await;
-                        }
-                    }
-                    syncer.mark_on_generation();
-                }
-                syncer.collect_retired(&registry);
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let down_for = last_success.elapsed();
-                if !stale && down_for >= pacing.stale_after {
-                    stale = true;
-                    syncer.metrics.stale.set(1);
-                    syncer.state.update_status(|s| s.stale = true);
-                    tracing::warn!(source = %syncer.store.url(), error = %e, ?down_for, "model sync is stale: the object store has been unreachable; serving the versions already here");
-                } else {
-                    tracing::warn!(error = %e, failures, next_in = ?backoff(pacing.interval, failures), "model sync poll failed; backing off");
-                }
-            }
-        }
-    }
-}
-
-/// How often the wait between polls looks for a revert of this replica's guards to publish.
-pub const REVERT_CHECK: Duration = Duration::from_millis(20);
-
-/// Waits `wait`, publishing this replica's reverts as soon as they happen
-/// (a look at the snapshot every [`REVERT_CHECK`]: one atomic load).
-async fn wait_publishing_reverts(syncer: &mut Syncer, registry: &Registry, wait: Duration) {
-    let until = Instant::now() + wait;
-    loop {
-        if !syncer.pending_reverts(registry).is_empty() {
-            syncer.publish_reverts(registry).await;
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        tokio::time::sleep(left.min(REVERT_CHECK)).await;
-    }
-}
-
-/// Asks for a reload pass and waits (bounded) until one completes.
-async fn wait_for_pass(trigger: &Notify, passes: &mut watch::Receiver<PassReport>, bound: Duration) {
-    passes.borrow_and_update();
-    trigger.notify_one();
-    let _ = tokio::time::timeout(bound, passes.changed()).await;
 }
 
 fn unix_seconds() -> f64 {
