@@ -17,7 +17,7 @@
 //! (`label`, `help`). Files of format 1 and 2 predate this and get the ten
 //! loan fields with their documented rules ([`Schema::from_legacy`]).
 
-use super::input::{CATEGORICAL_FEATURES, NUMERIC_FEATURES, NUMERIC_RULES};
+use super::input::{CATEGORICAL_FEATURES, NUMERIC_RULES};
 use super::limits::{bounded_seq, MAX_CATEGORIES_PER_FEATURE, MAX_SCHEMA_FEATURES};
 use super::preprocess::Preprocessor;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -280,11 +280,6 @@ impl Schema {
         self.features.iter().map(|f| f.name.as_str())
     }
 
-    /// The position of a feature by name.
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.features.iter().position(|f| f.name == name)
-    }
-
     /// Checks names, ranges, imputations and categories.
     pub fn validate(&self) -> Result<(), SchemaError> {
         if self.features.is_empty() {
@@ -354,11 +349,6 @@ pub fn inputs(schema: &Schema) -> Vec<Feature> {
         .collect()
 }
 
-/// Whether the ten loan fields, in their order, are what this schema declares.
-pub fn is_the_loan_schema(schema: &Schema) -> bool {
-    schema.names().eq(NUMERIC_FEATURES.iter().chain(CATEGORICAL_FEATURES.iter()).copied())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,7 +359,6 @@ mod tests {
     fn the_legacy_schema_is_the_ten_fields_with_their_rules_and_imputed_values() {
         let schema = tiny_schema();
         schema.validate().unwrap();
-        assert!(is_the_loan_schema(&schema));
         assert_eq!(schema.names().collect::<Vec<_>>(), FEATURES.to_vec());
         let json = serde_json::to_value(inputs(&schema)).unwrap();
         assert_eq!(json[1]["type"], "number");

@@ -195,31 +195,12 @@ pub fn fit_schema(base: &Schema, rows: &Rows) -> Result<(Schema, Rows), FitError
 }
 
 /// `rows` decoded with `base`, re-coded for `fitted` (the same features,
-/// category lists that may differ): a category `fitted` lacks becomes
-/// unseen (it encodes to zeros, as an unseen category does when serving).
+/// category lists that may differ) as serving translates a shadow's rows
+/// ([`Fields::translate`]): a category `fitted` lacks becomes unseen (it
+/// encodes to zeros, as an unseen category does when serving).
 pub fn recode(base: &Schema, fitted: &Schema, rows: &Rows) -> Rows {
-    let map: Vec<Vec<Option<u32>>> = base
-        .features
-        .iter()
-        .zip(&fitted.features)
-        .map(|(b, f)| {
-            b.categories().iter().map(|c| f.categories().iter().position(|k| k == c).map(|p| p as u32)).collect()
-        })
-        .collect();
-    let mut out = Rows::with_capacity(rows.features(), rows.len());
-    for r in rows.iter() {
-        let mut values = r.values().to_vec();
-        for (i, v) in values.iter_mut().enumerate() {
-            if let Cell::Category(c) = *v {
-                *v = match map[i].get(c as usize).copied().flatten() {
-                    Some(code) => Cell::Category(code),
-                    None => out.unseen(base.features[i].categories().get(c as usize).map_or("", String::as_str)),
-                };
-            }
-        }
-        out.push_missing().copy_from_slice(&values);
-    }
-    out
+    let compiled = |s: &Schema| Fields::new(s.clone()).expect("a data set's and a fitted schema are valid");
+    compiled(fitted).translate(&compiled(base), rows).into_owned()
 }
 
 /// Default rows each chunk of trees is grown on.
