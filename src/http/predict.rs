@@ -12,7 +12,9 @@ use super::error::{lookup_error, ApiError};
 use super::request::Decoder;
 use super::state::AppState;
 use super::text::split_at_byte;
-use crate::model::explain::{Reason, ShownReasons, DEFAULT_REASONS, MAX_REASONS};
+#[cfg(doc)]
+use crate::model::explain::ShownReasons;
+use crate::model::explain::{Reason, ReasonValue, DEFAULT_REASONS, MAX_REASONS};
 use crate::model::fields::Fields;
 use crate::model::row::{Rows, RowsView, Value};
 use crate::model::{Decision, Prediction};
@@ -103,12 +105,39 @@ impl Answered {
             serde_json::to_writer(&mut *out, band)?;
         }
         if let Some(reasons) = &self.reasons {
-            out.extend_from_slice(br#","reasons":"#);
-            serde_json::to_writer(&mut *out, &ShownReasons { reasons, fields })?;
+            out.extend_from_slice(br#","reasons":["#);
+            for (k, r) in reasons.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_reason(r, fields, out)?;
+            }
+            out.push(b']');
         }
         out.push(b'}');
         Ok(())
     }
+}
+
+/// Appends one reason as [`ShownReasons`] (the definition) writes it: the
+/// feature's name and a known category's text come as JSON from the
+/// version's fields, built at load, not escaped per request.
+fn write_reason(r: &Reason, fields: &Fields, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let f = usize::from(r.feature);
+    out.extend_from_slice(br#"{"feature":"#);
+    out.extend_from_slice(fields.name_json(f).as_bytes());
+    out.extend_from_slice(br#","value":"#);
+    match &r.value {
+        ReasonValue::Number(v) => serde_json::to_writer(&mut *out, v)?,
+        ReasonValue::Category(code) => out.extend_from_slice(fields.category_json(f, *code).as_bytes()),
+        ReasonValue::Text(text) => serde_json::to_writer(&mut *out, text)?,
+        ReasonValue::Missing => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(br#","contribution":"#);
+    serde_json::to_writer(&mut *out, &r.contribution)?;
+    let imputed: &[u8] = if r.value == ReasonValue::Missing { br#","imputed":true}"# } else { br#","imputed":false}"# };
+    out.extend_from_slice(imputed);
+    Ok(())
 }
 
 /// The predict routes' query parameters: `explain=true|false` (default

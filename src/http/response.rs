@@ -158,6 +158,11 @@ mod tests {
                 assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), defined, "{body}");
             }
         }
+        // Byte for byte, the reasons are what the definition writes.
+        let version = loaded("m", 1);
+        let Some(reasons) = &predictions[3].reasons else { unreachable!() };
+        let shown = serde_json::to_string(&ShownReasons { reasons, fields: version.scorer.fields() }).unwrap();
+        assert!(both(&version, &predictions[3..]).0.contains(&format!(r#""reasons":{shown}}}"#)), "{shown}");
         let (body, _) = both(&loaded("m", 1), &predictions[3..]);
         assert!(body.contains(r#"{"feature":"grade","value":"B","contribution":0.25,"imputed":false}"#), "{body}");
         assert!(

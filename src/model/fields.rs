@@ -65,6 +65,10 @@ pub struct Fields {
     missing_code: Vec<Option<u32>>,
     /// Bit `i` set: feature `i` is required.
     required: u64,
+    /// Per feature: its name as a JSON string (quoted, escaped), and its
+    /// categories', so a reason is written without escaping per request.
+    name_json: Vec<String>,
+    category_json: Vec<Vec<String>>,
 }
 
 impl Fields {
@@ -85,7 +89,10 @@ impl Fields {
             })
             .collect();
         let required = schema.features.iter().enumerate().filter(|(_, f)| f.required).fold(0, |m, (i, _)| m | 1 << i);
-        Ok(Fields { schema, keys, categories, missing_code, required })
+        let json = |text: &String| serde_json::to_string(text).unwrap_or_default();
+        let name_json = schema.features.iter().map(|f| json(&f.name)).collect();
+        let category_json = schema.features.iter().map(|f| f.categories().iter().map(json).collect()).collect();
+        Ok(Fields { schema, keys, categories, missing_code, required, name_json, category_json })
     }
 
     pub fn schema(&self) -> &Schema {
@@ -133,6 +140,16 @@ impl Fields {
     /// The code a missing value of category feature `i` is taken as.
     pub fn missing_code(&self, i: usize) -> Option<u32> {
         self.missing_code[i]
+    }
+
+    /// Feature `i`'s name as a JSON string.
+    pub fn name_json(&self, i: usize) -> &str {
+        &self.name_json[i]
+    }
+
+    /// Category `code` of feature `i` as a JSON string (`""` when unknown).
+    pub fn category_json(&self, i: usize, code: u32) -> &str {
+        self.category_json[i].get(code as usize).map_or("\"\"", String::as_str)
     }
 
     /// The text of category `code` of feature `i`.
