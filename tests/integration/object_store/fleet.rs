@@ -110,13 +110,7 @@ async fn a_published_rollout_file_reaches_every_replica_and_keys_stick_across_re
     let (ok, text) = cli(s3.addr, &["validate", bad_local.to_str().unwrap()]);
     assert!(!ok && text.contains("rollout file"), "{text}");
 
-    let mut requests = 0;
-    let mut failures = Vec::new();
-    for l in loads {
-        let (n, f) = l.finish().await;
-        requests += n;
-        failures.extend(f);
-    }
+    let (requests, failures) = finish_all(loads).await;
     println!(
         "published rollout: applied on all 3 replicas {applied_in:?} after the publish command started, \
          ended {ended_in:?} after --remove started (poll interval 200 ms); {canary_keys} of {keys} keys on the \
@@ -199,13 +193,7 @@ async fn a_guard_revert_on_one_replica_reverts_the_fleet() {
     let candidate_after: u64 = loads.iter().map(|l| l.answered_by(2)).sum();
     assert_eq!(candidate_before, candidate_after, "the candidate answers nothing once reverted everywhere");
 
-    let mut requests = 0;
-    let mut failures = Vec::new();
-    for l in loads {
-        let (n, f) = l.finish().await;
-        requests += n;
-        failures.extend(f);
-    }
+    let (requests, failures) = finish_all(loads).await;
     println!(
         "fleet revert (3 replicas, 200 ms polls, 10 % canary declaring everyone high risk): first revert to last \
          replica reverted {spread:?} (per replica, from the first: {:?}, by {how:?}); the candidate answered \
@@ -273,13 +261,7 @@ async fn a_store_outage_in_the_middle_of_a_rollout_changes_nothing_until_it_retu
         s["rollout"]["applied"]["stable"] == 2 && s["rollout"]["applied"].get("canary").is_none()
     })
     .await;
-    let mut requests = 0;
-    let mut failures = Vec::new();
-    for l in loads {
-        let (n, f) = l.finish().await;
-        requests += n;
-        failures.extend(f);
-    }
+    let (requests, failures) = finish_all(loads).await;
     println!(
         "store outage mid-rollout: 3 replicas kept the canary and both versions; converged on the rollout published \
          during the outage {converged:?} after the store returned; {requests} requests, {} failed",
@@ -382,13 +364,7 @@ async fn a_revert_while_the_store_is_down_holds_locally_and_reaches_the_fleet_wh
         published += metric(&text, "riskserve_sync_fleet_reverts_total", &[("outcome", "published")]).unwrap_or(0.0);
     }
     assert_eq!(published, 1.0, "the revert was published once the store was back");
-    let mut requests = 0;
-    let mut failures = Vec::new();
-    for l in loads {
-        let (n, f) = l.finish().await;
-        requests += n;
-        failures.extend(f);
-    }
+    let (requests, failures) = finish_all(loads).await;
     println!(
         "revert with the store down: held locally; the other replicas followed {followed:?} after the store \
          returned; {requests} requests, {} failed",

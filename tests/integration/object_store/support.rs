@@ -376,3 +376,16 @@ pub async fn canary_off_times(addrs: &[SocketAddr]) -> Vec<(Instant, bool)> {
     });
     futures::future::join_all(watch).await
 }
+
+/// Stops every load and adds up what they saw: requests sent, and the
+/// failures, in order.
+pub async fn finish_all(loads: impl IntoIterator<Item = Load>) -> (u64, Vec<String>) {
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for l in loads {
+        let (n, f) = l.finish().await;
+        requests += n;
+        failures.extend(f);
+    }
+    (requests, failures)
+}

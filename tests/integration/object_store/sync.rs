@@ -205,13 +205,7 @@ async fn three_replicas_converge_under_load_through_races_interruptions_and_an_o
         check_bytes(r, *addr, &published).await;
     }
 
-    let mut requests = 0;
-    let mut failures = Vec::new();
-    for l in loads {
-        let (n, f) = l.finish().await;
-        requests += n;
-        failures.extend(f);
-    }
+    let (requests, failures) = finish_all(loads).await;
     convergence.sort();
     after_outage.sort();
     println!(
@@ -350,13 +344,7 @@ async fn a_fresh_replica_starts_on_the_newest_valid_version_while_the_newest_obj
     let sync = get_json(fourth.proc.addr, "/v1/models").await["sync"].clone();
     assert!(sync.get("failed").is_none() && sync.get("last_error").is_none(), "{sync}");
 
-    let mut requests = 0;
-    let mut failures = Vec::new();
-    for l in loads {
-        let (n, f) = l.finish().await;
-        requests += n;
-        failures.extend(f);
-    }
+    let (requests, failures) = finish_all(loads).await;
     println!(
         "fresh replica with a junk newest object: ready on version 1 after {ready_after:?}; serving version 2 {:?} \
          after the repair; {requests} requests on 4 replicas, {} failed",
