@@ -272,6 +272,49 @@ settings! {
     /// Mean time between manifest polls of --sync-from, in milliseconds (each
     /// replica waits 75-125 % of it; an unchanged manifest costs a 304).
     sync_interval_ms: u64 = 1000, "MS", check positive => sync_interval: Duration = Duration::from_millis;
+    /// Also serve gRPC (the Open Inference Protocol's
+    /// inference.GRPCInferenceService and grpc.health.v1.Health) on this
+    /// address, sharing the models, limits and metrics of the HTTP listener
+    /// (docs/grpc.md); empty: no gRPC listener.
+    grpc_listen: OptionalAddr = OptionalAddr(None), "ADDR" => grpc_listen: Option<SocketAddr> = OptionalAddr::into_inner;
+}
+
+/// An address that may be unset: empty (or `off`) is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl OptionalAddr {
+    fn into_inner(self) -> Option<SocketAddr> {
+        self.0
+    }
+}
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<OptionalAddr, String> {
+        match text.trim() {
+            "" | "off" => Ok(OptionalAddr(None)),
+            addr => {
+                addr.parse().map(|a| OptionalAddr(Some(a))).map_err(|e| format!("`{addr}`: {e} (e.g. 0.0.0.0:9090)"))
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<OptionalAddr, String> {
+        text.parse()
+    }
+}
+
+impl ShowDefault for OptionalAddr {
+    fn show(&self) -> String {
+        self.0.map_or_else(|| "off".to_string(), |a| a.to_string())
+    }
 }
 
 /// `None` for an empty string (an unset optional setting).
@@ -474,6 +517,7 @@ mod tests {
         );
         let cfg = Config::resolve(&args).unwrap();
         assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.grpc_listen, None, "gRPC is off unless set");
         assert_eq!(cfg.max_batch, 50);
         assert_eq!(cfg.max_body_bytes, 1024 * 1024);
         assert_eq!(cfg.policy("credit-risk"), &VersionPolicy::Latest(2));
@@ -503,6 +547,9 @@ mod tests {
         assert_eq!(cfg.rescan_interval, Duration::from_secs(5), "not on the command line: from the file");
         assert_eq!(cfg.log_format, LogFormat::Text);
         assert_eq!(cfg.shutdown_timeout, Duration::from_secs(2));
+        let cfg = Config::resolve(&parse(&["--config", file, "--grpc-listen", "127.0.0.1:9090"]).unwrap()).unwrap();
+        assert_eq!(cfg.grpc_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert!(parse(&["--grpc-listen", "localhost"]).is_err(), "an address, not a name");
     }
 
     #[test]
@@ -510,7 +557,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 26, "--config and twenty-five settings");
+        assert_eq!(settings.len(), 27, "--config and twenty-six settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());

@@ -141,13 +141,20 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests_total = must(IntCounterVec::new(
-            Opts::new("riskserve_requests_total", "HTTP requests answered, by route and status code."),
-            &["route", "code"],
+            Opts::new(
+                "riskserve_requests_total",
+                "Requests answered, by protocol (http, grpc), route (an HTTP route template or a gRPC method) and \
+                 status code (HTTP's, or gRPC's name such as OK or INVALID_ARGUMENT).",
+            ),
+            &["protocol", "route", "code"],
         ));
         let request_duration_seconds = must(HistogramVec::new(
-            HistogramOpts::new("riskserve_request_duration_seconds", "Time from request start to response, by route.")
-                .buckets(must(exponential_buckets(10e-6, 2.5, 14))),
-            &["route"],
+            HistogramOpts::new(
+                "riskserve_request_duration_seconds",
+                "Time from request start to response, by protocol and route.",
+            )
+            .buckets(must(exponential_buckets(10e-6, 2.5, 14))),
+            &["protocol", "route"],
         ));
         let inference_duration_seconds = must(HistogramVec::new(
             HistogramOpts::new(

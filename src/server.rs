@@ -1,7 +1,7 @@
 //! The composition root: start-up and shutdown, as a story.
 //!
 //! Load every model (no port bound yet; no valid model is a start-up error)
-//! → bind → start the watcher → accept connections, each watched for
+//! → bind (HTTP, and gRPC with `--grpc-listen`) → start the watcher → accept connections, each watched for
 //! graceful shutdown → on SIGTERM/SIGINT stop accepting, let in-flight
 //! requests finish under a deadline → exit 0.
 //!
@@ -24,6 +24,7 @@ use crate::sync::{SyncState, SyncedSource};
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -49,12 +50,15 @@ impl Components {
 /// A server running in this process.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The gRPC listener's address, with `--grpc-listen`.
+    pub grpc_addr: Option<SocketAddr>,
     pub registry: Arc<Registry>,
     pub reloader: Reloader,
     /// The object-store sync's shared state, with `--sync-from`.
     pub sync: Option<Arc<SyncState>>,
     stop: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
+    grpc_accept_loop: Option<JoinHandle<()>>,
     sync_task: Option<AbortOnDrop>,
 }
 
@@ -74,6 +78,9 @@ impl RunningServer {
         self.sync_task.take();
         let _ = self.stop.send(true);
         let _ = self.accept_loop.await;
+        if let Some(grpc) = self.grpc_accept_loop.take() {
+            let _ = grpc.await;
+        }
     }
 }
 
@@ -129,6 +136,14 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
     let listener = crate::http::server::listen(config.listen, config.listen_backlog)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let grpc_listener = match config.grpc_listen {
+        Some(grpc) => Some(
+            crate::http::server::listen(grpc, config.listen_backlog)
+                .with_context(|| format!("binding {grpc} (--grpc-listen)"))?,
+        ),
+        None => None,
+    };
+    let grpc_addr = grpc_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let reloader = Reloader::start(loader, first_pass, &dir, config.reload_debounce, config.rescan_interval);
     if let Some(syncer) = &syncer {
         // The initial pass above listed what the first sync applied.
@@ -150,14 +165,16 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
     app.sync = sync.clone();
     let state = Arc::new(app);
     let (stop, stopped) = watch::channel(false);
+    let grpc_accept_loop =
+        grpc_listener.map(|l| tokio::spawn(crate::grpc::server::accept_loop(l, state.clone(), stopped.clone())));
     let accept_loop = tokio::spawn(crate::http::server::accept_loop(listener, state, stopped));
     for (name, model) in &snapshot.models {
         if let Some(v) = model.default_version() {
             tracing::info!(model = %name, version = v.version, loaded = ?model.versions.keys().collect::<Vec<_>>(), "serving");
         }
     }
-    tracing::info!(%addr, source = %source_name, "riskserve listening");
-    Ok(RunningServer { addr, registry, reloader, sync, stop, accept_loop, sync_task })
+    tracing::info!(%addr, grpc = ?grpc_addr, source = %source_name, "riskserve listening");
+    Ok(RunningServer { addr, grpc_addr, registry, reloader, sync, stop, accept_loop, grpc_accept_loop, sync_task })
 }
 
 /// `--sync-from`: restores the last applied manifest from disk, polls the

@@ -170,7 +170,7 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>>
 
 /// A registry lookup that found nothing to serve: 404 for an unknown
 /// model or version, 503 for a model with no version available.
-pub(super) fn lookup_error(e: LookupError) -> ApiError {
+pub(crate) fn lookup_error(e: LookupError) -> ApiError {
     match e {
         LookupError::UnknownModel { name, known } => {
             ApiError::not_found(format!("model `{name}` is not served; models: {}", known.join(", ")))

@@ -46,7 +46,7 @@ pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result
 }
 
 /// A slot for this request, or 503 + `Retry-After`, counted.
-async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot<'_>, ApiError> {
+pub(crate) async fn admit(state: &AppState, deadline: tokio::time::Instant) -> Result<Slot<'_>, ApiError> {
     state.admission.admit(deadline).await.map_err(|shed: Shed| {
         state.shed(shed.reason());
         ApiError::overloaded(shed.to_string())
@@ -143,14 +143,14 @@ fn write_reason(r: &Reason, fields: &Fields, out: &mut Vec<u8>) -> serde_json::R
 /// The predict routes' query parameters: `explain=true|false` (default
 /// true) and `reasons=N` (0..=10, default 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ExplainQuery {
+pub(crate) struct ExplainQuery {
     /// How many reasons each prediction carries; `None` = no `reasons` field.
     reasons: Option<usize>,
 }
 
 impl ExplainQuery {
     /// No reason codes (the OIP outputs have no place for them).
-    pub(super) const NONE: ExplainQuery = ExplainQuery { reasons: None };
+    pub(crate) const NONE: ExplainQuery = ExplainQuery { reasons: None };
 
     pub(super) fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
         let mut explain = true;
@@ -192,7 +192,7 @@ impl ExplainQuery {
 /// What the shared prediction path hands back: the version that answered,
 /// what the decoder kept from the body beside the applications, and one
 /// prediction per application.
-pub(super) struct Scored<T> {
+pub(crate) struct Scored<T> {
     pub version: Arc<LoadedVersion>,
     pub request: T,
     pub predictions: Vec<Answered>,
@@ -210,13 +210,11 @@ pub(super) struct PredictionRequest<'a, B> {
     pub deadline: tokio::time::Instant,
 }
 
-/// The prediction path every protocol shares (`/v1` predict, OIP infer):
+/// The prediction path every HTTP route shares (`/v1` predict, OIP infer):
 /// declared length → admission slot → body under the size limit and the
-/// deadline → resolve the version (pins, rollouts) → `decode` (the
-/// protocol's parser, with the version's inputs and the batch limit; on a
-/// worker thread for big bodies) → score (on a worker thread for big
-/// batches) → per-version inference metrics. The caller checks its content
-/// type first and writes its own answer.
+/// deadline → [`score_decoded`] with the protocol's parser (`decode`; on a
+/// worker thread for big bodies). The caller checks its content type first
+/// and writes its own answer.
 pub(super) async fn run_prediction<B, T, F>(
     state: &AppState,
     request: PredictionRequest<'_, B>,
@@ -232,19 +230,50 @@ where
     check_declared_length(headers, limit)?;
     let _slot = admit(state, deadline).await?;
     let body = read_body(limit, body, deadline).await?;
+    let target = Target { name, pinned, explain, headers, deadline };
+    let size = body.len();
+    score_decoded(state, target, size, move |decoder| decode(&body, decoder)).await
+}
+
+/// What a prediction is for, once its request has arrived: the model (and
+/// the pinned version, if any), the reasons asked for, the request's headers
+/// or gRPC metadata (a rollout's sticky key is one), and the deadline.
+pub(crate) struct Target<'a> {
+    pub name: &'a str,
+    pub pinned: Option<u64>,
+    pub explain: ExplainQuery,
+    pub headers: &'a HeaderMap,
+    pub deadline: tokio::time::Instant,
+}
+
+/// The prediction path every protocol shares once a request holds its
+/// admission slot and has arrived: resolve the version (pins, rollouts) →
+/// `decode` (the protocol's binding, with the version's inputs and the
+/// batch limit; on a worker thread when the request is bigger than
+/// [`INLINE_BODY_BYTES`]) → score (on a worker thread for big batches) →
+/// rollout guards and the shadow → per-version inference metrics.
+pub(crate) async fn score_decoded<T, F>(
+    state: &AppState,
+    target: Target<'_>,
+    size: usize,
+    decode: F,
+) -> Result<Scored<T>, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(Decoder<'_>) -> Result<(T, Rows), ApiError> + Send + 'static,
+{
+    let Target { name, pinned, explain, headers, deadline } = target;
     // A rollout routes unpinned requests by their request key (sticky);
     // the body is decoded with the inputs of the version that answers.
     let resolved = state.registry.resolve_request(name, pinned, headers).map_err(lookup_error)?;
     let version = resolved.version.clone();
     let max_batch = state.config.max_batch;
-    let (request, rows) = if body.len() <= INLINE_BODY_BYTES {
-        decode(&body, Decoder { fields: version.scorer.fields(), known: &resolved.known, max_batch })?
+    let (request, rows) = if size <= INLINE_BODY_BYTES {
+        decode(Decoder { fields: version.scorer.fields(), known: &resolved.known, max_batch })?
     } else {
         let (v, known) = (version.clone(), resolved.known.clone());
-        off_thread(state, deadline, move || {
-            decode(&body, Decoder { fields: v.scorer.fields(), known: &known, max_batch })
-        })
-        .await?
+        off_thread(state, deadline, move || decode(Decoder { fields: v.scorer.fields(), known: &known, max_batch }))
+            .await?
     };
     count_imputed(&version, &rows);
 

@@ -80,7 +80,7 @@ impl Route {
 }
 
 /// A `{version}` path segment: a positive integer without leading zeros.
-pub(super) fn pinned_version(version: &str) -> Result<u64, ApiError> {
+pub(crate) fn pinned_version(version: &str) -> Result<u64, ApiError> {
     crate::repository::layout::parse_version(version)
         .ok_or_else(|| ApiError::not_found(format!("version `{version}` is not a positive integer")))
 }

@@ -1,5 +1,5 @@
 //! Routing, and the `/v1` and health handlers. Every request goes through
-//! [`handle`], which counts it (`riskserve_requests_total{route,code}`,
+//! [`handle`], which counts it (`riskserve_requests_total{protocol,route,code}`,
 //! duration, in-flight) under a route *template* so label cardinality stays
 //! bounded.
 //!

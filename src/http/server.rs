@@ -12,7 +12,7 @@ use super::state::AppState;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +48,7 @@ pub(crate) fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Resul
 
 /// Accepts connections until `stopped` turns true, then drains: no new
 /// connections, in-flight requests finish under the shutdown deadline.
-pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
+pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: watch::Receiver<bool>) {
     let config = state.config.clone();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -65,6 +64,53 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
         request: timeouts.with_label_values(&["request"]),
         write: timeouts.with_label_values(&["write"]),
     };
+    let (idle, shared) = (counters.idle.clone(), state.clone());
+    serve_connections(listener, &shared, stopped, idle, move |stream, watcher| {
+        let (state, http, counters) = (state.clone(), http.clone(), counters.clone());
+        async move {
+            let clock = ConnClock::new();
+            let io = GuardedIo::new(stream, clock.clone(), limits, counters);
+            let service = service_fn(move |req| {
+                // hyper calls the service as soon as it has parsed
+                // the headers, and may read the socket again (to
+                // see a close) before it first polls the future:
+                // the request is the handler's from here, so that
+                // read waits under no header deadline.
+                let arrival = clock.begin_request();
+                let (state, clock) = (state.clone(), clock.clone());
+                async move {
+                    let response = handle_arrived(state, req, arrival).await;
+                    clock.end_request();
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(io), service)).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+/// The accept loop every listener shares (HTTP/1.1 here, gRPC's HTTP/2 in
+/// `crate::grpc::server`): at most `max_connections` open (one more is
+/// accepted and closed at once, and counted), `serve` runs each connection
+/// once its first bytes arrive (a silent one is closed after the idle
+/// timeout, counted on `idle`), watched for graceful shutdown; when
+/// `stopped` turns true the listener is dropped and open connections drain
+/// under the shutdown deadline.
+pub(crate) async fn serve_connections<F, Fut>(
+    listener: TcpListener,
+    state: &AppState,
+    mut stopped: watch::Receiver<bool>,
+    idle: prometheus::IntCounter,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream, Watcher) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let config = &state.config;
     let connections = Arc::new(Semaphore::new(config.max_connections.min(Semaphore::MAX_PERMITS)));
     let mut accept_errors = RateLimitedLog::new(Duration::from_secs(1));
     loop {
@@ -87,30 +133,12 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (state, http, watcher, stop) = (state.clone(), http.clone(), graceful.watcher(), stopped.clone());
-                let (counters, open) = (counters.clone(), state.metrics.connections_open.clone());
+                let (stop, idle, idle_timeout) = (stopped.clone(), idle.clone(), config.idle_timeout);
+                let (open, serve, watcher) = (state.metrics.connections_open.clone(), serve.clone(), graceful.watcher());
                 open.inc();
                 tokio::spawn(async move {
-                    if first_byte(&stream, limits.idle, stop, &counters).await {
-                        let clock = ConnClock::new();
-                        let io = GuardedIo::new(stream, clock.clone(), limits, counters);
-                        let service = service_fn(move |req| {
-                            // hyper calls the service as soon as it has parsed
-                            // the headers, and may read the socket again (to
-                            // see a close) before it first polls the future:
-                            // the request is the handler's from here, so that
-                            // read waits under no header deadline.
-                            let arrival = clock.begin_request();
-                            let (state, clock) = (state.clone(), clock.clone());
-                            async move {
-                                let response = handle_arrived(state, req, arrival).await;
-                                clock.end_request();
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                        if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(io), service)).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
+                    if first_byte(&stream, idle_timeout, stop, &idle).await {
+                        serve(stream, watcher).await;
                     }
                     open.dec();
                     drop(permit);
@@ -138,13 +166,13 @@ async fn first_byte(
     stream: &tokio::net::TcpStream,
     idle: Duration,
     mut stopped: watch::Receiver<bool>,
-    counters: &TimeoutCounters,
+    idle_timeouts: &prometheus::IntCounter,
 ) -> bool {
     tokio::select! {
         ready = tokio::time::timeout(idle, stream.readable()) => match ready {
             Ok(ready) => ready.is_ok(),
             Err(_) => {
-                counters.idle.inc();
+                idle_timeouts.inc();
                 false
             }
         },

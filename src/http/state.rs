@@ -35,8 +35,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Arc<Config>, registry: Arc<Registry>, metrics: Arc<Metrics>) -> AppState {
         let route_metrics = RouteMetrics {
-            duration: Route::ALL.map(|r| metrics.request_duration_seconds.with_label_values(&[r.label()])),
-            ok: Route::ALL.map(|r| metrics.requests_total.with_label_values(&[r.label(), "200"])),
+            duration: Route::ALL.map(|r| metrics.request_duration_seconds.with_label_values(&["http", r.label()])),
+            ok: Route::ALL.map(|r| metrics.requests_total.with_label_values(&["http", r.label(), "200"])),
         };
         let gauges =
             AdmissionGauges { admitted: metrics.requests_admitted.clone(), queued: metrics.requests_queued.clone() };
@@ -47,7 +47,7 @@ impl AppState {
     }
 
     /// Counts a shed request by its reason.
-    pub(super) fn shed(&self, reason: &str) {
+    pub(crate) fn shed(&self, reason: &str) {
         self.metrics.requests_shed_total.with_label_values(&[reason]).inc();
     }
 
@@ -57,7 +57,7 @@ impl AppState {
         if status == StatusCode::OK {
             self.route_metrics.ok[i].inc();
         } else {
-            self.metrics.requests_total.with_label_values(&[route.label(), status.as_str()]).inc();
+            self.metrics.requests_total.with_label_values(&["http", route.label(), status.as_str()]).inc();
         }
         self.route_metrics.duration[i].observe(seconds);
     }

@@ -19,6 +19,7 @@
 //! Errors are `{"error": "..."}` (plus `type` and `fields`) with a 4xx status
 //! for anything the client can fix, as the protocol asks.
 
+pub mod binding;
 pub mod tensor;
 
 use super::body::{read_body, RequestBody};
@@ -27,10 +28,11 @@ use super::predict::{run_prediction, with_version_header, ExplainQuery, Predicti
 use super::reply::{get_only, json_ok, to_json, Handled};
 use super::route::{pinned_version, Route};
 use super::state::AppState;
-use crate::registry::VersionState;
+use crate::registry::{LoadedVersion, VersionState};
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{HeaderMap, Method};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Extensions named in the server metadata.
 pub const EXTENSIONS: [&str; 2] = ["model_repository", "binary_tensor_data"];
@@ -129,12 +131,19 @@ pub struct ServerMetadata {
     pub extensions: Vec<String>,
 }
 
+impl ServerMetadata {
+    /// This server's: the same over HTTP and gRPC.
+    pub fn of_this_server() -> ServerMetadata {
+        ServerMetadata {
+            name: "riskserve".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+}
+
 fn server_metadata() -> Handled {
-    to_json(&ServerMetadata {
-        name: "riskserve".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
-    })
+    to_json(&ServerMetadata::of_this_server())
 }
 
 /// `$metadata_tensor`: `shape` `[-1]` is a batch of any size.
@@ -179,17 +188,30 @@ pub fn output_metadata() -> Vec<TensorMetadata> {
     tensor::Output::ALL.iter().map(|o| TensorMetadata::batch(o.name(), o.datatype())).collect()
 }
 
+impl ModelMetadata {
+    /// The metadata of `name` (or its pinned version), with the version
+    /// that answered: the same over HTTP and gRPC.
+    pub(crate) fn of(
+        state: &AppState,
+        name: &str,
+        pinned: Option<u64>,
+    ) -> Result<(ModelMetadata, Arc<LoadedVersion>), ApiError> {
+        let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
+        let snapshot = state.registry.snapshot();
+        let versions = snapshot.models.get(name).map(|m| m.versions.keys().map(u64::to_string).collect());
+        let metadata = ModelMetadata {
+            name: version.name.clone(),
+            versions: versions.unwrap_or_else(|| vec![version.version_label.clone()]),
+            platform: format!("riskserve_{}", version.scorer.meta().algorithm),
+            inputs: input_metadata(version.scorer.fields()),
+            outputs: output_metadata(),
+        };
+        Ok((metadata, version))
+    }
+}
+
 fn model_metadata(state: &AppState, name: &str, pinned: Option<u64>) -> Handled {
-    let version = state.registry.resolve(name, pinned).map_err(lookup_error)?;
-    let snapshot = state.registry.snapshot();
-    let versions = snapshot.models.get(name).map(|m| m.versions.keys().map(u64::to_string).collect());
-    let metadata = ModelMetadata {
-        name: version.name.clone(),
-        versions: versions.unwrap_or_else(|| vec![version.version_label.clone()]),
-        platform: format!("riskserve_{}", version.scorer.meta().algorithm),
-        inputs: input_metadata(version.scorer.fields()),
-        outputs: output_metadata(),
-    };
+    let (metadata, version) = ModelMetadata::of(state, name, pinned)?;
     Ok(with_version_header(to_json(&metadata)?, &version))
 }
 
@@ -312,10 +334,16 @@ async fn repository_index<B: RequestBody>(
         serde_json::from_slice::<IndexRequest>(&body)
             .map_err(|e| ApiError::malformed_json(format!("repository index request: {e}; send {{\"ready\": bool}}")))?
     };
+    to_json(&index_entries(state, request.ready))
+}
+
+/// The repository index: every version the source lists, with its state
+/// (only the ready ones with `ready_only`); the same over HTTP and gRPC.
+pub(crate) fn index_entries(state: &AppState, ready_only: bool) -> Vec<IndexEntry> {
     let snapshot = state.registry.snapshot();
     let mut entries = Vec::new();
     for (name, status) in &snapshot.status {
-        if status.versions.is_empty() && !request.ready {
+        if status.versions.is_empty() && !ready_only {
             let reason = status.warning.clone().unwrap_or_else(|| "no version in the model source".into());
             entries.push(IndexEntry { name: name.clone(), version: None, state: "UNAVAILABLE".into(), reason });
         }
@@ -325,7 +353,7 @@ async fn repository_index<B: RequestBody>(
                 VersionState::Loading => "LOADING",
                 VersionState::Failed | VersionState::NotLoaded => "UNAVAILABLE",
             };
-            if request.ready && state != "READY" {
+            if ready_only && state != "READY" {
                 continue;
             }
             let reason = v.reason.clone().unwrap_or_else(|| match v.state {
@@ -340,7 +368,7 @@ async fn repository_index<B: RequestBody>(
             });
         }
     }
-    to_json(&entries)
+    entries
 }
 
 #[cfg(test)]
@@ -399,7 +427,10 @@ mod tests {
             call(&state, "POST", "/v2/models/m/versions/3/infer", &infer_body(&rows).to_string()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let text = String::from_utf8(state.metrics.render()).unwrap();
-        assert!(text.contains(r#"riskserve_requests_total{code="200",route="/v2/models/{name}/infer"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"riskserve_requests_total{code="200",protocol="http",route="/v2/models/{name}/infer"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"route="/v2/models/{name}/versions/{version}/infer"} 1"#), "{text}");
     }
 

@@ -1,6 +1,7 @@
 //! Unit tests of tensor decoding and encoding (JSON and binary).
 
 use super::*;
+use crate::http::oip::binding::SHARED_MEMORY;
 use crate::http::request::Decoder;
 use crate::model::fields::NameTable;
 use crate::model::input::{cat, num, LoanApplication};
