@@ -7,6 +7,7 @@ mod common;
 mod deploy;
 mod errors;
 mod exact_swap;
+mod grpc;
 mod hostile_files;
 mod hot_swap;
 mod limits;

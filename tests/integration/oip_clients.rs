@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use testkit::tools::{python, python_in, tool, workspace_root};
 
 /// Bound for one client script run.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound for training the reference model and for MLServer to be ready.
 const MLSERVER_TIMEOUT: Duration = Duration::from_secs(180);
 /// Bound for the whole schemathesis run (about a minute on an idle machine).
@@ -20,7 +20,7 @@ const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A batch with every field present (MLServer's DataFrame path takes no
 /// nulls in BYTES tensors, and the client sends FP64 without NaN).
-fn batch() -> Vec<Value> {
+pub(crate) fn batch() -> Vec<Value> {
     let row: Value = serde_json::from_str(ROW).unwrap();
     let variants = [
         json!({}),
@@ -44,7 +44,7 @@ fn batch() -> Vec<Value> {
 /// Runs `cmd` to completion within `timeout` (killed past it), its output
 /// kept in files under `dir` (so a chatty child cannot fill a pipe).
 /// Returns (success, stdout, stderr).
-fn run_bounded(mut cmd: Command, dir: &Path, what: &str, timeout: Duration) -> (bool, String, String) {
+pub(crate) fn run_bounded(mut cmd: Command, dir: &Path, what: &str, timeout: Duration) -> (bool, String, String) {
     let (out, err) = (dir.join(format!("{what}.out")), dir.join(format!("{what}.err")));
     cmd.stdin(Stdio::null()).stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
     let mut child = testkit::Child(cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}")));
@@ -79,7 +79,7 @@ async fn client_report(base: String, model: &str, batch_file: PathBuf, binary: b
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("the client printed no JSON report ({e}):\n{out}\n{err}"))
 }
 
-fn write_batch(dir: &Path) -> PathBuf {
+pub(crate) fn write_batch(dir: &Path) -> PathBuf {
     let path = dir.join("batch.json");
     std::fs::write(&path, serde_json::to_vec(&batch()).unwrap()).unwrap();
     path
@@ -113,7 +113,7 @@ fn check_riskserve_report(report: &Value, v1: &Value) {
     }
 }
 
-async fn v1_answer(s: &TestServer) -> Value {
+pub(crate) async fn v1_answer(s: &TestServer) -> Value {
     let r = s.post(PREDICT, &json!({"instances": batch()}).to_string()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()

@@ -5,6 +5,7 @@
 //!   `riskserve listening ... addr=...`) as a child process on 127.0.0.1:0,
 //!   its address read from its log within a deadline, killed on drop;
 //! - [`http`]: a small keep-alive HTTP/1.1 client with a timeout on every step;
+//! - [`grpc`]: a small gRPC client (unary calls over one HTTP/2 connection);
 //! - [`prometheus`]: reads series out of Prometheus text format;
 //! - [`tools`]: finds the external programs `.ci/setup` installs.
 //!
@@ -13,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod grpc;
 pub mod http;
 pub mod process;
 pub mod prometheus;

@@ -1,0 +1,1 @@
+//! What the gRPC listener shares with HTTP, checked over the network.
