@@ -173,7 +173,10 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
             tracing::info!(model = %name, version = v.version, loaded = ?model.versions.keys().collect::<Vec<_>>(), "serving");
         }
     }
-    tracing::info!(%addr, grpc = ?grpc_addr, source = %source_name, "riskserve listening");
+    if let Some(grpc_addr) = grpc_addr {
+        tracing::info!(%grpc_addr, "riskserve gRPC listening");
+    }
+    tracing::info!(%addr, source = %source_name, "riskserve listening");
     Ok(RunningServer { addr, grpc_addr, registry, reloader, sync, stop, accept_loop, grpc_accept_loop, sync_task })
 }
 

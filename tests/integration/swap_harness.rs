@@ -5,6 +5,8 @@
 //! in a corrupt one and deletes the newest — and every response names a
 //! version that had been committed when it arrived.
 //!
+//! The same run drives the gRPC listener's ModelInfer instead.
+//!
 //! This runs the `swapbench` library (the benchmark's one implementation);
 //! the full benchmark with its latency, commit-to-serve and RSS goals is
 //! `bench/swap_under_load.sh`.
@@ -16,12 +18,23 @@ use swapbench::{BenchConfig, Deployment, OpKind, ServerProcess};
 
 #[test]
 fn swaps_under_load_with_bad_files_and_a_rollback_fail_no_request() {
+    swaps_under_load(false);
+}
+
+/// The same, the clients calling ModelInfer on the gRPC listener.
+#[test]
+fn swaps_under_grpc_load_fail_no_call() {
+    swaps_under_load(true);
+}
+
+fn swaps_under_load(grpc: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let models = dir.path().join("models");
     commit(&models, MODEL, 1, bundled_model());
 
     // Dropping `server` (also on a panic below) kills the child process.
-    let server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_riskserve")), &models, &[], None)
+    let args = if grpc { vec!["--grpc-listen=127.0.0.1:0".to_string()] } else { vec![] };
+    let server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_riskserve")), &models, &args, None)
         .expect("riskserve serve starts on 127.0.0.1:0");
     let mut cfg = BenchConfig::new(
         server.predict_target(MODEL),
@@ -42,6 +55,7 @@ fn swaps_under_load_with_bad_files_and_a_rollback_fail_no_request() {
     // Steps 8, 16, 24: half-written (completed at the next step), corrupt, rollback.
     cfg.bad_every = 8;
     cfg.drain_timeout = Duration::from_secs(10);
+    cfg.grpc = grpc.then(|| server.grpc_addr().expect("the gRPC listener's address is logged"));
 
     let started = Instant::now();
     let report = swapbench::run_blocking(cfg, 2).expect("the benchmark runs");

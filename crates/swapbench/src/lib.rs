@@ -114,6 +114,10 @@ pub struct BenchConfig {
     pub drain_timeout: Duration,
     /// Print a progress line every this often (None: quiet).
     pub progress: Option<Duration>,
+    /// riskserve's gRPC listener: the clients call `ModelInfer` there (the
+    /// same applications as `bodies`, as typed tensors) instead of POSTing
+    /// to `target`, which still serves `/metrics`.
+    pub grpc: Option<std::net::SocketAddr>,
 }
 
 impl BenchConfig {
@@ -141,6 +145,7 @@ impl BenchConfig {
             request_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(5),
             progress: None,
+            grpc: None,
         }
     }
 }
@@ -179,8 +184,18 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         max_seen: AtomicU64::new(0),
     });
     let check_body = matches!(cfg.deployment, Deployment::Riskserve { .. });
-    let clients: Vec<_> =
-        (0..cfg.clients).map(|id| tokio::spawn(load::client(id, cfg.clone(), shared.clone(), check_body))).collect();
+    let clients: Vec<_> = match (cfg.grpc, &cfg.deployment) {
+        (Some(addr), Deployment::Riskserve { model_name, .. }) => {
+            let messages = Arc::new(requests::infer_messages(&cfg.bodies, model_name)?);
+            (0..cfg.clients)
+                .map(|id| tokio::spawn(load::grpc_client(id, cfg.clone(), shared.clone(), addr, messages.clone())))
+                .collect()
+        }
+        (Some(_), _) => return Err("gRPC is riskserve's: the Flask peer has none".into()),
+        (None, _) => {
+            (0..cfg.clients).map(|id| tokio::spawn(load::client(id, cfg.clone(), shared.clone(), check_body))).collect()
+        }
+    };
 
     let op_cfg = cfg.clone();
     let op_shared = shared.clone();

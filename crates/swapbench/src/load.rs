@@ -72,49 +72,79 @@ pub(crate) struct ClientResult {
     pub errors: BTreeMap<String, u64>,
 }
 
+/// Each client's request schedule: closed loop (the next request as soon
+/// as the last is answered), or open loop (`rate`): each client sends on
+/// its own fixed schedule, offset so the clients interleave, and latency
+/// counts from the scheduled time (no coordinated omission).
+struct Pacing {
+    interval: Option<Duration>,
+    due: Instant,
+}
+
+impl Pacing {
+    fn new(id: usize, cfg: &BenchConfig) -> Pacing {
+        let interval = cfg.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(cfg.clients as f64 / r));
+        let due = Instant::now() + interval.map(|i| i.mul_f64(id as f64 / cfg.clients as f64)).unwrap_or_default();
+        Pacing { interval, due }
+    }
+
+    /// Waits for the next request's time; returns when it counts from.
+    async fn next(&mut self) -> Instant {
+        match self.interval {
+            Some(every) => {
+                tokio::time::sleep_until(self.due.into()).await;
+                let scheduled = self.due;
+                // Far behind (the server stalled): restart the schedule
+                // rather than firing a burst of catch-up requests.
+                self.due = (self.due + every).max(Instant::now() - Duration::from_secs(1));
+                scheduled
+            }
+            None => Instant::now(),
+        }
+    }
+}
+
+/// Whether the run is over for a client (stopped, or the request cap reached).
+fn done(cfg: &BenchConfig, shared: &Shared) -> bool {
+    shared.stop.load(Ordering::Relaxed)
+        || cfg.max_requests.is_some_and(|max| shared.requests.load(Ordering::Relaxed) >= max)
+}
+
+/// Records one response (or failure) of a request that started at `started`.
+fn record(shared: &Shared, out: &mut ClientResult, started: Instant, outcome: Outcome, status: u16, version: u64) {
+    let latency = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    out.samples.push(Sample {
+        t_us: shared.now_us(),
+        latency_us: latency,
+        version: version.min(u32::MAX as u64) as u32,
+        status,
+        outcome,
+    });
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    if outcome != Outcome::Ok {
+        shared.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl ClientResult {
+    fn new() -> ClientResult {
+        ClientResult { samples: Vec::with_capacity(16 * 1024), server_closed: 0, errors: BTreeMap::new() }
+    }
+}
+
 /// One client: sends until the run stops (or the request cap is reached).
 /// `check_body`: the body must name the same version as the header (riskserve).
 pub(crate) async fn client(id: usize, cfg: Arc<BenchConfig>, shared: Arc<Shared>, check_body: bool) -> ClientResult {
     let bodies = cfg.bodies.clone();
     let mut next = (id * 7919) % bodies.len();
-    let mut out = ClientResult { samples: Vec::with_capacity(16 * 1024), server_closed: 0, errors: BTreeMap::new() };
+    let mut out = ClientResult::new();
     let mut client: Option<Client> = None;
     let mut local_max = 0u64;
-    // Open-loop pacing (`rate`): each client sends on its own fixed schedule,
-    // offset so the clients interleave, and latency counts from the scheduled
-    // time (no coordinated omission).
-    let interval = cfg.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(cfg.clients as f64 / r));
-    let mut due = Instant::now() + interval.map(|i| i.mul_f64(id as f64 / cfg.clients as f64)).unwrap_or_default();
-    while !shared.stop.load(Ordering::Relaxed) {
-        if let Some(max) = cfg.max_requests {
-            if shared.requests.load(Ordering::Relaxed) >= max {
-                break;
-            }
-        }
-        let started = match interval {
-            Some(every) => {
-                tokio::time::sleep_until(due.into()).await;
-                let scheduled = due;
-                // Far behind (the server stalled): restart the schedule
-                // rather than firing a burst of catch-up requests.
-                due = (due + every).max(Instant::now() - Duration::from_secs(1));
-                scheduled
-            }
-            None => Instant::now(),
-        };
+    let mut pacing = Pacing::new(id, &cfg);
+    while !done(&cfg, &shared) {
+        let started = pacing.next().await;
         let record = |out: &mut ClientResult, outcome: Outcome, status: u16, version: u64| {
-            let latency = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-            out.samples.push(Sample {
-                t_us: shared.now_us(),
-                latency_us: latency,
-                version: version.min(u32::MAX as u64) as u32,
-                status,
-                outcome,
-            });
-            shared.requests.fetch_add(1, Ordering::Relaxed);
-            if outcome != Outcome::Ok {
-                shared.failures.fetch_add(1, Ordering::Relaxed);
-            }
+            record(&shared, out, started, outcome, status, version)
         };
         if client.is_none() {
             match Client::connect(cfg.target.addr, &cfg.target.host, cfg.request_timeout).await {
@@ -221,4 +251,64 @@ mod tests {
         assert_eq!(errors.len(), 32);
         assert_eq!(errors["e0"], 2);
     }
+}
+
+/// One gRPC client: `ModelInfer` calls (`messages`, encoded) over its own
+/// HTTP/2 connection to `addr`, one at a time, until the run stops. The
+/// version is the answer's `model_version`; a status other than OK is a
+/// `Non200` (its code recorded as the status).
+pub(crate) async fn grpc_client(
+    id: usize,
+    cfg: Arc<BenchConfig>,
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+    messages: Arc<Vec<bytes::Bytes>>,
+) -> ClientResult {
+    use prost::Message;
+    use riskserve::grpc::proto::ModelInferResponse;
+    const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+    let mut next = (id * 7919) % messages.len();
+    let mut out = ClientResult::new();
+    let mut client: Option<testkit::grpc::GrpcClient> = None;
+    let mut pacing = Pacing::new(id, &cfg);
+    while !done(&cfg, &shared) {
+        let started = pacing.next().await;
+        let c = match &client {
+            Some(c) => c,
+            None => match testkit::grpc::GrpcClient::connect(addr, cfg.request_timeout).await {
+                Ok(c) => client.insert(c),
+                Err(e) => {
+                    note(&mut out.errors, format!("connect: {e}"));
+                    record(&shared, &mut out, started, Outcome::ConnectError, 0, 0);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let message = &messages[next];
+        next = (next + 1) % messages.len();
+        match c.unary(INFER, message, &[]).await {
+            Ok(answer) => match ModelInferResponse::decode(answer).map(|r| r.model_version.parse::<u64>()) {
+                Ok(Ok(v)) => {
+                    shared.max_seen.fetch_max(v, Ordering::Relaxed);
+                    record(&shared, &mut out, started, Outcome::Ok, 200, v);
+                }
+                other => {
+                    note(&mut out.errors, format!("an answer without a version: {other:?}"));
+                    record(&shared, &mut out, started, Outcome::BadVersion, 200, 0);
+                }
+            },
+            Err(e) if e.code >= 0 => {
+                note(&mut out.errors, format!("gRPC status {}: {}", e.code, e.message));
+                record(&shared, &mut out, started, Outcome::Non200, e.code as u16, 0);
+            }
+            Err(e) => {
+                let outcome = if e.message.contains("timed out") { Outcome::Timeout } else { Outcome::ConnectionError };
+                note(&mut out.errors, format!("call: {}", e.message));
+                record(&shared, &mut out, started, outcome, 0, 0);
+                client = None;
+            }
+        }
+    }
+    out
 }

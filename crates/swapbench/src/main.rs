@@ -128,6 +128,14 @@ struct Args {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Drive riskserve's gRPC listener (ModelInfer, the same applications)
+    /// instead of HTTP: with --server-bin the server is started with
+    /// --grpc-listen 127.0.0.1:0; with --url give --grpc-addr.
+    #[arg(long)]
+    grpc: bool,
+    /// The gRPC listener of the running server at --url (implies --grpc).
+    #[arg(long)]
+    grpc_addr: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -157,7 +165,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
                 return Err("--server-bin starts riskserve; use --url for the Flask peer".into());
             }
             let dir = args.models_dir.as_ref().ok_or("--server-bin needs --models-dir")?;
-            let s = ServerProcess::spawn(bin, dir, &args.server_args, args.server_log.as_deref())?;
+            let mut server_args = args.server_args.clone();
+            if args.grpc {
+                server_args.push("--grpc-listen=127.0.0.1:0".into());
+            }
+            let s = ServerProcess::spawn(bin, dir, &server_args, args.server_log.as_deref())?;
             let t = s.predict_target(&args.model_name);
             let pid = s.pid;
             server = Some(s);
@@ -193,6 +205,12 @@ fn run(args: Args) -> Result<ExitCode, String> {
     cfg.keep_versions = args.keep_versions;
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms);
     cfg.progress = (!args.quiet).then_some(Duration::from_secs(10));
+    cfg.grpc = match (&server, args.grpc_addr) {
+        (_, Some(addr)) => Some(addr),
+        (Some(s), None) if args.grpc => Some(s.grpc_addr().ok_or("the server logged no gRPC address")?),
+        (None, None) if args.grpc => return Err("--grpc with --url needs --grpc-addr".into()),
+        _ => None,
+    };
 
     eprintln!(
         "swapbench: {} clients → {} ; warm-up {}s, steady {}s, run {}s (≥ {} commits, one per {} ms, bad step every {})",

@@ -126,6 +126,15 @@ impl ServerProcess {
         Target { addr: self.addr, host: self.addr.to_string(), path: format!("/v1/models/{model}/predict") }
     }
 
+    /// The gRPC listener's address (`--grpc-listen`), from the server's
+    /// `riskserve gRPC listening grpc_addr=...` log line.
+    pub fn grpc_addr(&self) -> Option<std::net::SocketAddr> {
+        let line = self.log.first("riskserve gRPC listening")?;
+        let at = line.find("grpc_addr=")? + "grpc_addr=".len();
+        let text: String = line[at..].chars().take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',').collect();
+        text.parse().ok()
+    }
+
     /// The last `n` lines the server logged.
     pub fn log_tail(&self, n: usize) -> String {
         self.log.tail(n)

@@ -58,6 +58,58 @@ pub fn application_json(app: &LoanApplication) -> Bytes {
     Bytes::from(out)
 }
 
+/// `ModelInfer` requests (encoded) for `model` carrying the same
+/// applications as `bodies` (JSON objects of fields): one tensor per field,
+/// numbers FP64 and texts BYTES in typed contents, shape `[1]`. gRPC's
+/// typed contents have no null, so applications with a missing value are
+/// left out.
+pub fn infer_messages(bodies: &[Bytes], model: &str) -> Result<Vec<Bytes>, String> {
+    use prost::Message;
+    use riskserve::grpc::proto::model_infer_request::InferInputTensor;
+    use riskserve::grpc::proto::{InferTensorContents, ModelInferRequest};
+    let mut objects = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|e| format!("a request body is not a JSON object: {e}"))?;
+        if fields.values().all(|v| !v.is_null()) {
+            objects.push(fields);
+        }
+    }
+    if objects.is_empty() {
+        return Err("every application has a missing value, which gRPC's typed contents cannot carry".into());
+    }
+    objects
+        .into_iter()
+        .map(|fields| {
+            let inputs = fields
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let (datatype, contents) = match value {
+                        serde_json::Value::Number(n) => {
+                            ("FP64", InferTensorContents { fp64_contents: vec![n.as_f64()?], ..Default::default() })
+                        }
+                        serde_json::Value::String(text) => (
+                            "BYTES",
+                            InferTensorContents { bytes_contents: vec![text.into_bytes()], ..Default::default() },
+                        ),
+                        _ => return None,
+                    };
+                    let shape = vec![1];
+                    Some(InferInputTensor {
+                        name,
+                        datatype: datatype.into(),
+                        shape,
+                        contents: Some(contents),
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            let request = ModelInferRequest { model_name: model.into(), inputs, ..Default::default() };
+            Ok(Bytes::from(request.encode_to_vec()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

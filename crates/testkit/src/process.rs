@@ -96,6 +96,11 @@ impl Log {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// The first line that contains `needle`.
+    pub fn first(&self, needle: &str) -> Option<String> {
+        self.lines.lock().ok()?.iter().find(|x| x.contains(needle)).cloned()
+    }
+
     /// How many lines contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.lines.lock().map(|l| l.iter().filter(|x| x.contains(needle)).count()).unwrap_or(0)
