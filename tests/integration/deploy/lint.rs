@@ -99,8 +99,17 @@ fn both_deployments_drain_before_the_grace_period_ends_and_probe_health() {
             .unwrap_or_else(|| panic!("{layout}: no RISKSERVE_SHUTDOWN_TIMEOUT_SECS"));
         assert!(grace > pre_stop + drain, "{layout}: grace {grace} s <= preStop {pre_stop} s + drain {drain} s");
         assert!(pre_stop > 0);
+        // Readiness over gRPC's standard health service, on the gRPC port.
+        let grpc_port = text
+            .split("name: RISKSERVE_GRPC_LISTEN")
+            .nth(1)
+            .and_then(|rest| yaml_value(rest, "value")?.rsplit(':').next()?.trim_matches('"').parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("{layout}: no RISKSERVE_GRPC_LISTEN"));
+        let readiness = text.split("readinessProbe:").nth(1).unwrap_or_else(|| panic!("{layout}: no readinessProbe"));
+        let probe_port = readiness.split("grpc:").nth(1).and_then(|rest| yaml_value(rest, "port")?.parse::<u16>().ok());
+        assert_eq!(probe_port, Some(grpc_port), "{layout}: readiness probes the gRPC listener");
+        assert!(text.contains(&format!("containerPort: {grpc_port}")), "{layout}: the gRPC port is exposed");
         for needed in [
-            "path: /v2/health/ready",
             "path: /v2/health/live",
             "readOnlyRootFilesystem: true",
             "runAsNonRoot: true",
