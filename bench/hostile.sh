@@ -5,6 +5,7 @@
 #   dir with the bundled model -> raise the open-file limit -> start the
 #   server in the background with a bounded lifetime on 127.0.0.1:0 -> run
 #   `hostile` (16 good keep-alive clients; per case: 3 s baseline, the case,
+#   the HTTP cases and the grpc-* HTTP/2 cases against --grpc-listen;
 #   a commit timed to serve, RSS settle) -> stop the server (SIGTERM) ->
 #   bench/results/<UTC stamp>/ (hostile.json, summary.txt, server.log, env.txt).
 #
@@ -31,8 +32,8 @@ MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/riskserve
 HOSTILE=$TARGET_DIR/release/hostile
-# 8 cases × (baseline + case + task joins + commit + RSS settle + scrapes), plus start-up.
-MAX_SECS=$(( 8 * (${BASELINE_SECS%.*} + ${CASE_SECS%.*} + 45) + 60 ))
+# 13 cases × (baseline + case + task joins + commit + RSS settle + scrapes), plus start-up.
+MAX_SECS=$(( 13 * (${BASELINE_SECS%.*} + ${CASE_SECS%.*} + 45) + 60 ))
 # The server lives at most this long even if this script is killed hard.
 LIFETIME=$(( MAX_SECS + 60 ))
 
@@ -59,12 +60,15 @@ echo "open-file limit: $(ulimit -n) (wanted $NOFILE, hard $HARD)"
 
 wait_quiet | tee "$OUT/quiet.txt"
 stage_models "open-file limit: $(ulimit -n)"
+# The grpc-* cases (HTTP/2 abuse) need the gRPC listener.
+SERVER_ARGS="${SERVER_ARGS:-} --grpc-listen 127.0.0.1:0"
 start_server
+GRPC_ADDR=$(grep -m1 -o 'riskserve gRPC listening.*grpc_addr=127\.0\.0\.1:[0-9]*' "$OUT/server.log" | grep -o '127\.0\.0\.1:[0-9]*$')
 
 rc=0
 timeout -k 5 "$MAX_SECS" "$HOSTILE" \
     --url "http://$ADDR" --server-pid "$PID" --models-dir "$WORK/models" --model-name credit-risk \
-    --good-clients "$GOOD_CLIENTS" --client-threads "$CLIENT_THREADS" \
+    --grpc-addr "$GRPC_ADDR" --good-clients "$GOOD_CLIENTS" --client-threads "$CLIENT_THREADS" \
     --case-secs "$CASE_SECS" --baseline-secs "$BASELINE_SECS" ${CASES:+--cases "$CASES"} \
     --out "$OUT/hostile.json" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
 

@@ -6,6 +6,7 @@
 //!   its address read from its log within a deadline, killed on drop;
 //! - [`http`]: a small keep-alive HTTP/1.1 client with a timeout on every step;
 //! - [`grpc`]: a small gRPC client (unary calls over one HTTP/2 connection);
+//! - [`h2raw`]: HTTP/2 written frame by frame, for abuse;
 //! - [`prometheus`]: reads series out of Prometheus text format;
 //! - [`tools`]: finds the external programs `.ci/setup` installs.
 //!
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grpc;
+pub mod h2raw;
 pub mod http;
 pub mod process;
 pub mod prometheus;

@@ -109,13 +109,9 @@ fn both_deployments_drain_before_the_grace_period_ends_and_probe_health() {
         let probe_port = readiness.split("grpc:").nth(1).and_then(|rest| yaml_value(rest, "port")?.parse::<u16>().ok());
         assert_eq!(probe_port, Some(grpc_port), "{layout}: readiness probes the gRPC listener");
         assert!(text.contains(&format!("containerPort: {grpc_port}")), "{layout}: the gRPC port is exposed");
-        for needed in [
-            "path: /v2/health/live",
-            "readOnlyRootFilesystem: true",
-            "runAsNonRoot: true",
-            "limits:",
-            "requests:",
-        ] {
+        for needed in
+            ["path: /v2/health/live", "readOnlyRootFilesystem: true", "runAsNonRoot: true", "limits:", "requests:"]
+        {
             assert!(text.contains(needed), "{layout}: missing `{needed}`");
         }
     }

@@ -4,25 +4,30 @@
 //! flow-control window, a slow sender. Each: no good call fails, the new
 //! version is served (reloading goes on), and the abuse gets the answer
 //! the server's limits promise. Abusive frames are written by hand
-//! ([`RawConnection`]); the good calls go through `testkit`'s client.
+//! (`testkit::h2raw`); the good calls go through `testkit`'s client.
 
 use super::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const CANCEL: u32 = 0x8;
-const REFUSED_STREAM: u32 = 0x7;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
+use testkit::h2raw::*;
+
+fn infer_head(extra: &[(&str, &str)]) -> Vec<u8> {
+    grpc_head(INFER, extra)
+}
+
+/// Opens a raw connection (the server's settings acknowledged).
+async fn open(addr: SocketAddr) -> RawConnection {
+    RawConnection::open(addr, &[]).await.expect("a raw HTTP/2 connection")
+}
+
+/// Reads until `until` holds or the server closes, within [`WAIT`].
+async fn read_until(raw: &mut RawConnection, until: impl Fn(&Seen) -> bool) -> Seen {
+    raw.read(WAIT, until).await.unwrap_or_else(|seen| panic!("nothing decisive within {WAIT:?}: {seen:?}"))
+}
 
 /// Good calls on their own connections until stopped: (ok, failed).
 struct GoodTraffic {
@@ -105,129 +110,10 @@ where
     );
 }
 
-/// One HTTP/2 connection written frame by frame.
-struct RawConnection {
-    stream: TcpStream,
-}
-
-/// What the server sent on a raw connection.
-#[derive(Debug, Default)]
-struct Seen {
-    headers: Vec<u32>,
-    resets: Vec<(u32, u32)>,
-    goaway: Option<u32>,
-    closed: bool,
-}
-
-impl RawConnection {
-    /// Connects, sends the preface and `settings`, and acknowledges the
-    /// server's settings.
-    async fn open(addr: SocketAddr, settings: &[(u16, u32)]) -> RawConnection {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
-        let payload: Vec<u8> =
-            settings.iter().flat_map(|(id, v)| [&id.to_be_bytes()[..], &v.to_be_bytes()].concat()).collect();
-        let mut raw = RawConnection { stream };
-        raw.frame(SETTINGS, 0, 0, &payload).await;
-        raw.frame(SETTINGS, 0x1, 0, &[]).await;
-        raw
-    }
-
-    async fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let _ = self.stream.write_all(&frame(kind, flags, stream, payload)).await;
-    }
-
-    /// Reads frames until the connection closes or `until` holds (bounded by [`WAIT`]).
-    async fn read(&mut self, until: impl Fn(&Seen) -> bool) -> Seen {
-        let mut seen = Seen::default();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        while !until(&seen) {
-            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => panic!("the server sent nothing decisive within {WAIT:?}: {seen:?}"),
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    seen.closed = true;
-                    return seen;
-                }
-                Ok(Ok(n)) => n,
-            };
-            buf.extend_from_slice(&chunk[..n]);
-            while buf.len() >= 9 {
-                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
-                if buf.len() < 9 + len {
-                    break;
-                }
-                let (kind, id) = (buf[3], u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff);
-                let payload = &buf[9..9 + len];
-                match kind {
-                    HEADERS => seen.headers.push(id),
-                    RST_STREAM => seen.resets.push((id, u32::from_be_bytes(payload[..4].try_into().unwrap()))),
-                    GOAWAY => seen.goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap())),
-                    _ => {}
-                }
-                buf.drain(..9 + len);
-            }
-        }
-        seen
-    }
-}
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    out.extend_from_slice(&[kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// A header block of literal fields (HPACK "without indexing", no Huffman).
-fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        out.push(0);
-        for text in [name.as_bytes(), value.as_bytes()] {
-            hpack_length(text.len(), &mut out);
-            out.extend_from_slice(text);
-        }
-    }
-    out
-}
-
-/// An HPACK integer with a 7-bit prefix (the string-length form, H = 0).
-fn hpack_length(mut n: usize, out: &mut Vec<u8>) {
-    if n < 127 {
-        out.push(n as u8);
-        return;
-    }
-    out.push(127);
-    n -= 127;
-    while n >= 128 {
-        out.push((n % 128) as u8 | 0x80);
-        n /= 128;
-    }
-    out.push(n as u8);
-}
-
-/// The request head of a ModelInfer call, with `extra` metadata.
-fn infer_head(extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut fields = vec![
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", INFER),
-        (":authority", "riskserve"),
-        ("content-type", "application/grpc"),
-        ("te", "trailers"),
-    ];
-    fields.extend_from_slice(extra);
-    header_block(&fields)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rapid_reset_flood_is_cut_off_with_goaway() {
     under_good_traffic(|addr| async move {
-        let mut raw = RawConnection::open(addr, &[]).await;
+        let mut raw = open(addr).await;
         let head = infer_head(&[]);
         // Streams opened and cancelled at once, 50,000 of them, written
         // in batches without waiting for any answer.
@@ -245,7 +131,7 @@ async fn a_rapid_reset_flood_is_cut_off_with_goaway() {
                 batch.clear();
             }
         }
-        let seen = raw.read(|seen| seen.goaway.is_some()).await;
+        let seen = read_until(&mut raw, |seen| seen.goaway.is_some()).await;
         assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "the flood is cut off ({sent} streams written): {seen:?}");
     })
     .await;
@@ -254,14 +140,14 @@ async fn a_rapid_reset_flood_is_cut_off_with_goaway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_over_the_limit_are_refused() {
     under_good_traffic(|addr| async move {
-        let mut raw = RawConnection::open(addr, &[]).await;
+        let mut raw = open(addr).await;
         let head = infer_head(&[]);
         let streams = riskserve::grpc::server::MAX_STREAMS + 72;
         // Each stream waits for its message, which never comes.
         for k in 0..streams {
             raw.frame(HEADERS, END_HEADERS, 2 * k + 1, &head).await;
         }
-        let seen = raw.read(|seen| seen.resets.len() >= 72 || seen.goaway.is_some()).await;
+        let seen = read_until(&mut raw, |seen| seen.resets.len() >= 72 || seen.goaway.is_some()).await;
         let refused = seen.resets.iter().filter(|(_, code)| *code == REFUSED_STREAM).count();
         assert_eq!(refused, 72, "each stream over {} is refused: {seen:?}", riskserve::grpc::server::MAX_STREAMS);
         assert_eq!(seen.goaway, None, "the connection itself stays");
@@ -272,7 +158,7 @@ async fn streams_over_the_limit_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_metadata_is_refused_without_an_answer_from_the_service() {
     under_good_traffic(|addr| async move {
-        let mut raw = RawConnection::open(addr, &[]).await;
+        let mut raw = open(addr).await;
         let big = "x".repeat(riskserve::grpc::server::MAX_HEADER_LIST_BYTES as usize * 4);
         let head = infer_head(&[("x-padding", &big)]);
         // In frames of at most 16 KiB: HEADERS, then CONTINUATIONs.
@@ -282,13 +168,15 @@ async fn oversized_metadata_is_refused_without_an_answer_from_the_service() {
             let kind = if i == 0 { HEADERS } else { CONTINUATION };
             raw.frame(kind, last | if i == 0 { END_STREAM } else { 0 }, 1, chunk).await;
         }
-        let seen = raw.read(|seen| !seen.resets.is_empty() || !seen.headers.is_empty() || seen.goaway.is_some()).await;
+        let seen =
+            read_until(&mut raw, |seen| !seen.resets.is_empty() || !seen.headers.is_empty() || seen.goaway.is_some())
+                .await;
         // h2 answers 431 (a HEADERS frame, no service call) or resets the stream.
         assert!(!seen.resets.is_empty() || seen.headers == [1] || seen.goaway.is_some(), "{seen:?}");
         // The same connection still serves a normal-sized call's head.
         if seen.goaway.is_none() && !seen.closed {
             raw.frame(HEADERS, END_HEADERS | END_STREAM, 3, &infer_head(&[])).await;
-            let seen = raw.read(|seen| seen.headers.contains(&3)).await;
+            let seen = read_until(&mut raw, |seen| seen.headers.contains(&3)).await;
             assert!(seen.headers.contains(&3), "{seen:?}");
         }
     })

@@ -76,6 +76,10 @@ struct Args {
     /// Write the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The server's gRPC listener (`--grpc-listen`): the `grpc-*` cases
+    /// run against it; without it they are left out of the default list.
+    #[arg(long)]
+    grpc_addr: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -91,7 +95,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<ExitCode, String> {
     let base = Target::parse(&args.url)?;
     let cases = if args.cases.is_empty() {
-        Case::ALL.to_vec()
+        Case::ALL.into_iter().filter(|c| args.grpc_addr.is_some() || !c.is_grpc()).collect()
     } else {
         args.cases.iter().map(|c| Case::parse(c.trim())).collect::<Result<_, _>>()?
     };
@@ -117,6 +121,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             junk_dirs: args.junk_dirs,
             ..Sizes::default()
         },
+        grpc: args.grpc_addr,
     };
     let report = swapbench::runtime(args.client_threads)?.block_on(swapbench::hostile::run(cfg))?;
     print!("{}", report.table());

@@ -39,22 +39,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn count(&self, what: impl Into<String>) {
+    pub(super) fn count(&self, what: impl Into<String>) {
         self.count_n(what, 1);
     }
 
-    fn count_n(&self, what: impl Into<String>, n: u64) {
+    pub(super) fn count_n(&self, what: impl Into<String>, n: u64) {
         if let Ok(mut seen) = self.seen.lock() {
             *seen.counts.entry(what.into()).or_default() += n;
         }
     }
 
-    fn over(&self) -> bool {
+    pub(super) fn over(&self) -> bool {
         Instant::now() >= self.deadline
     }
 
     /// The I/O timeout, but never past the deadline (at least 1 ms).
-    fn bound(&self) -> Duration {
+    pub(super) fn bound(&self) -> Duration {
         self.io_timeout.min(self.deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1))
     }
 

@@ -13,6 +13,7 @@
 pub mod attack;
 pub mod files;
 pub mod good;
+pub mod grpc;
 pub mod report;
 
 use crate::process::memory_of;
@@ -41,10 +42,15 @@ pub enum Case {
     BigHeaders,
     ConnectionFlood,
     HostileFiles,
+    GrpcRapidReset,
+    GrpcTooManyStreams,
+    GrpcBigMetadata,
+    GrpcNoWindow,
+    GrpcSlowSender,
 }
 
 impl Case {
-    pub const ALL: [Case; 8] = [
+    pub const ALL: [Case; 13] = [
         Case::HugeBatch,
         Case::BigBatches,
         Case::Overload,
@@ -53,7 +59,24 @@ impl Case {
         Case::BigHeaders,
         Case::ConnectionFlood,
         Case::HostileFiles,
+        Case::GrpcRapidReset,
+        Case::GrpcTooManyStreams,
+        Case::GrpcBigMetadata,
+        Case::GrpcNoWindow,
+        Case::GrpcSlowSender,
     ];
+
+    /// The cases against the gRPC listener (they need its address).
+    pub fn is_grpc(self) -> bool {
+        matches!(
+            self,
+            Case::GrpcRapidReset
+                | Case::GrpcTooManyStreams
+                | Case::GrpcBigMetadata
+                | Case::GrpcNoWindow
+                | Case::GrpcSlowSender
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -65,6 +88,11 @@ impl Case {
             Case::BigHeaders => "big-headers",
             Case::ConnectionFlood => "connection-flood",
             Case::HostileFiles => "hostile-files",
+            Case::GrpcRapidReset => "grpc-rapid-reset",
+            Case::GrpcTooManyStreams => "grpc-too-many-streams",
+            Case::GrpcBigMetadata => "grpc-big-metadata",
+            Case::GrpcNoWindow => "grpc-no-window",
+            Case::GrpcSlowSender => "grpc-slow-sender",
         }
     }
 
@@ -97,6 +125,8 @@ pub struct Sizes {
     pub header_bytes: usize,
     pub flood_conns: usize,
     pub junk_dirs: usize,
+    /// The gRPC cases: connections each.
+    pub grpc_conns: usize,
 }
 
 impl Default for Sizes {
@@ -116,6 +146,7 @@ impl Default for Sizes {
             header_bytes: 64 * 1024,
             flood_conns: 2000,
             junk_dirs: 500,
+            grpc_conns: 8,
         }
     }
 }
@@ -143,6 +174,8 @@ pub struct HostileConfig {
     /// hostile-files: `/metrics` may differ by this many lines afterwards.
     pub metrics_line_slack: usize,
     pub sizes: Sizes,
+    /// riskserve's gRPC listener, for the `grpc-*` cases.
+    pub grpc: Option<std::net::SocketAddr>,
 }
 
 /// Soft open-file limit of a process (`/proc/<pid>/limits`).
@@ -255,6 +288,30 @@ fn start_attack(
         }
         Case::ConnectionFlood => attack::idle_flood(ctx, capped("idle connections", s.flood_conns)),
         Case::HostileFiles => Vec::new(),
+        grpc_case => {
+            let Some(addr) = cfg.grpc else {
+                notes.push("no gRPC listener given (--grpc-addr): not run".into());
+                return Vec::new();
+            };
+            let (limits, conns) = (riskserve::grpc::server::MAX_HEADER_LIST_BYTES, s.grpc_conns);
+            let streams = riskserve::grpc::server::MAX_STREAMS;
+            match grpc_case {
+                Case::GrpcRapidReset => grpc::rapid_reset(ctx, addr, conns),
+                Case::GrpcTooManyStreams => grpc::too_many_streams(ctx, addr, conns, streams),
+                Case::GrpcBigMetadata => grpc::big_metadata(ctx, addr, conns, limits),
+                Case::GrpcNoWindow => {
+                    let message = match crate::requests::infer_messages(&cfg.bodies, &cfg.model) {
+                        Ok(messages) => messages[0].clone(),
+                        Err(e) => {
+                            notes.push(e);
+                            return Vec::new();
+                        }
+                    };
+                    grpc::no_window(ctx, addr, conns, streams, message)
+                }
+                _ => grpc::slow_sender(ctx, addr, conns, s.drip_every),
+            }
+        }
     }
 }
 
