@@ -20,6 +20,7 @@ use super::proto::*;
 use super::status::{code_name, status};
 use super::tensors;
 use crate::http::error::ApiError;
+use crate::http::oip::binding::Wanted;
 use crate::http::oip::{index_entries, ModelMetadata, ServerMetadata};
 use crate::http::predict::{admit, score_decoded, ExplainQuery, Target};
 use crate::http::route::pinned_version;
@@ -251,7 +252,8 @@ impl GrpcInferenceService for Inference {
             let result = async {
                 let _slot = admit(state, deadline).await?;
                 let target = Target { name: &name, pinned, explain: ExplainQuery::NONE, headers: &headers, deadline };
-                score_decoded(state, target, size, move |decoder| tensors::decode(&message, decoder)).await
+                score_decoded(state, target, size, move |decoder| tensors::decode(&message, decoder), Wanted::explain)
+                    .await
             }
             .await;
             let scored = result.map_err(|e: ApiError| {
@@ -261,8 +263,8 @@ impl GrpcInferenceService for Inference {
                 status(e)
             })?;
             let version = &scored.version;
-            let predictions: Vec<_> = scored.predictions.iter().map(|a| a.prediction).collect();
-            let response = tensors::encode(&scored.request, &version.name, &version.version_label, &predictions);
+            let (request, fields) = (&scored.request, version.scorer.fields());
+            let response = tensors::encode(request, &version.name, &version.version_label, &scored.predictions, fields);
             answered = Some(scored.version);
             Ok(response)
         };

@@ -4,7 +4,8 @@
 //! [`InputTensor`]s for the [`Binder`], so both protocols turn the same
 //! tensors into the same rows; the answer's outputs are written as Triton
 //! writes them, one `raw_output_contents` entry per output (FP64
-//! little-endian, BYTES length-prefixed), which is what tritonclient reads.
+//! little-endian, BYTES length-prefixed), which is what tritonclient reads;
+//! the optional `reasons` output carries each application's reason codes.
 
 use super::proto::model_infer_request::InferRequestedOutputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
@@ -14,9 +15,10 @@ use crate::http::oip::binding::{
     out_of_range, text_element, Binder, DataType, ElementError, InputTensor, RequestedOutput, TensorData,
     TypedContents, Wanted,
 };
+use crate::http::predict::Answered;
 use crate::http::request::{Decoder, Scalar};
+use crate::model::fields::Fields;
 use crate::model::row::Rows;
-use crate::model::Prediction;
 use std::collections::HashMap;
 
 /// Triton's parameter naming a shared-memory region (refused).
@@ -144,12 +146,13 @@ fn filled(c: &InferTensorContents) -> Option<&'static str> {
 }
 
 /// The answer for `wanted`: one output tensor (shape `[batch]`) and one
-/// `raw_output_contents` entry per output.
+/// `raw_output_contents` entry per output (`fields` name the reasons' features).
 pub fn encode(
     wanted: &Wanted,
     model_name: &str,
     model_version: &str,
-    predictions: &[Prediction],
+    answers: &[Answered],
+    fields: &Fields,
 ) -> ModelInferResponse {
     let mut outputs = Vec::with_capacity(wanted.outputs.len());
     let mut raw = Vec::with_capacity(wanted.outputs.len());
@@ -157,11 +160,11 @@ pub fn encode(
         outputs.push(InferOutputTensor {
             name: output.name().into(),
             datatype: output.datatype().into(),
-            shape: vec![predictions.len() as i64],
+            shape: vec![answers.len() as i64],
             ..InferOutputTensor::default()
         });
-        let mut bytes = Vec::with_capacity(predictions.len() * 13);
-        output.write_raw(predictions, &mut bytes);
+        let mut bytes = Vec::with_capacity(answers.len() * 13);
+        output.write_raw(answers, fields, &mut bytes);
         raw.push(bytes);
     }
     ModelInferResponse {

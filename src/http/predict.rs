@@ -74,7 +74,7 @@ async fn off_thread<T: Send + 'static>(
 pub struct Answered {
     pub prediction: Prediction,
     pub(super) band: Option<String>,
-    pub(super) reasons: Option<Vec<Reason>>,
+    pub(crate) reasons: Option<Vec<Reason>>,
 }
 
 impl Answered {
@@ -105,18 +105,34 @@ impl Answered {
             serde_json::to_writer(&mut *out, band)?;
         }
         if let Some(reasons) = &self.reasons {
-            out.extend_from_slice(br#","reasons":["#);
-            for (k, r) in reasons.iter().enumerate() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                write_reason(r, fields, out)?;
-            }
-            out.push(b']');
+            out.extend_from_slice(br#","reasons":"#);
+            write_reasons(reasons, fields, out)?;
         }
         out.push(b'}');
         Ok(())
     }
+
+    /// Its reasons as the JSON array `/v1` answers with (`[]` without any):
+    /// the OIP `reasons` output's element.
+    pub(crate) fn reasons_json(&self, fields: &Fields) -> String {
+        let mut out = Vec::new();
+        let written = write_reasons(self.reasons.as_deref().unwrap_or_default(), fields, &mut out);
+        // Every piece is valid JSON written by serde or from the fields.
+        written.ok().and_then(|()| String::from_utf8(out).ok()).unwrap_or_else(|| "[]".into())
+    }
+}
+
+/// Appends `reasons` as a JSON array.
+fn write_reasons(reasons: &[Reason], fields: &Fields, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (k, r) in reasons.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        write_reason(r, fields, out)?;
+    }
+    out.push(b']');
+    Ok(())
 }
 
 /// Appends one reason as [`ShownReasons`] (the definition) writes it: the
@@ -151,6 +167,17 @@ pub(crate) struct ExplainQuery {
 impl ExplainQuery {
     /// No reason codes (the OIP outputs have no place for them).
     pub(crate) const NONE: ExplainQuery = ExplainQuery { reasons: None };
+    /// The default number of reasons (the OIP `reasons` output).
+    pub(crate) const DEFAULT: ExplainQuery = ExplainQuery { reasons: Some(DEFAULT_REASONS) };
+
+    /// These reasons if any are asked for, else `other`'s.
+    fn or(self, other: ExplainQuery) -> ExplainQuery {
+        if self.reasons.is_some() {
+            self
+        } else {
+            other
+        }
+    }
 
     pub(super) fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
         let mut explain = true;
@@ -214,16 +241,19 @@ pub(super) struct PredictionRequest<'a, B> {
 /// declared length → admission slot → body under the size limit and the
 /// deadline → [`score_decoded`] with the protocol's parser (`decode`; on a
 /// worker thread for big bodies). The caller checks its content type first
-/// and writes its own answer.
-pub(super) async fn run_prediction<B, T, F>(
+/// and writes its own answer; `explain_of` says which reasons the decoded
+/// request asks for (`/v1`: its query; OIP: the `reasons` output).
+pub(super) async fn run_prediction<B, T, F, E>(
     state: &AppState,
     request: PredictionRequest<'_, B>,
     decode: F,
+    explain_of: E,
 ) -> Result<Scored<T>, ApiError>
 where
     B: RequestBody,
     T: Send + 'static,
     F: FnOnce(&[u8], Decoder<'_>) -> Result<(T, Rows), ApiError> + Send + 'static,
+    E: FnOnce(&T) -> ExplainQuery,
 {
     let PredictionRequest { name, pinned, explain, headers, body, deadline } = request;
     let limit = state.config.max_body_bytes;
@@ -232,11 +262,12 @@ where
     let body = read_body(limit, body, deadline).await?;
     let target = Target { name, pinned, explain, headers, deadline };
     let size = body.len();
-    score_decoded(state, target, size, move |decoder| decode(&body, decoder)).await
+    score_decoded(state, target, size, move |decoder| decode(&body, decoder), explain_of).await
 }
 
 /// What a prediction is for, once its request has arrived: the model (and
-/// the pinned version, if any), the reasons asked for, the request's headers
+/// the pinned version, if any), the reasons asked for (unless the decoded
+/// request asks for some), the request's headers
 /// or gRPC metadata (a rollout's sticky key is one), and the deadline.
 pub(crate) struct Target<'a> {
     pub name: &'a str,
@@ -252,15 +283,17 @@ pub(crate) struct Target<'a> {
 /// batch limit; on a worker thread when the request is bigger than
 /// [`INLINE_BODY_BYTES`]) → score (on a worker thread for big batches) →
 /// rollout guards and the shadow → per-version inference metrics.
-pub(crate) async fn score_decoded<T, F>(
+pub(crate) async fn score_decoded<T, F, E>(
     state: &AppState,
     target: Target<'_>,
     size: usize,
     decode: F,
+    explain_of: E,
 ) -> Result<Scored<T>, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(Decoder<'_>) -> Result<(T, Rows), ApiError> + Send + 'static,
+    E: FnOnce(&T) -> ExplainQuery,
 {
     let Target { name, pinned, explain, headers, deadline } = target;
     // A rollout routes unpinned requests by their request key (sticky);
@@ -276,6 +309,7 @@ where
             .await?
     };
     count_imputed(&version, &rows);
+    let explain = explain_of(&request).or(explain);
 
     let started = Instant::now();
     let std_deadline = deadline.into_std();

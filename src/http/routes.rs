@@ -173,7 +173,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 async fn predict<B: RequestBody>(state: &AppState, request: PredictionRequest<'_, B>) -> Handled {
     check_content_type(request.headers)?;
-    let scored = run_prediction(state, request, |body, decoder| Ok(((), request::decode(body, decoder)?))).await?;
+    let scored = run_prediction(
+        state,
+        request,
+        |body, decoder| Ok(((), request::decode(body, decoder)?)),
+        |_| ExplainQuery::NONE,
+    )
+    .await?;
     let version = &scored.version;
     let body = PredictResponse::of(version, &scored.predictions).to_json()?;
     Ok(with_version_header(json_ok(body), version))

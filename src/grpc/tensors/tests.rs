@@ -3,10 +3,11 @@
 
 use super::*;
 use crate::http::oip::binding::Output;
+use crate::http::predict::Answered;
 use crate::model::fields::NameTable;
 use crate::model::input::LoanApplication;
 use crate::model::test_support::loan_fields;
-use crate::model::Decision;
+use crate::model::{Decision, Prediction};
 use serde_json::json;
 
 use super::super::proto::model_infer_request::InferInputTensor;
@@ -162,7 +163,7 @@ fn contents_and_raw_are_checked_like_http_tensors() {
     assert_eq!(
         problems(&request),
         [
-            "outputs: unknown output `score`; this model's outputs are probability_late, decision",
+            "outputs: unknown output `score`; this model's outputs are probability_late, decision, reasons",
             "purpose[1]: BYTES element is not UTF-8 text",
             "grade: has shape [-1]; expected [batch] or [batch, 1]",
         ]
@@ -177,7 +178,8 @@ fn answers_are_raw_outputs_in_the_order_asked() {
     ];
     let wanted =
         Wanted { id: Some("r1".into()), outputs: vec![(Output::Decision, false), (Output::Probability, false)] };
-    let response = encode(&wanted, "m", "3", &predictions);
+    let answers: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
+    let response = encode(&wanted, "m", "3", &answers, &loan_fields());
     assert_eq!((response.model_name.as_str(), response.model_version.as_str(), response.id.as_str()), ("m", "3", "r1"));
     let names: Vec<_> =
         response.outputs.iter().map(|o| (o.name.as_str(), o.datatype.as_str(), o.shape.clone())).collect();

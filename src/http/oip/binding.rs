@@ -5,14 +5,15 @@
 //! tensor per feature, datatype by kind, one batch, the batch limit) and
 //! puts each element through the same per-field rules as `/v1`
 //! (`request::element`), so every protocol answers the same input
-//! bit-identically. The output side is shared too: [`Output`], the
-//! selection of outputs ([`Binder::outputs`]) and their little-endian
-//! bytes ([`Output::write_raw`]).
+//! bit-identically. The output side is shared too: [`Output`] (with the
+//! optional `reasons`), the selection of outputs ([`Binder::outputs`]) and
+//! their little-endian bytes ([`Output::write_raw`]).
 
 use crate::http::error::{ApiError, FieldProblem};
+use crate::http::predict::{Answered, ExplainQuery};
 use crate::http::request::{element, Decoder, Scalar};
+use crate::model::fields::Fields;
 use crate::model::row::Rows;
-use crate::model::Prediction;
 use serde_json::Value;
 
 /// At most this many problems are listed in one error.
@@ -24,47 +25,57 @@ const NUMERIC_TYPES: &str = "FP64, FP32, INT64 or INT32 (or another INT/UINT typ
 pub const SHARED_MEMORY: &str =
     "shared-memory tensors are not supported; send the data in the request (JSON, binary or gRPC contents)";
 
-/// An output tensor of every model.
+/// An output tensor of every model: the probability and the decision (the
+/// answer when none is named), and the reason codes when asked for by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Probability,
     Decision,
+    /// Each element the JSON array of the application's reasons, as `/v1`
+    /// answers them (the top four).
+    Reasons,
 }
 
 impl Output {
+    /// The outputs answered when the request names none.
     pub const ALL: [Output; 2] = [Output::Probability, Output::Decision];
+    /// Every output a request may name.
+    pub const NAMED: [Output; 3] = [Output::Probability, Output::Decision, Output::Reasons];
 
     pub fn name(self) -> &'static str {
         match self {
             Output::Probability => "probability_late",
             Output::Decision => "decision",
+            Output::Reasons => "reasons",
         }
     }
 
     pub fn datatype(self) -> &'static str {
         match self {
             Output::Probability => "FP64",
-            Output::Decision => "BYTES",
+            Output::Decision | Output::Reasons => "BYTES",
         }
     }
 
     fn named(name: &str) -> Option<Output> {
-        Output::ALL.into_iter().find(|o| o.name() == name)
+        Output::NAMED.into_iter().find(|o| o.name() == name)
     }
 
     /// Appends the output's elements as the binary tensor extension and
     /// gRPC's `raw_output_contents` have them: FP64 little-endian, BYTES
     /// each a 4-byte little-endian length then the text.
-    pub fn write_raw(self, predictions: &[Prediction], out: &mut Vec<u8>) {
-        for p in predictions {
-            match self {
-                Output::Probability => out.extend_from_slice(&p.probability_late.to_le_bytes()),
-                Output::Decision => {
-                    let text = p.decision.as_str().as_bytes();
-                    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                    out.extend_from_slice(text);
+    pub fn write_raw(self, answers: &[Answered], fields: &Fields, out: &mut Vec<u8>) {
+        for a in answers {
+            let text = match self {
+                Output::Probability => {
+                    out.extend_from_slice(&a.prediction.probability_late.to_le_bytes());
+                    continue;
                 }
-            }
+                Output::Decision => std::borrow::Cow::Borrowed(a.prediction.decision.as_str()),
+                Output::Reasons => std::borrow::Cow::Owned(a.reasons_json(fields)),
+            };
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
     }
 }
@@ -76,6 +87,18 @@ pub struct Wanted {
     pub id: Option<String>,
     /// The outputs to return, in order, each as binary data (HTTP) or not.
     pub outputs: Vec<(Output, bool)>,
+}
+
+impl Wanted {
+    /// The reasons scoring must give: the default number when the
+    /// `reasons` output is asked for, else none.
+    pub(crate) fn explain(&self) -> ExplainQuery {
+        if self.outputs.iter().any(|(o, _)| *o == Output::Reasons) {
+            ExplainQuery::DEFAULT
+        } else {
+            ExplainQuery::NONE
+        }
+    }
 }
 
 /// A tensor element type the inputs accept.
@@ -203,7 +226,7 @@ impl<'d, 'a> Binder<'d, 'a> {
         for requested in requested {
             any = true;
             let Some(output) = Output::named(requested.name) else {
-                let names: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
+                let names: Vec<&str> = Output::NAMED.iter().map(|o| o.name()).collect();
                 self.problem(
                     "outputs",
                     format!(

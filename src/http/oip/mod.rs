@@ -279,11 +279,16 @@ async fn infer<B: RequestBody>(
     check_infer_content(headers)?;
     let json_length = header_length(headers)?;
     let request = PredictionRequest { name, pinned, explain: ExplainQuery::NONE, headers, body, deadline };
-    let scored =
-        run_prediction(state, request, move |body, decoder| tensor::decode(body, json_length, decoder)).await?;
+    let scored = run_prediction(
+        state,
+        request,
+        move |body, decoder| tensor::decode(body, json_length, decoder),
+        tensor::Wanted::explain,
+    )
+    .await?;
     let version = &scored.version;
-    let predictions: Vec<_> = scored.predictions.iter().map(|answered| answered.prediction).collect();
-    let encoded = tensor::encode(&scored.request, &version.name, &version.version_label, &predictions)
+    let fields = version.scorer.fields();
+    let encoded = tensor::encode(&scored.request, &version.name, &version.version_label, &scored.predictions, fields)
         .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
     let mut response = json_ok(encoded.body);
     if let Some(json_length) = encoded.json_length {
@@ -432,6 +437,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"route="/v2/models/{name}/versions/{version}/infer"} 1"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_reasons_output_carries_the_v1_reason_codes() {
+        let (state, _dir) = app();
+        let rows = rows();
+        let (status, _, body) =
+            call(&state, "POST", "/v1/models/m/predict", &json!({"instances": rows}).to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v1: Value = serde_json::from_str(&body).unwrap();
+        let mut request = infer_body(&rows);
+        request["outputs"] = json!([{"name": "reasons"}, {"name": "probability_late"}]);
+        let (status, _, body) = call(&state, "POST", "/v2/models/m/infer", &request.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v2: Value = serde_json::from_str(&body).unwrap();
+        let reasons = &v2["outputs"][0];
+        assert_eq!(
+            (&reasons["name"], &reasons["datatype"], &reasons["shape"]),
+            (&json!("reasons"), &json!("BYTES"), &json!([3]))
+        );
+        let mut any = false;
+        for (i, p) in v1["predictions"].as_array().unwrap().iter().enumerate() {
+            let shown: Value = serde_json::from_str(reasons["data"][i].as_str().unwrap()).unwrap();
+            assert_eq!(shown, p["reasons"], "row {i}");
+            any |= !shown.as_array().unwrap().is_empty();
+        }
+        assert!(any, "some row has reasons: {v1}");
     }
 
     #[tokio::test]

@@ -16,14 +16,17 @@
 //! (or `binary_data_output` on the request) come back the same way.
 //!
 //! Out: `probability_late` (FP64) and `decision` (BYTES: `high_risk` /
-//! `low_risk`), shape `[batch]`, or those the `outputs` selection names.
+//! `low_risk`), shape `[batch]`, or those the `outputs` selection names,
+//! which may add `reasons` (BYTES: each the JSON array of reason codes
+//! `/v1` answers with).
 
 use super::binding::{Binder, InputTensor, RequestedOutput, TensorData};
 pub use super::binding::{Output, Wanted};
 use crate::http::error::ApiError;
+use crate::http::predict::Answered;
 use crate::http::request::Decoder;
+use crate::model::fields::Fields;
 use crate::model::row::Rows;
-use crate::model::Prediction;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -211,6 +214,7 @@ struct BinarySize {
 enum OutputData {
     Numbers(Vec<f64>),
     Texts(Vec<&'static str>),
+    Strings(Vec<String>),
 }
 
 /// An encoded answer: the body, and the JSON's length when binary tensor
@@ -220,12 +224,14 @@ pub struct Encoded {
     pub json_length: Option<usize>,
 }
 
-/// Encodes the answer for `wanted` from the predictions.
+/// Encodes the answer for `wanted` from the answers (`fields` name the
+/// reasons' features).
 pub fn encode(
     wanted: &Wanted,
     model_name: &str,
     model_version: &str,
-    predictions: &[Prediction],
+    answers: &[Answered],
+    fields: &Fields,
 ) -> Result<Encoded, serde_json::Error> {
     let mut binary = Vec::new();
     let outputs = wanted
@@ -234,21 +240,24 @@ pub fn encode(
         .map(|&(output, as_binary)| {
             let (parameters, data) = if as_binary {
                 let start = binary.len();
-                output.write_raw(predictions, &mut binary);
+                output.write_raw(answers, fields, &mut binary);
                 (Some(BinarySize { binary_data_size: binary.len() - start }), None)
             } else {
                 let data = match output {
                     Output::Probability => {
-                        OutputData::Numbers(predictions.iter().map(|p| p.probability_late).collect())
+                        OutputData::Numbers(answers.iter().map(|a| a.prediction.probability_late).collect())
                     }
-                    Output::Decision => OutputData::Texts(predictions.iter().map(|p| p.decision.as_str()).collect()),
+                    Output::Decision => {
+                        OutputData::Texts(answers.iter().map(|a| a.prediction.decision.as_str()).collect())
+                    }
+                    Output::Reasons => OutputData::Strings(answers.iter().map(|a| a.reasons_json(fields)).collect()),
                 };
                 (None, Some(data))
             };
             ResponseOutput {
                 name: output.name(),
                 datatype: output.datatype(),
-                shape: [predictions.len()],
+                shape: [answers.len()],
                 parameters,
                 data,
             }

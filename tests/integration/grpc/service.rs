@@ -174,3 +174,28 @@ async fn graceful_shutdown_answers_the_call_in_flight_and_sends_goaway() {
     tokio::time::timeout(WAIT, connection).await.expect("the server closes the connection").unwrap().ok();
     tokio::time::timeout(WAIT, shutdown).await.expect("shutdown completes").unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reasons_output_carries_the_v1_reason_codes() {
+    let (s, addr) = grpc_server(|_| {}).await;
+    let client = connect(addr).await;
+    let rows = crate::oip_clients::batch();
+    let mut request = infer_request(&rows);
+    request.outputs.push(riskserve::grpc::proto::model_infer_request::InferRequestedOutputTensor {
+        name: "reasons".into(),
+        ..Default::default()
+    });
+    let answer = infer(&client, &request, &[]).await.unwrap();
+    assert_eq!(answer.outputs.len(), 1, "only the output asked for");
+    assert_eq!((answer.outputs[0].name.as_str(), answer.outputs[0].datatype.as_str()), ("reasons", "BYTES"));
+    let mut raw = &answer.raw_output_contents[0][..];
+    let v1 = crate::oip_clients::v1_answer(&s).await;
+    for (i, p) in v1["predictions"].as_array().unwrap().iter().enumerate() {
+        let n = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
+        let shown: Value = serde_json::from_slice(&raw[4..4 + n]).unwrap();
+        assert_eq!(shown, p["reasons"], "row {i}");
+        assert!(!shown.as_array().unwrap().is_empty(), "row {i}");
+        raw = &raw[4 + n..];
+    }
+    assert!(raw.is_empty());
+}

@@ -2,11 +2,12 @@
 
 use super::*;
 use crate::http::oip::binding::SHARED_MEMORY;
+use crate::http::predict::Answered;
 use crate::http::request::Decoder;
 use crate::model::fields::NameTable;
 use crate::model::input::{cat, num, LoanApplication};
 use crate::model::test_support::loan_fields;
-use crate::model::Decision;
+use crate::model::{Decision, Prediction};
 use serde_json::json;
 
 /// The ten tensors of a two-row batch, as JSON.
@@ -184,7 +185,7 @@ fn outputs_selection_is_honoured_and_checked() {
     assert_eq!(
         p,
         [
-            "outputs: unknown output `proba`; this model's outputs are probability_late, decision",
+            "outputs: unknown output `proba`; this model's outputs are probability_late, decision, reasons",
             "outputs: `decision` is asked for more than once",
         ]
     );
@@ -270,9 +271,11 @@ fn answers_encode_as_json_or_binary() {
         Prediction { probability_late: 0.25, decision: Decision::LowRisk },
         Prediction { probability_late: 0.75, decision: Decision::HighRisk },
     ];
+    let answers: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
+    let fields = loan_fields();
     let wanted =
         Wanted { id: Some("r1".into()), outputs: vec![(Output::Probability, false), (Output::Decision, false)] };
-    let encoded = encode(&wanted, "m", "3", &predictions).unwrap();
+    let encoded = encode(&wanted, "m", "3", &answers, &fields).unwrap();
     assert_eq!(encoded.json_length, None);
     let json: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert_eq!(
@@ -284,7 +287,7 @@ fn answers_encode_as_json_or_binary() {
     );
 
     let wanted = Wanted { id: None, outputs: vec![(Output::Decision, true), (Output::Probability, true)] };
-    let encoded = encode(&wanted, "m", "3", &predictions).unwrap();
+    let encoded = encode(&wanted, "m", "3", &answers, &fields).unwrap();
     let n = encoded.json_length.unwrap();
     let json: Value = serde_json::from_slice(&encoded.body[..n]).unwrap();
     assert_eq!(json["outputs"][0]["parameters"]["binary_data_size"], 4 + 8 + 4 + 9);
