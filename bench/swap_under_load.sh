@@ -17,7 +17,9 @@
 #   SCHEMA_EVOLUTION=1 (versions alternate between the ten-input model and a
 #   twelve-input one the script trains with `synth --extra-features` and
 #   `train --optional term,verification_status`; half the clients' bodies
-#   carry the twelve fields; both kinds must get 200 throughout).
+#   carry the twelve fields; both kinds must get 200 throughout),
+#   GRPC=1 (the server also listens for gRPC and the clients call ModelInfer
+#   there, the same applications as typed tensors, instead of HTTP).
 # Everything targets 127.0.0.1 only; the server is the only process this
 # script starts in the background, and the EXIT trap stops it by its PID.
 set -euo pipefail
@@ -69,7 +71,15 @@ if [ "${SCHEMA_EVOLUTION:-0}" = 1 ]; then
     mkdir -p "$WORK/models/credit-risk/2"
     cp "$TWELVE" "$WORK/models/credit-risk/2/model.json"
 fi
+GRPC_ARGS=()
+if [ "${GRPC:-0}" = 1 ]; then
+    SERVER_ARGS="${SERVER_ARGS:-} --grpc-listen 127.0.0.1:0"
+fi
 start_server
+if [ "${GRPC:-0}" = 1 ]; then
+    GRPC_ADDR=$(grep -m1 -o 'riskserve gRPC listening.*grpc_addr=127\.0\.0\.1:[0-9]*' "$OUT/server.log" | grep -o '127\.0\.0\.1:[0-9]*$')
+    GRPC_ARGS=(--grpc-addr "$GRPC_ADDR")
+fi
 
 rc=0
 timeout -k 5 "$LIFETIME" "$BENCH" \
@@ -79,7 +89,7 @@ timeout -k 5 "$LIFETIME" "$BENCH" \
     --warmup-secs "$WARMUP_SECS" --steady-secs "$STEADY_SECS" --duration-secs "$DURATION_SECS" \
     --min-swaps "$MIN_SWAPS" --max-secs "$MAX_SECS" \
     --commit-every-ms "$COMMIT_EVERY_MS" --bad-every "$BAD_EVERY" \
-    --out "$OUT/swapbench.json" "${EVOLUTION_ARGS[@]}" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
+    --out "$OUT/swapbench.json" "${EVOLUTION_ARGS[@]}" "${GRPC_ARGS[@]}" ${EXTRA_ARGS:-} | tee "$OUT/summary.txt" || rc=$?
 
 stop_server
 echo "report: $OUT/swapbench.json (swapbench exit $rc: 0 = every goal met, 1 = a goal missed)"

@@ -230,29 +230,6 @@ pub(crate) async fn client(id: usize, cfg: Arc<BenchConfig>, shared: Arc<Shared>
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_named_in_a_body() {
-        assert_eq!(body_version(br#"{"model_version":12,"probability":0.3}"#), Some(12));
-        assert_eq!(body_version(br#"{"probability":0.3}"#), None);
-        assert_eq!(body_version(br#"{"model_version":"x"}"#), None);
-    }
-
-    #[test]
-    fn distinct_error_messages_are_capped() {
-        let mut errors = BTreeMap::new();
-        for i in 0..40 {
-            note(&mut errors, format!("e{i}"));
-        }
-        note(&mut errors, "e0".into());
-        assert_eq!(errors.len(), 32);
-        assert_eq!(errors["e0"], 2);
-    }
-}
-
 /// One gRPC client: `ModelInfer` calls (`messages`, encoded) over its own
 /// HTTP/2 connection to `addr`, one at a time, until the run stops. The
 /// version is the answer's `model_version`; a status other than OK is a
@@ -311,4 +288,27 @@ pub(crate) async fn grpc_client(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_named_in_a_body() {
+        assert_eq!(body_version(br#"{"model_version":12,"probability":0.3}"#), Some(12));
+        assert_eq!(body_version(br#"{"probability":0.3}"#), None);
+        assert_eq!(body_version(br#"{"model_version":"x"}"#), None);
+    }
+
+    #[test]
+    fn distinct_error_messages_are_capped() {
+        let mut errors = BTreeMap::new();
+        for i in 0..40 {
+            note(&mut errors, format!("e{i}"));
+        }
+        note(&mut errors, "e0".into());
+        assert_eq!(errors.len(), 32);
+        assert_eq!(errors["e0"], 2);
+    }
 }

@@ -93,7 +93,7 @@ pub fn rapid_reset(ctx: &Ctx, addr: SocketAddr, conns: usize) -> Vec<JoinHandle<
                             batch.clear();
                         }
                     }
-                    ctx.count_n("streams opened and reset", streams);
+                    ctx.count_n("stream open+reset pairs written", streams);
                     let seen = ctx.watch(&mut raw, |seen| seen.goaway.is_some()).await;
                     if seen.goaway.is_none() && !seen.closed {
                         ctx.count("flood not cut off");
