@@ -20,7 +20,7 @@ use super::proto::*;
 use super::status::{code_name, status};
 use super::tensors;
 use crate::http::error::ApiError;
-use crate::http::oip::binding::Wanted;
+use crate::http::oip::binding::{Answer, Wanted};
 use crate::http::oip::{index_entries, ModelMetadata, ServerMetadata};
 use crate::http::predict::{admit, score_decoded, ExplainQuery, Target};
 use crate::http::route::pinned_version;
@@ -264,7 +264,13 @@ impl GrpcInferenceService for Inference {
             })?;
             let version = &scored.version;
             let (request, fields) = (&scored.request, version.scorer.fields());
-            let response = tensors::encode(request, &version.name, &version.version_label, &scored.predictions, fields);
+            let response = tensors::encode(&Answer {
+                wanted: request,
+                model_name: &version.name,
+                model_version: &version.version_label,
+                answers: &scored.predictions,
+                fields,
+            });
             answered = Some(scored.version);
             Ok(response)
         };

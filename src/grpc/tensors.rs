@@ -12,12 +12,10 @@ use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
 use crate::http::error::ApiError;
 use crate::http::oip::binding::{
-    out_of_range, text_element, Binder, DataType, ElementError, InputTensor, RequestedOutput, TensorData,
+    out_of_range, text_element, Answer, Binder, DataType, ElementError, InputTensor, RequestedOutput, TensorData,
     TypedContents, Wanted,
 };
-use crate::http::predict::Answered;
 use crate::http::request::{Decoder, Scalar};
-use crate::model::fields::Fields;
 use crate::model::row::Rows;
 use std::collections::HashMap;
 
@@ -145,15 +143,10 @@ fn filled(c: &InferTensorContents) -> Option<&'static str> {
     .map(|(name, _)| name)
 }
 
-/// The answer for `wanted`: one output tensor (shape `[batch]`) and one
-/// `raw_output_contents` entry per output (`fields` name the reasons' features).
-pub fn encode(
-    wanted: &Wanted,
-    model_name: &str,
-    model_version: &str,
-    answers: &[Answered],
-    fields: &Fields,
-) -> ModelInferResponse {
+/// An answer as gRPC's: one output tensor (shape `[batch]`) and one
+/// `raw_output_contents` entry per output.
+pub fn encode(answer: &Answer<'_>) -> ModelInferResponse {
+    let Answer { wanted, model_name, model_version, answers, fields } = *answer;
     let mut outputs = Vec::with_capacity(wanted.outputs.len());
     let mut raw = Vec::with_capacity(wanted.outputs.len());
     for &(output, _) in &wanted.outputs {

@@ -2,7 +2,7 @@
 //! the raw layout tritonclient reads.
 
 use super::*;
-use crate::http::oip::binding::Output;
+use crate::http::oip::binding::{Answer, Output};
 use crate::http::predict::Answered;
 use crate::model::fields::NameTable;
 use crate::model::input::LoanApplication;
@@ -179,7 +179,13 @@ fn answers_are_raw_outputs_in_the_order_asked() {
     let wanted =
         Wanted { id: Some("r1".into()), outputs: vec![(Output::Decision, false), (Output::Probability, false)] };
     let answers: Vec<Answered> = predictions.into_iter().map(Answered::from).collect();
-    let response = encode(&wanted, "m", "3", &answers, &loan_fields());
+    let response = encode(&Answer {
+        wanted: &wanted,
+        model_name: "m",
+        model_version: "3",
+        answers: &answers,
+        fields: &loan_fields(),
+    });
     assert_eq!((response.model_name.as_str(), response.model_version.as_str(), response.id.as_str()), ("m", "3", "r1"));
     let names: Vec<_> =
         response.outputs.iter().map(|o| (o.name.as_str(), o.datatype.as_str(), o.shape.clone())).collect();

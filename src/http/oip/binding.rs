@@ -101,6 +101,17 @@ impl Wanted {
     }
 }
 
+/// An answer to encode, whatever the protocol: what was asked for, by whom
+/// (the model and version), the answers, and the version's inputs (which
+/// name the reasons' features).
+pub struct Answer<'a> {
+    pub wanted: &'a Wanted,
+    pub model_name: &'a str,
+    pub model_version: &'a str,
+    pub answers: &'a [Answered],
+    pub fields: &'a Fields,
+}
+
 /// A tensor element type the inputs accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {

@@ -288,8 +288,14 @@ async fn infer<B: RequestBody>(
     .await?;
     let version = &scored.version;
     let fields = version.scorer.fields();
-    let encoded = tensor::encode(&scored.request, &version.name, &version.version_label, &scored.predictions, fields)
-        .map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
+    let answer = tensor::Answer {
+        wanted: &scored.request,
+        model_name: &version.name,
+        model_version: &version.version_label,
+        answers: &scored.predictions,
+        fields,
+    };
+    let encoded = tensor::encode(&answer).map_err(|e| ApiError::internal(format!("serialising response: {e}")))?;
     let mut response = json_ok(encoded.body);
     if let Some(json_length) = encoded.json_length {
         let headers = response.headers_mut();

@@ -20,12 +20,10 @@
 //! which may add `reasons` (BYTES: each the JSON array of reason codes
 //! `/v1` answers with).
 
+pub use super::binding::{Answer, Output, Wanted};
 use super::binding::{Binder, InputTensor, RequestedOutput, TensorData};
-pub use super::binding::{Output, Wanted};
 use crate::http::error::ApiError;
-use crate::http::predict::Answered;
 use crate::http::request::Decoder;
-use crate::model::fields::Fields;
 use crate::model::row::Rows;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -224,15 +222,9 @@ pub struct Encoded {
     pub json_length: Option<usize>,
 }
 
-/// Encodes the answer for `wanted` from the answers (`fields` name the
-/// reasons' features).
-pub fn encode(
-    wanted: &Wanted,
-    model_name: &str,
-    model_version: &str,
-    answers: &[Answered],
-    fields: &Fields,
-) -> Result<Encoded, serde_json::Error> {
+/// Encodes an answer as JSON (and binary tensors where asked).
+pub fn encode(answer: &Answer<'_>) -> Result<Encoded, serde_json::Error> {
+    let Answer { wanted, model_name, model_version, answers, fields } = *answer;
     let mut binary = Vec::new();
     let outputs = wanted
         .outputs

@@ -275,7 +275,9 @@ fn answers_encode_as_json_or_binary() {
     let fields = loan_fields();
     let wanted =
         Wanted { id: Some("r1".into()), outputs: vec![(Output::Probability, false), (Output::Decision, false)] };
-    let encoded = encode(&wanted, "m", "3", &answers, &fields).unwrap();
+    let encoded =
+        encode(&Answer { wanted: &wanted, model_name: "m", model_version: "3", answers: &answers, fields: &fields })
+            .unwrap();
     assert_eq!(encoded.json_length, None);
     let json: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert_eq!(
@@ -287,7 +289,9 @@ fn answers_encode_as_json_or_binary() {
     );
 
     let wanted = Wanted { id: None, outputs: vec![(Output::Decision, true), (Output::Probability, true)] };
-    let encoded = encode(&wanted, "m", "3", &answers, &fields).unwrap();
+    let encoded =
+        encode(&Answer { wanted: &wanted, model_name: "m", model_version: "3", answers: &answers, fields: &fields })
+            .unwrap();
     let n = encoded.json_length.unwrap();
     let json: Value = serde_json::from_slice(&encoded.body[..n]).unwrap();
     assert_eq!(json["outputs"][0]["parameters"]["binary_data_size"], 4 + 8 + 4 + 9);
