@@ -23,6 +23,10 @@
 //!   status mapping, the loan officer's web form at `/`, the Open Inference
 //!   Protocol (`/v2`, same prediction path as `/v1`) and the OpenAPI
 //!   document of every route.
+//! - [`grpc`] — the Open Inference Protocol over gRPC (Triton's
+//!   `inference.GRPCInferenceService`) and `grpc.health.v1`, a second
+//!   listener over the same registry, admission, limits and prediction path
+//!   as [`http`], with HTTP/2 abuse limits.
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.

@@ -1,5 +1,5 @@
 //! The gRPC listener: hyper's HTTP/2 server on each connection, through the
-//! accept loop every listener shares ([`crate::http::server::serve_connections`]:
+//! accept loop every listener shares (`crate::http::server::serve_connections`:
 //! the connection limit, the idle gate before a connection's first bytes,
 //! graceful shutdown, which sends GOAWAY and drains in-flight calls under
 //! `shutdown_timeout_secs`), routing by path to `grpc.health.v1.Health` or

@@ -3,7 +3,7 @@
 //! ModelMetadata, RepositoryIndex and ModelInfer answer what the matching
 //! `/v2` routes answer (metadata and the index are built by the same code,
 //! [`crate::http::oip`]; infer binds tensors with the same binding and
-//! scores through [`crate::http::predict::score_decoded`], after the same
+//! scores through `crate::http::predict::score_decoded`, after the same
 //! admission). Every other RPC of Triton's service (streaming, shared
 //! memory, model control, config, statistics, trace, logging) answers
 //! UNIMPLEMENTED.

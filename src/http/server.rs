@@ -4,7 +4,9 @@
 //! in-flight requests drain under the shutdown deadline. At most
 //! `max_connections` are open: one more is accepted and closed at once, and
 //! counted. Accept errors (say EMFILE) are logged at most once a second.
-//! Started by the composition root, [`crate::server`].
+//! Started by the composition root, [`crate::server`]. The loop itself,
+//! without the HTTP/1.1 part (`serve_connections`), is shared with the
+//! gRPC listener (`crate::grpc::server`).
 
 use super::conn::{ConnClock, GuardedIo, IoLimits, TimeoutCounters};
 use super::routes::handle_arrived;

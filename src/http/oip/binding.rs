@@ -202,7 +202,7 @@ pub fn shown(name: &str) -> String {
 }
 
 /// Checks input tensors against the answering version's schema and binds
-/// them into rows, gathering every problem (up to [`MAX_PROBLEMS`]) into
+/// them into rows, gathering every problem (up to `MAX_PROBLEMS`) into
 /// one 400 that names each.
 pub struct Binder<'d, 'a> {
     decoder: Decoder<'d>,
