@@ -94,8 +94,25 @@ impl Model {
             encoder.encode_into(rows.row(0), &mut x);
             x
         };
-        let mut compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
+        let compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
         drop(estimator);
+        Model::from_compiled(meta, fields, encoder, compiled, calibration, digest, limits)
+    }
+
+    /// Checks a compiled estimator against its budget and the decision
+    /// rule, computes what explanations need, and smoke-tests it: the
+    /// part of loading every format shares ([`super::import`] too).
+    pub fn from_compiled(
+        meta: ModelMeta,
+        fields: Fields,
+        encoder: Encoder,
+        mut compiled: CompiledEstimator,
+        calibration: Option<Calibration>,
+        digest: String,
+        limits: ModelLimits,
+    ) -> Result<Model, LoadError> {
+        let invalid = |e: String| LoadError::Invalid(e);
+        let width = encoder.width();
         compiled.index_features(encoder.column_features());
         let cost = compiled.cost();
         if cost > limits.max_prediction_cost {

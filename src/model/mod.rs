@@ -16,6 +16,7 @@ pub mod forest;
 pub mod format;
 #[cfg(test)]
 pub(crate) mod fuzz;
+pub mod import;
 pub mod input;
 pub mod limits;
 pub mod pacing;

@@ -13,6 +13,9 @@ use super::layout::{
 };
 use super::source::{Fingerprint, ListError, Listing, ModelSource, Rejected, RolloutEntry, VersionEntry};
 use crate::model::format::LoadError;
+use crate::model::import::settings::SETTINGS_FILE_NAME;
+use crate::model::import::{Format, VersionBytes};
+use crate::model::limits::ModelLimits;
 use crate::model::Model;
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -250,13 +253,33 @@ impl ModelSource for LocalDirectory {
                         continue;
                     }
                 };
-                let path = v.path().join(MODEL_FILE_NAME);
-                if let Ok(meta) = fs::metadata(&path) {
-                    found.push(VersionEntry {
-                        version,
-                        fingerprint: fingerprint(&meta),
-                        location: format!("{name}/{entry_name}/{MODEL_FILE_NAME}"),
-                    });
+                let files: Vec<(&'static str, fs::Metadata)> = Format::ALL
+                    .iter()
+                    .filter_map(|f| fs::metadata(v.path().join(f.file_name())).ok().map(|m| (f.file_name(), m)))
+                    .collect();
+                match files.as_slice() {
+                    [] => {}
+                    [(file, meta)] => {
+                        let mut fp = fingerprint(meta);
+                        // A changed model.toml is a changed version too.
+                        if let Ok(settings) = fs::metadata(v.path().join(SETTINGS_FILE_NAME)) {
+                            let s = fingerprint(&settings);
+                            let mut h = std::collections::hash_map::DefaultHasher::new();
+                            (fp.token, s.len, s.token).hash(&mut h);
+                            fp.token = h.finish();
+                        }
+                        found.push(VersionEntry {
+                            version,
+                            file,
+                            fingerprint: fp,
+                            location: format!("{name}/{entry_name}/{file}"),
+                        });
+                    }
+                    more => {
+                        let names = more.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
+                        let reason = format!("holds more than one model file ({names}); a version holds one");
+                        out.rejected.push(Rejected { model: Some(name.clone()), entry: entry_name, reason });
+                    }
                 }
             }
             found.sort_by_key(|v| v.version);
@@ -275,11 +298,34 @@ impl ModelSource for LocalDirectory {
     }
 
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
-        let path = self.model_file(model, entry.version);
-        self.check_inside(&path, &format!("{model}/{}/{MODEL_FILE_NAME}", entry.version))?;
+        let path = self.version_dir(model, entry.version).join(entry.file);
+        self.check_inside(&path, &format!("{model}/{}/{}", entry.version, entry.file))?;
         // Errors name the file relative to the models directory only.
         read_file(&path, max_bytes).map_err(|e| match e {
             LoadError::Io { reason, .. } => LoadError::Io { path: entry.location.clone(), reason },
+            e => e,
+        })
+    }
+
+    fn read_settings(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Option<Vec<u8>>, LoadError> {
+        self.settings_of(model, entry, max_bytes)
+    }
+}
+
+impl LocalDirectory {
+    /// `model.toml` beside an imported model file, if there is one.
+    fn settings_of(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Option<Vec<u8>>, LoadError> {
+        if entry.file == MODEL_FILE_NAME {
+            return Ok(None);
+        }
+        let path = self.version_dir(model, entry.version).join(SETTINGS_FILE_NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let shown = format!("{model}/{}/{SETTINGS_FILE_NAME}", entry.version);
+        self.check_inside(&path, &shown)?;
+        read_file(&path, max_bytes).map(Some).map_err(|e| match e {
+            LoadError::Io { reason, .. } => LoadError::Io { path: shown, reason },
             e => e,
         })
     }
@@ -339,11 +385,25 @@ pub enum ValidateError {
 /// before loading it: size limit, digest, schema, compilation, and whether
 /// its directory names follow the layout rules.
 pub fn validate_file(path: &Path, max_bytes: u64) -> Result<ValidatedFile, ValidateError> {
-    let path = if path.is_dir() { path.join(MODEL_FILE_NAME) } else { path.to_path_buf() };
+    let path = if path.is_dir() {
+        let found = Format::ALL.iter().map(|f| path.join(f.file_name())).find(|p| p.exists());
+        found.unwrap_or_else(|| path.join(MODEL_FILE_NAME))
+    } else {
+        path.to_path_buf()
+    };
     let shown = || path.display().to_string();
-    let model = read_file(&path, max_bytes)
-        .and_then(|bytes| Model::from_bytes(&bytes))
-        .map_err(|source| ValidateError::Load { path: shown(), source })?;
+    let format = path.file_name().and_then(|n| Format::of_file(&n.to_string_lossy())).unwrap_or(Format::Riskserve);
+    let settings_path = path.with_file_name(SETTINGS_FILE_NAME);
+    let load = || {
+        let bytes = read_file(&path, max_bytes)?;
+        let settings = match format {
+            Format::Riskserve => None,
+            _ if settings_path.exists() => Some(read_file(&settings_path, max_bytes)?),
+            _ => None,
+        };
+        Model::load(&VersionBytes { file: format.file_name(), bytes, settings }, ModelLimits::default())
+    };
+    let model = load().map_err(|source| ValidateError::Load { path: shown(), source })?;
     let served_as =
         layout::name_and_version(&path).map_err(|reason| ValidateError::NotServed { path: shown(), reason })?;
     Ok(ValidatedFile { path, model, served_as })
