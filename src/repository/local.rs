@@ -101,6 +101,13 @@ impl LocalDirectory {
     /// Writes `bytes` as `model`'s `version`, atomically. Fails with
     /// `AlreadyExists` if that version directory exists.
     pub fn publish(&self, model: &str, version: u64, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        self.publish_files(model, version, &[(MODEL_FILE_NAME, bytes)])
+    }
+
+    /// [`Self::publish`] for a version of several files (an imported model
+    /// file and its `model.toml`): all of them appear at once. Returns the
+    /// first file's path.
+    pub fn publish_files(&self, model: &str, version: u64, files: &[(&str, &[u8])]) -> std::io::Result<PathBuf> {
         layout::check_model_name(model).map_err(std::io::Error::other)?;
         if version == 0 {
             return Err(std::io::Error::other("versions start at 1"));
@@ -111,9 +118,11 @@ impl LocalDirectory {
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir(&staging)?;
         let written = (|| {
-            let mut f = fs::File::create(staging.join(MODEL_FILE_NAME))?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
+            for (name, bytes) in files {
+                let mut f = fs::File::create(staging.join(name))?;
+                f.write_all(bytes)?;
+                f.sync_all()?;
+            }
             fs::File::open(&staging)?.sync_all()
         })();
         if let Err(e) = written {
@@ -139,7 +148,7 @@ impl LocalDirectory {
             });
         }
         fs::File::open(&model_dir)?.sync_all()?;
-        Ok(target.join(MODEL_FILE_NAME))
+        Ok(target.join(files.first().map_or(MODEL_FILE_NAME, |f| f.0)))
     }
 
     /// Publishes the bytes `encode(version)` returns as the next version of

@@ -9,6 +9,7 @@ mod errors;
 mod exact_swap;
 mod hostile_files;
 mod hot_swap;
+mod imports;
 mod limits;
 mod object_store;
 mod oip_clients;

@@ -64,12 +64,14 @@ for tree in lm.booster_.dump_model()["tree_info"]:
 
 edges = []
 base = df.iloc[0].copy()
+np.seterr(over="ignore")
 for c, ts in thresholds.items():
     for t in sorted(ts):
         for v in (t, np.nextafter(t, -math.inf), np.nextafter(t, math.inf),
                   float(np.nextafter(np.float32(t), np.float32(-math.inf))),
                   float(np.nextafter(np.float32(t), np.float32(math.inf)))):
-            r = base.copy(); r[c] = v; edges.append((r, None))
+            if math.isfinite(v):
+                r = base.copy(); r[c] = v; edges.append((r, None))
 for c in num_cols:
     for v in (0.0, -0.0, np.nan):
         r = base.copy(); r[c] = v; edges.append((r, None))

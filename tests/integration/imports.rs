@@ -1,0 +1,157 @@
+//! Imported models (issue 26) answer as their own libraries do: models
+//! trained by the real XGBoost and LightGBM (`tests/oracle/native_models.py`,
+//! on data `riskserve synth` generates, with missing numbers and
+//! categories) are dropped into the repository as `xgboost.json` and
+//! `lightgbm.txt` and served; every row's probability, and every edge row
+//! (each threshold exactly and one step either side, ±0, missing values, a
+//! category never seen, one declared but absent in training), must equal the
+//! library's `predict_proba` within 1e-6. A bad native file is refused with
+//! its reason while the previous version keeps serving.
+
+use crate::common::*;
+use riskserve::repository::LocalDirectory;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The oracle's directory: models and the libraries' answers, made once.
+fn oracle() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("loans.csv");
+        let synth = Command::new(env!("CARGO_BIN_EXE_riskserve"))
+            .args(["synth", "--rows", "4000", "--seed", "7", "--extra-features", "--out"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+        let script = testkit::tools::workspace_root().join("tests/oracle/native_models.py");
+        let out = Command::new(testkit::tools::tool("oracle-python"))
+            .arg(script)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "native_models.py: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.path().to_path_buf();
+        (dir, path)
+    })
+    .1
+}
+
+fn publish(models: &Path, name: &str, version: u64, files: &[(&str, &[u8])]) {
+    LocalDirectory::new(models).publish_files(name, version, files).unwrap();
+}
+
+async fn version_state(s: &TestServer, name: &str, version: u64) -> Option<serde_json::Value> {
+    let status = s.get(&format!("/v1/models/{name}")).await.json();
+    status["versions"].as_array()?.iter().find(|v| v["version"] == version).cloned()
+}
+
+async fn wait_state(s: &TestServer, name: &str, version: u64, state: &str) -> serde_json::Value {
+    eventually(&format!("{name} v{version} {state}"), || async {
+        version_state(s, name, version).await.is_some_and(|v| v["state"] == state)
+    })
+    .await;
+    version_state(s, name, version).await.unwrap()
+}
+
+/// Largest |served − library| over every row, and how many rows.
+async fn largest_difference(s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
+    let rows = std::fs::read_to_string(oracle().join("rows.jsonl")).unwrap();
+    let expected: Vec<f64> =
+        std::fs::read_to_string(oracle().join(expected)).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(rows.len(), expected.len());
+    let mut worst = (0.0f64, 0);
+    for (start, chunk) in rows.chunks(500).enumerate() {
+        let body = format!("{{\"instances\":[{}]}}", chunk.join(","));
+        let r = s.post(&format!("/v1/models/{name}/predict?explain=false"), &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let json = r.json();
+        let predictions = json["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), chunk.len());
+        for (i, p) in predictions.iter().enumerate() {
+            let row = start * 500 + i;
+            let d = (p["probability_late"].as_f64().unwrap() - expected[row]).abs();
+            assert!(d <= 1e-6, "{name} row {row} ({}): served {p}, the library says {}", rows[row], expected[row]);
+            worst.0 = worst.0.max(d);
+        }
+        worst.1 += chunk.len();
+    }
+    worst
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xgboost_and_lightgbm_models_answer_as_their_libraries_on_every_row() {
+    let o = oracle();
+    let s = TestServer::start().await;
+    let xgb = std::fs::read(o.join("xgboost.json")).unwrap();
+    let lgbm = std::fs::read(o.join("lightgbm.txt")).unwrap();
+    publish(&s.models, "xgb", 1, &[("xgboost.json", &xgb)]);
+    publish(&s.models, "lgbm", 1, &[("lightgbm.txt", &lgbm)]);
+    for (name, algorithm) in [("xgb", "xgboost"), ("lgbm", "lightgbm")] {
+        let v = wait_state(&s, name, 1, "available").await;
+        assert_eq!(v["model"]["algorithm"], algorithm);
+        let inputs: Vec<&str> = v["inputs"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert!(inputs.contains(&"verification_status") && inputs.contains(&"term"), "{inputs:?}");
+    }
+    for (name, expected) in [("xgb", "xgboost.expected"), ("lgbm", "lightgbm.expected")] {
+        let (worst, rows) = largest_difference(&s, name, expected).await;
+        assert!(rows > 4000, "{rows} rows compared");
+        eprintln!("{name}: largest difference from the library over {rows} rows: {worst:e}");
+    }
+
+    // The default request explains itself: reasons in probability points.
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    for name in ["xgb", "lgbm"] {
+        let r = s.post(&format!("/v1/models/{name}/predict"), &row).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let json = r.json();
+        assert!(json["predictions"][0]["reasons"].is_array(), "{json}");
+        // A misspelled field is still refused, naming it.
+        let typo = row.replacen("\"dti\"", "\"dtii\"", 1);
+        let r = s.post(&format!("/v1/models/{name}/predict"), &typo).await;
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("dtii"), "{}", r.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_native_file_is_refused_with_its_reason_and_the_previous_version_keeps_serving() {
+    let o = oracle();
+    let s = TestServer::start().await;
+    let xgb = std::fs::read_to_string(o.join("xgboost.json")).unwrap();
+    let lgbm = std::fs::read_to_string(o.join("lightgbm.txt")).unwrap();
+    publish(&s.models, "xgb", 1, &[("xgboost.json", xgb.as_bytes())]);
+    wait_state(&s, "xgb", 1, "available").await;
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    let multiclass = xgb.replacen("binary:logistic", "multi:softprob", 1);
+    let wrong_digest = format!("sha256 = \"{}\"\n", "0".repeat(64));
+    let bad: [(&str, Vec<(&str, &[u8])>, &str, &str); 5] = [
+        ("truncated", vec![("xgboost.json", &xgb.as_bytes()[..xgb.len() / 2])], "incomplete", ""),
+        ("multiclass", vec![("xgboost.json", multiclass.as_bytes())], "invalid", "objective is not binary"),
+        ("digest", vec![("xgboost.json", xgb.as_bytes()), ("model.toml", wrong_digest.as_bytes())], "incomplete", ""),
+        ("half lightgbm", vec![("lightgbm.txt", &lgbm.as_bytes()[..lgbm.len() / 2])], "incomplete", ""),
+        ("two files", vec![("xgboost.json", xgb.as_bytes()), ("lightgbm.txt", lgbm.as_bytes())], "", ""),
+    ];
+    for (k, (what, files, kind, names)) in bad.into_iter().enumerate() {
+        let version = k as u64 + 2;
+        publish(&s.models, "xgb", version, &files);
+        if kind.is_empty() {
+            // Not a version at all: listed as rejected, with the reason.
+            eventually(what, || async { s.get("/v1/models/xgb").await.text().contains("more than one model file") })
+                .await;
+        } else {
+            let v = wait_state(&s, "xgb", version, "failed").await;
+            let reason = v["reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with(kind) && reason.contains(names), "{what}: {v}");
+        }
+        let r = s.post("/v1/models/xgb/predict", &row).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        assert_eq!(r.json()["model_version"], 1, "{what}: version 1 keeps serving");
+    }
+}
