@@ -131,7 +131,10 @@ async fn a_bad_native_file_is_refused_with_its_reason_and_the_previous_version_k
     let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
     let multiclass = xgb.replacen("binary:logistic", "multi:softprob", 1);
     let wrong_digest = format!("sha256 = \"{}\"\n", "0".repeat(64));
-    let bad: [(&str, Vec<(&str, &[u8])>, &str, &str); 5] = [
+    // (what, the version's files, the reason's kind, words it must say);
+    // no kind: not a version at all.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, &'a str, &'a str);
+    let bad: [Case; 5] = [
         ("truncated", vec![("xgboost.json", &xgb.as_bytes()[..xgb.len() / 2])], "incomplete", ""),
         ("multiclass", vec![("xgboost.json", multiclass.as_bytes())], "invalid", "objective is not binary"),
         ("digest", vec![("xgboost.json", xgb.as_bytes()), ("model.toml", wrong_digest.as_bytes())], "incomplete", ""),
