@@ -40,7 +40,7 @@ pub struct LocalDirectory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub version: u64,
-    /// The `model.json` now in place.
+    /// The model file now in place.
     pub path: PathBuf,
 }
 
@@ -159,9 +159,21 @@ impl LocalDirectory {
         model: &str,
         encode: &dyn Fn(u64) -> std::io::Result<Vec<u8>>,
     ) -> std::io::Result<Published> {
+        self.claim_next(model, &|version| self.publish(model, version, &encode(version)?))
+    }
+
+    /// [`Self::publish_files`] as the next version of `model` (as
+    /// [`Self::publish_next`] does).
+    pub fn publish_next_files(&self, model: &str, files: &[(&str, &[u8])]) -> std::io::Result<Published> {
+        self.claim_next(model, &|version| self.publish_files(model, version, files))
+    }
+
+    /// Calls `publish` with the next free version number until one is not
+    /// taken by another publisher first (a bounded number of times).
+    fn claim_next(&self, model: &str, publish: &dyn Fn(u64) -> std::io::Result<PathBuf>) -> std::io::Result<Published> {
         for _ in 0..100 {
             let version = self.latest_version(model)? + 1;
-            match self.publish(model, version, &encode(version)?) {
+            match publish(version) {
                 Ok(path) => return Ok(Published { version, path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -202,6 +214,35 @@ impl LocalDirectory {
             )));
         }
         Ok(())
+    }
+}
+
+/// A version directory's model file (the one of [`Format::ALL`] present)
+/// and the version's fingerprint: the model file's, combined with its
+/// `model.toml`'s when there is one (a changed setting is a changed
+/// version). `None` while no model file is there; an error when more than
+/// one is.
+pub fn version_file(dir: &Path) -> Result<Option<(&'static str, Fingerprint)>, String> {
+    let files: Vec<(&'static str, fs::Metadata)> = Format::ALL
+        .iter()
+        .filter_map(|f| fs::metadata(dir.join(f.file_name())).ok().map(|m| (f.file_name(), m)))
+        .collect();
+    match files.as_slice() {
+        [] => Ok(None),
+        [(file, meta)] => {
+            let mut fp = fingerprint(meta);
+            if let Ok(settings) = fs::metadata(dir.join(SETTINGS_FILE_NAME)) {
+                let s = fingerprint(&settings);
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (fp.token, s.len, s.token).hash(&mut h);
+                fp.token = h.finish();
+            }
+            Ok(Some((file, fp)))
+        }
+        more => {
+            let names = more.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
+            Err(format!("holds more than one model file ({names}); a version holds one"))
+        }
     }
 }
 
@@ -262,33 +303,15 @@ impl ModelSource for LocalDirectory {
                         continue;
                     }
                 };
-                let files: Vec<(&'static str, fs::Metadata)> = Format::ALL
-                    .iter()
-                    .filter_map(|f| fs::metadata(v.path().join(f.file_name())).ok().map(|m| (f.file_name(), m)))
-                    .collect();
-                match files.as_slice() {
-                    [] => {}
-                    [(file, meta)] => {
-                        let mut fp = fingerprint(meta);
-                        // A changed model.toml is a changed version too.
-                        if let Ok(settings) = fs::metadata(v.path().join(SETTINGS_FILE_NAME)) {
-                            let s = fingerprint(&settings);
-                            let mut h = std::collections::hash_map::DefaultHasher::new();
-                            (fp.token, s.len, s.token).hash(&mut h);
-                            fp.token = h.finish();
-                        }
-                        found.push(VersionEntry {
-                            version,
-                            file,
-                            fingerprint: fp,
-                            location: format!("{name}/{entry_name}/{file}"),
-                        });
-                    }
-                    more => {
-                        let names = more.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
-                        let reason = format!("holds more than one model file ({names}); a version holds one");
-                        out.rejected.push(Rejected { model: Some(name.clone()), entry: entry_name, reason });
-                    }
+                match version_file(&v.path()) {
+                    Ok(None) => {}
+                    Ok(Some((file, fingerprint))) => found.push(VersionEntry {
+                        version,
+                        file,
+                        fingerprint,
+                        location: format!("{name}/{entry_name}/{file}"),
+                    }),
+                    Err(reason) => out.rejected.push(Rejected { model: Some(name.clone()), entry: entry_name, reason }),
                 }
             }
             found.sort_by_key(|v| v.version);

@@ -158,3 +158,63 @@ async fn a_bad_native_file_is_refused_with_its_reason_and_the_previous_version_k
         assert_eq!(r.json()["model_version"], 1, "{what}: version 1 keeps serving");
     }
 }
+
+#[test]
+fn import_checks_records_the_digest_and_publishes_the_next_version() {
+    let o = oracle();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_riskserve")).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let models_arg = models.to_str().unwrap();
+    let data = o.join("loans.csv");
+    for (file, version) in [("xgboost.json", 1), ("lightgbm.txt", 2)] {
+        let path = o.join(file);
+        let (ok, text) = run(&[
+            "import",
+            path.to_str().unwrap(),
+            "--model-name",
+            "imported",
+            "--models-dir",
+            models_arg,
+            "--reference",
+            data.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+        assert!(text.contains(&format!("as imported version {version}")), "{text}");
+        assert!(text.contains("4000 rows scored"), "{text}");
+        let version_dir = models.join(format!("imported/{version}"));
+        let settings = std::fs::read_to_string(version_dir.join("model.toml")).unwrap();
+        let digest = riskserve::model::format::sha256_hex(&std::fs::read(&path).unwrap());
+        assert!(settings.contains(&digest), "{settings}");
+        assert_eq!(std::fs::read(version_dir.join(file)).unwrap(), std::fs::read(&path).unwrap());
+        let (ok, text) = run(&["validate", version_dir.to_str().unwrap()]);
+        assert!(ok && text.contains("OK"), "{text}");
+    }
+    // Code is never imported: a pickle is not a model riskserve reads.
+    let pickle = dir.path().join("model.pkl");
+    std::fs::write(&pickle, b"\x80\x04\x95\x10\x00\x00\x00cos\nsystem\n").unwrap();
+    let (ok, text) = run(&["import", pickle.to_str().unwrap(), "--model-name", "imported", "--models-dir", models_arg]);
+    assert!(!ok && text.contains("not a model riskserve imports"), "{text}");
+    // A settings file with a typo is refused, naming it.
+    let typo = dir.path().join("model.toml");
+    std::fs::write(&typo, "[decision]\nthreshhold = 0.1\n").unwrap();
+    let xgb = o.join("xgboost.json");
+    let (ok, text) = run(&[
+        "import",
+        xgb.to_str().unwrap(),
+        "--model-name",
+        "imported",
+        "--models-dir",
+        models_arg,
+        "--settings",
+        typo.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("threshhold"), "{text}");
+    assert!(!models.join("imported/3").exists());
+}

@@ -7,7 +7,7 @@
 
 use super::super::format::{Bands, DecisionCosts, DecisionRule, LoadError};
 use super::super::schema::{Feature, Kind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The file name beside an imported model.
@@ -18,19 +18,20 @@ pub const SETTINGS_FILE_NAME: &str = "model.toml";
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
 
 /// A parsed `model.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// SHA-256 (hex) of the model file's bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     #[serde(default)]
     pub decision: DecisionSettings,
     /// Per feature, by name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, FeatureSettings>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionSettings {
     pub threshold: Option<f64>,
@@ -41,7 +42,7 @@ pub struct DecisionSettings {
     pub bands: Option<Bands>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSettings {
     pub min: Option<f64>,
