@@ -14,14 +14,29 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The oracle's directory: models and the libraries' answers, made once.
+/// The oracle's directory: models and the libraries' answers, made once,
+/// on twelve-input loans (with missing numbers and categories).
 fn oracle() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| {
+    &DIR.get_or_init(|| train_native(&["--extra-features"])).1
+}
+
+/// The same on the ten loan fields, so the bundled model's clients can
+/// score the native models too.
+fn ten_field_oracle() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| train_native(&[])).1
+}
+
+/// `synth` data (with `synth_args`) and the models the real libraries train on it.
+fn train_native(synth_args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("loans.csv");
         let synth = Command::new(env!("CARGO_BIN_EXE_riskserve"))
-            .args(["synth", "--rows", "4000", "--seed", "7", "--extra-features", "--out"])
+            .args(["synth", "--rows", "4000", "--seed", "7"])
+            .args(synth_args)
+            .arg("--out")
             .arg(&data)
             .output()
             .unwrap();
@@ -38,8 +53,7 @@ fn oracle() -> &'static Path {
         assert!(out.status.success(), "native_models.py: {}", String::from_utf8_lossy(&out.stderr));
         let path = dir.path().to_path_buf();
         (dir, path)
-    })
-    .1
+    }
 }
 
 fn publish(models: &Path, name: &str, version: u64, files: &[(&str, &[u8])]) {
@@ -217,4 +231,54 @@ fn import_checks_records_the_digest_and_publishes_the_next_version() {
     ]);
     assert!(!ok && text.contains("threshhold"), "{text}");
     assert!(!models.join("imported/3").exists());
+}
+
+/// An XGBoost version replacing a riskserve forest, and back, every
+/// other commit, under load: the swap harness (`swapbench`, as in
+/// `swap_harness.rs`) with the XGBoost file as its alternate model.
+#[test]
+fn an_xgboost_version_replacing_a_forest_and_back_under_load_fails_no_request() {
+    use std::time::Duration;
+    use swapbench::{BenchConfig, Deployment, ServerProcess};
+    let o = ten_field_oracle();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    commit(&models, MODEL, 1, bundled_model());
+    let server = ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_riskserve")), &models, &[], None)
+        .expect("riskserve serve starts on 127.0.0.1:0");
+    let source = models.join(MODEL).join("1/model.json");
+    let mut cfg = BenchConfig::new(
+        server.predict_target(MODEL),
+        Deployment::Riskserve {
+            models_dir: models.clone(),
+            model_name: MODEL.into(),
+            source: Some(source),
+            alternate: Some(o.join("xgboost.json")),
+        },
+        swapbench::synth_bodies(500, 11),
+    );
+    cfg.server_pid = Some(server.pid);
+    cfg.clients = 8;
+    cfg.warmup = Duration::from_millis(200);
+    cfg.steady = Duration::from_millis(300);
+    cfg.duration = Duration::from_secs(3);
+    cfg.max_duration = Duration::from_secs(20);
+    cfg.min_swaps = 20;
+    cfg.commit_every = Duration::from_millis(80);
+    cfg.bad_every = 1000;
+    cfg.drain_timeout = Duration::from_secs(10);
+    let report = swapbench::run_blocking(cfg, 2).expect("the benchmark runs");
+    let context = format!("{}\nserver log tail:\n{}", report.summary(), server.log_tail(20));
+    assert_eq!(report.failures.total, 0, "failures of any kind:\n{context}");
+    assert!(report.operator_errors.is_empty(), "operator errors:\n{context}");
+    assert!(report.swaps.commits >= 20, "commits:\n{context}");
+    assert_eq!(report.swaps.unserved_commits, 0, "a commit never reached traffic:\n{context}");
+    // Both formats served: even versions are XGBoost files.
+    let listing = std::fs::read_dir(models.join(MODEL))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("xgboost.json").exists())
+        .count();
+    assert!(listing >= 1, "no XGBoost version left on disk:\n{context}");
+    assert!(server.stop(Duration::from_secs(20)).expect("stop"), "riskserve exits 0 on SIGTERM");
 }
