@@ -51,7 +51,7 @@ wait_quiet | tee "$OUT/quiet.txt"
 : >"$OUT/rounds.jsonl"
 for r in $(seq "$ROUNDS"); do
     echo "== round $r of $ROUNDS: the libraries"
-    "$PY" bench/imports_python.py "$OUT/models" 2>/dev/null | sed "s/^{/{\"round\": $r, /" | tee -a "$OUT/rounds.jsonl"
+    "$PY" bench/imports_python.py "$OUT/models" 2>/dev/null | grep "^{" | sed "s/^{/{\"round\": $r, /" | tee -a "$OUT/rounds.jsonl"
     echo "== round $r of $ROUNDS: riskserve"
     RISKSERVE_IMPORTS_DIR="$OUT/models" cargo bench --locked --quiet --bench imports >"$OUT/criterion-$r.txt" 2>&1
     "$PY" - "$r" >>"$OUT/rounds.jsonl" <<'PYEOF'
@@ -60,7 +60,8 @@ r = int(sys.argv[1])
 for model in ("xgboost", "lightgbm"):
     est = lambda bench: json.load(open(f"target/criterion/imports_{model}/{bench}/new/estimates.json"))["median"]["point_estimate"] / 1e3
     print(json.dumps({"round": r, "runtime": "riskserve", "model": model, "per_row_us": est("batch_10000") / 10_000,
-                      "one_row_us": est("one_row"), "one_row_explained_us": est("one_row_explained")}))
+                      "one_row_us": est("one_row"), "one_row_explained_us": est("one_row_explained"),
+                      "one_row_shap_us": est("one_row_shap")}))
 PYEOF
 done
 "$PY" bench/imports_table.py "$OUT/rounds.jsonl" | tee "$OUT/table.md"

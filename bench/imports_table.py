@@ -29,3 +29,4 @@ for (runtime, model), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0]
     print(f"| {name} | {model} | {fmt(row)} | {fmt(one)} | {ratio} |")
     if runtime == "riskserve":
         print(f"| riskserve, with reasons (the default request) | {model} | | {fmt(spread(rs, 'one_row_explained_us'))} | |")
+        print(f"| riskserve, exact SHAP values (explain=shap) | {model} | | {fmt(spread(rs, 'one_row_shap_us'))} | |")

@@ -1,6 +1,7 @@
 //! Imported models' speed in process (issue 26): an XGBoost and a LightGBM
 //! model (100 trees), one thread, scoring a 10,000-row batch (per row) and
-//! one row, unexplained and with the reasons the default request carries.
+//! one row, unexplained, with the reasons the default request carries, and
+//! with exact SHAP values (`?explain=shap`).
 //! `bench/imports.sh` trains the models with the real libraries, points
 //! `RISKSERVE_IMPORTS_DIR` at them (`xgboost.json`, `lightgbm.txt`,
 //! `rows.jsonl`), times the libraries themselves in the same run and prints
@@ -11,7 +12,7 @@ use riskserve::http::request::{decode, Decoder};
 use riskserve::model::fields::NameTable;
 use riskserve::model::import::{Format, VersionBytes};
 use riskserve::model::row::Rows;
-use riskserve::model::{Model, Prediction};
+use riskserve::model::{Model, Prediction, Scorer};
 use std::hint::black_box;
 use std::path::PathBuf;
 
@@ -59,6 +60,8 @@ fn bench(c: &mut Criterion) {
         group.bench_function("one_row_explained", |b| {
             b.iter(|| black_box(model.predict_explained(black_box(one)).1.probability))
         });
+        group
+            .bench_function("one_row_shap", |b| b.iter(|| black_box(model.shap(black_box(one)).map(|s| s.base_value))));
         group.finish();
     }
 }

@@ -4,18 +4,22 @@
 
 use super::calibration::Calibration;
 use super::encoder::{Encoder, MAX_ENCODED_WIDTH};
-use super::estimator::CompiledEstimator;
+use super::estimator::{CompiledEstimator, Estimator};
 use super::explain::{Attribution, ExplainInfo};
 use super::fields::Fields;
 use super::format::{self, LoadError, ModelMeta, ModelPayload};
 use super::limits::ModelLimits;
 use super::row::{Row, Rows, RowsView, Value};
 use super::scorer::{Decision, Prediction, Scorer};
+use super::shap::{Shap, TreeShap};
 use super::{forest, schema};
 
 /// Encoded widths below this (the bundled model's is 41) score from a
 /// smaller stack buffer (the width plus the padding column must fit).
 const SMALL_WIDTH: usize = 64;
+/// The same for imported models, whose set splits make them a few hundred
+/// columns wide (the XGBoost model of the real sample: 221).
+const MEDIUM_WIDTH: usize = 256;
 
 impl Scorer for Model {
     fn fields(&self) -> &Fields {
@@ -40,6 +44,10 @@ impl Scorer for Model {
     fn explain_info(&self) -> Option<ExplainInfo> {
         Some(Model::explain_info(self))
     }
+    fn shap(&self, row: Row<'_>) -> Option<Shap> {
+        let shap = self.shap.as_ref()?;
+        Some(self.with_row(row, |x| shap.explain(x)))
+    }
     fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
         let (prediction, attribution) = Model::predict_explained(self, row);
         (prediction, Some(attribution))
@@ -60,6 +68,8 @@ pub struct Model {
     width: usize,
     /// The probability explanations start from.
     base_value: f64,
+    /// Tree SHAP over the file's trees, when they record covers.
+    pub(crate) shap: Option<TreeShap>,
 }
 
 impl Model {
@@ -95,8 +105,20 @@ impl Model {
             x
         };
         let compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
+        // A forest's SHAP values are on its own probability scale (before
+        // any calibration): the mean of its trees'.
+        let shap = match &estimator {
+            Estimator::RandomForest { trees } => {
+                let space = if calibration.is_some() { "uncalibrated_probability" } else { "probability" };
+                let scale = 1.0 / trees.len().max(1) as f64;
+                TreeShap::new(trees, None, encoder.column_features(), fields.len(), scale, 0.0, space)
+            }
+            Estimator::LogisticRegression { .. } => None,
+        };
         drop(estimator);
-        Model::from_compiled(meta, fields, encoder, compiled, calibration, digest, limits)
+        let mut model = Model::from_compiled(meta, fields, encoder, compiled, calibration, digest, limits)?;
+        model.shap = shap;
+        Ok(model)
     }
 
     /// Checks a compiled estimator against its budget and the decision
@@ -131,8 +153,17 @@ impl Model {
         if let Some(c) = &calibration {
             c.validate().map_err(|e| invalid(format!("calibration: {e}")))?;
         }
-        let mut model =
-            Model { meta, fields, encoder, digest, estimator: compiled, calibration, width, base_value: 0.0 };
+        let mut model = Model {
+            meta,
+            fields,
+            encoder,
+            digest,
+            estimator: compiled,
+            calibration,
+            width,
+            base_value: 0.0,
+            shap: None,
+        };
         model.base_value = model.to_probability(model.estimator.base_score());
         model.smoke_test()?;
         Ok(model)
@@ -220,6 +251,10 @@ impl Model {
             let mut buf = [0.0f64; SMALL_WIDTH];
             self.encoder.encode_into(row, &mut buf[..self.width]);
             f(&mut buf)
+        } else if self.width < MEDIUM_WIDTH {
+            let mut buf = [0.0f64; MEDIUM_WIDTH];
+            self.encoder.encode_into(row, &mut buf[..self.width]);
+            f(&mut buf[..=self.width])
         } else {
             let mut buf = [0.0f64; MAX_ENCODED_WIDTH + 1];
             self.encoder.encode_into(row, &mut buf[..self.width]);

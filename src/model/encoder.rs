@@ -127,13 +127,30 @@ impl Derived {
     }
 }
 
+/// The set-split columns of one category feature, side by side: what they
+/// hold for each of its codes (then for a missing value, then for a
+/// category the model does not know) is worked out once, at load, so
+/// encoding them is one copy of a precomputed row (an XGBoost model splits
+/// on hundreds of distinct sets).
+#[derive(Debug, Clone)]
+struct SetBlock {
+    feature: usize,
+    first: usize,
+    width: usize,
+    categories: usize,
+    /// `(categories + 2) × width` values.
+    table: Box<[f64]>,
+}
+
 /// The one-hot encoding of a schema, or an imported model's derived
 /// columns (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Encoder {
     numbers: Vec<NumberColumn>,
     one_hot: Vec<OneHot>,
-    derived: Vec<Derived>,
+    /// Derived columns computed one by one: (column, what it holds).
+    derived: Vec<(usize, Derived)>,
+    set_blocks: Vec<SetBlock>,
     width: usize,
     /// The feature (position in the schema) of each column.
     column_feature: Vec<u16>,
@@ -157,13 +174,43 @@ impl Encoder {
                 column_feature.extend(std::iter::repeat_n(i as u16, categories.len()));
             }
         }
-        Encoder { numbers, one_hot, derived: Vec::new(), width: column_feature.len(), column_feature }
+        let width = column_feature.len();
+        Encoder { numbers, one_hot, derived: Vec::new(), set_blocks: Vec::new(), width, column_feature }
     }
 
-    /// An imported model's encoding: exactly `columns`, in order.
-    pub fn derived(columns: Vec<Derived>) -> Encoder {
+    /// An imported model's encoding: exactly `columns`, in order. Set
+    /// splits of a category feature that sit side by side become one
+    /// [`SetBlock`].
+    pub fn derived(columns: Vec<Derived>, fields: &Fields) -> Encoder {
         let column_feature = columns.iter().map(|c| c.feature() as u16).collect::<Vec<_>>();
-        Encoder { numbers: Vec::new(), one_hot: Vec::new(), width: columns.len(), derived: columns, column_feature }
+        let width = columns.len();
+        let mut derived = Vec::new();
+        let mut set_blocks: Vec<SetBlock> = Vec::new();
+        let mut members: Vec<(usize, Derived)> = Vec::new();
+        let flush = |members: &mut Vec<(usize, Derived)>, blocks: &mut Vec<SetBlock>| {
+            let Some((first, d)) = members.first() else { return };
+            let (first, feature) = (*first, d.feature());
+            let categories = fields.feature(feature).categories().len();
+            let values = (0..categories as u32).map(Value::Category).chain([Value::Missing, Value::Unseen(0)]);
+            let table = values.flat_map(|v| members.iter().map(move |(_, d)| d.value(v))).collect();
+            blocks.push(SetBlock { feature, first, width: members.len(), categories, table });
+            members.clear();
+        };
+        for (column, d) in columns.into_iter().enumerate() {
+            let on_category = !fields.feature(d.feature()).is_number();
+            match d {
+                Derived::Member { feature, .. } if on_category => {
+                    let joins = members.last().is_some_and(|(c, m)| c + 1 == column && m.feature() == feature);
+                    if !joins {
+                        flush(&mut members, &mut set_blocks);
+                    }
+                    members.push((column, d));
+                }
+                d => derived.push((column, d)),
+            }
+        }
+        flush(&mut members, &mut set_blocks);
+        Encoder { numbers: Vec::new(), one_hot: Vec::new(), derived, set_blocks, width, column_feature }
     }
 
     /// Number of encoded columns.
@@ -183,13 +230,21 @@ impl Encoder {
             let f = fields.feature(block.feature);
             names.extend(f.categories().iter().map(|c| format!("{}={c}", f.name)));
         }
-        for (k, d) in self.derived.iter().enumerate() {
-            let name = &fields.feature(d.feature()).name;
-            names.push(match d {
-                Derived::Number { negate: false, .. } => name.clone(),
-                Derived::Number { negate: true, .. } => format!("-{name}"),
-                Derived::Member { .. } => format!("{name} (set split {k})"),
-            });
+        if !self.derived.is_empty() || !self.set_blocks.is_empty() {
+            names.resize(self.width, String::new());
+            for (k, d) in &self.derived {
+                let name = &fields.feature(d.feature()).name;
+                names[*k] = match d {
+                    Derived::Number { negate: false, .. } => name.clone(),
+                    Derived::Number { negate: true, .. } => format!("-{name}"),
+                    Derived::Member { .. } => format!("{name} (set split {k})"),
+                };
+            }
+            for b in &self.set_blocks {
+                for (k, name) in names.iter_mut().enumerate().skip(b.first).take(b.width) {
+                    *name = format!("{} (set split {k})", fields.feature(b.feature).name);
+                }
+            }
         }
         names
     }
@@ -217,8 +272,16 @@ impl Encoder {
                 *cell = 1.0;
             }
         }
-        for (column, d) in out.iter_mut().zip(&self.derived) {
-            *column = d.value(row.get(d.feature()));
+        for (column, d) in &self.derived {
+            out[*column] = d.value(row.get(d.feature()));
+        }
+        for b in &self.set_blocks {
+            let at = match row.get(b.feature) {
+                Value::Category(c) if (c as usize) < b.categories => c as usize,
+                Value::Missing => b.categories,
+                _ => b.categories + 1,
+            };
+            out[b.first..b.first + b.width].copy_from_slice(&b.table[at * b.width..(at + 1) * b.width]);
         }
     }
 

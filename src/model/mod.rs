@@ -24,6 +24,7 @@ pub mod preprocess;
 pub mod row;
 pub mod schema;
 pub mod scorer;
+pub mod shap;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod tree;

@@ -99,6 +99,44 @@ async fn largest_difference(s: &TestServer, name: &str, expected: &str) -> (f64,
     worst
 }
 
+/// Largest |served SHAP value − library's| over every feature and the
+/// base value of every row (`?explain=shap`), and how many rows.
+async fn largest_shap_difference(s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
+    let rows = std::fs::read_to_string(oracle().join("rows.jsonl")).unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    let expected: Vec<Vec<f64>> = std::fs::read_to_string(oracle().join(expected))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    // The library's columns are the model's features in schema order.
+    let status = version_state(s, name, 1).await.unwrap();
+    let names: Vec<String> =
+        status["inputs"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect();
+    let mut worst = 0.0f64;
+    for (start, chunk) in rows.chunks(500).enumerate() {
+        let body = format!("{{\"instances\":[{}]}}", chunk.join(","));
+        let r = s.post(&format!("/v1/models/{name}/predict?explain=shap"), &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let json = r.json();
+        for (i, p) in json["predictions"].as_array().unwrap().iter().enumerate() {
+            let row = start * 500 + i;
+            let shap = &p["shap"];
+            assert_eq!(shap["scale"], "log_odds");
+            let mut got: Vec<f64> = names.iter().map(|n| shap["values"][n].as_f64().unwrap()).collect();
+            got.push(shap["base_value"].as_f64().unwrap());
+            assert_eq!(got.len(), expected[row].len(), "{name} row {row}: {shap}");
+            for (k, (g, e)) in got.iter().zip(&expected[row]).enumerate() {
+                let d = (g - e).abs();
+                assert!(d <= 1e-5, "{name} row {row} ({}) value {k}: served {g}, the library says {e}", rows[row]);
+                worst = worst.max(d);
+            }
+        }
+    }
+    (worst, rows.len())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xgboost_and_lightgbm_models_answer_as_their_libraries_on_every_row() {
     let o = oracle();
@@ -117,6 +155,13 @@ async fn xgboost_and_lightgbm_models_answer_as_their_libraries_on_every_row() {
         let (worst, rows) = largest_difference(&s, name, expected).await;
         assert!(rows > 4000, "{rows} rows compared");
         eprintln!("{name}: largest difference from the library over {rows} rows: {worst:e}");
+    }
+
+    // Exact SHAP values on request, as the libraries compute them.
+    for (name, expected) in [("xgb", "xgboost.shap"), ("lgbm", "lightgbm.shap")] {
+        let (worst, rows) = largest_shap_difference(&s, name, expected).await;
+        assert!(rows > 4000, "{rows} rows compared");
+        eprintln!("{name}: largest SHAP difference from the library over {rows} rows: {worst:e}");
     }
 
     // The default request explains itself: reasons in probability points.

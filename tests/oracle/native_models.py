@@ -11,6 +11,9 @@ Writes to DIR:
                  (numbers, category strings, null for missing)
   xgboost.expected, lightgbm.expected
                  the library's P(late) for each line of rows.jsonl (%.17g)
+  xgboost.shap, lightgbm.shap
+                 the library's exact SHAP values (pred_contribs, pred_contrib)
+                 for each line: one per feature in column order, then the bias
 
 Edge rows: every threshold value of both models exactly, with the next
 representable value either side; ±0; every number missing at once; every
@@ -70,7 +73,7 @@ for c, ts in thresholds.items():
         for v in (t, np.nextafter(t, -math.inf), np.nextafter(t, math.inf),
                   float(np.nextafter(np.float32(t), np.float32(-math.inf))),
                   float(np.nextafter(np.float32(t), np.float32(math.inf)))):
-            if math.isfinite(v):
+            if math.isfinite(v) and abs(v) < 1e30:  # XGBoost refuses what overflows a float
                 r = base.copy(); r[c] = v; edges.append((r, None))
 for c in num_cols:
     for v in (0.0, -0.0, np.nan):
@@ -112,4 +115,14 @@ for name, p in (("xgboost", xm.predict_proba(rows)[:, 1]), ("lightgbm", lm.predi
     with open(f"{a.out}/{name}.expected", "w") as f:
         for v in p:
             f.write("%.17g\n" % float(v))
+# Exact (path-dependent) SHAP values in log-odds, one line per row: the
+# features in column order, then the bias (the expected value).
+contribs = {
+    "xgboost": xm.get_booster().predict(xgb.DMatrix(rows, enable_categorical=True), pred_contribs=True),
+    "lightgbm": lm.booster_.predict(rows, pred_contrib=True),
+}
+for name, c in contribs.items():
+    with open(f"{a.out}/{name}.shap", "w") as f:
+        for line in c:
+            f.write(" ".join("%.17g" % float(v) for v in line) + "\n")
 print(f"{len(df)} rows + {len(edges)} edge rows; categories: {cat_cols}")

@@ -95,9 +95,29 @@ impl Lowering {
         Lowering::default()
     }
 
-    /// The columns read so far, in column order.
-    pub fn into_columns(self) -> Vec<Derived> {
-        self.columns
+    /// The columns `trees` (lowered by this) read, in their final order:
+    /// numbers first, then each feature's set splits side by side (so the
+    /// encoder copies them from one precomputed row, see
+    /// [`crate::model::encoder::Encoder::derived`]); the trees' columns are
+    /// renumbered to match.
+    pub fn finish(self, trees: &mut [Tree]) -> Vec<Derived> {
+        let mut order: Vec<usize> = (0..self.columns.len()).collect();
+        // Stable: numbers in first-seen order, then sets grouped by feature.
+        order.sort_by_key(|&k| match &self.columns[k] {
+            Derived::Number { .. } => (0, 0),
+            Derived::Member { feature, .. } => (1, *feature),
+        });
+        let mut new_of = vec![0i32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_of[old] = new as i32;
+        }
+        for tree in trees.iter_mut() {
+            for f in tree.feature.iter_mut().filter(|f| **f >= 0) {
+                *f = new_of[*f as usize];
+            }
+        }
+        let mut columns: Vec<Option<Derived>> = self.columns.into_iter().map(Some).collect();
+        order.iter().map(|&old| columns[old].take().expect("each column once")).collect()
     }
 
     fn column(&mut self, d: Derived) -> i32 {
@@ -109,10 +129,11 @@ impl Lowering {
         k as i32
     }
 
-    /// One library tree (root at 0) as a riskserve [`Tree`]; each leaf's
-    /// value multiplied by `scale`. Refuses a node reached twice or a
-    /// child index outside the tree.
-    pub fn tree(&mut self, nodes: &[Node], scale: f64) -> Result<Tree, String> {
+    /// One library tree (root at 0) as a riskserve [`Tree`], and the
+    /// library's cover of each of its nodes; each leaf's value multiplied
+    /// by `scale`. Refuses a node reached twice or a child index outside
+    /// the tree.
+    pub fn tree(&mut self, nodes: &[Node], scale: f64) -> Result<(Tree, Vec<f64>), String> {
         let n = nodes.len();
         if n == 0 {
             return Err("has no nodes".into());
@@ -128,11 +149,13 @@ impl Lowering {
         let max_cover = nodes.iter().map(cover).fold(0.0f64, f64::max);
         // Covers become counts at a common scale (only their ratios matter).
         let to_count = |c: f64| if max_cover > 0.0 { (c.max(0.0) / max_cover * 1e9).round() as u32 } else { 1 };
+        let mut covers = Vec::with_capacity(n);
         let mut seen = vec![false; n];
         seen[0] = true;
         let mut queue = std::collections::VecDeque::from([0usize]);
         let mut next_id = 1u32;
         while let Some(i) = queue.pop_front() {
+            covers.push(cover(&nodes[i]));
             match &nodes[i] {
                 Node::Leaf { value, cover } => {
                     tree.feature.push(-1);
@@ -164,7 +187,7 @@ impl Lowering {
                 }
             }
         }
-        Ok(tree)
+        Ok((tree, covers))
     }
 
     /// The column, threshold, and whether the library's children swap
@@ -228,8 +251,17 @@ mod tests {
         }
     }
 
-    fn encode(lowering: Lowering, v: Value) -> Vec<f64> {
-        let e = Encoder::derived(lowering.into_columns());
+    /// `v` encoded by the columns `lowering` collected (for a feature that
+    /// is a number when `v` is one, else a category of 200 codes), with
+    /// `tree`'s columns renumbered to match.
+    fn encode(lowering: Lowering, tree: &mut Tree, v: Value) -> Vec<f64> {
+        use crate::model::{fields::Fields, schema::Feature, schema::Schema};
+        let feature = match v {
+            Value::Number(_) => crate::model::import::number_feature("x"),
+            _ => Feature::category("c", (0..200).map(|c| c.to_string()).collect(), None),
+        };
+        let fields = Fields::new(Schema { features: vec![feature] }).unwrap();
+        let e = Encoder::derived(lowering.finish(std::slice::from_mut(tree)), &fields);
         let values = [v];
         let mut x = vec![0.0; e.width()];
         e.encode_into(crate::model::row::Row::of(&values), &mut x);
@@ -244,8 +276,9 @@ mod tests {
             Node::Leaf { value: 1.0, cover: 1.0 },
         ];
         let mut l = Lowering::new();
-        let tree = l.tree(&nodes, 1.0).unwrap();
-        let x = encode(l, v);
+        let (mut tree, covers) = l.tree(&nodes, 1.0).unwrap();
+        assert_eq!(covers, [2.0, 1.0, 1.0]);
+        let x = encode(l, &mut tree, v);
         tree.value[tree.path(&x).last().unwrap()]
     }
 
@@ -279,7 +312,7 @@ mod tests {
         assert_eq!(goes(test(), Value::Category(1)), 1.0);
         assert_eq!(goes(test(), Value::Category(70)), 1.0);
         assert_eq!(goes(test(), Value::Category(2)), 0.0);
-        assert_eq!(goes(test(), Value::Category(700)), 0.0, "past the set's end: not chosen");
+        assert_eq!(goes(test(), Value::Category(190)), 0.0, "past the set's end: not chosen");
         assert_eq!(goes(test(), Value::Missing), 0.0);
         assert_eq!(goes(test(), Value::Unseen(0)), 1.0);
         assert_eq!(goes(test(), Value::Number(70.9)), 1.0, "a number's integer part");
@@ -296,9 +329,11 @@ mod tests {
         };
         let leaf = Node::Leaf { value: 0.5, cover: 1.0 };
         let mut l = Lowering::new();
-        l.tree(&[split(), leaf.clone(), leaf.clone()], 1.0).unwrap();
-        l.tree(&[split(), leaf.clone(), leaf.clone()], 1.0).unwrap();
-        assert_eq!(l.into_columns().len(), 1);
+        let mut trees = vec![
+            l.tree(&[split(), leaf.clone(), leaf.clone()], 1.0).unwrap().0,
+            l.tree(&[split(), leaf.clone(), leaf.clone()], 1.0).unwrap().0,
+        ];
+        assert_eq!(l.finish(&mut trees).len(), 1);
         let mut l = Lowering::new();
         let looped = [
             split(),

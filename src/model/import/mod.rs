@@ -19,6 +19,7 @@ use super::forest::{Combine, CompiledForest};
 use super::format::{LoadError, ModelMeta, TrainingData};
 use super::limits::ModelLimits;
 use super::schema::{Feature, Schema};
+use super::shap::TreeShap;
 use super::Model;
 use lower::{Lowering, Node};
 use settings::Settings;
@@ -125,13 +126,15 @@ pub fn compile(
     settings.apply(&mut features)?;
     let fields = Fields::new(Schema { features }).map_err(|e| invalid(format!("schema: {e}")))?;
     let mut lowering = Lowering::new();
-    let mut lowered = Vec::with_capacity(trees.len());
+    let (mut lowered, mut covers) = (Vec::with_capacity(trees.len()), Vec::with_capacity(trees.len()));
     for (t, (nodes, scale)) in trees.iter().zip(&tree_scales).enumerate() {
         super::pacing::checkpoint();
-        lowered.push(lowering.tree(nodes, *scale).map_err(|e| invalid(format!("{algorithm}: tree {t}: {e}")))?);
+        let (tree, cover) = lowering.tree(nodes, *scale).map_err(|e| invalid(format!("{algorithm}: tree {t}: {e}")))?;
+        lowered.push(tree);
+        covers.push(cover);
     }
     drop(trees);
-    let encoder = Encoder::derived(lowering.into_columns());
+    let encoder = Encoder::derived(lowering.finish(&mut lowered), &fields);
     let width = encoder.width();
     if width > MAX_ENCODED_WIDTH {
         return Err(invalid(format!(
@@ -140,6 +143,8 @@ pub fn compile(
     }
     let forest = CompiledForest::compile_combined(&lowered, width, Combine::Sum { base: base_margin })
         .map_err(|e| invalid(format!("{algorithm}: {e}")))?;
+    let shap =
+        TreeShap::new(&lowered, Some(&covers), encoder.column_features(), fields.len(), 1.0, base_margin, "log_odds");
     drop(lowered);
     let meta = ModelMeta {
         model_name: String::new(),
@@ -152,7 +157,7 @@ pub fn compile(
         training: TrainingData { source: String::new(), rows: 0, positives: 0, sha256: String::new() },
         metrics: None,
     };
-    Model::from_compiled(
+    let mut model = Model::from_compiled(
         meta,
         fields,
         encoder,
@@ -160,5 +165,7 @@ pub fn compile(
         None,
         digest,
         limits,
-    )
+    )?;
+    model.shap = shap;
+    Ok(model)
 }
