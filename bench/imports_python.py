@@ -49,6 +49,17 @@ def report(runtime, model, f, batch, one):
 report("XGBoost 3.2 inplace_predict", "xgboost", lambda x: booster.inplace_predict(x), df, df.iloc[:1])
 report("LightGBM 4.7 predict", "lightgbm", lambda x: lgbm.predict(x, num_threads=1), df, df.iloc[:1])
 
+# Exact SHAP values (path-dependent Tree SHAP) per row, on 1,000 rows.
+def shap_report(runtime, model, f, batch):
+    f(batch[:10])
+    per_row = timed(f, batch, max(1, rounds // 2)) / len(batch) * 1e6
+    print(json.dumps({"runtime": runtime, "model": model, "shap_per_row_us": per_row}), flush=True)
+
+shap_rows = df.iloc[:1000]
+shap_report("XGBoost 3.2 pred_contribs", "xgboost",
+            lambda x: booster.predict(xgb.DMatrix(x, enable_categorical=True, nthread=1), pred_contribs=True), shap_rows)
+shap_report("LightGBM 4.7 pred_contrib", "lightgbm", lambda x: lgbm.predict(x, pred_contrib=True, num_threads=1), shap_rows)
+
 try:
     import treelite, tl2cgen
 except ImportError:

@@ -217,13 +217,21 @@ impl Model {
         /// (`batch_1000_model_only`, per row: blocks of 64 rows 1.29 µs,
         /// 48 1.26, 36 1.26, with twelve rows side by side.)
         const BLOCK: usize = 4 * forest::ROW_LANES;
+        /// A wide model's rows (an imported model's set splits) are walked
+        /// one by one, so fewer of them per block keep the block in L1:
+        /// at most this many bytes. (The real sample's XGBoost model, 221
+        /// columns: blocks of 48 rows, 85 KB, cost more per row than one
+        /// row at a time.)
+        const BLOCK_BYTES: usize = 16 * 1024;
         let stride = self.estimator.batch_stride();
-        let mut buf = vec![0.0f64; BLOCK.min(rows.len()) * stride];
+        let per_block = (BLOCK_BYTES / (stride * 8)).clamp(1, BLOCK);
+        let per_block = if per_block < forest::ROW_LANES { per_block } else { BLOCK };
+        let mut buf = vec![0.0f64; per_block.min(rows.len()) * stride];
         let mut raw = [0.0f64; BLOCK];
         out.reserve(rows.len());
         let mut start = 0;
         while start < rows.len() {
-            let block = rows.slice(start..(start + BLOCK).min(rows.len()));
+            let block = rows.slice(start..(start + per_block).min(rows.len()));
             for (row, x) in block.iter().zip(buf.chunks_exact_mut(stride)) {
                 self.encoder.encode_into(row, &mut x[..self.width]);
             }
