@@ -327,3 +327,34 @@ fn an_xgboost_version_replacing_a_forest_and_back_under_load_fails_no_request() 
     assert!(listing >= 1, "no XGBoost version left on disk:\n{context}");
     assert!(server.stop(Duration::from_secs(20)).expect("stop"), "riskserve exits 0 on SIGTERM");
 }
+
+/// `import --publish-to` puts an imported version (its file and model.toml)
+/// in an object store (`file://`, a shared mount), and a replica syncing
+/// from it serves the XGBoost file with the library's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_version_published_to_a_store_reaches_a_replica() {
+    let o = oracle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}/store/credit", dir.path().display());
+    let xgb = o.join("xgboost.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_riskserve"))
+        .args(["import", xgb.to_str().unwrap(), "--model-name", "credit-risk", "--publish-to", &store, "--models-dir"])
+        .arg(dir.path().join("staged"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("published credit-risk version 1"), "{text}");
+    let replica_models = dir.path().join("replica");
+    std::fs::create_dir_all(&replica_models).unwrap();
+    let replica = spawn_binary(&replica_models, &["--sync-from", &store], &[]);
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    let expected: f64 =
+        std::fs::read_to_string(o.join("xgboost.expected")).unwrap().lines().next().unwrap().parse().unwrap();
+    eventually("the replica serves the imported version", || async {
+        let r = send(replica.addr, "POST", PREDICT, &[("content-type", "application/json")], row.as_bytes()).await;
+        r.status == 200 && (r.json()["predictions"][0]["probability_late"].as_f64().unwrap() - expected).abs() < 1e-6
+    })
+    .await;
+    let settings = replica_models.join("credit-risk/1/model.toml");
+    assert!(std::fs::read_to_string(settings).unwrap().contains("sha256"));
+}
