@@ -18,6 +18,9 @@
 #   twelve-input one the script trains with `synth --extra-features` and
 #   `train --optional term,verification_status`; half the clients' bodies
 #   carry the twelve fields; both kinds must get 200 throughout),
+#   IMPORTED=1 (versions alternate between the bundled forest and an XGBoost
+#   model the real XGBoost trains on the same ten fields, served as
+#   xgboost.json; needs .ci/setup's oracle, or ORACLE_PYTHON),
 #   GRPC=1 (the server also listens for gRPC and the clients call ModelInfer
 #   there, the same applications as typed tensors, instead of HTTP).
 # Everything targets 127.0.0.1 only; the server is the only process this
@@ -64,12 +67,25 @@ if [ "${SCHEMA_EVOLUTION:-0}" = 1 ]; then
     EVOLUTION_ARGS=(--source-model "$MODEL" --alternate-model "$TWELVE" --more-rows-csv "$WORK/loans12.csv")
 fi
 
+if [ "${IMPORTED:-0}" = 1 ]; then
+    # An XGBoost model of the ten loan fields, trained by the real library.
+    "$BIN" synth --rows 20000 --seed 7 --out "$WORK/loans.csv" >/dev/null
+    mkdir -p "$WORK/native"
+    "${ORACLE_PYTHON:-$ROOT/.ci/tools/bin/oracle-python}" "$ROOT/tests/oracle/native_models.py" \
+        --data "$WORK/loans.csv" --out "$WORK/native" >"$OUT/native.txt"
+    EVOLUTION_ARGS=(--source-model "$MODEL" --alternate-model "$WORK/native/xgboost.json")
+fi
+
 wait_quiet | tee "$OUT/quiet.txt"
 stage_models
 if [ "${SCHEMA_EVOLUTION:-0}" = 1 ]; then
     # Both schemas are loaded before traffic starts (version 2: twelve inputs).
     mkdir -p "$WORK/models/credit-risk/2"
     cp "$TWELVE" "$WORK/models/credit-risk/2/model.json"
+fi
+if [ "${IMPORTED:-0}" = 1 ]; then
+    mkdir -p "$WORK/models/credit-risk/2"
+    cp "$WORK/native/xgboost.json" "$WORK/models/credit-risk/2/"
 fi
 GRPC_ARGS=()
 if [ "${GRPC:-0}" = 1 ]; then

@@ -44,6 +44,11 @@ pub enum Command {
     /// store (files first, then the manifest, conditionally), or remove one
     /// from its manifest.
     Publish(PublishArgs),
+    /// Import a model trained elsewhere (XGBoost JSON, LightGBM text) as
+    /// the next version of a model: checked as the server will load it,
+    /// its SHA-256 recorded in the version's model.toml, published
+    /// atomically.
+    Import(ImportArgs),
 }
 
 /// Estimator flags shared by `train` and `evaluate`.
@@ -301,6 +306,34 @@ pub struct SynthArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The model file: XGBoost `Booster.save_model("….json")` or LightGBM
+    /// `Booster.save_model("….txt")`.
+    pub file: PathBuf,
+    /// Model name: the directory under --models-dir.
+    #[arg(long)]
+    pub model_name: String,
+    /// Models directory; the new version is written to <dir>/<name>/<next>/.
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// A model.toml to start from: decision threshold, costs or bands, and
+    /// per-feature units, ranges, labels, help and `required` (docs/import.md).
+    #[arg(long, value_name = "model.toml")]
+    pub settings: Option<PathBuf>,
+    /// A CSV of applications to score through the model before publishing
+    /// (columns named as the model's features; blank cells are missing).
+    #[arg(long, value_name = "FILE.csv")]
+    pub reference: Option<PathBuf>,
+    /// The reference's label column, for its ROC-AUC.
+    #[arg(long, default_value = "is_late")]
+    pub target: String,
+    /// After writing the version locally, publish it to this object store,
+    /// as `riskserve publish` does.
+    #[arg(long, value_name = "URL")]
+    pub publish_to: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
     /// A model.json (or its version directory), or a model's rollout.toml.
     pub path: PathBuf,
@@ -338,7 +371,49 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Validate(args) => validate(&args),
         Command::Publish(args) => publish(&args),
+        Command::Import(args) => import(&args),
     }
+}
+
+fn import(args: &ImportArgs) -> Result<()> {
+    let plan = crate::importer::ImportPlan {
+        file: args.file.clone(),
+        model_name: args.model_name.clone(),
+        models_dir: args.models_dir.clone(),
+        settings: args.settings.clone(),
+        reference: args.reference.clone(),
+        target: args.target.clone(),
+    };
+    let out = crate::importer::run(&plan)?;
+    let m = &out.model;
+    println!(
+        "imported {} as {} version {}: {}",
+        args.file.display(),
+        args.model_name,
+        out.published.version,
+        out.published.path.display()
+    );
+    println!("  format          {} ({} compiled nodes)", m.meta.algorithm, m.node_count());
+    println!("  inputs          {}", inputs_line(m.fields.features()));
+    println!("  threshold       {} ({})", m.meta.decision.threshold, m.meta.decision.strategy);
+    println!("  sha256          {} (recorded in model.toml)", out.digest);
+    if let Some(r) = &out.reference {
+        let auc = r.roc_auc.map_or_else(String::new, |a| format!(", ROC-AUC {a:.4}"));
+        println!(
+            "  reference       {} rows scored: mean P(late) {:.5}, {:.2}% high_risk{auc}",
+            r.rows,
+            r.mean_probability,
+            100.0 * r.high_risk_share
+        );
+    }
+    if let Some(url) = &args.publish_to {
+        let dir = out.published.path.parent().unwrap_or(&out.published.path);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let store = crate::sync::store::Store::open(url)?;
+        let published = runtime.block_on(crate::sync::publish::publish_dir(&store, dir))?;
+        report_published(&published, url, false);
+    }
+    Ok(())
 }
 
 /// The model a `<…>/<model>/rollout.toml` path belongs to, if it names a rollout file.
@@ -692,7 +767,9 @@ fn inputs_line(features: &[crate::model::schema::Feature]) -> String {
     let one = |f: &crate::model::schema::Feature| {
         let kind = match &f.kind {
             Kind::Number { min, max, unit, .. } => {
-                format!("number {min}..={max}{}", unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default())
+                let range =
+                    if *min == f64::MIN && *max == f64::MAX { String::new() } else { format!(" {min}..={max}") };
+                format!("number{range}{}", unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default())
             }
             Kind::Category { categories, .. } => format!("category, {} known", categories.len()),
         };
@@ -750,14 +827,23 @@ fn validate(args: &ValidateArgs) -> Result<()> {
     let ValidatedFile { path, model, served_as } = local::validate_file(&args.path, args.max_model_bytes)?;
     let m = &model.meta;
     println!("{}: OK", path.display());
-    println!("  trained as      {} version {} at {}", m.model_name, m.model_version, m.created_at);
+    if m.model_name.is_empty() {
+        println!("  imported        {} file (it records no name, version or training data)", m.algorithm);
+    } else {
+        println!("  trained as      {} version {} at {}", m.model_name, m.model_version, m.created_at);
+    }
     if let Some((name, version)) = served_as {
         println!("  served as       {name} version {version} (from its directory)");
     }
     println!("  algorithm       {} ({} compiled nodes)", m.algorithm, model.node_count());
     println!("  inputs          {}", inputs_line(model.fields.features()));
     println!("  threshold       {} ({})", m.decision.threshold, m.decision.strategy);
-    println!("  training data   {} rows, {} late, sha256 {}", m.training.rows, m.training.positives, m.training.sha256);
+    if !m.training.sha256.is_empty() {
+        println!(
+            "  training data   {} rows, {} late, sha256 {}",
+            m.training.rows, m.training.positives, m.training.sha256
+        );
+    }
     if let Some(e) = &m.metrics {
         println!("  {}  ROC-AUC {:.4} ± {:.4}  Brier {:.5}", e.method, e.roc_auc.mean, e.roc_auc.std, e.brier.mean);
     }

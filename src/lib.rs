@@ -30,6 +30,9 @@
 //! - [`metrics`] — the Prometheus registry and metric families.
 //! - [`config`] — defaults < `config/riskserve.toml` (beside the models
 //!   directory) < `RISKSERVE_*` env < CLI; each setting declared once.
+//! - [`importer`] — `riskserve import`: a model trained elsewhere (XGBoost,
+//!   LightGBM; read by [`model::import`]) checked, its digest recorded in
+//!   `model.toml`, published as the next version.
 //! - [`sync`] — many replicas, one object store: the manifest, publishing
 //!   with compare-and-swap, and the replica poll loop.
 //! - [`cli`] — the `riskserve` subcommands: parse and print.
@@ -39,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod importer;
 pub mod metrics;
 pub mod model;
 pub mod registry;

@@ -126,7 +126,7 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
         bail!(
             "no valid model in {source_name}{}",
             if reasons.is_empty() {
-                " (expected <model-name>/<version>/model.json)".to_string()
+                " (expected <model-name>/<version>/model.json, or an imported xgboost.json or lightgbm.txt)".to_string()
             } else {
                 format!(": {}", reasons.join("; "))
             }

@@ -234,8 +234,8 @@ fn operation(route: Route, fields: &Fields) -> Option<(&'static str, Value)> {
                 "parameters": [
                     {"name": "explain", "in": "query", "required": false,
                         "description": "Whether each prediction carries its reason codes: true or false (also 1 or 0; \
-                            empty is true, the default)",
-                        "schema": {"type": ["boolean", "string"], "enum": [true, false, "true", "false", "1", "0", ""],
+                            empty is true, the default); shap: exact SHAP values of every feature instead (tree models)",
+                        "schema": {"type": ["boolean", "string"], "enum": [true, false, "true", "false", "1", "0", "", "shap"],
                             "default": true}},
                     {"name": "reasons", "in": "query", "required": false,
                         "description": "How many reason codes each prediction carries",
@@ -423,7 +423,12 @@ fn schemas(config: &Config, fields: &Fields, others: &[String]) -> Value {
                         "feature": {"type": "string", "enum": names},
                         "value": {"type": ["number", "string", "null"]},
                         "contribution": {"type": "number"},
-                        "imputed": {"type": "boolean"}}}}}}},
+                        "imputed": {"type": "boolean"}}}},
+                "shap": {"type": "object", "description": "With explain=shap: exact (path-dependent Tree SHAP) values of every feature; base_value plus the values is the model's score on `scale`",
+                    "required": ["scale", "base_value", "values"], "properties": {
+                        "scale": {"type": "string", "enum": ["log_odds", "probability", "uncalibrated_probability"]},
+                        "base_value": {"type": "number"},
+                        "values": {"type": "object", "additionalProperties": {"type": "number"}}}}}}},
         }},
         "ModelStatus": {"type": "object", "required": ["name", "version_policy", "versions"], "properties": {
             "name": {"type": "string"}, "version_policy": {"type": "string"}, "serving_version": {"type": "integer"},

@@ -17,6 +17,7 @@ use crate::model::explain::ShownReasons;
 use crate::model::explain::{Reason, ReasonValue, DEFAULT_REASONS, MAX_REASONS};
 use crate::model::fields::Fields;
 use crate::model::row::{Rows, RowsView, Value};
+use crate::model::shap::Shap;
 use crate::model::{Decision, Prediction};
 use crate::registry::LoadedVersion;
 use bytes::Bytes;
@@ -75,19 +76,21 @@ pub struct Answered {
     pub prediction: Prediction,
     pub(super) band: Option<String>,
     pub(crate) reasons: Option<Vec<Reason>>,
+    /// Exact SHAP values, with `?explain=shap`.
+    pub(super) shap: Option<Shap>,
 }
 
 impl Answered {
     /// The answer with its reasons (no band).
     pub fn with_reasons(prediction: Prediction, reasons: Vec<Reason>) -> Answered {
-        Answered { prediction, band: None, reasons: Some(reasons) }
+        Answered { prediction, band: None, reasons: Some(reasons), shap: None }
     }
 }
 
 impl From<Prediction> for Answered {
     /// The answer without a band or reasons.
     fn from(prediction: Prediction) -> Answered {
-        Answered { prediction, band: None, reasons: None }
+        Answered { prediction, band: None, reasons: None, shap: None }
     }
 }
 
@@ -107,6 +110,9 @@ impl Answered {
         if let Some(reasons) = &self.reasons {
             out.extend_from_slice(br#","reasons":"#);
             write_reasons(reasons, fields, out)?;
+        }
+        if let Some(shap) = &self.shap {
+            write_shap(shap, fields, out)?;
         }
         out.push(b'}');
         Ok(())
@@ -132,6 +138,26 @@ fn write_reasons(reasons: &[Reason], fields: &Fields, out: &mut Vec<u8>) -> serd
         write_reason(r, fields, out)?;
     }
     out.push(b']');
+    Ok(())
+}
+
+/// `,"shap":{"scale":…,"base_value":…,"values":{"<feature>":…,…}}`: every
+/// feature's SHAP value, in schema order.
+fn write_shap(shap: &Shap, fields: &Fields, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    out.extend_from_slice(br#","shap":{"scale":""#);
+    out.extend_from_slice(shap.scale.as_bytes());
+    out.extend_from_slice(br#"","base_value":"#);
+    serde_json::to_writer(&mut *out, &shap.base_value)?;
+    out.extend_from_slice(br#","values":{"#);
+    for (f, v) in shap.values().iter().enumerate() {
+        if f > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(fields.name_json(f).as_bytes());
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v)?;
+    }
+    out.extend_from_slice(b"}}");
     Ok(())
 }
 
@@ -162,17 +188,19 @@ fn write_reason(r: &Reason, fields: &Fields, out: &mut Vec<u8>) -> serde_json::R
 pub(crate) struct ExplainQuery {
     /// How many reasons each prediction carries; `None` = no `reasons` field.
     reasons: Option<usize>,
+    /// `explain=shap`: exact SHAP values instead of reasons.
+    shap: bool,
 }
 
 impl ExplainQuery {
     /// No reason codes (the OIP outputs have no place for them).
-    pub(crate) const NONE: ExplainQuery = ExplainQuery { reasons: None };
+    pub(crate) const NONE: ExplainQuery = ExplainQuery { reasons: None, shap: false };
     /// The default number of reasons (the OIP `reasons` output).
-    pub(crate) const DEFAULT: ExplainQuery = ExplainQuery { reasons: Some(DEFAULT_REASONS) };
+    pub(crate) const DEFAULT: ExplainQuery = ExplainQuery { reasons: Some(DEFAULT_REASONS), shap: false };
 
-    /// These reasons if any are asked for, else `other`'s.
+    /// These reasons (or SHAP values) if any are asked for, else `other`'s.
     fn or(self, other: ExplainQuery) -> ExplainQuery {
-        if self.reasons.is_some() {
+        if self.reasons.is_some() || self.shap {
             self
         } else {
             other
@@ -181,6 +209,7 @@ impl ExplainQuery {
 
     pub(super) fn parse(query: Option<&str>) -> Result<ExplainQuery, ApiError> {
         let mut explain = true;
+        let mut shap = false;
         let mut reasons = DEFAULT_REASONS;
         for pair in split_at_byte(query.unwrap_or(""), b'&').filter(|p| !p.is_empty()) {
             let (key, value) = match pair.bytes().position(|b| b == b'=') {
@@ -190,12 +219,13 @@ impl ExplainQuery {
             };
             match key {
                 "explain" => {
+                    shap = value == "shap";
                     explain = match value {
                         "true" | "1" | "" => true,
-                        "false" | "0" => false,
+                        "false" | "0" | "shap" => false,
                         other => {
                             return Err(ApiError::bad_request(format!(
-                                "query parameter `explain` must be true or false, got `{}`",
+                                "query parameter `explain` must be true, false or shap, got `{}`",
                                 other.chars().take(32).collect::<String>()
                             )))
                         }
@@ -212,7 +242,7 @@ impl ExplainQuery {
                 _ => {}
             }
         }
-        Ok(ExplainQuery { reasons: explain.then_some(reasons) })
+        Ok(ExplainQuery { reasons: explain.then_some(reasons), shap })
     }
 }
 
@@ -439,10 +469,24 @@ fn score(
     let bands = version.scorer.meta().decision.bands.as_ref();
     let mut predictions = Vec::with_capacity(rows.len());
     let mut reasons = Vec::new();
+    let mut shaps = Vec::new();
     let mut start = 0;
     while start < rows.len() {
         let chunk = rows.slice(start..(start + DEADLINE_CHECK_EVERY).min(rows.len()));
         match explain.reasons {
+            None if explain.shap => {
+                for row in chunk.iter() {
+                    let shap = version.scorer.shap(row).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "explain=shap: model `{}` version {} has no trees with covers to compute SHAP values from \
+                             (a logistic model, or a file without node counts); use explain=true",
+                            version.name, version.version
+                        ))
+                    })?;
+                    shaps.push(shap);
+                }
+                version.scorer.predict_many(chunk, &mut predictions);
+            }
             None => version.scorer.predict_many(chunk, &mut predictions),
             Some(top) => {
                 for row in chunk.iter() {
@@ -468,13 +512,14 @@ fn score(
     let high = predictions.iter().filter(|p| p.decision == Decision::HighRisk).count() as u64;
     version.metrics.predictions_high_risk.inc_by(high);
     version.metrics.predictions_low_risk.inc_by(predictions.len() as u64 - high);
-    let mut reasons = reasons.into_iter();
+    let (mut reasons, mut shaps) = (reasons.into_iter(), shaps.into_iter());
     Ok(predictions
         .into_iter()
         .map(|prediction| Answered {
             prediction,
             band: bands.map(|b| b.band(prediction.probability_late).to_string()),
             reasons: reasons.next().flatten(),
+            shap: shaps.next(),
         })
         .collect())
 }
@@ -509,7 +554,7 @@ mod tests {
             assert_eq!(reasons(query), want, "{query:?}");
         }
         for (query, named) in [
-            ("explain=maybe", "`explain` must be true or false, got `maybe`"),
+            ("explain=maybe", "`explain` must be true, false or shap, got `maybe`"),
             ("explain=false=1", "got `false=1`"),
             ("reasons=11", "`reasons` must be a whole number from 0 to 10, got `11`"),
             ("reasons=-1", "got `-1`"),

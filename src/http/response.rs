@@ -104,7 +104,12 @@ mod tests {
 
     fn answered(probability_late: f64, band: Option<&str>, reasons: Option<Vec<Reason>>) -> Answered {
         let decision = if probability_late >= 0.5 { Decision::HighRisk } else { Decision::LowRisk };
-        Answered { prediction: Prediction { probability_late, decision }, band: band.map(str::to_string), reasons }
+        Answered {
+            prediction: Prediction { probability_late, decision },
+            band: band.map(str::to_string),
+            reasons,
+            shap: None,
+        }
     }
 
     /// A loaded version named `name`, as the loader builds one.

@@ -4,18 +4,22 @@
 
 use super::calibration::Calibration;
 use super::encoder::{Encoder, MAX_ENCODED_WIDTH};
-use super::estimator::CompiledEstimator;
+use super::estimator::{CompiledEstimator, Estimator};
 use super::explain::{Attribution, ExplainInfo};
 use super::fields::Fields;
 use super::format::{self, LoadError, ModelMeta, ModelPayload};
 use super::limits::ModelLimits;
 use super::row::{Row, Rows, RowsView, Value};
 use super::scorer::{Decision, Prediction, Scorer};
+use super::shap::{Shap, TreeShap};
 use super::{forest, schema};
 
 /// Encoded widths below this (the bundled model's is 41) score from a
 /// smaller stack buffer (the width plus the padding column must fit).
 const SMALL_WIDTH: usize = 64;
+/// The same for imported models, whose set splits make them a few hundred
+/// columns wide (the XGBoost model of the real sample: 221).
+const MEDIUM_WIDTH: usize = 256;
 
 impl Scorer for Model {
     fn fields(&self) -> &Fields {
@@ -40,6 +44,10 @@ impl Scorer for Model {
     fn explain_info(&self) -> Option<ExplainInfo> {
         Some(Model::explain_info(self))
     }
+    fn shap(&self, row: Row<'_>) -> Option<Shap> {
+        let shap = self.shap.as_ref()?;
+        Some(self.with_row(row, |x| shap.explain(x)))
+    }
     fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
         let (prediction, attribution) = Model::predict_explained(self, row);
         (prediction, Some(attribution))
@@ -60,6 +68,8 @@ pub struct Model {
     width: usize,
     /// The probability explanations start from.
     base_value: f64,
+    /// Tree SHAP over the file's trees, when they record covers.
+    pub(crate) shap: Option<TreeShap>,
 }
 
 impl Model {
@@ -94,8 +104,37 @@ impl Model {
             encoder.encode_into(rows.row(0), &mut x);
             x
         };
-        let mut compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
+        let compiled = estimator.compile_with(width, reference).map_err(|e| invalid(format!("estimator: {e}")))?;
+        // A forest's SHAP values are on its own probability scale (before
+        // any calibration): the mean of its trees'.
+        let shap = match &estimator {
+            Estimator::RandomForest { trees } => {
+                let space = if calibration.is_some() { "uncalibrated_probability" } else { "probability" };
+                let scale = 1.0 / trees.len().max(1) as f64;
+                TreeShap::new(trees, None, encoder.column_features(), fields.len(), scale, 0.0, space)
+            }
+            Estimator::LogisticRegression { .. } => None,
+        };
         drop(estimator);
+        let mut model = Model::from_compiled(meta, fields, encoder, compiled, calibration, digest, limits)?;
+        model.shap = shap;
+        Ok(model)
+    }
+
+    /// Checks a compiled estimator against its budget and the decision
+    /// rule, computes what explanations need, and smoke-tests it: the
+    /// part of loading every format shares ([`super::import`] too).
+    pub fn from_compiled(
+        meta: ModelMeta,
+        fields: Fields,
+        encoder: Encoder,
+        mut compiled: CompiledEstimator,
+        calibration: Option<Calibration>,
+        digest: String,
+        limits: ModelLimits,
+    ) -> Result<Model, LoadError> {
+        let invalid = |e: String| LoadError::Invalid(e);
+        let width = encoder.width();
         compiled.index_features(encoder.column_features());
         let cost = compiled.cost();
         if cost > limits.max_prediction_cost {
@@ -114,8 +153,17 @@ impl Model {
         if let Some(c) = &calibration {
             c.validate().map_err(|e| invalid(format!("calibration: {e}")))?;
         }
-        let mut model =
-            Model { meta, fields, encoder, digest, estimator: compiled, calibration, width, base_value: 0.0 };
+        let mut model = Model {
+            meta,
+            fields,
+            encoder,
+            digest,
+            estimator: compiled,
+            calibration,
+            width,
+            base_value: 0.0,
+            shap: None,
+        };
         model.base_value = model.to_probability(model.estimator.base_score());
         model.smoke_test()?;
         Ok(model)
@@ -169,13 +217,21 @@ impl Model {
         /// (`batch_1000_model_only`, per row: blocks of 64 rows 1.29 µs,
         /// 48 1.26, 36 1.26, with twelve rows side by side.)
         const BLOCK: usize = 4 * forest::ROW_LANES;
+        /// A wide model's rows (an imported model's set splits) are walked
+        /// one by one, so fewer of them per block keep the block in L1:
+        /// at most this many bytes. (The real sample's XGBoost model, 221
+        /// columns: blocks of 48 rows, 85 KB, cost more per row than one
+        /// row at a time.)
+        const BLOCK_BYTES: usize = 16 * 1024;
         let stride = self.estimator.batch_stride();
-        let mut buf = vec![0.0f64; BLOCK.min(rows.len()) * stride];
+        let per_block = (BLOCK_BYTES / (stride * 8)).clamp(1, BLOCK);
+        let per_block = if per_block < forest::ROW_LANES { per_block } else { BLOCK };
+        let mut buf = vec![0.0f64; per_block.min(rows.len()) * stride];
         let mut raw = [0.0f64; BLOCK];
         out.reserve(rows.len());
         let mut start = 0;
         while start < rows.len() {
-            let block = rows.slice(start..(start + BLOCK).min(rows.len()));
+            let block = rows.slice(start..(start + per_block).min(rows.len()));
             for (row, x) in block.iter().zip(buf.chunks_exact_mut(stride)) {
                 self.encoder.encode_into(row, &mut x[..self.width]);
             }
@@ -203,6 +259,10 @@ impl Model {
             let mut buf = [0.0f64; SMALL_WIDTH];
             self.encoder.encode_into(row, &mut buf[..self.width]);
             f(&mut buf)
+        } else if self.width < MEDIUM_WIDTH {
+            let mut buf = [0.0f64; MEDIUM_WIDTH];
+            self.encoder.encode_into(row, &mut buf[..self.width]);
+            f(&mut buf[..=self.width])
         } else {
             let mut buf = [0.0f64; MAX_ENCODED_WIDTH + 1];
             self.encoder.encode_into(row, &mut buf[..self.width]);

@@ -7,6 +7,11 @@
 //! `handle_unknown="ignore"`). For the ten loan fields this is exactly the
 //! layout format-1 and format-2 files were trained on.
 //!
+//! An imported model (XGBoost, LightGBM) reads [`Derived`] columns
+//! instead: each a number feature or a category-set test prepared so that
+//! the library's split becomes riskserve's `x <= threshold` node
+//! ([`super::import::lower`] decides them).
+//!
 //! Built once per version; encoding writes into a caller's slice and never
 //! allocates.
 
@@ -35,11 +40,117 @@ struct OneHot {
     missing: Option<u32>,
 }
 
-/// The one-hot encoding of a schema (see the module doc).
+/// How an imported model's number column treats its value before its
+/// splits compare it (LightGBM's missing types; XGBoost keeps `Nan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MissingRule {
+    /// NaN (a missing value) stays NaN.
+    Nan,
+    /// NaN reads as 0 (LightGBM `missing_type=None`).
+    NanAsZero,
+    /// NaN, and any value within ±[`ZERO_AS_MISSING`] of 0, read as NaN
+    /// (LightGBM `missing_type=Zero`).
+    ZeroAsNan,
+}
+
+/// LightGBM's `kZeroThreshold` (the `float` literal `1e-35f`, widened).
+pub const ZERO_AS_MISSING: f64 = 1e-35f32 as f64;
+
+/// One column of an imported model (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Derived {
+    /// A number feature after its [`MissingRule`], negated when `negate`
+    /// (so a split that sends NaN left can test `-x`, which sends it right).
+    Number { feature: usize, rule: MissingRule, negate: bool },
+    /// Whether a row goes right at a set split: 1.0 for right, 0.0 for
+    /// left, decided per row by the feature's category code (or, for a
+    /// number feature, the integer part of its value, as LightGBM does).
+    Member {
+        feature: usize,
+        /// Bit `c` set: code `c` goes `inside`'s way.
+        set: Box<[u64]>,
+        /// 1.0 (right) or 0.0 (left) for codes in `set`; the others go the
+        /// other way.
+        inside: u64,
+        /// Where a missing value goes (1 right, 0 left).
+        missing: u64,
+        /// Where a category the model does not know goes.
+        unseen: u64,
+    },
+}
+
+impl Derived {
+    #[inline]
+    fn value(&self, v: Value) -> f64 {
+        match self {
+            Derived::Number { rule, negate, .. } => {
+                let x = match v {
+                    Value::Number(x) => x,
+                    _ => f64::NAN,
+                };
+                let x = match rule {
+                    MissingRule::Nan => x,
+                    MissingRule::NanAsZero if x.is_nan() => 0.0,
+                    MissingRule::NanAsZero => x,
+                    MissingRule::ZeroAsNan if x.is_nan() || x.abs() <= ZERO_AS_MISSING => f64::NAN,
+                    MissingRule::ZeroAsNan => x,
+                };
+                if *negate {
+                    -x
+                } else {
+                    x
+                }
+            }
+            Derived::Member { set, inside, missing, unseen, .. } => {
+                let code = match v {
+                    Value::Category(c) => i64::from(c),
+                    // C's `static_cast<int>`: toward zero.
+                    Value::Number(x) if !x.is_nan() => x as i64,
+                    Value::Number(_) | Value::Missing => return *missing as f64,
+                    Value::Unseen(_) => return *unseen as f64,
+                };
+                // A code outside the set, past its end or negative goes
+                // the other way (both libraries: "not chosen").
+                let hit = usize::try_from(code).ok().and_then(|c| set.get(c / 64)).is_some_and(|w| {
+                    let c = code as u64;
+                    w >> (c % 64) & 1 == 1
+                });
+                (if hit { *inside } else { 1 - *inside }) as f64
+            }
+        }
+    }
+
+    fn feature(&self) -> usize {
+        match self {
+            Derived::Number { feature, .. } | Derived::Member { feature, .. } => *feature,
+        }
+    }
+}
+
+/// The set-split columns of one category feature, side by side: what they
+/// hold for each of its codes (then for a missing value, then for a
+/// category the model does not know) is worked out once, at load, so
+/// encoding them is one copy of a precomputed row (an XGBoost model splits
+/// on hundreds of distinct sets).
+#[derive(Debug, Clone)]
+struct SetBlock {
+    feature: usize,
+    first: usize,
+    width: usize,
+    categories: usize,
+    /// `(categories + 2) × width` values.
+    table: Box<[f64]>,
+}
+
+/// The one-hot encoding of a schema, or an imported model's derived
+/// columns (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Encoder {
     numbers: Vec<NumberColumn>,
     one_hot: Vec<OneHot>,
+    /// Derived columns computed one by one: (column, what it holds).
+    derived: Vec<(usize, Derived)>,
+    set_blocks: Vec<SetBlock>,
     width: usize,
     /// The feature (position in the schema) of each column.
     column_feature: Vec<u16>,
@@ -63,7 +174,43 @@ impl Encoder {
                 column_feature.extend(std::iter::repeat_n(i as u16, categories.len()));
             }
         }
-        Encoder { numbers, one_hot, width: column_feature.len(), column_feature }
+        let width = column_feature.len();
+        Encoder { numbers, one_hot, derived: Vec::new(), set_blocks: Vec::new(), width, column_feature }
+    }
+
+    /// An imported model's encoding: exactly `columns`, in order. Set
+    /// splits of a category feature that sit side by side become one
+    /// [`SetBlock`].
+    pub fn derived(columns: Vec<Derived>, fields: &Fields) -> Encoder {
+        let column_feature = columns.iter().map(|c| c.feature() as u16).collect::<Vec<_>>();
+        let width = columns.len();
+        let mut derived = Vec::new();
+        let mut set_blocks: Vec<SetBlock> = Vec::new();
+        let mut members: Vec<(usize, Derived)> = Vec::new();
+        let flush = |members: &mut Vec<(usize, Derived)>, blocks: &mut Vec<SetBlock>| {
+            let Some((first, d)) = members.first() else { return };
+            let (first, feature) = (*first, d.feature());
+            let categories = fields.feature(feature).categories().len();
+            let values = (0..categories as u32).map(Value::Category).chain([Value::Missing, Value::Unseen(0)]);
+            let table = values.flat_map(|v| members.iter().map(move |(_, d)| d.value(v))).collect();
+            blocks.push(SetBlock { feature, first, width: members.len(), categories, table });
+            members.clear();
+        };
+        for (column, d) in columns.into_iter().enumerate() {
+            let on_category = !fields.feature(d.feature()).is_number();
+            match d {
+                Derived::Member { feature, .. } if on_category => {
+                    let joins = members.last().is_some_and(|(c, m)| c + 1 == column && m.feature() == feature);
+                    if !joins {
+                        flush(&mut members, &mut set_blocks);
+                    }
+                    members.push((column, d));
+                }
+                d => derived.push((column, d)),
+            }
+        }
+        flush(&mut members, &mut set_blocks);
+        Encoder { numbers: Vec::new(), one_hot: Vec::new(), derived, set_blocks, width, column_feature }
     }
 
     /// Number of encoded columns.
@@ -82,6 +229,22 @@ impl Encoder {
         for block in &self.one_hot {
             let f = fields.feature(block.feature);
             names.extend(f.categories().iter().map(|c| format!("{}={c}", f.name)));
+        }
+        if !self.derived.is_empty() || !self.set_blocks.is_empty() {
+            names.resize(self.width, String::new());
+            for (k, d) in &self.derived {
+                let name = &fields.feature(d.feature()).name;
+                names[*k] = match d {
+                    Derived::Number { negate: false, .. } => name.clone(),
+                    Derived::Number { negate: true, .. } => format!("-{name}"),
+                    Derived::Member { .. } => format!("{name} (set split {k})"),
+                };
+            }
+            for b in &self.set_blocks {
+                for (k, name) in names.iter_mut().enumerate().skip(b.first).take(b.width) {
+                    *name = format!("{} (set split {k})", fields.feature(b.feature).name);
+                }
+            }
         }
         names
     }
@@ -108,6 +271,17 @@ impl Encoder {
             if let Some(cell) = code.and_then(|c| cells.get_mut(c as usize)) {
                 *cell = 1.0;
             }
+        }
+        for (column, d) in &self.derived {
+            out[*column] = d.value(row.get(d.feature()));
+        }
+        for b in &self.set_blocks {
+            let at = match row.get(b.feature) {
+                Value::Category(c) if (c as usize) < b.categories => c as usize,
+                Value::Missing => b.categories,
+                _ => b.categories + 1,
+            };
+            out[b.first..b.first + b.width].copy_from_slice(&b.table[at * b.width..(at + 1) * b.width]);
         }
     }
 

@@ -109,6 +109,10 @@ pub enum CompiledEstimator {
     Forest(CompiledForest),
     /// `reference`: the encoded row explanations measure deviations from.
     Linear { intercept: f64, coefficients: Vec<f64>, reference: Vec<f64> },
+    /// Boosted trees ([`super::import`]): the forest's score is a margin
+    /// (its base plus the leaves' sum) and the probability is
+    /// `sigmoid(scale × margin)`.
+    Boosted { forest: CompiledForest, scale: f64 },
 }
 
 impl Estimator {
@@ -179,7 +183,7 @@ impl CompiledEstimator {
     /// Number of encoded columns a row has.
     pub fn width(&self) -> usize {
         match self {
-            CompiledEstimator::Forest(f) => f.width(),
+            CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } => f.width(),
             CompiledEstimator::Linear { coefficients, .. } => coefficients.len(),
         }
     }
@@ -198,6 +202,7 @@ impl CompiledEstimator {
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
         match self {
             CompiledEstimator::Forest(f) => f.probability_in(x),
+            CompiledEstimator::Boosted { forest, scale } => sigmoid(scale * forest.probability_in(x)),
             CompiledEstimator::Linear { intercept, coefficients, .. } => {
                 let z = intercept + coefficients.iter().zip(x.iter()).map(|(c, v)| c * v).sum::<f64>();
                 sigmoid(z)
@@ -210,7 +215,7 @@ impl CompiledEstimator {
     /// place; a linear model takes the width plus the padding column.
     pub fn batch_stride(&self) -> usize {
         match self {
-            CompiledEstimator::Forest(f) => f.batch_stride(),
+            CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } => f.batch_stride(),
             CompiledEstimator::Linear { .. } => self.width() + 1,
         }
     }
@@ -222,6 +227,12 @@ impl CompiledEstimator {
     pub fn probabilities_in(&self, rows: &mut [f64], stride: usize, out: &mut [f64]) {
         match self {
             CompiledEstimator::Forest(f) => f.probabilities_in(rows, stride, out),
+            CompiledEstimator::Boosted { forest, scale } => {
+                forest.probabilities_in(rows, stride, out);
+                for o in out.iter_mut() {
+                    *o = sigmoid(scale * *o);
+                }
+            }
             CompiledEstimator::Linear { .. } => {
                 for (o, row) in out.iter_mut().zip(rows.chunks_mut(stride)) {
                     *o = self.probability_in(row);
@@ -248,7 +259,7 @@ impl CompiledEstimator {
     /// [`Self::feature_contributions_in`] is the scoring walk plus a few
     /// adds per tree. Nothing to do for a linear model.
     pub fn index_features(&mut self, column_feature: &[u16]) {
-        if let CompiledEstimator::Forest(f) = self {
+        if let CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } = self {
             f.index_leaves(column_feature);
         }
     }
@@ -259,7 +270,7 @@ impl CompiledEstimator {
     /// precomputed terms; otherwise the columns' contributions are
     /// computed and summed. Allocation-free.
     pub fn feature_contributions_in(&self, x: &mut [f64], column_feature: &[u16], out: &mut [f64]) -> f64 {
-        if let CompiledEstimator::Forest(f) = self {
+        if let CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } = self {
             if let Some(score) = f.group_contributions_in(x, out) {
                 return score;
             }
@@ -277,7 +288,7 @@ impl CompiledEstimator {
     /// as [`Self::probability_in`]. Allocation-free.
     pub fn contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> f64 {
         match self {
-            CompiledEstimator::Forest(f) => f.contributions_in(x, out),
+            CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } => f.contributions_in(x, out),
             CompiledEstimator::Linear { intercept, coefficients, reference } => {
                 let mut dot = 0.0;
                 for (j, ((c, v), r)) in coefficients.iter().zip(x.iter()).zip(reference).enumerate() {
@@ -294,7 +305,7 @@ impl CompiledEstimator {
     /// trees), or the linear score at the reference row.
     pub fn base_score(&self) -> f64 {
         match self {
-            CompiledEstimator::Forest(f) => f.base_score(),
+            CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } => f.base_score(),
             CompiledEstimator::Linear { intercept, coefficients, reference } => {
                 intercept + coefficients.iter().zip(reference).map(|(c, r)| c * r).sum::<f64>()
             }
@@ -305,6 +316,7 @@ impl CompiledEstimator {
     pub fn score_to_probability(&self, score: f64) -> f64 {
         match self {
             CompiledEstimator::Forest(_) => score,
+            CompiledEstimator::Boosted { scale, .. } => sigmoid(scale * score),
             CompiledEstimator::Linear { .. } => sigmoid(score),
         }
     }
@@ -312,7 +324,7 @@ impl CompiledEstimator {
     /// `saabas` for a forest, `linear` for a linear model.
     pub fn explain_method(&self) -> &'static str {
         match self {
-            CompiledEstimator::Forest(_) => "saabas",
+            CompiledEstimator::Forest(_) | CompiledEstimator::Boosted { .. } => "saabas",
             CompiledEstimator::Linear { .. } => "linear",
         }
     }
@@ -321,7 +333,7 @@ impl CompiledEstimator {
     /// of depth + 1), or one multiply-add per coefficient for a linear model.
     pub fn cost(&self) -> u64 {
         match self {
-            CompiledEstimator::Forest(f) => f.cost(),
+            CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } => f.cost(),
             CompiledEstimator::Linear { coefficients, .. } => coefficients.len() as u64,
         }
     }
@@ -329,7 +341,7 @@ impl CompiledEstimator {
     /// Number of compiled tree nodes (0 for linear models); for diagnostics.
     pub fn node_count(&self) -> usize {
         match self {
-            CompiledEstimator::Forest(f) => f.node_count(),
+            CompiledEstimator::Forest(f) | CompiledEstimator::Boosted { forest: f, .. } => f.node_count(),
             CompiledEstimator::Linear { .. } => 0,
         }
     }

@@ -343,8 +343,16 @@ impl LoadError {
                     return format!("invalid model file: {detail}");
                 }
                 // Others may quote the file: keep only their fixed phrase.
-                const KNOWN: [(&str, &str); 5] = [
+                const KNOWN: [(&str, &str); 10] = [
                     ("payload digest mismatch", "payload digest mismatch (corrupt or partially copied)"),
+                    (
+                        "xgboost.json: objective",
+                        "xgboost.json: the objective is not binary:logistic or binary:logitraw",
+                    ),
+                    ("xgboost.json: num_", "xgboost.json: a multiclass or multi-target model, not a binary classifier"),
+                    ("lightgbm.txt: objective", "lightgbm.txt: the objective is not binary"),
+                    ("lightgbm.txt: num_", "lightgbm.txt: a multiclass model, not a binary classifier"),
+                    ("model.toml", "model.toml is not valid (see the server log)"),
                     ("not a riskserve model file", "not a riskserve model file"),
                     ("format is", "not a riskserve model file (wrong `format`)"),
                     ("payload does not match format", "payload does not match the model format"),

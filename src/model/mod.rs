@@ -16,6 +16,7 @@ pub mod forest;
 pub mod format;
 #[cfg(test)]
 pub(crate) mod fuzz;
+pub mod import;
 pub mod input;
 pub mod limits;
 pub mod pacing;
@@ -23,6 +24,7 @@ pub mod preprocess;
 pub mod row;
 pub mod schema;
 pub mod scorer;
+pub mod shap;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod tree;

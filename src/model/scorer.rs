@@ -60,6 +60,11 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     fn attribution(&self, _row: Row<'_>) -> Option<Attribution> {
         None
     }
+    /// Exact SHAP values of one prediction (`?explain=shap`); `None` for a
+    /// scorer without trees and covers to compute them from.
+    fn shap(&self, _row: Row<'_>) -> Option<super::shap::Shap> {
+        None
+    }
     /// How this scorer explains its predictions, if it can.
     fn explain_info(&self) -> Option<ExplainInfo> {
         None

@@ -259,7 +259,12 @@ mod tests {
     fn listing(versions: &[(u64, u64)]) -> Listing {
         let entries = versions
             .iter()
-            .map(|&(version, f)| VersionEntry { version, fingerprint: fp(f), location: format!("m/{version}") })
+            .map(|&(version, f)| VersionEntry {
+                version,
+                file: "model.json",
+                fingerprint: fp(f),
+                location: format!("m/{version}"),
+            })
             .collect();
         Listing { models: BTreeMap::from([("m".to_string(), entries)]), ..Listing::default() }
     }

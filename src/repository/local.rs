@@ -13,6 +13,9 @@ use super::layout::{
 };
 use super::source::{Fingerprint, ListError, Listing, ModelSource, Rejected, RolloutEntry, VersionEntry};
 use crate::model::format::LoadError;
+use crate::model::import::settings::SETTINGS_FILE_NAME;
+use crate::model::import::{Format, VersionBytes};
+use crate::model::limits::ModelLimits;
 use crate::model::Model;
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -37,7 +40,7 @@ pub struct LocalDirectory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub version: u64,
-    /// The `model.json` now in place.
+    /// The model file now in place.
     pub path: PathBuf,
 }
 
@@ -98,6 +101,13 @@ impl LocalDirectory {
     /// Writes `bytes` as `model`'s `version`, atomically. Fails with
     /// `AlreadyExists` if that version directory exists.
     pub fn publish(&self, model: &str, version: u64, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        self.publish_files(model, version, &[(MODEL_FILE_NAME, bytes)])
+    }
+
+    /// [`Self::publish`] for a version of several files (an imported model
+    /// file and its `model.toml`): all of them appear at once. Returns the
+    /// first file's path.
+    pub fn publish_files(&self, model: &str, version: u64, files: &[(&str, &[u8])]) -> std::io::Result<PathBuf> {
         layout::check_model_name(model).map_err(std::io::Error::other)?;
         if version == 0 {
             return Err(std::io::Error::other("versions start at 1"));
@@ -108,9 +118,11 @@ impl LocalDirectory {
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir(&staging)?;
         let written = (|| {
-            let mut f = fs::File::create(staging.join(MODEL_FILE_NAME))?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
+            for (name, bytes) in files {
+                let mut f = fs::File::create(staging.join(name))?;
+                f.write_all(bytes)?;
+                f.sync_all()?;
+            }
             fs::File::open(&staging)?.sync_all()
         })();
         if let Err(e) = written {
@@ -136,7 +148,7 @@ impl LocalDirectory {
             });
         }
         fs::File::open(&model_dir)?.sync_all()?;
-        Ok(target.join(MODEL_FILE_NAME))
+        Ok(target.join(files.first().map_or(MODEL_FILE_NAME, |f| f.0)))
     }
 
     /// Publishes the bytes `encode(version)` returns as the next version of
@@ -147,9 +159,21 @@ impl LocalDirectory {
         model: &str,
         encode: &dyn Fn(u64) -> std::io::Result<Vec<u8>>,
     ) -> std::io::Result<Published> {
+        self.claim_next(model, &|version| self.publish(model, version, &encode(version)?))
+    }
+
+    /// [`Self::publish_files`] as the next version of `model` (as
+    /// [`Self::publish_next`] does).
+    pub fn publish_next_files(&self, model: &str, files: &[(&str, &[u8])]) -> std::io::Result<Published> {
+        self.claim_next(model, &|version| self.publish_files(model, version, files))
+    }
+
+    /// Calls `publish` with the next free version number until one is not
+    /// taken by another publisher first (a bounded number of times).
+    fn claim_next(&self, model: &str, publish: &dyn Fn(u64) -> std::io::Result<PathBuf>) -> std::io::Result<Published> {
         for _ in 0..100 {
             let version = self.latest_version(model)? + 1;
-            match self.publish(model, version, &encode(version)?) {
+            match publish(version) {
                 Ok(path) => return Ok(Published { version, path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -190,6 +214,35 @@ impl LocalDirectory {
             )));
         }
         Ok(())
+    }
+}
+
+/// A version directory's model file (the one of [`Format::ALL`] present)
+/// and the version's fingerprint: the model file's, combined with its
+/// `model.toml`'s when there is one (a changed setting is a changed
+/// version). `None` while no model file is there; an error when more than
+/// one is.
+pub fn version_file(dir: &Path) -> Result<Option<(&'static str, Fingerprint)>, String> {
+    let files: Vec<(&'static str, fs::Metadata)> = Format::ALL
+        .iter()
+        .filter_map(|f| fs::metadata(dir.join(f.file_name())).ok().map(|m| (f.file_name(), m)))
+        .collect();
+    match files.as_slice() {
+        [] => Ok(None),
+        [(file, meta)] => {
+            let mut fp = fingerprint(meta);
+            if let Ok(settings) = fs::metadata(dir.join(SETTINGS_FILE_NAME)) {
+                let s = fingerprint(&settings);
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (fp.token, s.len, s.token).hash(&mut h);
+                fp.token = h.finish();
+            }
+            Ok(Some((file, fp)))
+        }
+        more => {
+            let names = more.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
+            Err(format!("holds more than one model file ({names}); a version holds one"))
+        }
     }
 }
 
@@ -250,13 +303,15 @@ impl ModelSource for LocalDirectory {
                         continue;
                     }
                 };
-                let path = v.path().join(MODEL_FILE_NAME);
-                if let Ok(meta) = fs::metadata(&path) {
-                    found.push(VersionEntry {
+                match version_file(&v.path()) {
+                    Ok(None) => {}
+                    Ok(Some((file, fingerprint))) => found.push(VersionEntry {
                         version,
-                        fingerprint: fingerprint(&meta),
-                        location: format!("{name}/{entry_name}/{MODEL_FILE_NAME}"),
-                    });
+                        file,
+                        fingerprint,
+                        location: format!("{name}/{entry_name}/{file}"),
+                    }),
+                    Err(reason) => out.rejected.push(Rejected { model: Some(name.clone()), entry: entry_name, reason }),
                 }
             }
             found.sort_by_key(|v| v.version);
@@ -275,11 +330,34 @@ impl ModelSource for LocalDirectory {
     }
 
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
-        let path = self.model_file(model, entry.version);
-        self.check_inside(&path, &format!("{model}/{}/{MODEL_FILE_NAME}", entry.version))?;
+        let path = self.version_dir(model, entry.version).join(entry.file);
+        self.check_inside(&path, &format!("{model}/{}/{}", entry.version, entry.file))?;
         // Errors name the file relative to the models directory only.
         read_file(&path, max_bytes).map_err(|e| match e {
             LoadError::Io { reason, .. } => LoadError::Io { path: entry.location.clone(), reason },
+            e => e,
+        })
+    }
+
+    fn read_settings(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Option<Vec<u8>>, LoadError> {
+        self.settings_of(model, entry, max_bytes)
+    }
+}
+
+impl LocalDirectory {
+    /// `model.toml` beside an imported model file, if there is one.
+    fn settings_of(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Option<Vec<u8>>, LoadError> {
+        if entry.file == MODEL_FILE_NAME {
+            return Ok(None);
+        }
+        let path = self.version_dir(model, entry.version).join(SETTINGS_FILE_NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let shown = format!("{model}/{}/{SETTINGS_FILE_NAME}", entry.version);
+        self.check_inside(&path, &shown)?;
+        read_file(&path, max_bytes).map(Some).map_err(|e| match e {
+            LoadError::Io { reason, .. } => LoadError::Io { path: shown, reason },
             e => e,
         })
     }
@@ -339,11 +417,25 @@ pub enum ValidateError {
 /// before loading it: size limit, digest, schema, compilation, and whether
 /// its directory names follow the layout rules.
 pub fn validate_file(path: &Path, max_bytes: u64) -> Result<ValidatedFile, ValidateError> {
-    let path = if path.is_dir() { path.join(MODEL_FILE_NAME) } else { path.to_path_buf() };
+    let path = if path.is_dir() {
+        let found = Format::ALL.iter().map(|f| path.join(f.file_name())).find(|p| p.exists());
+        found.unwrap_or_else(|| path.join(MODEL_FILE_NAME))
+    } else {
+        path.to_path_buf()
+    };
     let shown = || path.display().to_string();
-    let model = read_file(&path, max_bytes)
-        .and_then(|bytes| Model::from_bytes(&bytes))
-        .map_err(|source| ValidateError::Load { path: shown(), source })?;
+    let format = path.file_name().and_then(|n| Format::of_file(&n.to_string_lossy())).unwrap_or(Format::Riskserve);
+    let settings_path = path.with_file_name(SETTINGS_FILE_NAME);
+    let load = || {
+        let bytes = read_file(&path, max_bytes)?;
+        let settings = match format {
+            Format::Riskserve => None,
+            _ if settings_path.exists() => Some(read_file(&settings_path, max_bytes)?),
+            _ => None,
+        };
+        Model::load(&VersionBytes { file: format.file_name(), bytes, settings }, ModelLimits::default())
+    };
+    let model = load().map_err(|source| ValidateError::Load { path: shown(), source })?;
     let served_as =
         layout::name_and_version(&path).map_err(|reason| ValidateError::NotServed { path: shown(), reason })?;
     Ok(ValidatedFile { path, model, served_as })

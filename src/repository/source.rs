@@ -26,6 +26,9 @@ pub struct Fingerprint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionEntry {
     pub version: u64,
+    /// The model file's name, which selects its format (`model.json`,
+    /// `xgboost.json`, `lightgbm.txt`; see [`crate::model::import::Format`]).
+    pub file: &'static str,
     pub fingerprint: Fingerprint,
     /// Where it is, for logs and the operator view (a path or a URL).
     pub location: String,
@@ -80,6 +83,12 @@ pub trait ModelSource: Send + Sync + 'static {
     fn list(&self) -> Result<Listing, ListError>;
     /// The bytes of one version as listed, refusing more than `max_bytes`.
     fn read(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError>;
+    /// The bytes of the version's `model.toml`, if it has one (imported
+    /// formats only). Sources without settings files need not implement it.
+    fn read_settings(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Option<Vec<u8>>, LoadError> {
+        let _ = (model, entry, max_bytes);
+        Ok(None)
+    }
     /// The bytes of one model's rollout file as listed in
     /// [`Listing::rollouts`], refusing more than `max_bytes`. Sources that
     /// never list rollout files need not implement it.

@@ -11,8 +11,8 @@
 //! file or the new one, never half of one.
 
 use super::manifest::{Manifest, VersionFiles};
-use crate::repository::layout::{MODEL_FILE_NAME, ROLLOUT_FILE_NAME};
-use crate::repository::local::fingerprint;
+use crate::repository::layout::ROLLOUT_FILE_NAME;
+use crate::repository::local::{fingerprint, version_file};
 use crate::repository::{Fingerprint, LocalDirectory};
 use std::fs;
 use std::io::Write;
@@ -33,9 +33,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// The fingerprint of `<models>/<name>/<version>/model.json` as a listing sees it.
+/// The fingerprint of `<models>/<name>/<version>` as a listing sees it
+/// ([`version_file`]: its model file, and `model.toml` if any).
 pub fn local_fingerprint(local: &LocalDirectory, model: &str, version: u64) -> Option<Fingerprint> {
-    fs::metadata(local.model_file(model, version)).ok().map(|m| fingerprint(&m))
+    version_file(&local.version_dir(model, version)).ok().flatten().map(|(_, fp)| fp)
 }
 
 /// Whether the local copy of a version is exactly the files the manifest
@@ -54,7 +55,7 @@ pub fn verify_local(local: &LocalDirectory, model: &str, version: u64, files: &V
 /// Installs `files` (already verified) as `model`'s `version`. An existing
 /// directory of that version (a local copy with other bytes) is moved
 /// aside first and deleted after; the loaded copy in memory is unaffected.
-/// Returns the fingerprint of the installed `model.json`.
+/// Returns the installed version's fingerprint ([`local_fingerprint`]).
 pub fn install(
     local: &LocalDirectory,
     model: &str,
@@ -90,7 +91,11 @@ pub fn install(
     if let Some(aside) = aside {
         let _ = fs::remove_dir_all(aside);
     }
-    fs::metadata(target.join(MODEL_FILE_NAME)).map(|m| fingerprint(&m))
+    match version_file(&target) {
+        Ok(Some((_, fp))) => Ok(fp),
+        Ok(None) => Err(std::io::Error::other(format!("{} has no model file", target.display()))),
+        Err(reason) => Err(std::io::Error::other(reason)),
+    }
 }
 
 /// The fingerprint of `<models>/<name>/rollout.toml` as a listing sees it.
@@ -186,6 +191,7 @@ pub fn load_applied(local: &LocalDirectory) -> Option<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repository::layout::MODEL_FILE_NAME;
     use crate::sync::manifest::FileEntry;
     use std::collections::BTreeMap;
 

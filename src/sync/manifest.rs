@@ -7,7 +7,13 @@
 //!
 //! The format is documented in `docs/object-store.md`.
 
+use crate::model::import::Format;
 use crate::repository::layout;
+
+/// The names a version's model file may have, for errors.
+fn model_file_names() -> String {
+    Format::ALL.iter().map(|f| f.file_name()).collect::<Vec<_>>().join(", ")
+}
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -73,6 +79,14 @@ pub struct ModelEntry {
 #[serde(deny_unknown_fields)]
 pub struct VersionFiles {
     pub files: BTreeMap<String, FileEntry>,
+}
+
+impl VersionFiles {
+    /// The version's model files (`model.json`, `xgboost.json`, …): a
+    /// version has exactly one.
+    pub fn model_files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
+        self.files.iter().filter(|(name, _)| Format::of_file(name).is_some()).map(|(n, f)| (n.as_str(), f))
+    }
 }
 
 /// One file: where its bytes are (relative to the prefix) and what they must be.
@@ -145,8 +159,10 @@ impl Manifest {
                 if *version == 0 {
                     return Err(entry("versions start at 1".into()));
                 }
-                if !files.files.contains_key(layout::MODEL_FILE_NAME) {
-                    return Err(entry(format!("has no {}", layout::MODEL_FILE_NAME)));
+                match files.model_files().count() {
+                    1 => {}
+                    0 => return Err(entry(format!("has no model file ({})", model_file_names()))),
+                    _ => return Err(entry(format!("has more than one model file ({})", model_file_names()))),
                 }
                 for (file, f) in &files.files {
                     check_file(file, f).map_err(entry)?;
@@ -194,11 +210,7 @@ impl Manifest {
                     return Err(Conflict::Different {
                         model: model.clone(),
                         version: *version,
-                        sha256: existing
-                            .files
-                            .get(layout::MODEL_FILE_NAME)
-                            .map(|f| f.sha256.clone())
-                            .unwrap_or_default(),
+                        sha256: existing.model_files().next().map(|(_, f)| f.sha256.clone()).unwrap_or_default(),
                     })
                 }
                 None => {

@@ -95,7 +95,8 @@ pub type VersionContents = Vec<(String, Bytes)>;
 /// plain files beside it. Returns `(model, version, files)`.
 pub fn read_version_dir(dir: &Path) -> Result<(String, u64, VersionContents), PublishError> {
     let local = |reason: String| PublishError::Local { path: dir.display().to_string(), reason };
-    let model_file = dir.join(MODEL_FILE_NAME);
+    let file = local::version_file(dir).map_err(local)?.map_or(MODEL_FILE_NAME, |(file, _)| file);
+    let model_file = dir.join(file);
     let (model, version) = layout::name_and_version(&model_file)
         .map_err(local)?
         .ok_or_else(|| local("expected a version directory <models>/<name>/<version>".into()))?;

@@ -207,7 +207,12 @@ impl ModelSource for SyncedSource {
             for (version, failure) in versions {
                 if entries.iter().all(|e| e.version != *version) {
                     let location = format!("{}/{name}/{version}", self.url);
-                    entries.push(VersionEntry { version: *version, fingerprint: failure.fingerprint(), location });
+                    entries.push(VersionEntry {
+                        version: *version,
+                        file: crate::repository::layout::MODEL_FILE_NAME,
+                        fingerprint: failure.fingerprint(),
+                        location,
+                    });
                 }
             }
             entries.sort_by_key(|e| e.version);
@@ -227,6 +232,10 @@ impl ModelSource for SyncedSource {
             Some(f) if f.fingerprint() == entry.fingerprint => Err(f.load_error(&entry.location)),
             _ => self.inner.read(model, entry, max_bytes),
         }
+    }
+
+    fn read_settings(&self, model: &str, entry: &VersionEntry, max_bytes: u64) -> Result<Option<Vec<u8>>, LoadError> {
+        self.inner.read_settings(model, entry, max_bytes)
     }
 
     fn read_rollout(&self, model: &str, entry: &RolloutEntry, max_bytes: u64) -> Result<Vec<u8>, LoadError> {

@@ -69,7 +69,7 @@ async fn in_flight_requests_finish_on_the_old_version_new_ones_get_the_new_and_t
         |_| {},
         move |_, parts| {
             parts.scorers = Arc::new(move |_, version, bytes| {
-                let model = Model::from_bytes(bytes)?;
+                let model = Model::from_bytes(&bytes.bytes)?;
                 Ok(if version == 1 {
                     Arc::new(Gated { model, gate: gate_for_v1.clone() }) as Arc<dyn Scorer>
                 } else {

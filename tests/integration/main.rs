@@ -10,6 +10,7 @@ mod exact_swap;
 mod grpc;
 mod hostile_files;
 mod hot_swap;
+mod imports;
 mod limits;
 mod object_store;
 mod oip_clients;

@@ -62,8 +62,10 @@ struct Args {
     /// model.json committed as each new version (default: the newest on disk).
     #[arg(long)]
     source_model: Option<PathBuf>,
-    /// model.json committed as every even version instead: a model with
-    /// other inputs, so versions alternate between two schemas.
+    /// A model file committed as every even version instead: a model.json
+    /// with other inputs (versions alternate between two schemas), or an
+    /// imported file named by its format (xgboost.json, lightgbm.txt:
+    /// versions alternate between formats).
     #[arg(long)]
     alternate_model: Option<PathBuf>,
     /// Flask: the pickle gunicorn's workers load (must carry the RSBENCHVER marker).

@@ -5,6 +5,7 @@
 
 use super::{Loader, PassReport};
 use crate::model::format::LoadError;
+use crate::model::import::VersionBytes;
 use crate::model::limits::ModelLimits;
 use crate::model::{Model, Scorer};
 use crate::registry::deadline::DeadlineError;
@@ -23,11 +24,18 @@ pub const MAX_ABANDONED: usize = 8;
 /// Turns a version's verified bytes into something that scores. Production
 /// compiles a [`Model`]; tests may wrap it (e.g. a scorer that blocks until
 /// released) to observe a swap exactly.
-pub type ScorerFactory = Arc<dyn Fn(&str, u64, &[u8]) -> Result<Arc<dyn Scorer>, LoadError> + Send + Sync>;
+pub type ScorerFactory = Arc<dyn Fn(&str, u64, &VersionBytes) -> Result<Arc<dyn Scorer>, LoadError> + Send + Sync>;
 
-/// The production [`ScorerFactory`]: [`Model::from_bytes_with`] under `limits`.
+/// The production [`ScorerFactory`]: [`Model::load`] under `limits`.
 pub fn compile_models(limits: ModelLimits) -> ScorerFactory {
-    Arc::new(move |_, _, bytes| Model::from_bytes_with(bytes, limits).map(|m| Arc::new(m) as Arc<dyn Scorer>))
+    Arc::new(move |name, number, version| {
+        let mut model = Model::load(version, limits)?;
+        // An imported file does not know where it is served from.
+        if model.meta.model_name.is_empty() {
+            (model.meta.model_name, model.meta.model_version) = (name.to_string(), number);
+        }
+        Ok(Arc::new(model) as Arc<dyn Scorer>)
+    })
 }
 
 impl Loader {
@@ -113,8 +121,11 @@ impl Loader {
         let (model, entry) = (name.to_string(), entry.clone());
         let pacing = crate::model::pacing::Pacing::share_of_a_core(self.config.load_pacing_percent);
         let load = move || {
-            let read_and_compile =
-                || source.read(&model, &entry, max_bytes).and_then(|bytes| scorers(&model, entry.version, &bytes));
+            let read_and_compile = || {
+                let bytes = source.read(&model, &entry, max_bytes)?;
+                let settings = source.read_settings(&model, &entry, max_bytes)?;
+                scorers(&model, entry.version, &VersionBytes { file: entry.file, bytes, settings })
+            };
             match pacing {
                 Some(pacing) => crate::model::pacing::paced(pacing, read_and_compile),
                 None => read_and_compile(),

@@ -310,6 +310,7 @@ mod tests {
     use crate::config::VersionPolicy;
     use crate::metrics::Metrics;
     use crate::model::format::encode;
+    use crate::model::import::VersionBytes;
     use crate::model::limits::ModelLimits;
     use crate::model::test_support::tiny_payload;
     use crate::registry::snapshot::VersionState;
@@ -371,7 +372,7 @@ mod tests {
             let registry = Arc::new(Registry::new(Arc::new(Metrics::new()), config.reload_stale_after));
             let seen = Arc::new(std::sync::Mutex::new(None));
             let (compile, record) = (compile_models(ModelLimits::default()), seen.clone());
-            let factory: ScorerFactory = Arc::new(move |name: &str, version: u64, bytes: &[u8]| {
+            let factory: ScorerFactory = Arc::new(move |name: &str, version: u64, bytes: &VersionBytes| {
                 *record.lock().unwrap() = Some(crate::model::pacing::is_paced());
                 compile(name, version, bytes)
             });

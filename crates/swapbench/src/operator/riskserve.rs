@@ -4,7 +4,8 @@
 //! write: good versions, a half-written one, a corrupt one, deletions.
 
 use super::{io, Repo};
-use riskserve::repository::layout::parse_version;
+use riskserve::model::import::Format;
+use riskserve::repository::layout::{parse_version, MODEL_FILE_NAME};
 use riskserve::repository::{LocalDirectory, ModelSource};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -17,8 +18,9 @@ pub(super) struct DirRepo {
     /// Bytes of every version the operator publishes (odd versions, when
     /// there is an alternate).
     bytes: Vec<u8>,
-    /// Bytes of even versions: a model with other inputs.
-    alternate: Option<Vec<u8>>,
+    /// Even versions: a model with other inputs, or in another format
+    /// (its file name, such as `xgboost.json`, and bytes).
+    alternate: Option<(&'static str, Vec<u8>)>,
     /// The half-written version's file, still open.
     open: Option<(u64, std::fs::File)>,
 }
@@ -43,21 +45,34 @@ impl DirRepo {
             .ok_or_else(|| format!("no version under {}", repo.model_dir(model).display()))?;
         let source = source.map(Path::to_path_buf).unwrap_or_else(|| repo.model_file(model, newest));
         let bytes = std::fs::read(&source).map_err(|e| io("reading", &source, e))?;
-        let alternate = alternate.map(|p| std::fs::read(p).map_err(|e| io("reading", p, e))).transpose()?;
+        let alternate = alternate
+            .map(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let file = Format::of_file(&name).unwrap_or(Format::Riskserve).file_name();
+                std::fs::read(p).map(|b| (file, b)).map_err(|e| io("reading", p, e))
+            })
+            .transpose()?;
         Ok((DirRepo { repo, model: model.to_string(), bytes, alternate, open: None }, versions))
     }
 
-    /// What version `version` is made of.
-    fn bytes_of(&self, version: u64) -> &[u8] {
+    /// What version `version` is made of: its model file's name and bytes.
+    fn file_of(&self, version: u64) -> (&'static str, &[u8]) {
         match &self.alternate {
-            Some(alternate) if version.is_multiple_of(2) => alternate,
-            _ => &self.bytes,
+            Some((file, alternate)) if version.is_multiple_of(2) => (file, alternate),
+            _ => (MODEL_FILE_NAME, &self.bytes),
         }
     }
 
-    fn publish(&self, version: u64, bytes: &[u8]) -> Result<(), String> {
+    fn bytes_of(&self, version: u64) -> &[u8] {
+        self.file_of(version).1
+    }
+
+    fn publish(&self, version: u64, file: &str, bytes: &[u8]) -> Result<(), String> {
         let target = self.repo.version_dir(&self.model, version);
-        self.repo.publish(&self.model, version, bytes).map(drop).map_err(|e| io("publishing", &target, e))
+        self.repo
+            .publish_files(&self.model, version, &[(file, bytes)])
+            .map(drop)
+            .map_err(|e| io("publishing", &target, e))
     }
 }
 
@@ -78,7 +93,8 @@ impl Repo for DirRepo {
     /// renames in one call, and the version becomes visible at the rename.
     fn commit(&mut self, version: u64, clock: &dyn Fn() -> u64) -> Result<(u64, u64), String> {
         let pre = clock();
-        self.publish(version, self.bytes_of(version))?;
+        let (file, bytes) = self.file_of(version);
+        self.publish(version, file, bytes)?;
         Ok((pre, clock()))
     }
 
@@ -86,7 +102,7 @@ impl Repo for DirRepo {
     fn half_write(&mut self, version: u64) -> Result<(), String> {
         let target = self.repo.version_dir(&self.model, version);
         std::fs::create_dir_all(&target).map_err(|e| io("creating", &target, e))?;
-        let path = self.repo.model_file(&self.model, version);
+        let path = target.join(self.file_of(version).0);
         let mut file = std::fs::File::create(&path).map_err(|e| io("creating", &path, e))?;
         let bytes = self.bytes_of(version);
         file.write_all(&bytes[..bytes.len() / 2]).map_err(|e| io("writing", &path, e))?;
@@ -108,7 +124,8 @@ impl Repo for DirRepo {
     }
 
     fn corrupt(&mut self, version: u64) -> Result<(), String> {
-        self.publish(version, &flip_payload_byte(self.bytes_of(version)))
+        // Always a model.json: its payload digest is what refuses it.
+        self.publish(version, MODEL_FILE_NAME, &flip_payload_byte(&self.bytes))
     }
 
     fn rollback(&mut self, newest: u64, _previous: u64) -> Result<(), String> {

@@ -1,0 +1,172 @@
+//! `riskserve import`: brings a model trained elsewhere into a repository
+//! as its next version. The file's format is recognised from its content,
+//! the file is loaded exactly as the server will load it (every check, the
+//! smoke predictions), its SHA-256 is recorded in the version's
+//! `model.toml` (with the settings given, so a partial copy is never
+//! served), optionally a reference CSV is scored through it, and the
+//! version is published atomically (staged, then renamed), as `train` does.
+
+use crate::model::format::{sha256_hex, DEFAULT_MAX_MODEL_BYTES};
+use crate::model::import::settings::{Settings, SETTINGS_FILE_NAME};
+use crate::model::import::{Format, VersionBytes};
+use crate::model::limits::ModelLimits;
+use crate::model::row::Rows;
+use crate::model::{Model, Scorer};
+use crate::repository::local::{read_file, Published};
+use crate::repository::LocalDirectory;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// What to import, and where.
+#[derive(Debug, Clone)]
+pub struct ImportPlan {
+    pub file: PathBuf,
+    pub model_name: String,
+    pub models_dir: PathBuf,
+    /// A `model.toml` to start from (decision, feature settings); its
+    /// `sha256`, if any, must match the file.
+    pub settings: Option<PathBuf>,
+    /// A CSV of applications to score through the imported model.
+    pub reference: Option<PathBuf>,
+    /// The reference's label column, if it has one.
+    pub target: String,
+}
+
+/// The reference CSV scored through the imported model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceScores {
+    pub rows: usize,
+    pub mean_probability: f64,
+    /// Share decided `high_risk` at the version's threshold.
+    pub high_risk_share: f64,
+    /// When the CSV has the target column with both classes.
+    pub roc_auc: Option<f64>,
+}
+
+/// What `import` did.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub format: Format,
+    pub published: Published,
+    pub digest: String,
+    pub model: Model,
+    pub reference: Option<ReferenceScores>,
+}
+
+/// The format of a model file, from its content: XGBoost JSON has a
+/// `learner`, a LightGBM text model starts with `tree`, riskserve's own
+/// file has a `payload_sha256`.
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    let head = &bytes[..bytes.len().min(4096)];
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start();
+    if trimmed.starts_with("tree\n") || trimmed.starts_with("tree\r\n") {
+        return Some(Format::LightGbm);
+    }
+    if trimmed.starts_with('{') {
+        if text.contains("\"learner\"") {
+            return Some(Format::Xgboost);
+        }
+        if text.contains("\"payload_sha256\"") || text.contains("\"format\"") {
+            return Some(Format::Riskserve);
+        }
+    }
+    None
+}
+
+/// Checks, records and publishes (see the module doc).
+pub fn run(plan: &ImportPlan) -> Result<ImportOutcome> {
+    let shown = plan.file.display().to_string();
+    let bytes = read_file(&plan.file, DEFAULT_MAX_MODEL_BYTES).with_context(|| shown.clone())?;
+    let format = match sniff(&bytes) {
+        Some(Format::Riskserve) => bail!("{shown} is a riskserve model.json already: copy its version directory, or publish it"),
+        Some(f) => f,
+        None => bail!("{shown}: not a model riskserve imports (XGBoost JSON from Booster.save_model, LightGBM text from Booster.save_model)"),
+    };
+    let digest = sha256_hex(&bytes);
+    let mut settings = match &plan.settings {
+        Some(path) => {
+            let text = read_file(path, 1 << 20).with_context(|| path.display().to_string())?;
+            Settings::parse(&text).with_context(|| path.display().to_string())?
+        }
+        None => Settings::default(),
+    };
+    settings.verify(&digest).with_context(|| shown.clone())?;
+    settings.sha256 = Some(digest.clone());
+    let toml = toml::to_string(&settings).context("writing model.toml")?;
+    let version = VersionBytes { file: format.file_name(), bytes, settings: Some(toml.clone().into_bytes()) };
+    let model = Model::load(&version, ModelLimits::default()).with_context(|| shown.clone())?;
+    let reference = plan.reference.as_deref().map(|p| score_reference(&model, p, &plan.target)).transpose()?;
+    let files: [(&str, &[u8]); 2] = [(format.file_name(), &version.bytes), (SETTINGS_FILE_NAME, toml.as_bytes())];
+    let published = LocalDirectory::new(&plan.models_dir)
+        .publish_next_files(&plan.model_name, &files)
+        .with_context(|| format!("publishing into {}", plan.models_dir.display()))?;
+    Ok(ImportOutcome { format, published, digest, model, reference })
+}
+
+/// Scores every row of a CSV through `model`: its columns are read by the
+/// model's feature names (blank cells are missing; a column the model
+/// requires must be there), the `target` column, if present, as labels.
+pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<ReferenceScores> {
+    let shown = path.display().to_string();
+    let mut reader = csv::Reader::from_path(path).with_context(|| shown.clone())?;
+    let headers = reader.headers().with_context(|| shown.clone())?.clone();
+    let fields = model.fields();
+    let mut columns = Vec::with_capacity(fields.len());
+    for f in fields.features() {
+        let at = headers.iter().position(|h| h == f.name);
+        if at.is_none() && f.required {
+            bail!("{shown}: no column `{}`, which the model requires", f.name);
+        }
+        columns.push(at);
+    }
+    let label_at = headers.iter().position(|h| h == target);
+    let mut rows = Rows::new(fields.len());
+    let mut labels = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.with_context(|| shown.clone())?;
+        let at = rows.len();
+        rows.push_missing();
+        for (i, column) in columns.iter().enumerate() {
+            let Some(cell) = column.and_then(|c| record.get(c)) else { continue };
+            let value = fields
+                .text(i, cell, &mut rows)
+                .map_err(|e| anyhow::anyhow!("{shown} line {}: `{}` {e}", line + 2, fields.feature(i).name))?;
+            rows.row_mut(at)[i] = value;
+        }
+        if let Some(c) = label_at {
+            labels.push(u8::from(record.get(c).is_some_and(|v| v.trim() == "1")));
+        }
+    }
+    if rows.is_empty() {
+        bail!("{shown} has no rows");
+    }
+    let mut predictions = Vec::with_capacity(rows.len());
+    model.predict_many(rows.view(), &mut predictions);
+    let n = predictions.len() as f64;
+    let probabilities: Vec<f64> = predictions.iter().map(|p| p.probability_late).collect();
+    let high = predictions.iter().filter(|p| p.decision == crate::model::Decision::HighRisk).count();
+    Ok(ReferenceScores {
+        rows: predictions.len(),
+        mean_probability: probabilities.iter().sum::<f64>() / n,
+        high_risk_share: high as f64 / n,
+        roc_auc: if labels.len() == probabilities.len() {
+            crate::train::evaluation::roc_auc(&labels, &probabilities)
+        } else {
+            None
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_recognised_from_content() {
+        assert_eq!(sniff(b"tree\nversion=v4\n"), Some(Format::LightGbm));
+        assert_eq!(sniff(br#"{"learner":{"attributes":{}},"version":[3,2,0]}"#), Some(Format::Xgboost));
+        assert_eq!(sniff(br#"{"format":"riskserve-model","payload_sha256":"ab"}"#), Some(Format::Riskserve));
+        assert_eq!(sniff(b"\x80\x04\x95 pickle"), None);
+    }
+}
