@@ -33,6 +33,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod drift;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -9,6 +9,7 @@ use super::explain::{Attribution, ExplainInfo};
 use super::fields::Fields;
 use super::format::{self, LoadError, ModelMeta, ModelPayload};
 use super::limits::ModelLimits;
+use super::reference::Reference;
 use super::row::{Row, Rows, RowsView, Value};
 use super::scorer::{Decision, Prediction, Scorer};
 use super::{forest, schema};
@@ -44,6 +45,9 @@ impl Scorer for Model {
         let (prediction, attribution) = Model::predict_explained(self, row);
         (prediction, Some(attribution))
     }
+    fn reference(&self) -> Option<&Reference> {
+        self.reference.as_ref()
+    }
 }
 
 /// A model version ready to score: its inputs, encoder, compiled
@@ -57,6 +61,8 @@ pub struct Model {
     pub digest: String,
     estimator: CompiledEstimator,
     calibration: Option<Calibration>,
+    /// The training population's bins, for drift monitoring.
+    pub reference: Option<Reference>,
     width: usize,
     /// The probability explanations start from.
     base_value: f64,
@@ -68,7 +74,10 @@ impl Model {
     /// server checks before a version may serve.
     pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        let ModelPayload { meta, schema, estimator, calibration } = payload;
+        let ModelPayload { meta, schema, estimator, calibration, reference: population } = payload;
+        if let Some(r) = &population {
+            r.validate(&schema).map_err(|e| invalid(format!("reference: {e}")))?;
+        }
         let fields = Fields::new(schema).map_err(|e| invalid(format!("schema: {e}")))?;
         if let Some(f) =
             fields.features().iter().find(|f| matches!(f.kind, schema::Kind::Number { imputed_with: None, .. }))
@@ -114,8 +123,17 @@ impl Model {
         if let Some(c) = &calibration {
             c.validate().map_err(|e| invalid(format!("calibration: {e}")))?;
         }
-        let mut model =
-            Model { meta, fields, encoder, digest, estimator: compiled, calibration, width, base_value: 0.0 };
+        let mut model = Model {
+            meta,
+            fields,
+            encoder,
+            digest,
+            estimator: compiled,
+            calibration,
+            reference: population,
+            width,
+            base_value: 0.0,
+        };
         model.base_value = model.to_probability(model.estimator.base_score());
         model.smoke_test()?;
         Ok(model)
