@@ -8,10 +8,13 @@
 //! - [`window`]: the lock-free sliding window of counters;
 //! - [`monitor`]: one version's reference and window, what the request
 //!   path counts into and `GET /v1/models/{name}` shows;
-//! - [`collector`]: the `riskserve_drift_*` gauges, computed at each scrape.
+//! - [`collector`]: the `riskserve_drift_*` gauges, computed at each scrape;
+//! - [`offline`]: `riskserve drift`, a CSV of recent applications against
+//!   a version's reference, with its HTML report.
 
 pub mod collector;
 pub mod monitor;
+pub mod offline;
 pub mod psi;
 pub mod window;
 

@@ -120,7 +120,7 @@ pub fn edge_labels(edges: &[f64]) -> Vec<String> {
 
 /// A number in at most four significant digits.
 fn short(v: f64) -> String {
-    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+    if v != 0.0 && (v.abs() >= 1e7 || v.abs() < 1e-3) {
         format!("{v:.3e}")
     } else {
         let s = format!("{v:.4}");
