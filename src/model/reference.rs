@@ -166,13 +166,7 @@ impl Reference {
             .enumerate()
             .map(|(i, f)| match &f.kind {
                 Kind::Number { .. } => {
-                    let mut values: Vec<f64> = rows
-                        .iter()
-                        .filter_map(|r| match r.get(i) {
-                            Value::Number(v) => Some(v),
-                            _ => None,
-                        })
-                        .collect();
+                    let mut values: Vec<f64> = rows.numbers(i).collect();
                     let edges = decile_edges(&mut values);
                     FeatureBins { name: f.name.clone(), counts: vec![0; edges.len() + 2], edges: Some(edges) }
                 }

@@ -163,6 +163,17 @@ fn infer_schema(columns: &[Column], opts: &CsvOptions) -> Result<Schema, String>
     Ok(Schema { features })
 }
 
+/// A reader of CSV `bytes` past the header row, and the header's names
+/// (trimmed).
+fn headed(
+    bytes: &[u8],
+    fail: impl Fn(String) -> DatasetError,
+) -> Result<(csv::Reader<&[u8]>, Vec<String>), DatasetError> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
+    let headers = reader.headers().map_err(|e| fail(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    Ok((reader, headers))
+}
+
 /// Reads a training CSV (see the module doc). Each cell must pass its
 /// feature's rule (numbers finite and within range, categories not too
 /// long; blank is missing); the target must be 0 or 1.
@@ -170,9 +181,7 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DatasetError>
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: shown.clone(), source })?;
     let fail = |message: String| DatasetError::Format { path: shown.clone(), message };
-    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    let headers: Vec<String> =
-        reader.headers().map_err(|e| fail(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    let (mut reader, headers) = headed(&bytes, fail)?;
     let column =
         |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fail(format!("missing column `{name}`")));
     let target = column(&opts.target)?;
@@ -231,9 +240,7 @@ pub fn read_rows(path: &Path, fields: &Fields) -> Result<(Rows, String), Dataset
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: shown.clone(), source })?;
     let fail = |message: String| DatasetError::Format { path: shown.clone(), message };
-    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    let headers: Vec<String> =
-        reader.headers().map_err(|e| fail(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    let (mut reader, headers) = headed(&bytes, fail)?;
     let mut positions = Vec::with_capacity(fields.len());
     for f in fields.features() {
         let at = headers.iter().position(|h| *h == f.name);

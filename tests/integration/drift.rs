@@ -7,7 +7,7 @@
 //! as the critical alert of a real Prometheus scraping the server with the
 //! shipped rules.
 
-use crate::common::{commit, TestServer, MODEL, PREDICT};
+use crate::common::{bundled_with_reference, commit, TestServer, MODEL, PREDICT, ROW};
 use crate::deploy::prometheus::Prometheus;
 use riskserve::model::input::{num, LoanApplication, CATEGORICAL_FEATURES, NUMERIC_FEATURES};
 use riskserve::train::synth;
@@ -174,4 +174,45 @@ async fn shifted_applications_move_the_psi_of_what_moved_and_fire_the_critical_a
         assert!(Instant::now() < deadline, "the critical drift alert did not fire for the three: {alerts:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The window's predictions of version `v`, from `/metrics`.
+async fn window(s: &TestServer, v: &str) -> Option<f64> {
+    crate::common::metric(&s.metrics().await, "riskserve_drift_window_predictions", &[("model", MODEL), ("version", v)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scored_row_counts_once_whatever_the_protocol_and_monitoring_can_be_off() {
+    let s = TestServer::start().await;
+    assert_eq!(window(&s, "1").await, None, "the bundled model has no reference: no drift series");
+    assert!(s.get(&format!("/v1/models/{MODEL}")).await.json()["versions"][0].get("drift").is_none());
+    commit(&s.models, MODEL, 2, &bundled_with_reference());
+    s.wait_serving(2).await;
+    assert_eq!(window(&s, "2").await, Some(0.0));
+
+    let batch = format!("{{\"instances\":[{ROW},{ROW},{ROW}]}}");
+    assert_eq!(s.post(PREDICT, &batch).await.status, 200);
+    assert_eq!(s.post(PREDICT, ROW).await.status, 200);
+    let column = |name: &str, datatype: &str, v: Value| json!({"name": name, "datatype": datatype, "shape": [2], "data": [v.clone(), v]});
+    let row: Value = serde_json::from_str(ROW).unwrap();
+    let inputs: Vec<Value> = row
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, v)| column(name, if v.is_string() { "BYTES" } else { "FP64" }, v.clone()))
+        .collect();
+    let oip = s.post(&format!("/v2/models/{MODEL}/infer"), &json!({"inputs": inputs}).to_string()).await;
+    assert_eq!(oip.status, 200, "{}", oip.text());
+    assert_eq!(window(&s, "2").await, Some(6.0), "3 + 1 over /v1, 2 over OIP");
+    let status = drift(&s).await;
+    assert_eq!(status["window"]["predictions"], 6);
+    // Six copies of one application: its bins are all the window has.
+    assert!(psi(&status).values().all(|p| *p > 0.25), "{status}");
+
+    let off = TestServer::start_with(|c| c.drift = false).await;
+    commit(&off.models, MODEL, 2, &bundled_with_reference());
+    off.wait_serving(2).await;
+    assert_eq!(off.post(PREDICT, ROW).await.status, 200);
+    assert_eq!(window(&off, "2").await, None, "drift = false: no series");
+    assert!(drift(&off).await.is_null(), "drift = false: no drift in the status");
 }

@@ -53,6 +53,22 @@ fn screenshot(dir: &Path, url: &str, png: &Path) -> Vec<u8> {
     std::fs::read(png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()))
 }
 
+/// `<dir>/<name>.html`, checked to have `charts` charts and nothing that
+/// loads from elsewhere (scripts, styles, images, fonts), rendered by
+/// Chromium; the screenshot's bytes.
+fn rendered_report(dir: &Path, name: &str, charts: usize) -> Vec<u8> {
+    let html = std::fs::read_to_string(dir.join(format!("{name}.html"))).unwrap();
+    assert_eq!(html.matches("<svg").count(), charts, "{name}.html");
+    let without_svg_namespace = html.replace("http://www.w3.org/2000/svg", "");
+    for external in ["<script", "http:", "https:", "<link", "@import", "url(", "src="] {
+        assert!(!without_svg_namespace.contains(external), "the report must open offline: found {external}");
+    }
+    let url = format!("file://{}", dir.join(format!("{name}.html")).display());
+    let png = screenshot(dir, &url, &dir.join(format!("{name}.png")));
+    assert_eq!(png_size(&png), (1560, 1500));
+    png
+}
+
 /// Width and height from a PNG's IHDR chunk.
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
@@ -84,25 +100,13 @@ fn evaluate_writes_a_self_contained_report_that_chromium_renders() {
     );
     assert!(table.contains("| random_forest | calibrated ("), "{table}");
     assert!(table.contains("report written to report.html"), "{table}");
-    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 6, "six charts");
-    let without_svg_namespace = html.replace("http://www.w3.org/2000/svg", "");
-    for external in ["<script", "http:", "https:", "<link", "@import", "url(", "src="] {
-        assert!(!without_svg_namespace.contains(external), "the report must open offline: found {external}");
-    }
-
-    let report = screenshot(
-        dir.path(),
-        &format!("file://{}", dir.path().join("report.html").display()),
-        &dir.path().join("report.png"),
-    );
+    let report = rendered_report(dir.path(), "report", 6);
     std::fs::write(dir.path().join("blank.html"), "<!DOCTYPE html><html><body></body></html>").unwrap();
     let blank = screenshot(
         dir.path(),
         &format!("file://{}", dir.path().join("blank.html").display()),
         &dir.path().join("blank.png"),
     );
-    assert_eq!(png_size(&report), (1560, 1500));
     // Drawn charts and text compress far worse than an empty page.
     assert!(report.len() > 10 * blank.len(), "report {} bytes vs blank page {} bytes", report.len(), blank.len());
     if let Ok(keep) = std::env::var("REPORT_SCREENSHOT") {
@@ -165,18 +169,8 @@ fn drift_compares_recent_applications_with_the_training_reference_in_a_report() 
         assert_eq!(reading == "act", moved, "{name}: {psi} {reading}\n{table}");
         assert!(moved || psi < 0.1, "{table}");
     }
-    let html = std::fs::read_to_string(dir.path().join("drift.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 11, "a chart for the score and each feature");
-    let without_svg_namespace = html.replace("http://www.w3.org/2000/svg", "");
-    for external in ["<script", "http:", "https:", "<link", "@import", "url(", "src="] {
-        assert!(!without_svg_namespace.contains(external), "the report must open offline: found {external}");
-    }
-    let png = screenshot(
-        dir.path(),
-        &format!("file://{}", dir.path().join("drift.html").display()),
-        &dir.path().join("drift.png"),
-    );
-    assert_eq!(png_size(&png), (1560, 1500));
+    // A chart for the score and each feature.
+    let png = rendered_report(dir.path(), "drift", 11);
     if let Ok(keep) = std::env::var("DRIFT_SCREENSHOT") {
         std::fs::write(testkit::tools::workspace_root().join(keep), &png).unwrap();
     }
