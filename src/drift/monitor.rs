@@ -3,7 +3,8 @@
 //! feature's, then one for `high_risk` decisions). [`Monitor::observe`] is
 //! the request path's part: per scored row, a bin lookup per feature (a
 //! binary search over at most a few edges for a number, the code for a
-//! category) and a relaxed atomic add each, no lock, no allocation.
+//! category) and a relaxed atomic add each, no lock, no allocation, in
+//! the calling thread's stripe of the current bucket.
 //! [`Monitor::report`] sums the window and compares it with the reference.
 
 use super::psi::{compare, reading};
@@ -73,16 +74,24 @@ impl Monitor {
         if rows.iter().next().is_some_and(|r| r.values().len() != features.len()) {
             return;
         }
-        for (row, p) in rows.iter().zip(predictions) {
-            let b = self.window.current();
-            self.window.add(b, self.reference.score.bin(p.probability_late));
-            for ((i, f), offset) in features.iter().enumerate().zip(&self.offsets) {
-                self.window.add(b, offset + f.bin(row.get(i)));
+        // A batch is counted a block at a time, so the window moves on
+        // within it.
+        let (n, block) = (rows.len().min(predictions.len()), self.window.block());
+        let mut start = 0;
+        while start < n {
+            let end = (start + block).min(n);
+            let slot = self.window.slot();
+            for (row, p) in rows.slice(start..end).iter().zip(&predictions[start..end]) {
+                self.window.add(slot, self.reference.score.bin(p.probability_late));
+                for ((i, f), offset) in features.iter().enumerate().zip(&self.offsets) {
+                    self.window.add(slot, offset + f.bin(row.get(i)));
+                }
+                if p.decision == Decision::HighRisk {
+                    self.window.add(slot, self.high_risk);
+                }
             }
-            if p.decision == Decision::HighRisk {
-                self.window.add(b, self.high_risk);
-            }
-            self.window.counted(b);
+            self.window.counted(slot, (end - start) as u32);
+            start = end;
         }
     }
 
