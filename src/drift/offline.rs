@@ -81,18 +81,34 @@ pub fn compare_csv(model_dir: &Path, data: &Path) -> Result<OfflineDrift> {
 const REFERENCE: &str = "#7f8c8d";
 const NOW: &str = "#2471a3";
 
+/// One line of the report: the score or a feature.
+struct Line<'a> {
+    name: &'a str,
+    psi: Option<f64>,
+    /// Its bins' names.
+    labels: Vec<String>,
+    reference: &'a [u64],
+    now: &'a [u64],
+}
+
 impl OfflineDrift {
-    /// (name, PSI, bin names, reference counts, counts now): the score,
-    /// then each feature.
-    fn rows(&self) -> Vec<(&str, Option<f64>, Vec<String>, &[u64], &[u64])> {
-        let score = ("score", self.comparison.score, edge_labels(&self.reference.score.edges));
-        std::iter::once((score, &self.reference.score.counts[..], &self.now.score[..]))
-            .chain(self.reference.features.iter().enumerate().map(|(i, f)| {
-                let labels = f.labels(self.fields.feature(i).categories());
-                ((f.name.as_str(), self.comparison.features[i], labels), &f.counts[..], &self.now.features[i][..])
-            }))
-            .map(|((name, psi, labels), reference, now)| (name, psi, labels, reference, now))
-            .collect()
+    /// The score, then each feature.
+    fn rows(&self) -> Vec<Line<'_>> {
+        let score = Line {
+            name: "score",
+            psi: self.comparison.score,
+            labels: edge_labels(&self.reference.score.edges),
+            reference: &self.reference.score.counts,
+            now: &self.now.score,
+        };
+        let features = self.reference.features.iter().enumerate().map(|(i, f)| Line {
+            name: &f.name,
+            psi: self.comparison.features[i],
+            labels: f.labels(self.fields.feature(i).categories()),
+            reference: &f.counts,
+            now: &self.now.features[i],
+        });
+        std::iter::once(score).chain(features).collect()
     }
 
     /// The PSI table as text, for the terminal.
@@ -101,7 +117,7 @@ impl OfflineDrift {
             "{} version {}: {} applications from {} against {} training rows\n{:<24} {:>8}  reading\n",
             self.model_name, self.version, self.now.rows, self.data, self.reference.rows, "feature", "PSI"
         );
-        for (name, psi, ..) in self.rows() {
+        for Line { name, psi, .. } in self.rows() {
             let _ = match psi {
                 Some(p) => writeln!(out, "{name:<24} {p:>8.4}  {}", reading(p)),
                 None => writeln!(out, "{name:<24} {:>8}", "-"),
@@ -130,7 +146,7 @@ impl OfflineDrift {
             "<h2>Population stability index</h2><table><tr><th>feature</th><th>PSI</th><th>reading</th></tr>",
         );
         let rows = self.rows();
-        for (name, psi, ..) in &rows {
+        for Line { name, psi, .. } in &rows {
             let (value, read, color) = match psi {
                 Some(p) => {
                     let read = reading(*p);
@@ -152,7 +168,7 @@ impl OfflineDrift {
         html.push_str(
             "</table><h2>Reference (grey) and now (blue), share of applications per bin</h2><div class=\"grid\">",
         );
-        for (name, psi, labels, reference, now) in &rows {
+        for Line { name, psi, labels, reference, now } in &rows {
             let _ = write!(
                 html,
                 "<figure>{}<figcaption>{}: PSI {}</figcaption></figure>",

@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(w.sum().1, vec![0, 97]);
         w.add(w.slot(), 7); // out of range: ignored, not a panic
                             // A block counted at once fills (and overfills) the bucket it
-        // lands in: 7 + 25 rows, then the window moves on.
+                            // lands in: 7 + 25 rows, then the window moves on.
         let slot = w.slot();
         w.counted(slot, 25);
         assert_eq!(w.sum().0, 8 * 10 + 32);
