@@ -8,6 +8,10 @@
 #                  one application per request
 #   riskserve-b100 the same server, 100 applications per request ({"instances"})
 #   riskserve-explain  the same, single applications with the default reason codes (every other riskserve row asks ?explain=false, as the peers give no reasons)
+#   riskserve-nodrift, riskserve-explain-nodrift  riskserve and riskserve-explain
+#                  with `--drift false`: the cost of drift monitoring (issue 29;
+#                  it only counts for a model whose file has a reference: set
+#                  MODEL to one, see bench/README.md)
 #   ceiling        crates/ceiling: a minimal hyper 1 server on the same tokio
 #                  runtime that reads the body and answers {"ok":true}: what
 #                  HTTP alone costs on this machine
@@ -33,7 +37,8 @@
 #   ($PEERS_WORK/model.pkl; trained with the peers' train.py if missing),
 #   OHA (found on PATH, in ~/.cargo/bin or bench/.tools/bin, else installed
 #   there with `cargo install --locked oha@$OHA_VERSION`), SKIP_BUILD=1,
-#   CARGO_TARGET_DIR, SERVER_ARGS (more `riskserve serve` flags),
+#   CARGO_TARGET_DIR, SERVER_ARGS (more `riskserve serve` flags), MODEL (the
+#   model.json riskserve serves; models/credit-risk/1/model.json),
 #   WAIT_QUIET_SECS (wait up to this long for an idle machine; 0),
 #   QUIET_MAX_CORES (0.2).
 # Everything listens on and targets 127.0.0.1 only; every server this script
@@ -58,7 +63,7 @@ PEERS_MLSERVER_VENV=${PEERS_MLSERVER_VENV:-$PEERS_WORK/.venv-mlserver}
 PEER_MODEL=${PEER_MODEL:-$PEERS_WORK/model.pkl}
 CSV=${PEER_CSV:-$ROOT/../shared/data/peerLoanTest.csv}
 OHA_VERSION=${OHA_VERSION:-1.16.0}
-MODEL=$ROOT/models/credit-risk/1/model.json
+MODEL=${MODEL:-$ROOT/models/credit-risk/1/model.json}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/riskserve
 CEILING=$TARGET_DIR/release/ceiling
@@ -181,14 +186,16 @@ start_named() {
     local port log=$OUT/$NAME.log
     BODY=$OUT/body.json
     case $NAME in
-      riskserve|riskserve-b100|riskserve-explain)
-        start_server   # lib.sh: sets SERVER, ADDR and PID
+      riskserve|riskserve-b100|riskserve-explain|riskserve-nodrift|riskserve-explain-nodrift)
+        local drift=""
+        case $NAME in *-nodrift) drift="--drift false";; esac
+        SERVER_ARGS="${SERVER_ARGS:-} $drift" start_server   # lib.sh: sets SERVER, ADDR and PID
         cat "$OUT/server.log" >>"$log"
         # The peers answer probability + decision only, so the compared rows
         # ask for no reason codes; riskserve-explain is the default request
         # (top 4 reasons per prediction).
         URL=http://$ADDR/v1/models/credit-risk/predict?explain=false
-        if [ "$NAME" = riskserve-explain ]; then URL=http://$ADDR/v1/models/credit-risk/predict; fi
+        case $NAME in riskserve-explain*) URL=http://$ADDR/v1/models/credit-risk/predict;; esac
         if [ "$NAME" = riskserve-b100 ]; then BODY=$OUT/batch100.json; fi
         ;;
       ceiling)

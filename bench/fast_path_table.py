@@ -1,6 +1,8 @@
 """The table of bench/fast_path.sh: per server and concurrency the median
 over rounds of req/s, p50 and p99 (oha's JSON), the ratios riskserve /
-ceiling and riskserve / each peer, the issue's goals, and fast_path.json.
+ceiling and riskserve / each peer, the cost of drift monitoring (each
+riskserve row against its `-nodrift` twin), the issues' goals, and
+fast_path.json.
 
 Usage: python3 bench/fast_path_table.py OUT_DIR   (stdlib only)
 """
@@ -55,6 +57,18 @@ for (server, conc) in sorted(med, key=lambda k: (list(dict.fromkeys(s for s, _ i
 
 concs = sorted({c for _, c in med})
 ratios, goals = {}, []
+
+
+def paired(server, other, conc):
+    """Per-round ratios server / other (throughput, p99): each round runs
+    the two back to back, so a slow stretch of the host slows both."""
+    by_round = {x["round"]: x for x in runs.get((other, conc), [])}
+    pairs = [(x, by_round[x["round"]]) for x in runs.get((server, conc), []) if x["round"] in by_round]
+    tp = [a["rps"] / b["rps"] for a, b in pairs if b["rps"] > 0]
+    lp = [a["p99_ms"] / b["p99_ms"] for a, b in pairs if b["p99_ms"] > 0]
+    return tp, lp
+
+
 print()
 print("Ratios (single-application riskserve requests):")
 for conc in concs:
@@ -68,15 +82,11 @@ for conc in concs:
         r["p99_vs_ceiling"] = rs["p99_ms"] / ceil["p99_ms"] if ceil["p99_ms"] else None
         print(f"  c={conc:<3} riskserve / ceiling: {r['throughput_vs_ceiling']:.2f} x throughput, "
               f"p99 {r['p99_vs_ceiling']:.2f} x")
-        # The same ratios round by round: each round runs the two servers
-        # back to back, so a slow stretch of the host (they last about a
-        # minute, longer than a round) slows both; the median of the
-        # per-round ratios moves less between runs than the ratio of the
-        # medians above, which the goals keep using.
-        by_round = {x["round"]: x for x in runs[("ceiling", conc)]}
-        pairs = [(x, by_round[x["round"]]) for x in runs[("riskserve", conc)] if x["round"] in by_round]
-        tp = [a["rps"] / b["rps"] for a, b in pairs if b["rps"] > 0]
-        lp = [a["p99_ms"] / b["p99_ms"] for a, b in pairs if b["p99_ms"] > 0]
+        # The same ratios round by round: a slow stretch of the host (they
+        # last about a minute, longer than a round) slows both; the median
+        # of the per-round ratios moves less between runs than the ratio of
+        # the medians above, which the goals keep using.
+        tp, lp = paired("riskserve", "ceiling", conc)
         if tp and lp:
             r["throughput_vs_ceiling_paired"] = statistics.median(tp)
             r["p99_vs_ceiling_paired"] = statistics.median(lp)
@@ -91,6 +101,23 @@ for conc in concs:
     if fast:
         r["throughput_vs_fastapi_best"] = rs["rps"] / max(fast)
 
+# Drift monitoring (issue 29): each riskserve row against the same server
+# with `--drift false`, paired by round.
+drift_cost = {}
+for server in ("riskserve", "riskserve-explain"):
+    for conc in concs:
+        tp, _ = paired(server, f"{server}-nodrift", conc)
+        if not tp:
+            continue
+        if not drift_cost:
+            print()
+            print("Drift monitoring on / off (same model, same run; per-round throughput ratios):")
+        cost = 1 - statistics.median(tp)
+        drift_cost[f"{server} c={conc}"] = {"throughput_cost": cost, "ratios": tp}
+        print(f"  c={conc:<3} {server:17}: monitoring costs {100 * cost:+.1f} % throughput "
+              f"(median of {len(tp)} rounds; ratios {min(tp):.3f}-{max(tp):.3f})")
+ratios["drift"] = drift_cost
+
 c64 = ratios.get("64", {})
 def goal(name, value, ok):
     goals.append({"goal": name, "value": value, "met": ok})
@@ -102,6 +129,10 @@ for peer, need in (("flask", 300), ("fastapi_best", 300), ("mlserver", 100)):
     k = f"throughput_vs_{peer}"
     if k in c64:
         goal(f">= {need} x {peer} at c=64", c64[k], c64[k] >= need)
+default = drift_cost.get("riskserve-explain c=64") or drift_cost.get("riskserve c=64")
+if default:
+    goal("drift monitoring costs <= 3 % of the default request's throughput at c=64", default["throughput_cost"],
+         default["throughput_cost"] <= 0.03)
 if goals:
     print()
     for g in goals:

@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the prediction path without HTTP: one application
 //! (parse → validate → preprocess → 100-tree forest → serialise), a
 //! 1,000-row batch the same way, and the model alone (preprocess + forest)
-//! for one row and for 1,000 rows (scored together, and one by one); and loading the bundled model file (read bytes → digest →
+//! for one row and for 1,000 rows (scored together, and one by one), what
+//! drift monitoring adds to 1,000 scored rows; and loading the bundled model file (read bytes → digest →
 //! decode → compile → smoke test: what a reload pass spends per version).
 //! Run with `cargo bench --bench predict`; the bundled model, and synthetic
 //! rows from `riskserve::train::synth` (never the real CSV).
@@ -101,6 +102,13 @@ fn benches(c: &mut Criterion) {
     g.bench_function("batch_1000_model_one_by_one", |b| {
         b.iter(|| rows.iter().map(|r| model.predict(black_box(r)).probability_late).sum::<f64>())
     });
+    // What drift monitoring adds per scored row (issue 29): counting 1,000
+    // rows and their predictions in a version's window (a reference built
+    // from the same rows; the window rotates every 1,000 predictions).
+    let scores: Vec<f64> = out.iter().map(|p| p.probability_late).collect();
+    let reference = riskserve::model::reference::Reference::build(&model.fields, rows.view(), &scores);
+    let monitor = riskserve::drift::Monitor::new(reference, riskserve::drift::WindowSize::default());
+    g.bench_function("batch_1000_drift_observe", |b| b.iter(|| monitor.observe(black_box(rows.view()), &out)));
     g.finish();
 
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json")).unwrap();

@@ -15,7 +15,7 @@ use crate::train::pipeline::{self, DataSummary, EvaluatePlan, Observer, Threshol
 use crate::train::progress::Progress;
 use crate::train::report;
 use crate::train::synth;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -49,6 +49,24 @@ pub enum Command {
     /// its SHA-256 recorded in the version's model.toml, published
     /// atomically.
     Import(ImportArgs),
+    /// Compare a CSV of recent applications with a version's training
+    /// reference: PSI of each feature and of the score, and an HTML report.
+    Drift(DriftArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// The version directory (models/credit-risk/3) or its model.json.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: PathBuf,
+    /// CSV of recent applications: one column per feature, by name (other
+    /// columns are ignored).
+    #[arg(long, value_name = "FILE.csv")]
+    pub data: PathBuf,
+    /// Also write a self-contained HTML report (a chart per feature,
+    /// reference against now, and the PSI table).
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
 }
 
 /// Estimator flags shared by `train` and `evaluate`.
@@ -372,6 +390,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(args) => validate(&args),
         Command::Publish(args) => publish(&args),
         Command::Import(args) => import(&args),
+        Command::Drift(args) => drift(&args),
     }
 }
 
@@ -816,6 +835,16 @@ fn validate_rollout(path: &std::path::Path, model: &str) -> Result<()> {
             missing.join(", "),
             dir.display()
         );
+    }
+    Ok(())
+}
+
+fn drift(args: &DriftArgs) -> Result<()> {
+    let compared = crate::drift::offline::compare_csv(&args.model_dir, &args.data)?;
+    print!("{}", compared.table());
+    if let Some(path) = &args.out {
+        std::fs::write(path, compared.render()).with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
     }
     Ok(())
 }

@@ -277,6 +277,16 @@ settings! {
     /// address, sharing the models, limits and metrics of the HTTP listener
     /// (docs/grpc.md); empty: no gRPC listener.
     grpc_listen: OptionalAddr = OptionalAddr(None), "ADDR" => grpc_listen: Option<SocketAddr> = OptionalAddr::into_inner;
+    /// Monitor drift: count each prediction in per-version bins and export
+    /// the PSI of every feature and of the score against the version's
+    /// training reference (docs/drift.md).
+    drift: bool = true, "BOOL" => drift: bool;
+    /// The drift window holds at most this many recent predictions per
+    /// version.
+    drift_window: u64 = 10_000, "N", check positive => drift_window: u64;
+    /// The drift window holds predictions at most this old, in seconds
+    /// (whichever of the two limits is shorter applies).
+    drift_window_secs: u64 = 3600, "SECS", check positive => drift_window_age: Duration = Duration::from_secs;
 }
 
 /// An address that may be unset: empty (or `off`) is `None`.
@@ -557,7 +567,7 @@ mod tests {
         let mut command = Wrapper::command();
         let help = command.render_long_help().to_string();
         let settings: Vec<_> = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help")).collect();
-        assert_eq!(settings.len(), 27, "--config and twenty-six settings");
+        assert_eq!(settings.len(), 30, "--config and twenty-nine settings");
         for arg in &settings {
             let id = arg.get_id().as_str();
             let env = format!("{ENV_PREFIX}{}", id.to_uppercase());
@@ -584,6 +594,8 @@ mod tests {
             format!("[default: {}]", d.listen_backlog),
             format!("[default: {}]", d.idle_timeout.as_secs()),
             format!("[default: {}]", d.write_timeout.as_millis()),
+            format!("[default: {}]", d.drift_window),
+            format!("[default: {}]", d.drift_window_age.as_secs()),
         ] {
             assert!(help.contains(&default), "{default} in\n{help}");
         }

@@ -40,6 +40,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod drift;
 pub mod grpc;
 pub mod http;
 pub mod importer;

@@ -161,6 +161,7 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
         };
         AbortOnDrop(tokio::spawn(crate::sync::replica::run(syncer, hooks, pacing)))
     });
+    register_drift(&metrics, &registry)?;
     let mut app = AppState::new(config.clone(), registry.clone(), metrics);
     app.sync = sync.clone();
     let state = Arc::new(app);
@@ -178,6 +179,21 @@ pub async fn start_with(config: Config, mut components: Components) -> Result<Ru
     }
     tracing::info!(%addr, source = %source_name, "riskserve listening");
     Ok(RunningServer { addr, grpc_addr, registry, reloader, sync, stop, accept_loop, grpc_accept_loop, sync_task })
+}
+
+/// Exports the drift gauges of every loaded version with a monitor. The
+/// collector holds the registry weakly: the registry holds the metrics.
+fn register_drift(metrics: &Metrics, registry: &Arc<Registry>) -> Result<()> {
+    let registry = Arc::downgrade(registry);
+    let monitors = move || {
+        let Some(registry) = registry.upgrade() else { return Vec::new() };
+        let snapshot = registry.snapshot();
+        let versions = snapshot.models.values().flat_map(|m| m.versions.values());
+        versions.filter_map(|v| Some((v.name.clone(), v.version, v.drift.clone()?))).collect()
+    };
+    metrics
+        .register(Box::new(crate::drift::collector::DriftCollector::new(Box::new(monitors))))
+        .context("registering drift metrics")
 }
 
 /// `--sync-from`: restores the last applied manifest from disk, polls the

@@ -398,7 +398,12 @@ fn schemas(config: &Config, fields: &Fields, others: &[String]) -> Value {
         "explain": {"type": "object", "description": "How reason codes are computed: method (saabas | linear) and base_value",
             "properties": {"method": {"type": "string"}, "base_value": {"type": "number"}}},
         "inputs": {"type": "array", "description": "Each input field: kind, limits, unit, categories, the value imputed when missing",
-            "items": {"type": "object"}}}});
+            "items": {"type": "object"}},
+        "drift": {"type": "object", "description": "Drift of recent applications from the version's training reference \
+            (docs/drift.md): the window, the high_risk share, the PSI of the score and of each feature, the top movers; \
+            absent without a reference or with drift monitoring off",
+            "properties": {"window": {"type": "object"}, "high_risk_share": {"type": ["number", "null"]},
+                "psi": {"type": "array", "items": {"type": "object"}}, "top_movers": {"type": "array", "items": {"type": "object"}}}}}});
     json!({
         "Error": {"type": "object", "required": ["error", "type"], "properties": {
             "error": {"type": "string", "description": "What is wrong, naming the field or tensor"},

@@ -4,7 +4,9 @@
 //! resolves to (pins and rollouts), scoring inline or on the request worker
 //! pool (big batches split across it), rollout guards and the shadow, the
 //! per-version inference metrics, and the `x-model-version` header. Each
-//! protocol's route parses its own body and writes its own answer.
+//! protocol's route parses its own body and writes its own answer. Every
+//! scored row is counted for drift by the version that answered it
+//! (shadow copies are not).
 
 use super::admission::{Shed, Slot};
 use super::body::{read_body, RequestBody};
@@ -512,6 +514,9 @@ fn score(
     let high = predictions.iter().filter(|p| p.decision == Decision::HighRisk).count() as u64;
     version.metrics.predictions_high_risk.inc_by(high);
     version.metrics.predictions_low_risk.inc_by(predictions.len() as u64 - high);
+    if let Some(drift) = &version.drift {
+        drift.observe(rows, &predictions);
+    }
     let (mut reasons, mut shaps) = (reasons.into_iter(), shaps.into_iter());
     Ok(predictions
         .into_iter()

@@ -9,6 +9,7 @@ use super::explain::{Attribution, ExplainInfo};
 use super::fields::Fields;
 use super::format::{self, LoadError, ModelMeta, ModelPayload};
 use super::limits::ModelLimits;
+use super::reference::Reference;
 use super::row::{Row, Rows, RowsView, Value};
 use super::scorer::{Decision, Prediction, Scorer};
 use super::shap::{Shap, TreeShap};
@@ -52,6 +53,9 @@ impl Scorer for Model {
         let (prediction, attribution) = Model::predict_explained(self, row);
         (prediction, Some(attribution))
     }
+    fn reference(&self) -> Option<&Reference> {
+        self.reference.as_ref()
+    }
 }
 
 /// A model version ready to score: its inputs, encoder, compiled
@@ -65,6 +69,8 @@ pub struct Model {
     pub digest: String,
     estimator: CompiledEstimator,
     calibration: Option<Calibration>,
+    /// The training population's bins, for drift monitoring.
+    pub reference: Option<Reference>,
     width: usize,
     /// The probability explanations start from.
     base_value: f64,
@@ -78,7 +84,10 @@ impl Model {
     /// server checks before a version may serve.
     pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
-        let ModelPayload { meta, schema, estimator, calibration } = payload;
+        let ModelPayload { meta, schema, estimator, calibration, reference: population } = payload;
+        if let Some(r) = &population {
+            r.validate(&schema).map_err(|e| invalid(format!("reference: {e}")))?;
+        }
         let fields = Fields::new(schema).map_err(|e| invalid(format!("schema: {e}")))?;
         if let Some(f) =
             fields.features().iter().find(|f| matches!(f.kind, schema::Kind::Number { imputed_with: None, .. }))
@@ -118,6 +127,7 @@ impl Model {
         drop(estimator);
         let mut model = Model::from_compiled(meta, fields, encoder, compiled, calibration, digest, limits)?;
         model.shap = shap;
+        model.reference = population;
         Ok(model)
     }
 
@@ -160,6 +170,7 @@ impl Model {
             digest,
             estimator: compiled,
             calibration,
+            reference: None,
             width,
             base_value: 0.0,
             shap: None,

@@ -17,6 +17,7 @@ use super::calibration::Calibration;
 use super::estimator::Estimator;
 use super::limits::MAX_HYPERPARAMETERS_BYTES;
 use super::preprocess::Preprocessor;
+use super::reference::Reference;
 use super::schema::{Feature, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -187,6 +188,10 @@ pub struct ModelPayload {
     /// Maps the estimator's probability to a calibrated one (format v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// The training population in fixed bins, for drift monitoring
+    /// (optional: a file without one loads and reports no drift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
 }
 
 /// The payload as it is decoded: every field named (not `flatten`, which
@@ -207,6 +212,8 @@ struct PayloadRepr {
     estimator: Estimator,
     #[serde(default)]
     calibration: Option<Calibration>,
+    #[serde(default)]
+    reference: Option<Reference>,
 }
 
 impl TryFrom<PayloadRepr> for ModelPayload {
@@ -236,6 +243,7 @@ impl TryFrom<PayloadRepr> for ModelPayload {
             schema: r.schema.into_schema()?,
             estimator: r.estimator,
             calibration: r.calibration,
+            reference: r.reference,
         })
     }
 }
@@ -343,7 +351,7 @@ impl LoadError {
                     return format!("invalid model file: {detail}");
                 }
                 // Others may quote the file: keep only their fixed phrase.
-                const KNOWN: [(&str, &str); 10] = [
+                const KNOWN: [(&str, &str); 11] = [
                     ("payload digest mismatch", "payload digest mismatch (corrupt or partially copied)"),
                     (
                         "xgboost.json: objective",
@@ -357,6 +365,7 @@ impl LoadError {
                     ("format is", "not a riskserve model file (wrong `format`)"),
                     ("payload does not match format", "payload does not match the model format"),
                     ("schema", "the schema (the declared inputs) is not valid"),
+                    ("reference", "the drift reference does not fit the schema"),
                 ];
                 let public = KNOWN.iter().find(|(prefix, _)| detail.starts_with(prefix)).map(|(_, public)| *public);
                 let public = public.or_else(|| {

@@ -21,6 +21,7 @@ pub mod input;
 pub mod limits;
 pub mod pacing;
 pub mod preprocess;
+pub mod reference;
 pub mod row;
 pub mod schema;
 pub mod scorer;

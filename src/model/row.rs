@@ -119,6 +119,15 @@ impl<'a> RowsView<'a> {
         let view = *self;
         (0..self.len()).map(move |i| view.row(i))
     }
+
+    /// The numbers of feature `i`, row after row (missing values and
+    /// categories left out).
+    pub fn numbers(&self, i: usize) -> impl Iterator<Item = f64> + 'a {
+        self.iter().filter_map(move |r| match r.get(i) {
+            Value::Number(v) => Some(v),
+            _ => None,
+        })
+    }
 }
 
 /// One decoded row.

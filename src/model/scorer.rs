@@ -6,6 +6,7 @@
 use super::explain::{Attribution, ExplainInfo};
 use super::fields::Fields;
 use super::format::ModelMeta;
+use super::reference::Reference;
 use super::row::{Row, RowsView};
 use serde::Serialize;
 
@@ -74,5 +75,10 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     /// prediction's, bit for bit).
     fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
         (self.predict(row), self.attribution(row))
+    }
+    /// The training population's bins the file records, for drift
+    /// monitoring; `None`: no drift is reported.
+    fn reference(&self) -> Option<&Reference> {
+        None
     }
 }

@@ -86,5 +86,6 @@ pub fn tiny_payload() -> ModelPayload {
         schema,
         estimator: Estimator::RandomForest { trees: vec![tree] },
         calibration: None,
+        reference: None,
     }
 }

@@ -128,6 +128,11 @@ pub struct VersionStatus {
     /// or trained categories, and the value imputed when it is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<crate::model::schema::Feature>>,
+    /// Drift of its recent applications from its training reference
+    /// (latest PSI per feature, top movers), read when the status is
+    /// written; absent without a reference or with monitoring off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::LiveDrift>,
 }
 
 impl VersionStatus {
@@ -146,6 +151,7 @@ impl VersionStatus {
             explain: v.scorer.explain_info(),
             model: Some(v.scorer.meta().clone()),
             inputs: Some(crate::model::schema::inputs(v.scorer.fields().schema())),
+            drift: v.drift.clone().map(crate::drift::LiveDrift),
         }
     }
 
@@ -164,6 +170,7 @@ impl VersionStatus {
             explain: None,
             model: None,
             inputs: None,
+            drift: None,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! One loaded, servable model version: its compiled scorer, where it came
 //! from, when it loaded, its metric series, and the texts answers carry,
-//! derived once at load. What a request holds an `Arc` of for its whole
+//! derived once at load, and its drift monitor. What a request holds an `Arc` of for its whole
 //! life; the snapshot, the rollouts and the shadow all refer to it.
 
+use crate::drift::{Monitor, WindowSize};
 use crate::metrics::VersionMetrics;
 use crate::model::Scorer;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub struct LoadedVersion {
     pub loaded_at: SystemTime,
     pub load_seconds: f64,
     pub metrics: VersionMetrics,
+    /// Its drift monitor, when drift monitoring is on and the file has a
+    /// reference ([`LoadedVersion::with_drift`]).
+    pub drift: Option<Arc<Monitor>>,
 }
 
 impl LoadedVersion {
@@ -54,7 +58,16 @@ impl LoadedVersion {
             loaded_at: SystemTime::now(),
             load_seconds,
             metrics,
+            drift: None,
         }
+    }
+
+    /// Monitors drift over a window of `size` (`None`: monitoring is off),
+    /// if the scorer has a reference.
+    pub fn with_drift(mut self, size: Option<WindowSize>) -> LoadedVersion {
+        let reference = size.and_then(|size| Some((self.scorer.reference()?.clone(), size)));
+        self.drift = reference.map(|(reference, size)| Arc::new(Monitor::new(reference, size)));
+        self
     }
 }
 

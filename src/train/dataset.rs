@@ -163,6 +163,17 @@ fn infer_schema(columns: &[Column], opts: &CsvOptions) -> Result<Schema, String>
     Ok(Schema { features })
 }
 
+/// A reader of CSV `bytes` past the header row, and the header's names
+/// (trimmed).
+fn headed(
+    bytes: &[u8],
+    fail: impl Fn(String) -> DatasetError,
+) -> Result<(csv::Reader<&[u8]>, Vec<String>), DatasetError> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
+    let headers = reader.headers().map_err(|e| fail(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    Ok((reader, headers))
+}
+
 /// Reads a training CSV (see the module doc). Each cell must pass its
 /// feature's rule (numbers finite and within range, categories not too
 /// long; blank is missing); the target must be 0 or 1.
@@ -170,9 +181,7 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DatasetError>
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: shown.clone(), source })?;
     let fail = |message: String| DatasetError::Format { path: shown.clone(), message };
-    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    let headers: Vec<String> =
-        reader.headers().map_err(|e| fail(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    let (mut reader, headers) = headed(&bytes, fail)?;
     let column =
         |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fail(format!("missing column `{name}`")));
     let target = column(&opts.target)?;
@@ -220,6 +229,48 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DatasetError>
     }
     let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(Dataset { schema, rows, labels, source, sha256: sha256_hex(&bytes) })
+}
+
+/// Reads a CSV of applications with a version's inputs (`riskserve drift`,
+/// a reference for an imported model): each feature's column by name
+/// (an optional feature's may be absent: missing), decoded as a request's
+/// values are; other columns (the target, ids) are ignored. Returns the
+/// rows and the file's name.
+pub fn read_rows(path: &Path, fields: &Fields) -> Result<(Rows, String), DatasetError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: shown.clone(), source })?;
+    let fail = |message: String| DatasetError::Format { path: shown.clone(), message };
+    let (mut reader, headers) = headed(&bytes, fail)?;
+    let mut positions = Vec::with_capacity(fields.len());
+    for f in fields.features() {
+        let at = headers.iter().position(|h| *h == f.name);
+        if at.is_none() && f.required {
+            return Err(fail(format!("missing column `{}`", f.name)));
+        }
+        positions.push(at);
+    }
+    let mut rows = Rows::new(fields.len());
+    let mut values = Vec::with_capacity(fields.len());
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| fail(format!("line {line}: {e}")))?;
+        values.clear();
+        for (k, at) in positions.iter().enumerate() {
+            let cell = at.and_then(|c| record.get(c)).unwrap_or("");
+            let v = fields.text(k, cell, &mut rows).map_err(|violation| DatasetError::Field {
+                path: shown.clone(),
+                line,
+                source: FieldError { field: fields.feature(k).name.clone(), violation },
+            })?;
+            values.push(v);
+        }
+        rows.push_missing().copy_from_slice(&values);
+    }
+    if rows.is_empty() {
+        return Err(fail("no data rows".into()));
+    }
+    let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok((rows, source))
 }
 
 /// Writes loan rows in the reference column order, blanks for missing
@@ -376,5 +427,37 @@ mod tests {
         let ds = read(&path).unwrap();
         assert_eq!(loans(&ds), vec![app]);
         assert_eq!(ds.labels, vec![1]);
+    }
+
+    #[test]
+    fn rows_are_read_with_a_versions_inputs_by_column_name() {
+        use crate::model::row::Value;
+        use crate::model::schema::Feature;
+        let mut term = Feature::number("term", 0.0, 600.0, None, Some(36.0));
+        term.required = false;
+        let schema = Schema {
+            features: vec![
+                Feature::category("grade", vec!["A".into(), "B".into()], None),
+                Feature::number("dti", 0.0, 100.0, None, Some(1.0)),
+                term,
+            ],
+        };
+        let fields = Fields::new(schema).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recent.csv");
+        std::fs::write(&path, "id,dti,grade,is_late\n1,14.5,B,0\n2,,Z,1\n").unwrap();
+        let (rows, source) = read_rows(&path, &fields).unwrap();
+        assert_eq!(source, "recent.csv");
+        assert_eq!(rows.row(0).values(), [Value::Category(1), Value::Number(14.5), Value::Missing]);
+        assert_eq!(rows.row(1).values(), [Value::Unseen(0), Value::Missing, Value::Missing]);
+        assert_eq!(rows.row(1).unseen_text(0), "Z");
+
+        std::fs::write(&path, "dti,grade\n-3,A\n").unwrap();
+        let err = read_rows(&path, &fields).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("dti"), "{err}");
+        std::fs::write(&path, "dti\n3\n").unwrap();
+        assert!(read_rows(&path, &fields).unwrap_err().to_string().contains("missing column `grade`"));
+        std::fs::write(&path, "dti,grade\n").unwrap();
+        assert!(read_rows(&path, &fields).unwrap_err().to_string().contains("no data rows"));
     }
 }

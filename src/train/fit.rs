@@ -160,13 +160,7 @@ pub fn fit_schema(base: &Schema, rows: &Rows) -> Result<(Schema, Rows), FitError
     for (i, feature) in schema.features.iter_mut().enumerate() {
         match &mut feature.kind {
             Kind::Number { imputed_with, .. } => {
-                let mut values: Vec<f64> = rows
-                    .iter()
-                    .filter_map(|r| match r.get(i) {
-                        Cell::Number(v) => Some(v),
-                        _ => None,
-                    })
-                    .collect();
+                let mut values: Vec<f64> = rows.view().numbers(i).collect();
                 *imputed_with = Some(median(&mut values));
             }
             Kind::Category { categories, imputed_with } => {

@@ -18,6 +18,7 @@ pub mod synth;
 
 use crate::model::calibration::Calibration;
 use crate::model::format::{encode, DecisionRule, EvaluationMetrics, ModelMeta, ModelPayload, TrainingData};
+use crate::model::reference::Reference;
 use dataset::Dataset;
 use fit::{Fitted, TrainOptions};
 
@@ -34,11 +35,13 @@ pub struct PayloadParts<'a> {
     pub metrics: Option<EvaluationMetrics>,
     /// The calibration fitted on out-of-fold predictions, if any.
     pub calibration: Option<Calibration>,
+    /// The training population's bins, for drift monitoring.
+    pub reference: Option<Reference>,
 }
 
 /// Builds the payload of a model file from a fit and its evaluation.
 pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
-    let PayloadParts { model_name, version, options, data, fitted, decision, metrics, calibration } = parts;
+    let PayloadParts { model_name, version, options, data, fitted, decision, metrics, calibration, reference } = parts;
     let created_at =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     ModelPayload {
@@ -61,6 +64,7 @@ pub fn build_payload(parts: PayloadParts<'_>) -> ModelPayload {
         schema: fitted.schema.clone(),
         estimator: fitted.estimator.clone(),
         calibration,
+        reference,
     }
 }
 

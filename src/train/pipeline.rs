@@ -10,11 +10,12 @@ use super::assess::Assessment;
 use super::cost::min_cost_threshold;
 use super::cv::{cross_validate, youden_threshold, CvReport, FoldResult};
 use super::dataset::{read_csv, CsvOptions, Dataset, DatasetError};
-use super::fit::{fit, progress_units, TrainOptions};
+use super::fit::{fit, progress_units, recode, Fitted, TrainOptions};
 use super::{build_payload, encode_io, PayloadParts};
 use crate::model::format::{
     Bands, DecisionCosts, DecisionRule, EvaluationMetrics, LoadError, MeanStd, DEFAULT_MAX_MODEL_BYTES,
 };
+use crate::model::reference::Reference;
 use crate::model::Model;
 use crate::repository::layout::check_model_name;
 use crate::repository::{local, LocalDirectory, Rejected};
@@ -265,6 +266,7 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
         fit(options, &data.schema, &data.rows, &data.labels, tick)
     })?;
     let fit_seconds = started.elapsed().as_secs_f64();
+    let reference = training_reference(&data, &fitted, &assessment.calibration.calibrated);
 
     let published = plan
         .destination
@@ -278,6 +280,7 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
                 decision: decision.clone(),
                 metrics: Some(metrics.clone()),
                 calibration: assessment.calibration.calibration.clone(),
+                reference: Some(reference.clone()),
             }))
         })
         .map_err(|source| TrainError::Publish { root: plan.destination.root().display().to_string(), source })?;
@@ -297,6 +300,17 @@ pub fn train(plan: &TrainPlan, observer: &dyn Observer) -> Result<TrainOutcome, 
         file_bytes: bytes.len() as u64,
         ignored,
     })
+}
+
+/// The training population's bins recorded for drift monitoring: the
+/// rows as the fitted schema decodes them, and as the score the calibrated
+/// out-of-fold probabilities (what the model says of applications it was
+/// not fitted on, as it will of new ones; in-sample scores of a forest are
+/// more extreme than any it gives when serving).
+fn training_reference(data: &Dataset, fitted: &Fitted, scores: &[f64]) -> Reference {
+    let rows = recode(&data.schema, &fitted.schema, &data.rows);
+    let (fields, _) = fitted.encoding();
+    Reference::build(&fields, rows.view(), scores)
 }
 
 /// Cross-validates every candidate of `plan` on the same folds.
@@ -432,6 +446,10 @@ mod tests {
         assert_eq!(bytes.len() as u64, first.file_bytes);
         let model = Model::from_bytes(&bytes).unwrap();
         assert_eq!(model.digest, first.digest);
+        let reference = model.reference.as_ref().expect("train records a reference");
+        assert_eq!((reference.rows, reference.features.len()), (2_000, model.fields.len()));
+        assert_eq!(reference.score.counts.iter().sum::<u64>(), 2_000);
+        assert!(reference.score.edges.len() >= 5, "score deciles: {:?}", reference.score.edges);
         assert_eq!((model.meta.model_name.as_str(), model.meta.model_version), ("credit-risk", 1));
         assert_eq!(model.meta.metrics.as_ref(), Some(&first.metrics));
         assert_eq!(model.meta.decision, first.decision);

@@ -35,8 +35,9 @@ const LATE: &str = "#c0392b";
 const ON_TIME: &str = "#2471a3";
 const SPREAD: &str = "#7f8c8d";
 
-/// The report as one HTML document.
-pub fn render(input: &ReportInput<'_>) -> String {
+/// The start of a self-contained report page: its head and style, and
+/// the `<h1>` heading (`drift` reports share them).
+pub fn page_start(title: &str, heading: &str) -> String {
     let mut html = String::new();
     let _ = write!(
         html,
@@ -44,9 +45,16 @@ pub fn render(input: &ReportInput<'_>) -> String {
 body{{font-family:sans-serif;margin:1.5rem;color:#222;max-width:1560px}}h1{{font-size:1.4rem}}h2{{font-size:1.1rem;margin-top:1.5rem}}
 .grid{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0;border:1px solid #ddd;padding:4px}}figcaption{{font-size:.8rem;color:#555;max-width:460px}}
 table{{border-collapse:collapse;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}
-svg{{max-width:100%;height:auto}}</style></head><body><h1>Model report: {title}</h1>"#,
-        title = esc(&input.title)
+svg{{max-width:100%;height:auto}}</style></head><body><h1>{heading}</h1>"#,
+        title = esc(title),
+        heading = esc(heading)
     );
+    html
+}
+
+/// The report as one HTML document.
+pub fn render(input: &ReportInput<'_>) -> String {
+    let mut html = page_start(&input.title, &format!("Model report: {}", input.title));
     let seeds: Vec<String> = input.runs.iter().map(|r| r.seed.to_string()).collect();
     let _ = write!(
         html,

@@ -26,11 +26,23 @@ pub fn esc(text: &str) -> String {
 impl Chart {
     /// A chart with a title, axis labels and ticks over `x` × `y`.
     pub fn new(title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64)) -> Chart {
+        let mut chart = Chart::new_blank(x, y);
+        chart.axes(title, x_label, y_label, None);
+        chart
+    }
+
+    /// A chart over named bins along x (bin `k` spans `k ..= k + 1`, its
+    /// name slanted under it) and `y`.
+    pub fn categories(title: &str, y_label: &str, names: &[String], y: (f64, f64)) -> Chart {
+        let mut chart = Chart::new_blank((0.0, names.len().max(1) as f64), y);
+        chart.axes(title, "", y_label, Some(names));
+        chart
+    }
+
+    fn new_blank(x: (f64, f64), y: (f64, f64)) -> Chart {
         let fix =
             |(lo, hi): (f64, f64)| if hi > lo && hi.is_finite() && lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-        let mut chart = Chart { width: 460.0, height: 320.0, x: fix(x), y: fix(y), body: String::new() };
-        chart.axes(title, x_label, y_label);
-        chart
+        Chart { width: 460.0, height: 320.0, x: fix(x), y: fix(y), body: String::new() }
     }
 
     fn px(&self, x: f64) -> f64 {
@@ -43,12 +55,21 @@ impl Chart {
         b - (y - self.y.0) / (self.y.1 - self.y.0) * (b - t)
     }
 
-    fn axes(&mut self, title: &str, x_label: &str, y_label: &str) {
+    fn axes(&mut self, title: &str, x_label: &str, y_label: &str, x_names: Option<&[String]>) {
         let (l, r, t, b) = (MARGIN.0, self.width - MARGIN.1, MARGIN.2, self.height - MARGIN.3);
         let mut s = String::new();
         let _ =
             write!(s, r##"<rect x="{l}" y="{t}" width="{}" height="{}" fill="#fff" stroke="#999"/>"##, r - l, b - t);
-        for v in ticks(self.x) {
+        for (k, name) in x_names.unwrap_or_default().iter().enumerate() {
+            let (x, y) = (self.px(k as f64 + 0.5), b + 12.0);
+            let _ = write!(
+                s,
+                r##"<text x="{x:.1}" y="{y}" text-anchor="end" font-size="10" transform="rotate(-35 {x:.1} {y})">{}</text>"##,
+                esc(name)
+            );
+        }
+        let numbered = if x_names.is_some() { Vec::new() } else { ticks(self.x) };
+        for v in numbered {
             let x = self.px(v);
             let _ = write!(
                 s,
@@ -203,5 +224,8 @@ mod tests {
         let svg = c.finish();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("ROC &lt;all&gt;") && svg.contains("<path d=\"M62.0,274.0L444.0,30.0\""), "{svg}");
+        let named = Chart::categories("bins", "share", &["≤ 1".into(), "> 1".into()], (0.0, 1.0)).finish();
+        assert!(named.contains(">≤ 1</text>") && named.contains(">&gt; 1</text>"), "{named}");
+        assert!(!named.contains(">0.5</text>"), "no numbered ticks along x: {named}");
     }
 }

@@ -37,6 +37,21 @@ pub fn bundled_payload() -> ModelPayload {
     decode(bundled_model()).expect("bundled model decodes").0
 }
 
+/// The bundled model with a drift reference (it has none), built as an
+/// importer would: synthetic loans decoded with its schema and scored by it.
+pub fn bundled_with_reference() -> Vec<u8> {
+    use riskserve::model::reference::Reference;
+    let model = riskserve::model::Model::from_bytes(bundled_model()).unwrap();
+    let apps: Vec<_> = riskserve::train::synth::generate(2_000, 7).into_iter().map(|(app, _)| app).collect();
+    let rows = model.fields.loan_rows(&apps);
+    let mut scores = Vec::new();
+    model.predict_many(rows.view(), &mut scores);
+    let scores: Vec<f64> = scores.iter().map(|p| p.probability_late).collect();
+    let mut payload = bundled_payload();
+    payload.reference = Some(Reference::build(&model.fields, rows.view(), &scores));
+    encode(&payload).unwrap()
+}
+
 /// A correctly digested file whose schema is not valid (a feature
 /// declared twice).
 pub fn wrong_schema_model() -> Vec<u8> {

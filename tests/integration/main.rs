@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod common;
 mod deploy;
+mod drift;
 mod errors;
 mod exact_swap;
 mod grpc;

@@ -4,6 +4,7 @@
 //! transient failures) for the fingerprint it was listed with.
 
 use super::{Loader, PassReport};
+use crate::drift::WindowSize;
 use crate::model::format::LoadError;
 use crate::model::import::VersionBytes;
 use crate::model::limits::ModelLimits;
@@ -70,8 +71,12 @@ impl Loader {
                     "loaded model version"
                 );
                 let series = metrics.version(name, entry.version, scorer.fields().schema().names());
-                let version =
-                    Arc::new(LoadedVersion::new(name, entry.version, entry.location.clone(), scorer, seconds, series));
+                let drift = self.config.drift.then_some(WindowSize {
+                    max_predictions: self.config.drift_window,
+                    max_age: self.config.drift_window_age,
+                });
+                let version = LoadedVersion::new(name, entry.version, entry.location.clone(), scorer, seconds, series);
+                let version = Arc::new(version.with_drift(drift));
                 Known::Loaded { fingerprint, version }
             }
             Err(e) => {

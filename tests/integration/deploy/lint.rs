@@ -134,7 +134,7 @@ fn promtool_checks_the_config_and_rules_and_passes_the_rule_tests() {
     let ran =
         run(Command::new(&promtool).args(["check", "rules"]).args(rules), LINT_TIMEOUT).ok("promtool check rules");
     assert!(
-        ran.stdout.contains("SUCCESS: 9 rules found") && ran.stdout.contains("SUCCESS: 4 rules found"),
+        ran.stdout.contains("SUCCESS: 11 rules found") && ran.stdout.contains("SUCCESS: 4 rules found"),
         "{}",
         ran.output()
     );

@@ -6,7 +6,7 @@
 
 mod container;
 mod lint;
-mod prometheus;
+pub(crate) mod prometheus;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
