@@ -17,29 +17,39 @@ use std::sync::OnceLock;
 /// The oracle's directory: models and the libraries' answers, made once.
 fn oracle() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("loans.csv");
-        let synth = Command::new(env!("CARGO_BIN_EXE_riskserve"))
-            .args(["synth", "--rows", "4000", "--seed", "7", "--extra-features", "--out"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
-        let script = testkit::tools::workspace_root().join("tests/oracle/native_models.py");
-        let out = Command::new(testkit::tools::tool("oracle-python"))
-            .arg(script)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "native_models.py: {}", String::from_utf8_lossy(&out.stderr));
-        let path = dir.path().to_path_buf();
-        (dir, path)
-    })
-    .1
+    &DIR.get_or_init(|| made_by("native_models.py")).1
+}
+
+/// The ONNX oracle's directory (`tests/oracle/onnx_models.py`): pipelines
+/// exported by skl2onnx and the answers of ONNX Runtime and scikit-learn.
+fn onnx_oracle() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| made_by("onnx_models.py")).1
+}
+
+/// A directory with synthetic loans (missing numbers and categories) and
+/// what the oracle `script` made of them.
+fn made_by(script: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("loans.csv");
+    let synth = Command::new(env!("CARGO_BIN_EXE_riskserve"))
+        .args(["synth", "--rows", "4000", "--seed", "7", "--extra-features", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+    let script = testkit::tools::workspace_root().join("tests/oracle").join(script);
+    let out = Command::new(testkit::tools::tool("oracle-python"))
+        .arg(&script)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    let path = dir.path().to_path_buf();
+    (dir, path)
 }
 
 fn publish(models: &Path, name: &str, version: u64, files: &[(&str, &[u8])]) {
@@ -61,9 +71,14 @@ async fn wait_state(s: &TestServer, name: &str, version: u64, state: &str) -> se
 
 /// Largest |served − library| over every row, and how many rows.
 async fn largest_difference(s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
-    let rows = std::fs::read_to_string(oracle().join("rows.jsonl")).unwrap();
+    largest_difference_in(oracle(), s, name, expected).await
+}
+
+/// [`largest_difference`] for the oracle directory `dir`.
+async fn largest_difference_in(dir: &Path, s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
+    let rows = std::fs::read_to_string(dir.join("rows.jsonl")).unwrap();
     let expected: Vec<f64> =
-        std::fs::read_to_string(oracle().join(expected)).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        std::fs::read_to_string(dir.join(expected)).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     let rows: Vec<&str> = rows.lines().collect();
     assert_eq!(rows.len(), expected.len());
     let mut worst = (0.0f64, 0);
@@ -154,6 +169,89 @@ async fn a_bad_native_file_is_refused_with_its_reason_and_the_previous_version_k
             assert!(reason.starts_with(kind) && reason.contains(names), "{what}: {v}");
         }
         let r = s.post("/v1/models/xgb/predict", &row).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        assert_eq!(r.json()["model_version"], 1, "{what}: version 1 keeps serving");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_pipelines_answer_as_onnx_runtime_and_scikit_learn_on_every_row() {
+    let o = onnx_oracle();
+    let s = TestServer::start().await;
+    for name in ["rf", "lr"] {
+        let onnx = std::fs::read(o.join(format!("{name}.onnx"))).unwrap();
+        publish(&s.models, name, 1, &[("model.onnx", &onnx)]);
+    }
+    for (name, algorithm) in [("rf", "onnx_tree_ensemble"), ("lr", "onnx_linear_classifier")] {
+        let v = wait_state(&s, name, 1, "available").await;
+        assert_eq!(v["model"]["algorithm"], algorithm, "{v}");
+        let inputs: Vec<&str> = v["inputs"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert!(inputs.contains(&"verification_status") && inputs.contains(&"term"), "{inputs:?}");
+    }
+    for name in ["rf", "lr"] {
+        for library in ["ort", "sklearn"] {
+            let expected = format!("{name}.{library}.expected");
+            let (worst, rows) = largest_difference_in(o, &s, name, &expected).await;
+            assert!(rows > 4000, "{rows} rows compared");
+            eprintln!("{name}: largest difference from {library} over {rows} rows: {worst:e}");
+        }
+    }
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    for name in ["rf", "lr"] {
+        let r = s.post(&format!("/v1/models/{name}/predict"), &row).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json()["predictions"][0]["reasons"].is_array(), "{}", r.text());
+    }
+}
+
+/// `model.onnx` with the first `from` replaced by `to` (same length, so
+/// the protobuf's lengths stay right).
+fn patched(onnx: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = onnx.windows(from.len()).position(|w| w == from).expect("the pattern is in the file");
+    let mut out = onnx.to_vec();
+    out[at..at + to.len()].copy_from_slice(to);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_onnx_file_is_refused_with_its_reason_and_the_previous_version_keeps_serving() {
+    let o = onnx_oracle();
+    let onnx = std::fs::read(o.join("rf.onnx")).unwrap();
+    // Every cut of the file is refused, never served.
+    for k in (1..64).map(|k| onnx.len() * k / 64).chain([onnx.len() - 1, onnx.len() - 2, 1]) {
+        let version =
+            riskserve::model::import::VersionBytes { file: "model.onnx", bytes: onnx[..k].to_vec(), settings: None };
+        let err = riskserve::model::Model::load(&version, Default::default()).err();
+        let kind = err.as_ref().map(|e| e.kind());
+        assert!(matches!(kind, Some("incomplete" | "invalid")), "cut at {k} of {}: {err:?}", onnx.len());
+    }
+    let s = TestServer::start().await;
+    publish(&s.models, "rf", 1, &[("model.onnx", &onnx)]);
+    wait_state(&s, "rf", 1, "available").await;
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    // A node's op_type (field 4) and domain (field 7), tag and length included.
+    let unknown = patched(&onnx, b"\x22\x06ZipMap", b"\x22\x06ZapMap");
+    let custom = patched(&onnx, b"\x3a\x0aai.onnx.ml", b"\x3a\x0aai.evil.ml");
+    let bad: [(&str, Vec<u8>, &str, &str); 3] = [
+        ("truncated", onnx[..onnx.len() / 2].to_vec(), "incomplete", ""),
+        ("unknown operator", unknown, "invalid", "an operator riskserve does not read"),
+        ("custom domain", custom, "invalid", "custom domain"),
+    ];
+    // The log (the error itself) names what was refused.
+    for (bytes, names) in [(&bad[1].1, "ZapMap"), (&bad[2].1, "`ai.evil.ml`")] {
+        let version =
+            riskserve::model::import::VersionBytes { file: "model.onnx", bytes: bytes.clone(), settings: None };
+        let err = riskserve::model::Model::load(&version, Default::default()).err().unwrap().to_string();
+        assert!(err.contains(names), "{err}");
+    }
+    for (k, (what, bytes, kind, names)) in bad.into_iter().enumerate() {
+        let version = k as u64 + 2;
+        publish(&s.models, "rf", version, &[("model.onnx", &bytes)]);
+        let v = wait_state(&s, "rf", version, "failed").await;
+        let reason = v["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with(kind) && reason.contains(names), "{what}: {v}");
+        let r = s.post("/v1/models/rf/predict", &row).await;
         assert_eq!(r.status, 200, "{what}: {}", r.text());
         assert_eq!(r.json()["model_version"], 1, "{what}: version 1 keeps serving");
     }

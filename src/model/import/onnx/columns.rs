@@ -168,6 +168,11 @@ fn pick(data: &Tensor, indices: &Tensor) -> Result<Vec<Col>, String> {
         .collect()
 }
 
+/// The preprocessing operators [`apply`] reads, of domain `ai.onnx`.
+pub const ONNX_OPERATORS: [&str; 6] = ["Identity", "Concat", "Gather", "Reshape", "Cast", "Where"];
+/// Those of domain `ai.onnx.ml`.
+pub const ML_OPERATORS: [&str; 5] = ["ArrayFeatureExtractor", "LabelEncoder", "OneHotEncoder", "Imputer", "Scaler"];
+
 /// The preprocessing operator `op` (domain `ai.onnx.ml` when `ml`) on
 /// `inputs`: its output tensors. Refuses an operator or attribute riskserve
 /// does not read, naming it.

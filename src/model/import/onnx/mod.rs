@@ -56,14 +56,14 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
     for o in &model.opset_import {
         if !(ONNX.contains(&o.domain()) || o.domain() == ML) {
             return Err(invalid(format!(
-                "imports operators of domain `{}`; riskserve reads only ai.onnx and ai.onnx.ml",
+                "custom domain: imports operators of domain `{}`; riskserve reads only ai.onnx and ai.onnx.ml",
                 o.domain()
             )));
         }
     }
     if let Some(f) = model.functions.first() {
         return Err(invalid(format!(
-            "defines ONNX functions ({}{}); riskserve reads no functions",
+            "ONNX functions: defines {}{}; riskserve reads no functions",
             f.domain().to_owned() + if f.domain().is_empty() { "" } else { "." },
             f.name()
         )));
@@ -208,8 +208,20 @@ impl Reader {
             let ml = domain == ML;
             if !(ml || ONNX.contains(&domain)) {
                 return Err(format!(
-                    "node {i} ({}) is operator {op} of domain `{domain}`; riskserve reads only ai.onnx and ai.onnx.ml",
+                    "custom domain: node {i} ({}) is operator {op} of domain `{domain}`; riskserve reads only ai.onnx and ai.onnx.ml",
                     node.name()
+                ));
+            }
+            let known = if ml {
+                columns::ML_OPERATORS.contains(&op) || CLASSIFIERS.contains(&op) || op == "ZipMap"
+            } else {
+                columns::ONNX_OPERATORS.contains(&op)
+            };
+            if !known {
+                return Err(format!(
+                    "unsupported operator: node {i} ({}) is {op} of domain `{}`, not one riskserve reads",
+                    node.name(),
+                    if ml { ML } else { "ai.onnx" }
                 ));
             }
             let named = |e: String| format!("node {i} ({op} {}): {e}", node.name());
