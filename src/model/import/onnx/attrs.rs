@@ -74,11 +74,6 @@ impl<'a> Attrs<'a> {
             None => Ok(self.floats(name).iter().map(|&v| f64::from(v)).collect()),
         }
     }
-
-    /// Whether `name_as_tensor` holds doubles (thresholds compared in `double`).
-    pub fn is_double(&self, name: &str) -> bool {
-        self.get(&format!("{name}_as_tensor")).and_then(|a| a.t.as_ref()).is_some_and(|t| t.data_type() == DOUBLE)
-    }
 }
 
 /// A float or double tensor's values as `f64`.

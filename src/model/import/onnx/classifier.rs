@@ -119,7 +119,9 @@ pub fn tree_ensemble(
     let node_ids = attrs.ints("nodes_nodeids");
     let features = attrs.ints("nodes_featureids");
     let modes = attrs.strings("nodes_modes");
-    let values = attrs.reals("nodes_values")?;
+    // For float inputs ONNX Runtime keeps thresholds and weights as
+    // `float`, whatever type an `*_as_tensor` attribute has.
+    let values = as_f32(attrs.reals("nodes_values")?);
     let trues = attrs.ints("nodes_truenodeids");
     let falses = attrs.ints("nodes_falsenodeids");
     let tracks = attrs.ints("nodes_missing_value_tracks_true");
@@ -161,7 +163,7 @@ pub fn tree_ensemble(
     let w_trees = attrs.ints(&format!("{prefix}_treeids"));
     let w_nodes = attrs.ints(&format!("{prefix}_nodeids"));
     let w_ids = attrs.ints(weight_of);
-    let weights = attrs.reals(&format!("{prefix}_weights"))?;
+    let weights = as_f32(attrs.reals(&format!("{prefix}_weights"))?);
     if [w_nodes.len(), w_ids.len(), weights.len()] != [w_trees.len(); 3] {
         return Err(format!("its {prefix}_* lists have different lengths"));
     }
@@ -208,6 +210,11 @@ pub fn tree_ensemble(
     }
     let scales = vec![1.0; trees.len()];
     Ok((trees, scales, Scoring::FloatSum))
+}
+
+/// Values rounded to `float` (exact for values that already are).
+fn as_f32(values: Vec<f64>) -> Vec<f64> {
+    values.into_iter().map(|v| f64::from(v as f32)).collect()
 }
 
 /// The tree with its root (the node no other node points to) at index 0.

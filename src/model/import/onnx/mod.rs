@@ -20,6 +20,8 @@ pub mod attrs;
 pub mod classifier;
 pub mod columns;
 pub mod proto;
+#[cfg(test)]
+mod tests;
 
 use super::super::format::LoadError;
 use super::super::schema::Feature;
@@ -70,7 +72,8 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
     }
     let mut read = Reader::default();
     let features = read.inputs(graph).map_err(invalid)?;
-    let (classifier, cols) = read.nodes(graph).map_err(invalid)?;
+    let domains: Vec<&str> = model.opset_import.iter().map(|o| o.domain()).collect();
+    let (classifier, cols) = read.nodes(graph, &domains).map_err(invalid)?;
     let op = classifier.op_type().to_owned();
     let attrs = Attrs::of(classifier).map_err(|e| invalid(format!("{op}: {e}")))?;
     let categories = categories(&features, &cols);
@@ -199,7 +202,11 @@ impl Reader {
     /// Works out every node before the classifier; returns the classifier
     /// and the columns it reads. Checks that what follows it only passes
     /// its outputs on, and that the graph's outputs come from it.
-    fn nodes<'g>(&mut self, graph: &'g proto::GraphProto) -> Result<(&'g proto::NodeProto, Vec<Col>), String> {
+    fn nodes<'g>(
+        &mut self,
+        graph: &'g proto::GraphProto,
+        model_domains: &[&str],
+    ) -> Result<(&'g proto::NodeProto, Vec<Col>), String> {
         let mut classifier: Option<(&proto::NodeProto, Vec<Col>)> = None;
         let mut after: Vec<&str> = Vec::new();
         for (i, node) in graph.node.iter().enumerate() {
@@ -209,6 +216,13 @@ impl Reader {
             if !(ml || ONNX.contains(&domain)) {
                 return Err(format!(
                     "custom domain: node {i} ({}) is operator {op} of domain `{domain}`; riskserve reads only ai.onnx and ai.onnx.ml",
+                    node.name()
+                ));
+            }
+            let imported = |d: &str| model_domains.iter().any(|&m| m == d || (ONNX.contains(&m) && ONNX.contains(&d)));
+            if !imported(domain) {
+                return Err(format!(
+                    "node {i} ({}) uses domain `{domain}`, for which the file imports no operator set (cut short?)",
                     node.name()
                 ));
             }
