@@ -26,7 +26,7 @@ Edge rows: every number threshold of the forest exactly, with the next
 float32 and float64 either side; 0, -0 and missing per number; every number
 missing; every category missing; a category no training row has.
 """
-import argparse, json, math
+import json, math
 import numpy as np, pandas as pd, onnxruntime as ort
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -36,18 +36,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from oracle_data import args_and_data, number_edges
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--data", required=True)
-ap.add_argument("--out", required=True)
-ap.add_argument("--target", default="is_late")
-ap.add_argument("--trees", type=int, default=100)
-a = ap.parse_args()
-
-df = pd.read_csv(a.data)
-y = df.pop(a.target).astype(int)
-cat_cols = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-num_cols = [c for c in df.columns if c not in cat_cols]
+a, df, y, cat_cols, num_cols = args_and_data()
 for c in num_cols:
     df[c] = df[c].astype(np.float32)
 for c in cat_cols:
@@ -91,21 +82,8 @@ for f, mode, v in zip(at["nodes_featureids"].ints, at["nodes_modes"].strings, at
     if mode != b"LEAF" and f < len(num_cols):
         thresholds[num_cols[f]].add(float(np.float32(v)))
 
-edges = []
+edges = number_edges(df, thresholds, num_cols)
 base = df.iloc[0].copy()
-np.seterr(over="ignore")
-for c, ts in thresholds.items():
-    for t in sorted(ts):
-        for v in (t, np.nextafter(t, -math.inf), np.nextafter(t, math.inf),
-                  float(np.nextafter(np.float32(t), np.float32(-math.inf))),
-                  float(np.nextafter(np.float32(t), np.float32(math.inf)))):
-            r = base.copy(); r[c] = v; edges.append(r)
-for c in num_cols:
-    for v in (0.0, -0.0, np.nan):
-        r = base.copy(); r[c] = v; edges.append(r)
-r = base.copy()
-for c in num_cols: r[c] = np.nan
-edges.append(r)
 r = base.copy()
 for c in cat_cols: r[c] = ""
 edges.append(r)

@@ -112,7 +112,7 @@ fn external(t: &TensorProto) -> Result<(), String> {
 }
 
 fn fixed<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, String> {
-    if raw.len() % N != 0 {
+    if !raw.len().is_multiple_of(N) {
         return Err(format!("has {} bytes of data, not a multiple of {N}", raw.len()));
     }
     Ok(raw.chunks_exact(N).map(|c| f(c.try_into().expect("N bytes"))).collect())

@@ -82,13 +82,9 @@ impl Mode {
     }
 }
 
-/// The trees of a tree ensemble node over `cols`: (trees, their scales).
-pub fn tree_ensemble(
-    op: &str,
-    attrs: &Attrs,
-    cols: &[Col],
-    cats: &Categories,
-) -> Result<(Vec<Vec<Node>>, Vec<f64>, Scoring), String> {
+/// The trees of a tree ensemble node over `cols`, whose leaves add up
+/// (in `float`, [`Scoring::FloatSum`]) to P(late).
+pub fn tree_ensemble(op: &str, attrs: &Attrs, cols: &[Col], cats: &Categories) -> Result<Vec<Vec<Node>>, String> {
     let (prefix, weight_of) = if op == "TreeEnsembleClassifier" {
         let labels = attrs.ints("classlabels_int64s");
         if labels != [0, 1] {
@@ -208,8 +204,7 @@ pub fn tree_ensemble(
         // The library tree's root is its node 0: put the tree's root first.
         trees.push(root_first(out).map_err(|e| format!("tree {t}: {e}"))?);
     }
-    let scales = vec![1.0; trees.len()];
-    Ok((trees, scales, Scoring::FloatSum))
+    Ok(trees)
 }
 
 /// Values rounded to `float` (exact for values that already are).

@@ -25,7 +25,7 @@ mod tests;
 
 use super::super::format::LoadError;
 use super::super::schema::Feature;
-use super::{number_feature, Imported};
+use super::{number_feature, Imported, Scoring};
 use attrs::{Attrs, FLOAT, INT64, STRING};
 use classifier::Categories;
 use columns::{Col, Scalar, Tensor};
@@ -85,11 +85,11 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
     }
     let cats = Categories { of_feature: &categories };
     let at = |e: String| invalid(format!("{op}: {e}"));
-    let (algorithm, trees, tree_scales, scoring) = if op == "LinearClassifier" {
+    let (algorithm, tree_scales, trees, scoring) = if op == "LinearClassifier" {
         ("onnx_linear_classifier", Vec::new(), Vec::new(), classifier::linear(&attrs, &cols, &cats).map_err(at)?)
     } else {
-        let (trees, scales, scoring) = classifier::tree_ensemble(&op, &attrs, &cols, &cats).map_err(at)?;
-        ("onnx_tree_ensemble", trees, scales, scoring)
+        let trees = classifier::tree_ensemble(&op, &attrs, &cols, &cats).map_err(at)?;
+        ("onnx_tree_ensemble", vec![1.0; trees.len()], trees, Scoring::FloatSum)
     };
     let mut hyperparameters = serde_json::Map::new();
     hyperparameters.insert("producer".into(), format!("{} {}", model.producer_name(), model.producer_version()).into());
