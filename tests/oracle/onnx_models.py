@@ -15,6 +15,7 @@ feeds for a request's null.
 Writes to DIR:
   rf.onnx        RandomForestClassifier(n_estimators=100, random_state=0)
   lr.onnx        LogisticRegression, numbers standardised
+  NAME.pkl       the fitted pipeline (bench/onnx_speed.py times it)
   rows.jsonl     every row of the data, then edge rows, as riskserve requests
   NAME.ort.expected, NAME.sklearn.expected
                  P(late) per line of rows.jsonl from ONNX Runtime (one
@@ -26,7 +27,7 @@ Edge rows: every number threshold of the forest exactly, with the next
 float32 and float64 either side; 0, -0 and missing per number; every number
 missing; every category missing; a category no training row has.
 """
-import json, math
+import json, math, pickle
 import numpy as np, pandas as pd, onnxruntime as ort
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -71,6 +72,8 @@ for name, p in pipelines.items():
         open(f"{a.out}/{name}.error", "w").write(msg + "\n")
         continue
     open(f"{a.out}/{name}.onnx", "wb").write(onx.SerializeToString())
+    with open(f"{a.out}/{name}.pkl", "wb") as f:  # for bench/onnx_speed.py
+        pickle.dump(p, f)
     models[name] = (p, onx)
 
 # Thresholds the forest splits number columns on (its input columns are the

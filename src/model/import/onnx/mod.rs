@@ -77,12 +77,6 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
     let op = classifier.op_type().to_owned();
     let attrs = Attrs::of(classifier).map_err(|e| invalid(format!("{op}: {e}")))?;
     let categories = categories(&features, &cols);
-    let mut features = features;
-    for (f, cats) in features.iter_mut().zip(&categories) {
-        if let Input::String(name) = f {
-            *f = Input::Category(Feature::category(name, cats.clone(), None));
-        }
-    }
     let cats = Categories { of_feature: &categories };
     let at = |e: String| invalid(format!("{op}: {e}"));
     let (algorithm, tree_scales, trees, scoring) = if op == "LinearClassifier" {
@@ -97,7 +91,7 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
     hyperparameters.insert("trees".into(), trees.len().into());
     Ok(Imported {
         algorithm,
-        features: features.into_iter().map(Input::into_feature).collect(),
+        features: features.into_iter().zip(categories).map(|(f, cats)| f.into_feature(cats)).collect(),
         trees,
         tree_scales,
         scoring,
@@ -110,14 +104,14 @@ enum Input {
     Number(Feature),
     /// A string input, before its categories are known.
     String(String),
-    Category(Feature),
 }
 
 impl Input {
-    fn into_feature(self) -> Feature {
+    /// The field; a string input a category field over `categories`.
+    fn into_feature(self, categories: Vec<String>) -> Feature {
         match self {
-            Input::Number(f) | Input::Category(f) => f,
-            Input::String(name) => Feature::category(&name, Vec::new(), None),
+            Input::Number(f) => f,
+            Input::String(name) => Feature::category(&name, categories, None),
         }
     }
 }
