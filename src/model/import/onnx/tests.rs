@@ -132,6 +132,40 @@ fn forest(post_transform: &str, labels: &[i64]) -> NodeProto {
     )
 }
 
+/// [`forest`] as an opset-3 `TreeEnsembleRegressor`: thresholds and
+/// weights as double tensors, which ONNX Runtime rounds to float for a
+/// float input.
+fn regressor() -> NodeProto {
+    let mut n = forest("NONE", &[0, 1]);
+    n.op_type = Some("TreeEnsembleRegressor".into());
+    let doubles = |name: &str, v: &[f64]| AttributeProto {
+        name: Some(name.into()),
+        t: Some(TensorProto {
+            data_type: Some(11),
+            double_data: v.to_vec(),
+            dims: vec![v.len() as i64],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let rename = |a: &mut AttributeProto, from: &str, to: &str| {
+        if a.name() == from {
+            a.name = Some(to.into());
+        }
+    };
+    n.attribute.retain(|a| !matches!(a.name(), "nodes_values" | "class_weights" | "classlabels_int64s"));
+    for a in &mut n.attribute {
+        rename(a, "class_treeids", "target_treeids");
+        rename(a, "class_nodeids", "target_nodeids");
+        rename(a, "class_ids", "target_ids");
+    }
+    n.attribute.push(doubles("nodes_values_as_tensor", &[0.0, 1.5000000001, 0.0, 0.5, 0.0, 0.0]));
+    n.attribute.push(doubles("target_weights_as_tensor", &[0.125, 0.25, 0.5, 0.75000000001]));
+    n.attribute.push(int("n_targets", 1));
+    n.output = vec!["variable".into()];
+    n
+}
+
 fn served(m: &ModelProto) -> Result<Model, LoadError> {
     load(Format::Onnx, &m.encode_to_vec(), None, ModelLimits::default())
 }
@@ -153,6 +187,20 @@ fn a_forest_answers_as_onnx_runtime_walks_it() {
     assert_eq!(p(&model, Value::Number(7.0), Value::Missing), sum(0.75), "missing c: no one-hot column set");
     assert_eq!(p(&model, Value::Number(7.0), Value::Unseen(0)), sum(0.75));
     assert_eq!(model.meta.algorithm, "onnx_tree_ensemble");
+}
+
+#[test]
+fn an_opset_3_regressor_reads_its_tensors_as_float() {
+    let mut m = model(regressor());
+    let graph = m.graph.as_mut().unwrap();
+    graph.node.pop(); // no ZipMap for a regressor
+    graph.output = vec![value("variable", 1)];
+    let model = served(&m).unwrap();
+    let sum = |leaf: f32| f64::from(0.125f32 + leaf);
+    // 1.5000000001 is 1.5 as a float: 1.4999999999 (1.5 too) is not below it.
+    assert_eq!(p(&model, Value::Number(1.4999999999), Value::Category(1)), sum(0.5));
+    assert_eq!(p(&model, Value::Number(1.0), Value::Category(1)), sum(0.25));
+    assert_eq!(p(&model, Value::Number(1.5), Value::Category(0)), sum(0.75000000001f64 as f32));
 }
 
 #[test]
