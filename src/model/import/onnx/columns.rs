@@ -168,6 +168,14 @@ fn pick(data: &Tensor, indices: &Tensor) -> Result<Vec<Col>, String> {
         .collect()
 }
 
+/// Most columns a tensor may have (a hostile file could otherwise copy
+/// columns without end): twice the widest encoding a model may read.
+pub const MAX_COLUMNS: usize = 2 * super::super::super::encoder::MAX_ENCODED_WIDTH;
+
+/// Most strings a column may tell apart: a category field's limit, and
+/// the missing marker.
+const MAX_TABLE: usize = MAX_CATEGORIES_PER_FEATURE + 1;
+
 /// The preprocessing operators [`apply`] reads, of domain `ai.onnx`.
 pub const ONNX_OPERATORS: [&str; 6] = ["Identity", "Concat", "Gather", "Reshape", "Cast", "Where"];
 /// Those of domain `ai.onnx.ml`.
@@ -275,6 +283,19 @@ pub fn apply(op: &str, ml: bool, attrs: &Attrs, inputs: &[&Tensor]) -> Result<Ve
         }
         _ => return Err(format!("operator {op} is not one riskserve reads")),
     };
+    if out.cols.len() > MAX_COLUMNS {
+        return Err(format!("makes {} columns, more than the limit of {MAX_COLUMNS}", out.cols.len()));
+    }
+    for c in &out.cols {
+        if let Col::Mapped { table, .. } = c {
+            if table.len() > MAX_TABLE {
+                return Err(format!(
+                    "tells {} strings of one input apart, more than the limit of {MAX_CATEGORIES_PER_FEATURE} categories per feature",
+                    table.len()
+                ));
+            }
+        }
+    }
     Ok(vec![out])
 }
 
@@ -471,6 +492,9 @@ mod tests {
         assert!(run("Reshape", false, vec![], &[&scaled, &Tensor::ints(vec![-1, 3])]).unwrap_err().contains("changes"));
         assert!(run("Concat", false, vec![int("axis", 0)], &[&scaled]).unwrap_err().contains("axis 0"));
         assert!(run("Softmax", false, vec![], &[&scaled]).unwrap_err().contains("operator Softmax"));
+        let many = Tensor::of(vec![Col::Number { feature: 0, steps: vec![] }; MAX_COLUMNS]);
+        let err = run("Concat", false, vec![int("axis", 1)], &[&many, &many]).unwrap_err();
+        assert!(err.contains("more than the limit"), "{err}");
         let wide = strings("cats_strings", &vec!["x"; MAX_CATEGORIES_PER_FEATURE + 1]);
         let err = run("OneHotEncoder", true, vec![wide], &[&Tensor::of(vec![Col::string_input(0)])]).unwrap_err();
         assert!(err.contains("limit"), "{err}");

@@ -38,6 +38,8 @@ const ONNX: [&str; 2] = ["", "ai.onnx"];
 const ML: &str = "ai.onnx.ml";
 /// Operators that may follow the classifier (on its label and probabilities).
 const AFTER: [&str; 3] = ["Cast", "ZipMap", "Identity"];
+/// Most nodes a graph may have (skl2onnx's pipelines have a few dozen).
+const MAX_NODES: usize = 2_000;
 /// The classifiers riskserve reads.
 const CLASSIFIERS: [&str; 3] = ["TreeEnsembleClassifier", "TreeEnsembleRegressor", "LinearClassifier"];
 
@@ -203,7 +205,11 @@ impl Reader {
     ) -> Result<(&'g proto::NodeProto, Vec<Col>), String> {
         let mut classifier: Option<(&proto::NodeProto, Vec<Col>)> = None;
         let mut after: Vec<&str> = Vec::new();
+        if graph.node.len() > MAX_NODES {
+            return Err(format!("has {} nodes, more than the limit of {MAX_NODES}", graph.node.len()));
+        }
         for (i, node) in graph.node.iter().enumerate() {
+            super::super::pacing::checkpoint();
             let op = node.op_type();
             let domain = node.domain();
             let ml = domain == ML;
