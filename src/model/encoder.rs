@@ -7,9 +7,10 @@
 //! `handle_unknown="ignore"`). For the ten loan fields this is exactly the
 //! layout format-1 and format-2 files were trained on.
 //!
-//! An imported model (XGBoost, LightGBM) reads [`Derived`] columns
-//! instead: each a number feature or a category-set test prepared so that
-//! the library's split becomes riskserve's `x <= threshold` node
+//! An imported model (XGBoost, LightGBM, ONNX) reads [`Derived`] columns
+//! instead: each a number feature (for ONNX, after the pipeline's `float`
+//! arithmetic, [`FloatStep`]) or a category-set test prepared so that the
+//! library's split becomes riskserve's `x <= threshold` node
 //! ([`super::import::lower`] decides them).
 //!
 //! Built once per version; encoding writes into a caller's slice and never
@@ -56,12 +57,47 @@ pub enum MissingRule {
 /// LightGBM's `kZeroThreshold` (the `float` literal `1e-35f`, widened).
 pub const ZERO_AS_MISSING: f64 = 1e-35f32 as f64;
 
+/// One step of ONNX Runtime's `float` arithmetic on a number feature (an
+/// ONNX pipeline's preprocessing), constants as their `f32` bits so
+/// columns can be compared and hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FloatStep {
+    /// `ai.onnx.ml` Imputer: a value equal to `replaced` (any NaN, when
+    /// `replaced` is NaN) becomes `with`.
+    Impute { replaced: u32, with: u32 },
+    /// `ai.onnx.ml` Scaler: `(x - offset) * scale`, each operation in `float`.
+    Scale { offset: u32, scale: u32 },
+}
+
+impl FloatStep {
+    /// The step on one `float` value, as ONNX Runtime computes it.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            FloatStep::Impute { replaced, with } => {
+                let r = f32::from_bits(replaced);
+                if (r.is_nan() && x.is_nan()) || x == r {
+                    f32::from_bits(with)
+                } else {
+                    x
+                }
+            }
+            FloatStep::Scale { offset, scale } => (x - f32::from_bits(offset)) * f32::from_bits(scale),
+        }
+    }
+}
+
 /// One column of an imported model (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Derived {
     /// A number feature after its [`MissingRule`], negated when `negate`
     /// (so a split that sends NaN left can test `-x`, which sends it right).
     Number { feature: usize, rule: MissingRule, negate: bool },
+    /// A number feature as an ONNX pipeline computes it: the request's
+    /// value rounded to `float` (NaN when missing), then `steps` in
+    /// `float`; the exact `float` result, negated when `negate` (as for
+    /// `Number`).
+    Float { feature: usize, steps: Box<[FloatStep]>, negate: bool },
     /// Whether a row goes right at a set split: 1.0 for right, 0.0 for
     /// left, decided per row by the feature's category code (or, for a
     /// number feature, the integer part of its value, as LightGBM does).
@@ -101,6 +137,18 @@ impl Derived {
                     x
                 }
             }
+            Derived::Float { steps, negate, .. } => {
+                let x = match v {
+                    Value::Number(x) => x as f32,
+                    _ => f32::NAN,
+                };
+                let x = f64::from(steps.iter().fold(x, |x, s| s.apply(x)));
+                if *negate {
+                    -x
+                } else {
+                    x
+                }
+            }
             Derived::Member { set, inside, missing, unseen, .. } => {
                 let code = match v {
                     Value::Category(c) => i64::from(c),
@@ -122,7 +170,9 @@ impl Derived {
 
     fn feature(&self) -> usize {
         match self {
-            Derived::Number { feature, .. } | Derived::Member { feature, .. } => *feature,
+            Derived::Number { feature, .. } | Derived::Float { feature, .. } | Derived::Member { feature, .. } => {
+                *feature
+            }
         }
     }
 }
@@ -235,8 +285,8 @@ impl Encoder {
             for (k, d) in &self.derived {
                 let name = &fields.feature(d.feature()).name;
                 names[*k] = match d {
-                    Derived::Number { negate: false, .. } => name.clone(),
-                    Derived::Number { negate: true, .. } => format!("-{name}"),
+                    Derived::Number { negate: false, .. } | Derived::Float { negate: false, .. } => name.clone(),
+                    Derived::Number { negate: true, .. } | Derived::Float { negate: true, .. } => format!("-{name}"),
                     Derived::Member { .. } => format!("{name} (set split {k})"),
                 };
             }
@@ -328,5 +378,28 @@ mod tests {
         // Missing amount: the median; missing grade: its `missing` column;
         // an unseen home and one without a `missing` category: zeros.
         assert_eq!(x[6..], [200.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn float_columns_compute_in_f32_as_onnx_runtime_does() {
+        let f = fields();
+        let bits = f32::to_bits;
+        let steps = vec![
+            FloatStep::Impute { replaced: bits(f32::NAN), with: bits(0.1) },
+            FloatStep::Scale { offset: bits(0.3), scale: bits(3.0) },
+        ];
+        let e = Encoder::derived(vec![Derived::Float { feature: 1, steps: steps.into(), negate: true }], &f);
+        assert_eq!(e.column_names(&f), ["-amount"]);
+        let mut rows = Rows::new(3);
+        rows.push_missing()[1] = Value::Number(0.7);
+        rows.push_missing();
+        let x = e.encode_rows(rows.view());
+        // The f32 arithmetic, not the f64 one: (0.7f - 0.3f) * 3f.
+        assert_eq!(x[0], -f64::from((0.7f32 - 0.3f32) * 3.0f32));
+        assert_ne!(x[0], -((0.7 - f64::from(0.3f32)) * 3.0));
+        assert_eq!(x[1], -f64::from((0.1f32 - 0.3f32) * 3.0f32), "missing: the imputed value");
+        let replace = FloatStep::Impute { replaced: bits(-1.0), with: bits(5.0) };
+        assert_eq!(replace.apply(-1.0), 5.0);
+        assert!(replace.apply(f32::NAN).is_nan());
     }
 }

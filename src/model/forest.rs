@@ -109,6 +109,11 @@ pub enum Combine {
     Mean,
     /// `base` plus their sum; leaves any finite value (boosted trees' margin).
     Sum { base: f64 },
+    /// Their sum computed in `f32`, leaf by leaf in tree order, as ONNX
+    /// Runtime's tree ensemble accumulates `float` scores (an ONNX
+    /// pipeline's forest, whose leaves already sum to the probability);
+    /// leaves any finite value.
+    SumF32,
 }
 
 impl Combine {
@@ -118,6 +123,16 @@ impl Combine {
         match self {
             Combine::Mean => total / trees as f64,
             Combine::Sum { base } => base + total,
+            Combine::SumF32 => total,
+        }
+    }
+
+    /// The running `total` with one more `leaf` added.
+    #[inline(always)]
+    fn add(self, total: f64, leaf: f64) -> f64 {
+        match self {
+            Combine::SumF32 => f64::from(total as f32 + leaf as f32),
+            _ => total + leaf,
         }
     }
 
@@ -125,7 +140,7 @@ impl Combine {
     fn scale(self, trees: usize) -> f64 {
         match self {
             Combine::Mean => 1.0 / trees as f64,
-            Combine::Sum { .. } => 1.0,
+            Combine::Sum { .. } | Combine::SumF32 => 1.0,
         }
     }
 }
@@ -471,7 +486,7 @@ impl CompiledForest {
                     }
                 }
                 for (sum, &a) in sums.iter_mut().zip(&at) {
-                    *sum += nodes[a as usize & self.node_mask].threshold;
+                    *sum = self.combine.add(*sum, nodes[a as usize & self.node_mask].threshold);
                 }
             }
         }
@@ -527,7 +542,7 @@ impl CompiledForest {
             // filler lane, only ever at the end, adds 0.0, which changes
             // no bit of a sum of probabilities.
             for &leaf in &at {
-                total += nodes[leaf as usize & self.node_mask].threshold;
+                total = self.combine.add(total, nodes[leaf as usize & self.node_mask].threshold);
             }
             leaves_of(&at);
         }
@@ -690,7 +705,7 @@ fn check_tree(t: usize, tree: &Tree, width: usize, combine: Combine) -> Result<(
                 Combine::Mean if !(0.0..=1.0).contains(&v) => {
                     return Err(bad(format!("leaf {i} has value {v}, not a probability")));
                 }
-                Combine::Sum { .. } if !v.is_finite() => {
+                Combine::Sum { .. } | Combine::SumF32 if !v.is_finite() => {
                     return Err(bad(format!("leaf {i} has value {v}, not a finite number")));
                 }
                 _ => {}
@@ -867,6 +882,33 @@ mod tests {
         t.value[1] = f64::INFINITY;
         let err = CompiledForest::compile_combined(&[t], 2, Combine::Sum { base: 0.0 }).unwrap_err();
         assert!(err.to_string().contains("not a finite number"), "{err}");
+    }
+
+    #[test]
+    fn float_sums_add_leaves_in_f32_in_tree_order_on_every_walk() {
+        // Leaves a hundredth of a probability, as an ONNX random forest's.
+        let trees: Vec<Tree> = (0..37)
+            .map(|k| {
+                let mut t = small_tree();
+                t.value = vec![0.0, f64::from(0.01f32 * k as f32), 0.0, f64::from(0.013f32), f64::from(0.0070001f32)];
+                t
+            })
+            .collect();
+        let forest = CompiledForest::compile_combined(&trees, 2, Combine::SumF32).unwrap();
+        for row in [[0.0, 0.0], [1.0, 2.0], [1.0, 3.0]] {
+            let leaf = |t: &Tree| t.value[t.path(&row).last().unwrap()] as f32;
+            let f32_sum = trees.iter().fold(0.0f32, |s, t| s + leaf(t));
+            let f64_sum: f64 = trees.iter().map(|t| f64::from(leaf(t))).sum();
+            let mut x = [row[0], row[1], 0.0];
+            assert_eq!(forest.probability_in(&mut x), f64::from(f32_sum), "{row:?}");
+            let mut many = [row[0], row[1], 7.0, 7.0].repeat(ROW_LANES + 1);
+            let mut out = vec![0.0; ROW_LANES + 1];
+            forest.probabilities_in(&mut many, 4, &mut out);
+            assert!(out.iter().all(|&o| o == f64::from(f32_sum)), "{row:?}: {out:?}");
+            if row[0] == 0.0 {
+                assert_ne!(f64::from(f32_sum), f64_sum, "the f32 sum is not the f64 one here");
+            }
+        }
     }
 
     #[test]

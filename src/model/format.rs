@@ -351,7 +351,7 @@ impl LoadError {
                     return format!("invalid model file: {detail}");
                 }
                 // Others may quote the file: keep only their fixed phrase.
-                const KNOWN: [(&str, &str); 11] = [
+                const KNOWN: [(&str, &str); 15] = [
                     ("payload digest mismatch", "payload digest mismatch (corrupt or partially copied)"),
                     (
                         "xgboost.json: objective",
@@ -361,6 +361,16 @@ impl LoadError {
                     ("lightgbm.txt: objective", "lightgbm.txt: the objective is not binary"),
                     ("lightgbm.txt: num_", "lightgbm.txt: a multiclass model, not a binary classifier"),
                     ("model.toml", "model.toml is not valid (see the server log)"),
+                    (
+                        "model.onnx: unsupported operator",
+                        "model.onnx: an operator riskserve does not read (the server log names it)",
+                    ),
+                    (
+                        "model.onnx: custom domain",
+                        "model.onnx: operators of a custom domain (riskserve reads ai.onnx and ai.onnx.ml)",
+                    ),
+                    ("model.onnx: ONNX functions", "model.onnx: ONNX functions, which riskserve does not read"),
+                    ("model.onnx", "model.onnx: a pipeline riskserve does not read (see the server log)"),
                     ("not a riskserve model file", "not a riskserve model file"),
                     ("format is", "not a riskserve model file (wrong `format`)"),
                     ("payload does not match format", "payload does not match the model format"),

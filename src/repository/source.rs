@@ -27,7 +27,7 @@ pub struct Fingerprint {
 pub struct VersionEntry {
     pub version: u64,
     /// The model file's name, which selects its format (`model.json`,
-    /// `xgboost.json`, `lightgbm.txt`; see [`crate::model::import::Format`]).
+    /// `xgboost.json`, `lightgbm.txt`, `model.onnx`; see [`crate::model::import::Format`]).
     pub file: &'static str,
     pub fingerprint: Fingerprint,
     /// Where it is, for logs and the operator view (a path or a URL).

@@ -18,42 +18,62 @@ use std::sync::OnceLock;
 /// on twelve-input loans (with missing numbers and categories).
 fn oracle() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| train_native(&["--extra-features"])).1
+    &DIR.get_or_init(|| made_by("native_models.py", &["--extra-features"])).1
 }
 
 /// The same on the ten loan fields, so the bundled model's clients can
 /// score the native models too.
 fn ten_field_oracle() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| train_native(&[])).1
+    &DIR.get_or_init(|| made_by("native_models.py", &[])).1
 }
 
-/// `synth` data (with `synth_args`) and the models the real libraries train on it.
-fn train_native(synth_args: &[&str]) -> (tempfile::TempDir, PathBuf) {
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("loans.csv");
-        let synth = Command::new(env!("CARGO_BIN_EXE_riskserve"))
-            .args(["synth", "--rows", "4000", "--seed", "7"])
-            .args(synth_args)
-            .arg("--out")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
-        let script = testkit::tools::workspace_root().join("tests/oracle/native_models.py");
-        let out = Command::new(testkit::tools::tool("oracle-python"))
-            .arg(script)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "native_models.py: {}", String::from_utf8_lossy(&out.stderr));
-        let path = dir.path().to_path_buf();
-        (dir, path)
-    }
+/// The ONNX oracle's directory (`tests/oracle/onnx_models.py`): pipelines
+/// exported by skl2onnx and the answers of ONNX Runtime and scikit-learn.
+fn onnx_oracle() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| made_by("onnx_models.py", &["--extra-features"])).1
+}
+
+/// The real sample the seed project was built on, beside the repository
+/// (`../shared/data`, which CI has too), read where it is, never copied.
+fn real_sample() -> PathBuf {
+    let path = testkit::tools::workspace_root().join("../shared/data/peerLoanTest.csv");
+    assert!(path.exists(), "{} is missing: the real sample sits beside the repository", path.display());
+    path
+}
+
+/// A directory with synthetic loans (`synth` with `synth_args`: missing
+/// numbers and categories with `--extra-features`) and what the oracle
+/// `script` made of them.
+fn made_by(script: &str, synth_args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("loans.csv");
+    let synth = Command::new(env!("CARGO_BIN_EXE_riskserve"))
+        .args(["synth", "--rows", "4000", "--seed", "7"])
+        .args(synth_args)
+        .arg("--out")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+    made_from(script, dir, &data)
+}
+
+/// What the oracle `script` made of `data`, in `dir`.
+fn made_from(script: &str, dir: tempfile::TempDir, data: &Path) -> (tempfile::TempDir, PathBuf) {
+    let script = testkit::tools::workspace_root().join("tests/oracle").join(script);
+    let out = Command::new(testkit::tools::tool("oracle-python"))
+        .arg(&script)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    let path = dir.path().to_path_buf();
+    (dir, path)
 }
 
 fn publish(models: &Path, name: &str, version: u64, files: &[(&str, &[u8])]) {
@@ -73,11 +93,41 @@ async fn wait_state(s: &TestServer, name: &str, version: u64, state: &str) -> se
     version_state(s, name, version).await.unwrap()
 }
 
-/// Largest |served − library| over every row, and how many rows.
-async fn largest_difference(s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
-    let rows = std::fs::read_to_string(oracle().join("rows.jsonl")).unwrap();
+/// Waits for `name` `version` to fail with a reason of `kind` that says `names`.
+async fn failed_with(s: &TestServer, name: &str, version: u64, what: &str, kind: &str, names: &str) {
+    let v = wait_state(s, name, version, "failed").await;
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with(kind) && reason.contains(names), "{what}: {v}");
+}
+
+/// `name` still answers `row` with version 1.
+async fn still_serves_v1(s: &TestServer, name: &str, row: &str, what: &str) {
+    let r = s.post(&format!("/v1/models/{name}/predict"), row).await;
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    assert_eq!(r.json()["model_version"], 1, "{what}: version 1 keeps serving");
+}
+
+/// Waits for `name` v1 to be served as `algorithm`, with `fields` among its inputs.
+async fn serves_every_field(s: &TestServer, name: &str, algorithm: &str, fields: &[&str]) {
+    let v = wait_state(s, name, 1, "available").await;
+    assert_eq!(v["model"]["algorithm"], algorithm, "{v}");
+    let inputs: Vec<&str> = v["inputs"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(fields.iter().all(|f| inputs.contains(f)), "{inputs:?}");
+}
+
+/// Holds `name` to the answers in `dir`'s `expected` file (from `library`)
+/// on every row (more than the 4,000 rows of data), and says how close.
+async fn agrees_on_every_row(dir: &Path, s: &TestServer, name: &str, expected: &str, library: &str) {
+    let (worst, rows) = largest_difference(dir, s, name, expected).await;
+    assert!(rows > 4000, "{rows} rows compared");
+    eprintln!("{name}: largest difference from {library} over {rows} rows: {worst:e}");
+}
+
+/// Largest |served − library| over every row of `dir`, and how many rows.
+async fn largest_difference(dir: &Path, s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
+    let rows = std::fs::read_to_string(dir.join("rows.jsonl")).unwrap();
     let expected: Vec<f64> =
-        std::fs::read_to_string(oracle().join(expected)).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        std::fs::read_to_string(dir.join(expected)).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     let rows: Vec<&str> = rows.lines().collect();
     assert_eq!(rows.len(), expected.len());
     let mut worst = (0.0f64, 0);
@@ -101,10 +151,10 @@ async fn largest_difference(s: &TestServer, name: &str, expected: &str) -> (f64,
 
 /// Largest |served SHAP value − library's| over every feature and the
 /// base value of every row (`?explain=shap`), and how many rows.
-async fn largest_shap_difference(s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
-    let rows = std::fs::read_to_string(oracle().join("rows.jsonl")).unwrap();
+async fn largest_shap_difference(o: &Path, s: &TestServer, name: &str, expected: &str) -> (f64, usize) {
+    let rows = std::fs::read_to_string(o.join("rows.jsonl")).unwrap();
     let rows: Vec<&str> = rows.lines().collect();
-    let expected: Vec<Vec<f64>> = std::fs::read_to_string(oracle().join(expected))
+    let expected: Vec<Vec<f64>> = std::fs::read_to_string(o.join(expected))
         .unwrap()
         .lines()
         .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
@@ -139,27 +189,36 @@ async fn largest_shap_difference(s: &TestServer, name: &str, expected: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xgboost_and_lightgbm_models_answer_as_their_libraries_on_every_row() {
-    let o = oracle();
+    native_models_agree(oracle(), &["verification_status", "term"]).await;
+}
+
+/// The same on the real sample (ten fields, missing `emp_length` and
+/// `revol_util`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xgboost_and_lightgbm_models_answer_as_their_libraries_on_the_real_sample() {
+    let (dir, path) = made_from("native_models.py", tempfile::tempdir().unwrap(), &real_sample());
+    native_models_agree(&path, &["emp_length", "revol_util"]).await;
+    drop(dir);
+}
+
+/// Serves the oracle's `xgboost.json` and `lightgbm.txt` from `o` and holds
+/// their probabilities and SHAP values to the libraries' on every row.
+async fn native_models_agree(o: &Path, fields: &[&str]) {
     let s = TestServer::start().await;
     let xgb = std::fs::read(o.join("xgboost.json")).unwrap();
     let lgbm = std::fs::read(o.join("lightgbm.txt")).unwrap();
     publish(&s.models, "xgb", 1, &[("xgboost.json", &xgb)]);
     publish(&s.models, "lgbm", 1, &[("lightgbm.txt", &lgbm)]);
     for (name, algorithm) in [("xgb", "xgboost"), ("lgbm", "lightgbm")] {
-        let v = wait_state(&s, name, 1, "available").await;
-        assert_eq!(v["model"]["algorithm"], algorithm);
-        let inputs: Vec<&str> = v["inputs"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-        assert!(inputs.contains(&"verification_status") && inputs.contains(&"term"), "{inputs:?}");
+        serves_every_field(&s, name, algorithm, fields).await;
     }
     for (name, expected) in [("xgb", "xgboost.expected"), ("lgbm", "lightgbm.expected")] {
-        let (worst, rows) = largest_difference(&s, name, expected).await;
-        assert!(rows > 4000, "{rows} rows compared");
-        eprintln!("{name}: largest difference from the library over {rows} rows: {worst:e}");
+        agrees_on_every_row(o, &s, name, expected, "the library").await;
     }
 
     // Exact SHAP values on request, as the libraries compute them.
     for (name, expected) in [("xgb", "xgboost.shap"), ("lgbm", "lightgbm.shap")] {
-        let (worst, rows) = largest_shap_difference(&s, name, expected).await;
+        let (worst, rows) = largest_shap_difference(o, &s, name, expected).await;
         assert!(rows > 4000, "{rows} rows compared");
         eprintln!("{name}: largest SHAP difference from the library over {rows} rows: {worst:e}");
     }
@@ -208,13 +267,97 @@ async fn a_bad_native_file_is_refused_with_its_reason_and_the_previous_version_k
             eventually(what, || async { s.get("/v1/models/xgb").await.text().contains("more than one model file") })
                 .await;
         } else {
-            let v = wait_state(&s, "xgb", version, "failed").await;
-            let reason = v["reason"].as_str().unwrap_or_default();
-            assert!(reason.starts_with(kind) && reason.contains(names), "{what}: {v}");
+            failed_with(&s, "xgb", version, what, kind, names).await;
         }
-        let r = s.post("/v1/models/xgb/predict", &row).await;
-        assert_eq!(r.status, 200, "{what}: {}", r.text());
-        assert_eq!(r.json()["model_version"], 1, "{what}: version 1 keeps serving");
+        still_serves_v1(&s, "xgb", &row, what).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_pipelines_answer_as_onnx_runtime_and_scikit_learn_on_every_row() {
+    onnx_pipelines_agree(onnx_oracle(), &["verification_status", "term"]).await;
+}
+
+/// The same on the real sample (`../shared/data/peerLoanTest.csv`: ten
+/// fields, missing `emp_length` and `revol_util`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_pipelines_answer_as_onnx_runtime_and_scikit_learn_on_the_real_sample() {
+    let (dir, path) = made_from("onnx_models.py", tempfile::tempdir().unwrap(), &real_sample());
+    onnx_pipelines_agree(&path, &["emp_length", "revol_util"]).await;
+    drop(dir);
+}
+
+/// Serves the oracle's `rf.onnx` and `lr.onnx` from `o` and holds them to
+/// ONNX Runtime's and scikit-learn's answers on every row.
+async fn onnx_pipelines_agree(o: &Path, fields: &[&str]) {
+    let s = TestServer::start().await;
+    for name in ["rf", "lr"] {
+        let onnx = std::fs::read(o.join(format!("{name}.onnx"))).unwrap();
+        publish(&s.models, name, 1, &[("model.onnx", &onnx)]);
+    }
+    for (name, algorithm) in [("rf", "onnx_tree_ensemble"), ("lr", "onnx_linear_classifier")] {
+        serves_every_field(&s, name, algorithm, fields).await;
+    }
+    for name in ["rf", "lr"] {
+        for library in ["ort", "sklearn"] {
+            agrees_on_every_row(o, &s, name, &format!("{name}.{library}.expected"), library).await;
+        }
+    }
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    for name in ["rf", "lr"] {
+        let r = s.post(&format!("/v1/models/{name}/predict"), &row).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json()["predictions"][0]["reasons"].is_array(), "{}", r.text());
+    }
+}
+
+/// `model.onnx` with the first `from` replaced by `to` (same length, so
+/// the protobuf's lengths stay right).
+fn patched(onnx: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = onnx.windows(from.len()).position(|w| w == from).expect("the pattern is in the file");
+    let mut out = onnx.to_vec();
+    out[at..at + to.len()].copy_from_slice(to);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_onnx_file_is_refused_with_its_reason_and_the_previous_version_keeps_serving() {
+    let o = onnx_oracle();
+    let onnx = std::fs::read(o.join("rf.onnx")).unwrap();
+    // Every cut of the file is refused, never served.
+    for k in (1..64).map(|k| onnx.len() * k / 64).chain([onnx.len() - 1, onnx.len() - 2, 1]) {
+        let version =
+            riskserve::model::import::VersionBytes { file: "model.onnx", bytes: onnx[..k].to_vec(), settings: None };
+        let err = riskserve::model::Model::load(&version, Default::default()).err();
+        let kind = err.as_ref().map(|e| e.kind());
+        assert!(matches!(kind, Some("incomplete" | "invalid")), "cut at {k} of {}: {err:?}", onnx.len());
+    }
+    let s = TestServer::start().await;
+    publish(&s.models, "rf", 1, &[("model.onnx", &onnx)]);
+    wait_state(&s, "rf", 1, "available").await;
+    let row = std::fs::read_to_string(o.join("rows.jsonl")).unwrap().lines().next().unwrap().to_string();
+    // A node's op_type (field 4) and domain (field 7), tag and length included.
+    let unknown = patched(&onnx, b"\x22\x06ZipMap", b"\x22\x06ZapMap");
+    let custom = patched(&onnx, b"\x3a\x0aai.onnx.ml", b"\x3a\x0aai.evil.ml");
+    let bad: [(&str, Vec<u8>, &str, &str); 3] = [
+        ("truncated", onnx[..onnx.len() / 2].to_vec(), "incomplete", ""),
+        ("unknown operator", unknown, "invalid", "an operator riskserve does not read"),
+        ("custom domain", custom, "invalid", "custom domain"),
+    ];
+    // The log (the error itself) names what was refused.
+    for (bytes, names) in [(&bad[1].1, "ZapMap"), (&bad[2].1, "`ai.evil.ml`")] {
+        let version =
+            riskserve::model::import::VersionBytes { file: "model.onnx", bytes: bytes.clone(), settings: None };
+        let err = riskserve::model::Model::load(&version, Default::default()).err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.contains(names), "{err}");
+    }
+    for (k, (what, bytes, kind, names)) in bad.into_iter().enumerate() {
+        let version = k as u64 + 2;
+        publish(&s.models, "rf", version, &[("model.onnx", &bytes)]);
+        failed_with(&s, "rf", version, what, kind, names).await;
+        still_serves_v1(&s, "rf", &row, what).await;
     }
 }
 

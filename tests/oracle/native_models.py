@@ -22,20 +22,11 @@ expected answer is the row with that category missing (riskserve's
 documented rule; XGBoost itself refuses such a row); and a category that the
 column declares but no training row has.
 """
-import argparse, json, math
+import json, math
 import numpy as np, pandas as pd, xgboost as xgb, lightgbm as lgb
+from oracle_data import args_and_data, number_edges
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--data", required=True)
-ap.add_argument("--out", required=True)
-ap.add_argument("--target", default="is_late")
-ap.add_argument("--trees", type=int, default=100)
-a = ap.parse_args()
-
-df = pd.read_csv(a.data)
-y = df.pop(a.target).astype(int)
-cat_cols = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-num_cols = [c for c in df.columns if c not in cat_cols]
+a, df, y, cat_cols, num_cols = args_and_data()
 for c in num_cols:
     df[c] = df[c].astype("float64")
 # Each category column declares one category no training row has.
@@ -65,22 +56,8 @@ for tree in lm.booster_.dump_model()["tree_info"]:
                 thresholds[df.columns[n["split_feature"]]].add(float(n["threshold"]))
             stack += [n["left_child"], n["right_child"]]
 
-edges = []
+edges = [(r, None) for r in number_edges(df, thresholds, num_cols)]
 base = df.iloc[0].copy()
-np.seterr(over="ignore")
-for c, ts in thresholds.items():
-    for t in sorted(ts):
-        for v in (t, np.nextafter(t, -math.inf), np.nextafter(t, math.inf),
-                  float(np.nextafter(np.float32(t), np.float32(-math.inf))),
-                  float(np.nextafter(np.float32(t), np.float32(math.inf)))):
-            if math.isfinite(v) and abs(v) < 1e30:  # XGBoost refuses what overflows a float
-                r = base.copy(); r[c] = v; edges.append((r, None))
-for c in num_cols:
-    for v in (0.0, -0.0, np.nan):
-        r = base.copy(); r[c] = v; edges.append((r, None))
-r = base.copy()
-for c in num_cols: r[c] = np.nan
-edges.append((r, None))
 r = base.copy()
 for c in cat_cols: r[c] = np.nan
 edges.append((r, None))

@@ -16,7 +16,7 @@
 use super::super::format::LoadError;
 use super::super::schema::Feature;
 use super::lower::{Node, Side, Test};
-use super::{number_feature, Imported};
+use super::{number_feature, Imported, Scoring};
 use crate::model::encoder::MissingRule;
 use std::collections::HashMap;
 
@@ -122,8 +122,7 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
         features,
         tree_scales: vec![scale; trees.len()],
         trees,
-        base_margin: 0.0,
-        link_scale: sigmoid,
+        scoring: Scoring::Boosted { base_margin: 0.0, link_scale: sigmoid },
         hyperparameters,
     })
 }

@@ -18,7 +18,7 @@
 //! children lie after their parent) that [`super::super::forest`] checks and
 //! compiles like any other.
 
-use super::super::encoder::{Derived, MissingRule};
+use super::super::encoder::{Derived, FloatStep, MissingRule};
 use super::super::tree::Tree;
 use std::collections::HashMap;
 
@@ -44,6 +44,9 @@ pub enum Test {
     /// Left when `v <= le`, `v` the feature's value after `rule`; a value
     /// that is NaN after `rule` goes `missing`.
     Number { feature: usize, rule: MissingRule, le: f64, missing: Side },
+    /// Left when `v <= le`, `v` the feature's value computed in `float` by
+    /// `steps` ([`Derived::Float`], an ONNX pipeline); NaN goes `missing`.
+    Float { feature: usize, steps: Box<[FloatStep]>, le: f64, missing: Side },
     /// Codes in `set` go `inside`, other codes the other way; a missing
     /// value goes `missing`, a category the model does not know `unseen`.
     Member { feature: usize, set: Vec<u32>, inside: Side, missing: Side, unseen: Side },
@@ -104,7 +107,7 @@ impl Lowering {
         let mut order: Vec<usize> = (0..self.columns.len()).collect();
         // Stable: numbers in first-seen order, then sets grouped by feature.
         order.sort_by_key(|&k| match &self.columns[k] {
-            Derived::Number { .. } => (0, 0),
+            Derived::Number { .. } | Derived::Float { .. } => (0, 0),
             Derived::Member { feature, .. } => (1, *feature),
         });
         let mut new_of = vec![0i32; order.len()];
@@ -198,21 +201,17 @@ impl Lowering {
                 // A rule that leaves no NaN needs no direction for it.
                 let nan_left = *missing == Side::Left && *rule != MissingRule::NanAsZero;
                 let column = self.column(Derived::Number { feature: *feature, rule: *rule, negate: nan_left });
-                if nan_left {
-                    (column, (-le).next_down(), true)
-                } else {
-                    (column, *le, false)
-                }
+                number_split(column, *le, nan_left)
+            }
+            Test::Float { feature, steps, le, missing } => {
+                let nan_left = *missing == Side::Left;
+                let column = self.column(Derived::Float { feature: *feature, steps: steps.clone(), negate: nan_left });
+                number_split(column, *le, nan_left)
             }
             Test::Member { feature, set, inside, missing, unseen } => {
-                let words = set.iter().map(|&c| c as usize / 64 + 1).max().unwrap_or(0);
-                let mut bits = vec![0u64; words];
-                for &c in set {
-                    bits[c as usize / 64] |= 1 << (c % 64);
-                }
                 let column = self.column(Derived::Member {
                     feature: *feature,
-                    set: bits.into_boxed_slice(),
+                    set: member_bits(set),
                     inside: inside.bit(),
                     missing: missing.bit(),
                     unseen: unseen.bit(),
@@ -220,6 +219,26 @@ impl Lowering {
                 (column, 0.5, false)
             }
         }
+    }
+}
+
+/// The bitset of [`Derived::Member`] for category codes `set`.
+pub fn member_bits(set: &[u32]) -> Box<[u64]> {
+    let words = set.iter().map(|&c| c as usize / 64 + 1).max().unwrap_or(0);
+    let mut bits = vec![0u64; words];
+    for &c in set {
+        bits[c as usize / 64] |= 1 << (c % 64);
+    }
+    bits.into_boxed_slice()
+}
+
+/// A number split over `column` (negated when NaN goes left: see the
+/// module doc): its column, threshold and whether the children swap.
+fn number_split(column: i32, le: f64, nan_left: bool) -> (i32, f64, bool) {
+    if nan_left {
+        (column, (-le).next_down(), true)
+    } else {
+        (column, le, false)
     }
 }
 
@@ -298,6 +317,19 @@ mod tests {
         assert_eq!(goes(zero(Side::Right), Value::Number(-0.0)), 1.0);
         assert_eq!(goes(zero(Side::Left), Value::Number(0.5)), 1.0);
         assert_eq!(goes(zero(Side::Left), Value::Missing), 0.0);
+    }
+
+    #[test]
+    fn float_splits_compare_the_f32_result_and_send_nan_where_told() {
+        let bits = f32::to_bits;
+        let scale: Box<[FloatStep]> = vec![FloatStep::Scale { offset: bits(0.1), scale: bits(10.0) }].into();
+        let t = (0.6f32 - 0.1f32) * 10.0;
+        let split = |missing| Test::Float { feature: 0, steps: scale.clone(), le: f64::from(t), missing };
+        for missing in [Side::Left, Side::Right] {
+            assert_eq!(goes(split(missing), Value::Number(0.6)), 0.0, "exactly the threshold in f32");
+            assert_eq!(goes(split(missing), Value::Number(f64::from(0.6f32.next_up()))), 1.0);
+            assert_eq!(goes(split(missing), Value::Missing), missing.bit() as f64);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use super::super::format::LoadError;
 use super::super::schema::Feature;
 use super::lower::{f32_below, Node, Side, Test};
-use super::{number_feature, Imported};
+use super::{number_feature, Imported, Scoring};
 use crate::model::encoder::MissingRule;
 use serde::Deserialize;
 
@@ -188,8 +188,7 @@ pub fn read(bytes: &[u8]) -> Result<Imported, LoadError> {
         features,
         trees: out,
         tree_scales: scales,
-        base_margin: base,
-        link_scale: 1.0,
+        scoring: Scoring::Boosted { base_margin: base, link_scale: 1.0 },
         hyperparameters,
     })
 }
