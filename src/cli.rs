@@ -44,7 +44,7 @@ pub enum Command {
     /// store (files first, then the manifest, conditionally), or remove one
     /// from its manifest.
     Publish(PublishArgs),
-    /// Import a model trained elsewhere (XGBoost JSON, LightGBM text) as
+    /// Import a model trained elsewhere (XGBoost JSON, LightGBM text, ONNX) as
     /// the next version of a model: checked as the server will load it,
     /// its SHA-256 recorded in the version's model.toml, published
     /// atomically.
@@ -325,8 +325,9 @@ pub struct SynthArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// The model file: XGBoost `Booster.save_model("….json")` or LightGBM
-    /// `Booster.save_model("….txt")`.
+    /// The model file: XGBoost `Booster.save_model("….json")`, LightGBM
+    /// `Booster.save_model("….txt")`, or a scikit-learn pipeline exported
+    /// by skl2onnx (`….onnx`).
     pub file: PathBuf,
     /// Model name: the directory under --models-dir.
     #[arg(long)]
@@ -338,8 +339,10 @@ pub struct ImportArgs {
     /// per-feature units, ranges, labels, help and `required` (docs/import.md).
     #[arg(long, value_name = "model.toml")]
     pub settings: Option<PathBuf>,
-    /// A CSV of applications to score through the model before publishing
-    /// (columns named as the model's features; blank cells are missing).
+    /// A CSV of applications (the training population) to score through
+    /// the model before publishing; their bins are recorded in model.toml as
+    /// the version's drift reference (columns named as the model's
+    /// features; blank cells are missing).
     #[arg(long, value_name = "FILE.csv")]
     pub reference: Option<PathBuf>,
     /// The reference's label column, for its ROC-AUC.

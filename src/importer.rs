@@ -3,13 +3,16 @@
 //! the file is loaded exactly as the server will load it (every check, the
 //! smoke predictions), its SHA-256 is recorded in the version's
 //! `model.toml` (with the settings given, so a partial copy is never
-//! served), optionally a reference CSV is scored through it, and the
-//! version is published atomically (staged, then renamed), as `train` does.
+//! served), optionally a reference CSV is scored through it (and its
+//! population's bins recorded in `model.toml`, so the version reports
+//! drift), and the version is published atomically (staged, then renamed),
+//! as `train` does.
 
 use crate::model::format::{sha256_hex, DEFAULT_MAX_MODEL_BYTES};
 use crate::model::import::settings::{Settings, SETTINGS_FILE_NAME};
 use crate::model::import::{Format, VersionBytes};
 use crate::model::limits::ModelLimits;
+use crate::model::reference::Reference;
 use crate::model::row::Rows;
 use crate::model::{Model, Scorer};
 use crate::repository::local::{read_file, Published};
@@ -55,7 +58,7 @@ pub struct ImportOutcome {
 
 /// The format of a model file, from its content: XGBoost JSON has a
 /// `learner`, a LightGBM text model starts with `tree`, riskserve's own
-/// file has a `payload_sha256`.
+/// file has a `payload_sha256` (ONNX is protobuf: see [`run`]).
 pub fn sniff(bytes: &[u8]) -> Option<Format> {
     let head = &bytes[..bytes.len().min(4096)];
     let text = String::from_utf8_lossy(head);
@@ -78,10 +81,18 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
 pub fn run(plan: &ImportPlan) -> Result<ImportOutcome> {
     let shown = plan.file.display().to_string();
     let bytes = read_file(&plan.file, DEFAULT_MAX_MODEL_BYTES).with_context(|| shown.clone())?;
-    let format = match sniff(&bytes) {
-        Some(Format::Riskserve) => bail!("{shown} is a riskserve model.json already: copy its version directory, or publish it"),
+    // An ONNX file is protobuf, recognised by its name (`riskserve import`
+    // then reads it as the server does, which refuses anything else).
+    let onnx = plan.file.extension().is_some_and(|e| e == "onnx");
+    let format = match sniff(&bytes).or(onnx.then_some(Format::Onnx)) {
+        Some(Format::Riskserve) => {
+            bail!("{shown} is a riskserve model.json already: copy its version directory, or publish it")
+        }
         Some(f) => f,
-        None => bail!("{shown}: not a model riskserve imports (XGBoost JSON from Booster.save_model, LightGBM text from Booster.save_model)"),
+        None => bail!(
+            "{shown}: not a model riskserve imports (XGBoost JSON or LightGBM text from Booster.save_model, \
+             or a scikit-learn pipeline exported by skl2onnx as a .onnx file)"
+        ),
     };
     let digest = sha256_hex(&bytes);
     let mut settings = match &plan.settings {
@@ -94,20 +105,39 @@ pub fn run(plan: &ImportPlan) -> Result<ImportOutcome> {
     settings.verify(&digest).with_context(|| shown.clone())?;
     settings.sha256 = Some(digest.clone());
     let toml = toml::to_string(&settings).context("writing model.toml")?;
-    let version = VersionBytes { file: format.file_name(), bytes, settings: Some(toml.clone().into_bytes()) };
-    let model = Model::load(&version, ModelLimits::default()).with_context(|| shown.clone())?;
-    let reference = plan.reference.as_deref().map(|p| score_reference(&model, p, &plan.target)).transpose()?;
-    let files: [(&str, &[u8]); 2] = [(format.file_name(), &version.bytes), (SETTINGS_FILE_NAME, toml.as_bytes())];
+    let mut version = VersionBytes { file: format.file_name(), bytes, settings: Some(toml.into_bytes()) };
+    let mut model = Model::load(&version, ModelLimits::default()).with_context(|| shown.clone())?;
+    let mut reference = None;
+    if let Some(path) = &plan.reference {
+        // The reference population's bins go into model.toml: the version
+        // then reports drift against them (docs/drift.md).
+        let (rows, scores) = score_reference(&model, path, &plan.target)?;
+        settings.reference = Some(Reference::build(model.fields(), rows.view(), &scores.probabilities));
+        let toml = toml::to_string(&settings).context("writing model.toml")?;
+        version.settings = Some(toml.into_bytes());
+        model = Model::load(&version, ModelLimits::default()).with_context(|| shown.clone())?;
+        reference = Some(scores.summary);
+    }
+    let toml = version.settings.as_deref().unwrap_or_default();
+    let files: [(&str, &[u8]); 2] = [(format.file_name(), &version.bytes), (SETTINGS_FILE_NAME, toml)];
     let published = LocalDirectory::new(&plan.models_dir)
         .publish_next_files(&plan.model_name, &files)
         .with_context(|| format!("publishing into {}", plan.models_dir.display()))?;
     Ok(ImportOutcome { format, published, digest, model, reference })
 }
 
+/// A reference CSV's scores: each row's probability, and their summary.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub probabilities: Vec<f64>,
+    pub summary: ReferenceScores,
+}
+
 /// Scores every row of a CSV through `model`: its columns are read by the
 /// model's feature names (blank cells are missing; a column the model
 /// requires must be there), the `target` column, if present, as labels.
-pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<ReferenceScores> {
+/// Returns the rows as decoded and their scores.
+pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<(Rows, Scored)> {
     let shown = path.display().to_string();
     let mut reader = csv::Reader::from_path(path).with_context(|| shown.clone())?;
     let headers = reader.headers().with_context(|| shown.clone())?.clone();
@@ -146,7 +176,7 @@ pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<Refer
     let n = predictions.len() as f64;
     let probabilities: Vec<f64> = predictions.iter().map(|p| p.probability_late).collect();
     let high = predictions.iter().filter(|p| p.decision == crate::model::Decision::HighRisk).count();
-    Ok(ReferenceScores {
+    let summary = ReferenceScores {
         rows: predictions.len(),
         mean_probability: probabilities.iter().sum::<f64>() / n,
         high_risk_share: high as f64 / n,
@@ -155,7 +185,8 @@ pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<Refer
         } else {
             None
         },
-    })
+    };
+    Ok((rows, Scored { probabilities, summary }))
 }
 
 #[cfg(test)]

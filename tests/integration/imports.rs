@@ -394,6 +394,11 @@ fn import_checks_records_the_digest_and_publishes_the_next_version() {
         let settings = std::fs::read_to_string(version_dir.join("model.toml")).unwrap();
         let digest = riskserve::model::format::sha256_hex(&std::fs::read(&path).unwrap());
         assert!(settings.contains(&digest), "{settings}");
+        // The reference's bins, for drift: every feature and the score.
+        assert!(
+            settings.contains("[reference.score]") && settings.contains("name = \"verification_status\""),
+            "{settings}"
+        );
         assert_eq!(std::fs::read(version_dir.join(file)).unwrap(), std::fs::read(&path).unwrap());
         let (ok, text) = run(&["validate", version_dir.to_str().unwrap()]);
         assert!(ok && text.contains("OK"), "{text}");

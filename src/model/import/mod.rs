@@ -178,8 +178,12 @@ pub fn compile(
         training: TrainingData { source: String::new(), rows: 0, positives: 0, sha256: String::new() },
         metrics: None,
     };
+    if let Some(r) = &settings.reference {
+        r.validate(fields.schema()).map_err(|e| invalid(format!("model.toml: reference: {e}")))?;
+    }
     let mut model = Model::from_compiled(meta, fields, encoder, estimator, None, digest, limits)?;
     model.shap = shap;
+    model.reference = settings.reference.clone();
     Ok(model)
 }
 

@@ -29,6 +29,10 @@ pub struct Settings {
     /// Per feature, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, FeatureSettings>,
+    /// The training population's bins, for drift monitoring
+    /// (`riskserve import --reference` writes them; docs/drift.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<crate::model::reference::Reference>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
