@@ -85,10 +85,11 @@ impl Model {
     pub fn from_payload(payload: ModelPayload, digest: String, limits: ModelLimits) -> Result<Model, LoadError> {
         let invalid = |e: String| LoadError::Invalid(e);
         let ModelPayload { meta, schema, estimator, calibration, reference: population } = payload;
-        if let Some(r) = &population {
-            r.validate(&schema).map_err(|e| invalid(format!("reference: {e}")))?;
-        }
         let fields = Fields::new(schema).map_err(|e| invalid(format!("schema: {e}")))?;
+        // The schema first: a reference can only fit a valid one.
+        if let Some(r) = &population {
+            r.validate(fields.schema()).map_err(|e| invalid(format!("reference: {e}")))?;
+        }
         if let Some(f) =
             fields.features().iter().find(|f| matches!(f.kind, schema::Kind::Number { imputed_with: None, .. }))
         {

@@ -37,7 +37,7 @@ pub fn bundled_payload() -> ModelPayload {
     decode(bundled_model()).expect("bundled model decodes").0
 }
 
-/// The bundled model with a drift reference (it has none), built as an
+/// The bundled model with another drift reference than its own, built as an
 /// importer would: synthetic loans decoded with its schema and scored by it.
 pub fn bundled_with_reference() -> Vec<u8> {
     use riskserve::model::reference::Reference;
@@ -61,10 +61,11 @@ pub fn wrong_schema_model() -> Vec<u8> {
     encode(&payload).unwrap()
 }
 
-/// The bundled model with one byte of the payload changed: digest mismatch.
+/// The bundled model with one digit of the payload changed: still JSON,
+/// but a digest mismatch.
 pub fn corrupt_model() -> Vec<u8> {
     let mut bytes = bundled_model().to_vec();
-    let at = bytes.len() / 2;
+    let at = (bytes.len() / 2..bytes.len()).find(|&i| bytes[i].is_ascii_digit()).expect("a digit past the middle");
     bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
     bytes
 }

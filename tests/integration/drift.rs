@@ -184,8 +184,9 @@ async fn window(s: &TestServer, v: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scored_row_counts_once_whatever_the_protocol_and_monitoring_can_be_off() {
     let s = TestServer::start().await;
-    assert_eq!(window(&s, "1").await, None, "the bundled model has no reference: no drift series");
-    assert!(s.get(&format!("/v1/models/{MODEL}")).await.json()["versions"][0].get("drift").is_none());
+    // The bundled model records its training reference: an empty window.
+    assert_eq!(window(&s, "1").await, Some(0.0), "the bundled model's drift series");
+    assert!(s.get(&format!("/v1/models/{MODEL}")).await.json()["versions"][0].get("drift").is_some());
     commit(&s.models, MODEL, 2, &bundled_with_reference());
     s.wait_serving(2).await;
     assert_eq!(window(&s, "2").await, Some(0.0));
