@@ -451,15 +451,11 @@ fn an_xgboost_version_replacing_a_forest_and_back_under_load_fails_no_request() 
         swapbench::synth_bodies(500, 11),
     );
     cfg.server_pid = Some(server.pid);
-    cfg.clients = 8;
-    cfg.warmup = Duration::from_millis(200);
+    crate::swap_harness::bounded(&mut cfg);
     cfg.steady = Duration::from_millis(300);
-    cfg.duration = Duration::from_secs(3);
-    cfg.max_duration = Duration::from_secs(20);
     cfg.min_swaps = 20;
-    cfg.commit_every = Duration::from_millis(80);
+    // Good versions only: the bad files are swap_harness.rs's.
     cfg.bad_every = 1000;
-    cfg.drain_timeout = Duration::from_secs(10);
     let report = swapbench::run_blocking(cfg, 2).expect("the benchmark runs");
     let context = format!("{}\nserver log tail:\n{}", report.summary(), server.log_tail(20));
     assert_eq!(report.failures.total, 0, "failures of any kind:\n{context}");

@@ -27,6 +27,17 @@ fn swaps_under_grpc_load_fail_no_call() {
     swaps_under_load(true);
 }
 
+/// The short, bounded run CI affords: 8 clients, a commit every 80 ms for
+/// about 3 s (at most 20), 10 s to drain.
+pub fn bounded(cfg: &mut BenchConfig) {
+    cfg.clients = 8;
+    cfg.warmup = Duration::from_millis(200);
+    cfg.duration = Duration::from_secs(3);
+    cfg.max_duration = Duration::from_secs(20);
+    cfg.commit_every = Duration::from_millis(80);
+    cfg.drain_timeout = Duration::from_secs(10);
+}
+
 fn swaps_under_load(grpc: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let models = dir.path().join("models");
@@ -43,18 +54,13 @@ fn swaps_under_load(grpc: bool) {
     );
     cfg.server_pid = Some(server.pid);
     cfg.metrics = Some(server.predict_target(MODEL).with_path("/metrics"));
-    cfg.clients = 8;
-    cfg.warmup = Duration::from_millis(200);
+    bounded(&mut cfg);
     cfg.steady = Duration::from_millis(500);
-    cfg.duration = Duration::from_secs(3);
-    cfg.max_duration = Duration::from_secs(20);
     // At least 26 steps, so the rollback at step 24 always happens, however
     // slowly a loaded machine runs the debug build (bounded by max_duration).
     cfg.min_swaps = 26;
-    cfg.commit_every = Duration::from_millis(80);
     // Steps 8, 16, 24: half-written (completed at the next step), corrupt, rollback.
     cfg.bad_every = 8;
-    cfg.drain_timeout = Duration::from_secs(10);
     cfg.grpc = grpc.then(|| server.grpc_addr().expect("the gRPC listener's address is logged"));
 
     let started = Instant::now();
