@@ -305,7 +305,7 @@ async fn infer<B: RequestBody>(
     Ok(with_version_header(response, version))
 }
 
-/// `$repository_index_request`: an empty body or `{}` means all.
+/// `$repository_index_request`: no body or `{}` means all.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IndexRequest {
@@ -335,7 +335,9 @@ async fn repository_index<B: RequestBody>(
 ) -> Handled {
     check_infer_content(headers)?;
     let body = read_body(INDEX_BODY_LIMIT, body, deadline).await?;
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body means all; anything else must be a JSON object (whitespace
+    // alone is not JSON).
+    let request = if body.is_empty() {
         IndexRequest::default()
     } else if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         // serde reads a struct from an array too (`[]`, `[true]`): only an
@@ -541,6 +543,8 @@ mod tests {
             ("POST", "/v2/repository/index", r#"{"readdy":true}"#, StatusCode::BAD_REQUEST, "unknown field"),
             ("POST", "/v2/repository/index", "[]", StatusCode::BAD_REQUEST, "send a JSON object"),
             ("POST", "/v2/repository/index", " [true]", StatusCode::BAD_REQUEST, "send a JSON object"),
+            // Whitespace alone is not JSON (schemathesis sent a tab).
+            ("POST", "/v2/repository/index", "\t", StatusCode::BAD_REQUEST, "send a JSON object"),
             ("GET", "/v2/repository/index", "", StatusCode::METHOD_NOT_ALLOWED, "POST"),
             ("POST", "/v2/repository/models/m/load", "", StatusCode::BAD_REQUEST, "source of truth"),
             ("POST", "/v2/repository/models/m/unload", "{}", StatusCode::BAD_REQUEST, "cannot be unloaded"),
