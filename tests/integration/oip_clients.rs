@@ -251,6 +251,16 @@ async fn the_same_client_against_mlserver_shows_the_protocols_side_by_side() {
     assert!(theirs_p.iter().all(|p| (0.0..=1.0).contains(p)), "{theirs_p:?}");
 }
 
+/// `--seed N` from `RISKSERVE_SCHEMATHESIS_SEED` (default 20261206), or
+/// none when it is `random`.
+fn schemathesis_seed() -> Vec<String> {
+    match std::env::var("RISKSERVE_SCHEMATHESIS_SEED").as_deref() {
+        Ok("random") => Vec::new(),
+        Ok(seed) => vec!["--seed".into(), seed.into()],
+        Err(_) => vec!["--seed".into(), "20261206".into()],
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_with_every_check() {
     let s = TestServer::start().await;
@@ -266,6 +276,9 @@ async fn schemathesis_finds_nothing_with_every_check() {
         .args(["--no-color", "run"])
         .arg(format!("http://{}/openapi.json", s.addr))
         .args(["--checks", "all", "--workers", "2", "--request-timeout", "30", "--generation-database", "none"])
+        // A fixed seed, so CI's gate is repeatable; explore with another
+        // (RISKSERVE_SCHEMATHESIS_SEED=random lets schemathesis draw one).
+        .args(schemathesis_seed())
         .current_dir(dir.path())
         // A workaround for a CPython 3.11.7 bug hit by query parameters
         // (see the module's docstring); it changes no generated case.
