@@ -345,9 +345,6 @@ pub struct ImportArgs {
     /// features; blank cells are missing).
     #[arg(long, value_name = "FILE.csv")]
     pub reference: Option<PathBuf>,
-    /// The reference's label column, for its ROC-AUC.
-    #[arg(long, default_value = "is_late")]
-    pub target: String,
     /// After writing the version locally, publish it to this object store,
     /// as `riskserve publish` does.
     #[arg(long, value_name = "URL")]
@@ -404,7 +401,6 @@ fn import(args: &ImportArgs) -> Result<()> {
         models_dir: args.models_dir.clone(),
         settings: args.settings.clone(),
         reference: args.reference.clone(),
-        target: args.target.clone(),
     };
     let out = crate::importer::run(&plan)?;
     let m = &out.model;
@@ -420,9 +416,8 @@ fn import(args: &ImportArgs) -> Result<()> {
     println!("  threshold       {} ({})", m.meta.decision.threshold, m.meta.decision.strategy);
     println!("  sha256          {} (recorded in model.toml)", out.digest);
     if let Some(r) = &out.reference {
-        let auc = r.roc_auc.map_or_else(String::new, |a| format!(", ROC-AUC {a:.4}"));
         println!(
-            "  reference       {} rows scored: mean P(late) {:.5}, {:.2}% high_risk{auc}",
+            "  reference       {} rows scored: mean P(late) {:.5}, {:.2}% high_risk (bins recorded for drift)",
             r.rows,
             r.mean_probability,
             100.0 * r.high_risk_share

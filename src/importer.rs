@@ -31,8 +31,6 @@ pub struct ImportPlan {
     pub settings: Option<PathBuf>,
     /// A CSV of applications to score through the imported model.
     pub reference: Option<PathBuf>,
-    /// The reference's label column, if it has one.
-    pub target: String,
 }
 
 /// The reference CSV scored through the imported model.
@@ -42,8 +40,6 @@ pub struct ReferenceScores {
     pub mean_probability: f64,
     /// Share decided `high_risk` at the version's threshold.
     pub high_risk_share: f64,
-    /// When the CSV has the target column with both classes.
-    pub roc_auc: Option<f64>,
 }
 
 /// What `import` did.
@@ -111,7 +107,7 @@ pub fn run(plan: &ImportPlan) -> Result<ImportOutcome> {
     if let Some(path) = &plan.reference {
         // The reference population's bins go into model.toml: the version
         // then reports drift against them (docs/drift.md).
-        let (rows, scores) = score_reference(&model, path, &plan.target)?;
+        let (rows, scores) = score_reference(&model, path)?;
         settings.reference = Some(Reference::build(model.fields(), rows.view(), &scores.probabilities));
         let toml = toml::to_string(&settings).context("writing model.toml")?;
         version.settings = Some(toml.into_bytes());
@@ -133,44 +129,11 @@ pub struct Scored {
     pub summary: ReferenceScores,
 }
 
-/// Scores every row of a CSV through `model`: its columns are read by the
-/// model's feature names (blank cells are missing; a column the model
-/// requires must be there), the `target` column, if present, as labels.
-/// Returns the rows as decoded and their scores.
-pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<(Rows, Scored)> {
-    let shown = path.display().to_string();
-    let mut reader = csv::Reader::from_path(path).with_context(|| shown.clone())?;
-    let headers = reader.headers().with_context(|| shown.clone())?.clone();
-    let fields = model.fields();
-    let mut columns = Vec::with_capacity(fields.len());
-    for f in fields.features() {
-        let at = headers.iter().position(|h| h == f.name);
-        if at.is_none() && f.required {
-            bail!("{shown}: no column `{}`, which the model requires", f.name);
-        }
-        columns.push(at);
-    }
-    let label_at = headers.iter().position(|h| h == target);
-    let mut rows = Rows::new(fields.len());
-    let mut labels = Vec::new();
-    for (line, record) in reader.records().enumerate() {
-        let record = record.with_context(|| shown.clone())?;
-        let at = rows.len();
-        rows.push_missing();
-        for (i, column) in columns.iter().enumerate() {
-            let Some(cell) = column.and_then(|c| record.get(c)) else { continue };
-            let value = fields
-                .text(i, cell, &mut rows)
-                .map_err(|e| anyhow::anyhow!("{shown} line {}: `{}` {e}", line + 2, fields.feature(i).name))?;
-            rows.row_mut(at)[i] = value;
-        }
-        if let Some(c) = label_at {
-            labels.push(u8::from(record.get(c).is_some_and(|v| v.trim() == "1")));
-        }
-    }
-    if rows.is_empty() {
-        bail!("{shown} has no rows");
-    }
+/// Scores every row of a CSV through `model`, read with its inputs by
+/// [`crate::train::dataset::read_rows`] (each feature's column by name,
+/// decoded as a request's values are). Returns the rows and their scores.
+pub fn score_reference(model: &Model, path: &Path) -> Result<(Rows, Scored)> {
+    let (rows, _) = crate::train::dataset::read_rows(path, model.fields())?;
     let mut predictions = Vec::with_capacity(rows.len());
     model.predict_many(rows.view(), &mut predictions);
     let n = predictions.len() as f64;
@@ -180,11 +143,6 @@ pub fn score_reference(model: &Model, path: &Path, target: &str) -> Result<(Rows
         rows: predictions.len(),
         mean_probability: probabilities.iter().sum::<f64>() / n,
         high_risk_share: high as f64 / n,
-        roc_auc: if labels.len() == probabilities.len() {
-            crate::train::evaluation::roc_auc(&labels, &probabilities)
-        } else {
-            None
-        },
     };
     Ok((rows, Scored { probabilities, summary }))
 }
