@@ -8,6 +8,17 @@
 #                  one application per request
 #   riskserve-b100 the same server, 100 applications per request ({"instances"})
 #   riskserve-explain  the same, single applications with the default reason codes (every other riskserve row asks ?explain=false, as the peers give no reasons)
+#   riskserve-grpc the same server's gRPC listener (`--grpc-listen`): ModelInfer
+#                  with the same application as typed tensors, answering
+#                  probability and decision (as `?explain=false`), driven by
+#                  h2load (nghttp2) over HTTP/2, one connection per client,
+#                  one call at a time; gRPC's status codes are counted from
+#                  the server's metrics (a failed call is still HTTP 200)
+#   riskserve-grpc-reasons  the same, asking for the reasons output too (the
+#                  default HTTP request's answer)
+#   riskserve-h2load, riskserve-explain-h2load  riskserve and riskserve-explain
+#                  driven by h2load over HTTP/1.1: the gRPC rows' load
+#                  generator, so HTTP and gRPC compare with one generator
 #   riskserve-nodrift, riskserve-explain-nodrift  riskserve and riskserve-explain
 #                  with `--drift false`: the cost of drift monitoring (issue 29;
 #                  it only counts for a model whose file has a reference: set
@@ -39,6 +50,7 @@
 #   there with `cargo install --locked oha@$OHA_VERSION`), SKIP_BUILD=1,
 #   CARGO_TARGET_DIR, SERVER_ARGS (more `riskserve serve` flags), MODEL (the
 #   model.json riskserve serves; models/credit-risk/1/model.json),
+#   H2LOAD (found on PATH, else Debian's nghttp2-client is installed),
 #   WAIT_QUIET_SECS (wait up to this long for an idle machine; 0),
 #   QUIET_MAX_CORES (0.2).
 # Everything listens on and targets 127.0.0.1 only; every server this script
@@ -82,6 +94,8 @@ mkdir -p "$OUT"
 
 want() { case " $SERVERS " in *" $1 "*) return 0;; *) return 1;; esac; }
 want_python=0
+want_h2load=0
+case " $SERVERS " in *-grpc*|*-h2load*) want_h2load=1;; esac
 for s in flask fastapi fastapi-async mlserver; do want "$s" && want_python=1; done
 
 # ---- 1. tools ----------------------------------------------------------------
@@ -96,9 +110,17 @@ if [ -z "${OHA:-}" ]; then
         OHA=$ROOT/bench/.tools/bin/oha
     fi
 fi
+if [ "$want_h2load" = 1 ] && [ -z "${H2LOAD:-}" ]; then
+    if ! command -v h2load >/dev/null; then
+        echo "h2load not found; installing Debian's nghttp2-client"
+        as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+        as_root apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
+    fi
+    H2LOAD=$(command -v h2load)
+fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    echo "building riskserve and the ceiling (release)"
-    cargo build --release --locked -p riskserve -p ceiling --bin riskserve --bin ceiling
+    echo "building riskserve, the ceiling and grpc_body (release)"
+    cargo build --release --locked -p riskserve -p ceiling -p swapbench --bin riskserve --bin ceiling --bin grpc_body
 fi
 if [ "$want_python" = 1 ]; then
     [ -f "$PEERS_DIR/requirements.txt" ] || { echo "peers not found in $PEERS_DIR (set PEERS_DIR)"; exit 1; }
@@ -150,6 +172,13 @@ open(f"{out}/body-mlserver.json", "w").write(
 print("request body:", json.dumps(rows[0], **compact))
 EOF
 
+if [ "$want_h2load" = 1 ]; then
+    # body.bin / body-reasons.bin: body.json as one framed ModelInfer message.
+    "$TARGET_DIR/release/grpc_body" --body "$OUT/body.json" --model credit-risk --out "$OUT/body.bin"
+    "$TARGET_DIR/release/grpc_body" --body "$OUT/body.json" --model credit-risk \
+        --outputs probability_late,decision,reasons --out "$OUT/body-reasons.bin"
+fi
+
 stage_models "oha: $OHA ($("$OHA" --version 2>/dev/null | head -1))" "servers: $SERVERS" \
     "rounds: $ROUNDS, duration: $DURATION, warm-up: $WARMUP, concurrencies: $CONCURRENCIES"
 
@@ -171,7 +200,10 @@ cpu_ticks() {  # utime+stime of a process tree, in clock ticks
 wait_ready() {  # url body: up to 120 tries, 0.5 s apart; the answer in $OUT/ready-<name>.json
     local i
     for i in $(seq 1 120); do
-        if curl -fsS -m 2 -o "$OUT/ready-$NAME.json" -H 'Content-Type: application/json' \
+        if [ "$GENERATOR" = h2load-grpc ]; then
+            # gRPC: the server's HTTP readiness; the calls are checked below.
+            curl -fsS -m 2 -o "$OUT/ready-$NAME.json" "${METRICS_URL%/metrics}/v2/health/ready" 2>/dev/null && return 0
+        elif curl -fsS -m 2 -o "$OUT/ready-$NAME.json" -H 'Content-Type: application/json' \
                 --data-binary @"$2" "$1" 2>/dev/null; then
             return 0
         fi
@@ -181,12 +213,14 @@ wait_ready() {  # url body: up to 120 tries, 0.5 s apart; the answer in $OUT/rea
     return 1
 }
 
-# Starts server $NAME; sets SERVER (the `timeout` wrapper), URL and BODY.
+# Starts server $NAME; sets SERVER (the `timeout` wrapper), URL, BODY and
+# GENERATOR (oha, h2load-h1 or h2load-grpc).
 start_named() {
     local port log=$OUT/$NAME.log
     BODY=$OUT/body.json
+    GENERATOR=oha
     case $NAME in
-      riskserve|riskserve-b100|riskserve-explain|riskserve-nodrift|riskserve-explain-nodrift)
+      riskserve|riskserve-b100|riskserve-explain|riskserve-nodrift|riskserve-explain-nodrift|riskserve-*h2load)
         local drift=""
         case $NAME in *-nodrift) drift="--drift false";; esac
         SERVER_ARGS="${SERVER_ARGS:-} $drift" start_server   # lib.sh: sets SERVER, ADDR and PID
@@ -197,6 +231,16 @@ start_named() {
         URL=http://$ADDR/v1/models/credit-risk/predict?explain=false
         case $NAME in riskserve-explain*) URL=http://$ADDR/v1/models/credit-risk/predict;; esac
         if [ "$NAME" = riskserve-b100 ]; then BODY=$OUT/batch100.json; fi
+        case $NAME in *-h2load) GENERATOR=h2load-h1;; esac
+        ;;
+      riskserve-grpc|riskserve-grpc-reasons)
+        SERVER_ARGS="${SERVER_ARGS:-} --grpc-listen 127.0.0.1:0" start_server
+        cat "$OUT/server.log" >>"$log"
+        METRICS_URL=http://$ADDR/metrics
+        URL=http://$(grep -m1 -o 'grpc_addr=127\.0\.0\.1:[0-9]*' "$OUT/server.log" | cut -d= -f2)/inference.GRPCInferenceService/ModelInfer
+        GENERATOR=h2load-grpc
+        BODY=$OUT/body.bin
+        if [ "$NAME" = riskserve-grpc-reasons ]; then BODY=$OUT/body-reasons.bin; fi
         ;;
       ceiling)
         timeout -k 5 "$LIFETIME" "$CEILING" 0 >"$log" 2>&1 &
@@ -248,6 +292,42 @@ stop_named() {
     SERVER=""
 }
 
+# gRPC ModelInfer calls answered other than OK so far (a failed call is
+# still HTTP 200 on the wire, so h2load cannot tell).
+grpc_failed() {
+    curl -fsS -m 5 "$METRICS_URL" | awk '/^riskserve_requests_total\{/ && /protocol="grpc"/ \
+        && /ModelInfer/ && !/code="OK"/ { n += $NF } END { printf "%d", n }'
+}
+
+# load STEM CONC DURATION [quiet]: one load run with $GENERATOR against $URL
+# with $BODY; STEM.json in oha's JSON shape (what fast_path_table.py reads).
+load() {
+    local stem=$1 c=$2 d=$3
+    if [ "$GENERATOR" = oha ]; then
+        if [ "${4:-}" = quiet ]; then
+            "$OHA" -z "$d" -c "$c" -m POST -T application/json -D "$BODY" \
+                --no-tui --output-format quiet "$URL" >/dev/null 2>&1 || true
+        else
+            /usr/bin/time -f '%U %S' -o "$stem.time" \
+                "$OHA" -z "$d" -w -c "$c" -m POST -T application/json -D "$BODY" \
+                --no-tui --output-format json "$URL" >"$stem.json"
+        fi
+        return
+    fi
+    local headers=(-H "content-type: application/json") h1=(--h1) failed0=0 failed1=0
+    if [ "$GENERATOR" = h2load-grpc ]; then
+        headers=(-H "content-type: application/grpc" -H "te: trailers"); h1=()
+        failed0=$(grpc_failed)
+    fi
+    # One connection per client, one request at a time on each (as oha -c).
+    /usr/bin/time -f '%U %S' -o "$stem.time" "$H2LOAD" "${h1[@]}" -D "$(dur_s "$d")" -c "$c" -m 1 -t 1 \
+        -d "$BODY" "${headers[@]}" --log-file "$stem.log" "$URL" >"$stem.txt" 2>&1 || true
+    if [ "$GENERATOR" = h2load-grpc ]; then failed1=$(grpc_failed); fi
+    if [ "${4:-}" = quiet ]; then rm -f "$stem.log" "$stem.txt" "$stem.time"; return; fi
+    python3 "$ROOT/bench/h2load_json.py" "$stem" "$(( failed1 - failed0 ))"
+    rm -f "$stem.log"
+}
+
 # ---- 4. rounds ---------------------------------------------------------------------
 wait_quiet | tee "$OUT/quiet.txt"
 printf 'round\tserver\tconc\tjson\tserver_cpu_s\toha_cpu_s\twall_s\n' >"$OUT/runs.tsv"
@@ -260,12 +340,9 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
         for c in $CONCURRENCIES; do
             stem=$OUT/r$round-$NAME-c$c
-            "$OHA" -z "$WARMUP" -c "$c" -m POST -T application/json -D "$BODY" \
-                --no-tui --output-format quiet "$URL" >/dev/null 2>&1 || true
+            load "$stem-warmup" "$c" "$WARMUP" quiet
             cpu0=$(cpu_ticks "$SERVER"); t0=$(date +%s.%N)
-            /usr/bin/time -f '%U %S' -o "$stem.time" \
-                "$OHA" -z "$DURATION" -w -c "$c" -m POST -T application/json -D "$BODY" \
-                --no-tui --output-format json "$URL" >"$stem.json"
+            load "$stem" "$c" "$DURATION"
             cpu1=$(cpu_ticks "$SERVER"); t1=$(date +%s.%N)
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$NAME" "$c" "$stem.json" \
                 "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz}')" \

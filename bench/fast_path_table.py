@@ -1,8 +1,8 @@
 """The table of bench/fast_path.sh: per server and concurrency the median
-over rounds of req/s, p50 and p99 (oha's JSON), the ratios riskserve /
-ceiling and riskserve / each peer, the cost of drift monitoring (each
-riskserve row against its `-nodrift` twin), the issues' goals, and
-fast_path.json.
+over rounds of req/s, p50 and p99 (oha's JSON, or h2load's in that shape),
+the ratios riskserve / ceiling and riskserve / each peer, gRPC against HTTP
+with one load generator, the cost of drift monitoring (each riskserve row
+against its `-nodrift` twin), the issues' goals, and fast_path.json.
 
 Usage: python3 bench/fast_path_table.py OUT_DIR   (stdlib only)
 """
@@ -45,14 +45,15 @@ for key, rs in runs.items():
 env = open(os.path.join(out, "env.txt")).read() if os.path.exists(os.path.join(out, "env.txt")) else ""
 print(env.rstrip())
 print()
-print("Medians over rounds (each round runs every server in turn; oha on the same cores):")
-print(f"{'server':15} {'conc':>4} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'srv cores':>9} {'oha cores':>9} {'errors':>6}  req/s by round")
+print("Medians over rounds (each round runs every server in turn; the load generator, oha or")
+print("h2load for the *-grpc* and *-h2load rows, on the same cores):")
+print(f"{'server':24} {'conc':>4} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'srv cores':>9} {'gen cores':>9} {'errors':>6}  req/s by round")
 servers = []
 for (server, conc) in sorted(med, key=lambda k: (list(dict.fromkeys(s for s, _ in runs)).index(k[0]), k[1])):
     m = med[(server, conc)]
     servers.append(server)
     extra = f"  (= {m['rps'] * 100:,.0f} predictions/s)" if server == "riskserve-b100" else ""
-    print(f"{server:15} {conc:>4} {m['rps']:>10,.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} "
+    print(f"{server:24} {conc:>4} {m['rps']:>10,.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} "
           f"{m['server_cores']:>9.2f} {m['oha_cores']:>9.2f} {m['errors']:>6}  {m['rps_by_round']}{extra}")
 
 concs = sorted({c for _, c in med})
@@ -101,6 +102,26 @@ for conc in concs:
     if fast:
         r["throughput_vs_fastapi_best"] = rs["rps"] / max(fast)
 
+# gRPC (issue 27): each gRPC row against the HTTP/1.1 row that answers the
+# same outputs with the same load generator (h2load), paired by round, and
+# against the ceiling (oha).
+grpc = {}
+for g, h in (("riskserve-grpc", "riskserve-h2load"), ("riskserve-grpc-reasons", "riskserve-explain-h2load")):
+    for conc in concs:
+        tp, lp = paired(g, h, conc)
+        if not tp:
+            continue
+        if not grpc:
+            print()
+            print("gRPC against HTTP/1.1 JSON (the same answer, the same generator: h2load; per-round ratios):")
+        grpc[f"{g} c={conc}"] = {"throughput_vs_http": statistics.median(tp), "p99_vs_http": statistics.median(lp),
+                                 "ratios": tp}
+        ceil = med.get(("ceiling", conc))
+        vs_ceiling = f", {med[(g, conc)]['rps'] / ceil['rps']:.2f} x the ceiling" if ceil else ""
+        print(f"  c={conc:<3} {g} / {h}: {statistics.median(tp):.2f} x throughput ({min(tp):.2f}-{max(tp):.2f}), "
+              f"p99 {statistics.median(lp):.2f} x{vs_ceiling}")
+ratios["grpc"] = grpc
+
 # Drift monitoring (issue 29): each riskserve row against the same server
 # with `--drift false`, paired by round.
 drift_cost = {}
@@ -129,6 +150,10 @@ for peer, need in (("flask", 300), ("fastapi_best", 300), ("mlserver", 100)):
     k = f"throughput_vs_{peer}"
     if k in c64:
         goal(f">= {need} x {peer} at c=64", c64[k], c64[k] >= need)
+single = grpc.get("riskserve-grpc c=64")
+if single:
+    goal("gRPC single-row throughput >= HTTP's at c=64 (same generator)", single["throughput_vs_http"],
+         single["throughput_vs_http"] >= 1.0)
 default = drift_cost.get("riskserve-explain c=64") or drift_cost.get("riskserve c=64")
 if default:
     goal("drift monitoring costs <= 3 % of the default request's throughput at c=64", default["throughput_cost"],

@@ -83,10 +83,11 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: w
                 let deadline = tokio::time::Instant::now() + budget;
                 req.extensions_mut().insert(Deadline(deadline));
                 let (mut inference, mut health, metrics) = (inference.clone(), health.clone(), metrics.clone());
-                let path = req.uri().path().to_string();
+                let route = route_label(req.uri().path());
+                let is_health = req.uri().path().starts_with("/grpc.health.v1.Health/");
                 async move {
                     let call = async {
-                        if path.starts_with("/grpc.health.v1.Health/") {
+                        if is_health {
                             health.call(req).await
                         } else {
                             inference.call(req).await
@@ -98,7 +99,7 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: w
                         Err(_) => {
                             // The message did not arrive in time (the
                             // service answers its own deadlines itself).
-                            let labels = ["grpc", route_label(&path), "DEADLINE_EXCEEDED"];
+                            let labels = ["grpc", route, "DEADLINE_EXCEEDED"];
                             metrics.requests_total.with_label_values(&labels).inc();
                             tonic::Status::deadline_exceeded("the call did not complete within its deadline")
                                 .into_http()
