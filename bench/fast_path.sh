@@ -26,6 +26,9 @@
 #   ceiling        crates/ceiling: a minimal hyper 1 server on the same tokio
 #                  runtime that reads the body and answers {"ok":true}: what
 #                  HTTP alone costs on this machine
+#   ceiling-grpc   `ceiling --grpc`: hyper 1's HTTP/2 server answering every
+#                  call with a fixed gRPC message and `grpc-status: 0`, no
+#                  protobuf (what gRPC's transport alone costs; h2load)
 #   flask          ../shared/peers seed_flask.py under gunicorn, 2 sync workers
 #   fastapi        ../shared/peers fastapi_app.py under uvicorn, 2 workers
 #   fastapi-async  the same with an `async def` endpoint
@@ -95,7 +98,7 @@ mkdir -p "$OUT"
 want() { case " $SERVERS " in *" $1 "*) return 0;; *) return 1;; esac; }
 want_python=0
 want_h2load=0
-case " $SERVERS " in *-grpc*|*-h2load*) want_h2load=1;; esac
+case " $SERVERS " in *-grpc*|*-h2load*|*ceiling-grpc*) want_h2load=1;; esac
 for s in flask fastapi fastapi-async mlserver; do want "$s" && want_python=1; done
 
 # ---- 1. tools ----------------------------------------------------------------
@@ -200,7 +203,9 @@ cpu_ticks() {  # utime+stime of a process tree, in clock ticks
 wait_ready() {  # url body: up to 120 tries, 0.5 s apart; the answer in $OUT/ready-<name>.json
     local i
     for i in $(seq 1 120); do
-        if [ "$GENERATOR" = h2load-grpc ]; then
+        if [ "$GENERATOR" = h2load-grpc ] && [ -z "$METRICS_URL" ]; then
+            return 0   # the gRPC ceiling: up once it said so
+        elif [ "$GENERATOR" = h2load-grpc ]; then
             # gRPC: the server's HTTP readiness; the calls are checked below.
             curl -fsS -m 2 -o "$OUT/ready-$NAME.json" "${METRICS_URL%/metrics}/v2/health/ready" 2>/dev/null && return 0
         elif curl -fsS -m 2 -o "$OUT/ready-$NAME.json" -H 'Content-Type: application/json' \
@@ -247,6 +252,15 @@ start_named() {
         SERVER=$!
         for _ in $(seq 1 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
         URL=http://$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)/predict
+        ;;
+      ceiling-grpc)
+        timeout -k 5 "$LIFETIME" "$CEILING" --grpc 0 >"$log" 2>&1 &
+        SERVER=$!
+        for _ in $(seq 1 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
+        URL=http://$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)/inference.GRPCInferenceService/ModelInfer
+        GENERATOR=h2load-grpc
+        METRICS_URL=""
+        BODY=$OUT/body.bin
         ;;
       flask)
         port=$(free_port); URL=http://$HOST:$port/predict
@@ -295,6 +309,7 @@ stop_named() {
 # gRPC ModelInfer calls answered other than OK so far (a failed call is
 # still HTTP 200 on the wire, so h2load cannot tell).
 grpc_failed() {
+    if [ -z "$METRICS_URL" ]; then echo 0; return; fi
     curl -fsS -m 5 "$METRICS_URL" | awk '/^riskserve_requests_total\{/ && /protocol="grpc"/ \
         && /ModelInfer/ && !/code="OK"/ { n += $NF } END { printf "%d", n }'
 }

@@ -116,10 +116,20 @@ for g, h in (("riskserve-grpc", "riskserve-h2load"), ("riskserve-grpc-reasons", 
             print("gRPC against HTTP/1.1 JSON (the same answer, the same generator: h2load; per-round ratios):")
         grpc[f"{g} c={conc}"] = {"throughput_vs_http": statistics.median(tp), "p99_vs_http": statistics.median(lp),
                                  "ratios": tp}
-        ceil = med.get(("ceiling", conc))
+        ceil, transport = med.get(("ceiling", conc)), med.get(("ceiling-grpc", conc))
         vs_ceiling = f", {med[(g, conc)]['rps'] / ceil['rps']:.2f} x the ceiling" if ceil else ""
+        if transport:
+            vs_ceiling += f", {med[(g, conc)]['rps'] / transport['rps']:.2f} x ceiling-grpc"
         print(f"  c={conc:<3} {g} / {h}: {statistics.median(tp):.2f} x throughput ({min(tp):.2f}-{max(tp):.2f}), "
               f"p99 {statistics.median(lp):.2f} x{vs_ceiling}")
+for conc in concs:
+    # Whether gRPC's transport alone leaves room for the goal: the gRPC
+    # ceiling (no protobuf, no model) against riskserve's whole HTTP path.
+    tp, _ = paired("ceiling-grpc", "riskserve-h2load", conc)
+    if tp:
+        grpc[f"ceiling-grpc c={conc}"] = {"throughput_vs_http": statistics.median(tp), "ratios": tp}
+        print(f"  c={conc:<3} ceiling-grpc / riskserve-h2load: {statistics.median(tp):.2f} x throughput "
+              f"({min(tp):.2f}-{max(tp):.2f}): HTTP/2 and gRPC framing alone, against riskserve's whole HTTP/1.1 path")
 ratios["grpc"] = grpc
 
 # Drift monitoring (issue 29): each riskserve row against the same server
