@@ -46,10 +46,8 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(response)
 }
 
-type GrpcBody = http_body_util::combinators::WithTrailers<
-    Full<Bytes>,
-    std::future::Ready<Option<Result<HeaderMap, Infallible>>>,
->;
+type GrpcBody =
+    http_body_util::combinators::WithTrailers<Full<Bytes>, std::future::Ready<Option<Result<HeaderMap, Infallible>>>>;
 
 async fn answer_grpc(req: Request<Incoming>) -> Result<Response<GrpcBody>, Infallible> {
     let _ = req.into_body().collect().await;
