@@ -241,14 +241,15 @@ impl GrpcInferenceService for Inference {
     /// entry), the shared binding, scoring, and the raw answer.
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = self.deadline(&request);
-        let (metadata, _, message) = request.into_parts();
+        let (metadata, _, mut message) = request.into_parts();
         let headers = metadata.into_headers();
         let state = &self.state;
         let mut answered = None;
         let answer = async {
             let pinned = pinned(&message.model_version)?;
             let size = prost::Message::encoded_len(&message);
-            let name = message.model_name.clone();
+            // The binding reads the tensors, never the name: take it.
+            let name = std::mem::take(&mut message.model_name);
             let result = async {
                 let _slot = admit(state, deadline).await?;
                 let target = Target { name: &name, pinned, explain: ExplainQuery::NONE, headers: &headers, deadline };
