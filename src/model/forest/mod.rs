@@ -404,10 +404,14 @@ impl CompiledForest {
         let sparse = Sparse { start, groups, deltas };
         let width = column_group.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
         self.leaf_terms = Some(match width {
-            0..=4 => LeafTerms::Dense4(sparse.dense(width)),
-            5..=8 => LeafTerms::Dense8(sparse.dense(width)),
-            9..=12 => LeafTerms::Dense12(sparse.dense(width)),
-            13..=DENSE_WIDTH => LeafTerms::Dense16(sparse.dense(width)),
+            0..=2 => LeafTerms::Dense2(sparse.dense(width)),
+            3..=4 => LeafTerms::Dense4(sparse.dense(width)),
+            5..=6 => LeafTerms::Dense6(sparse.dense(width)),
+            7..=8 => LeafTerms::Dense8(sparse.dense(width)),
+            9..=10 => LeafTerms::Dense10(sparse.dense(width)),
+            11..=12 => LeafTerms::Dense12(sparse.dense(width)),
+            13..=14 => LeafTerms::Dense14(sparse.dense(width)),
+            15..=DENSE_WIDTH => LeafTerms::Dense16(sparse.dense(width)),
             _ => LeafTerms::Sparse(sparse),
         });
     }
@@ -420,9 +424,13 @@ impl CompiledForest {
         let terms = self.leaf_terms.as_ref()?;
         x[self.pad] = PAD;
         Some(match terms {
+            LeafTerms::Dense2(d) => self.dense_contributions_in(d, x, out),
             LeafTerms::Dense4(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense6(d) => self.dense_contributions_in(d, x, out),
             LeafTerms::Dense8(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense10(d) => self.dense_contributions_in(d, x, out),
             LeafTerms::Dense12(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense14(d) => self.dense_contributions_in(d, x, out),
             LeafTerms::Dense16(d) => self.dense_contributions_in(d, x, out),
             LeafTerms::Sparse(t) => {
                 let sums = SparseSums { terms: t, out };
@@ -565,23 +573,28 @@ impl CompiledForest {
 /// reached leaf's row is added whole, from contiguous memory, instead of
 /// a list of (group, delta) pairs read from three arrays.
 /// (`cargo bench --bench explain`'s `explained_top4`, bundled model: pairs
-/// 2.19–2.24 µs, dense rows: see docs/explain.md.) Rows are padded to a
-/// multiple of four values and summed in locals by a [`LeafSink`] inlined
-/// into the walk: 1.39 µs against 1.72 for rows of the exact width added
-/// to `out` by a closure the walk called (medians of three alternating
-/// runs each).
-/// Storing only a row's values other than +0.0, behind a mask (half the
-/// bytes), was slower: 2.6 µs against 1.9 with the same closure.
+/// 2.19–2.24 µs, dense rows: see docs/explain.md.) Rows are summed in
+/// locals by a [`LeafSink`] inlined into the walk: 1.39 µs (rows padded to
+/// a multiple of four values) against 1.72 for rows added to `out` by a
+/// closure the walk called (medians of three alternating runs each); rows
+/// padded only to an even width (ten values, not twelve: fewer bytes to
+/// read) 1.32 µs against 1.38. Storing only a row's values other than
+/// +0.0, behind a mask (half the bytes), was slower: 2.6 µs against 1.9
+/// with the same closure.
 const DENSE_WIDTH: usize = 16;
 
-/// Each leaf's contributions by group: dense rows padded to the next
-/// multiple of four values (fixed-size arrays, so adding a row is a few
-/// vector adds with no bounds checks), or pairs.
+/// Each leaf's contributions by group: dense rows padded to an even
+/// number of values (fixed-size arrays, so adding a row is a few vector
+/// adds of two values with no bounds checks), or pairs.
 #[derive(Debug, Clone)]
 enum LeafTerms {
+    Dense2(Dense<2>),
     Dense4(Dense<4>),
+    Dense6(Dense<6>),
     Dense8(Dense<8>),
+    Dense10(Dense<10>),
     Dense12(Dense<12>),
+    Dense14(Dense<14>),
     Dense16(Dense<16>),
     Sparse(Sparse),
 }
