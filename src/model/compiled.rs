@@ -74,6 +74,9 @@ pub struct Model {
     width: usize,
     /// The probability explanations start from.
     base_value: f64,
+    /// The estimator's base score ([`CompiledEstimator::base_score`]), kept
+    /// so explaining a row does not sum the trees' root means again.
+    base_score: f64,
     /// Tree SHAP over the file's trees, when they record covers.
     pub(crate) shap: Option<TreeShap>,
 }
@@ -174,9 +177,11 @@ impl Model {
             reference: None,
             width,
             base_value: 0.0,
+            base_score: 0.0,
             shap: None,
         };
-        model.base_value = model.to_probability(model.estimator.base_score());
+        model.base_score = model.estimator.base_score();
+        model.base_value = model.to_probability(model.base_score);
         model.smoke_test()?;
         Ok(model)
     }
@@ -306,7 +311,7 @@ impl Model {
         let out = &mut attribution.contributions[..features];
         let score =
             self.with_row(row, |x| self.estimator.feature_contributions_in(x, self.encoder.column_features(), out));
-        let base_score = self.estimator.base_score();
+        let base_score = self.base_score;
         let probability = self.to_probability(score);
         // One positive factor carries the score-scale contributions onto
         // the probability scale (the map is monotone), so they keep their

@@ -86,25 +86,46 @@ impl Attribution {
     /// At most `top` features that raised the risk (a contribution above
     /// zero), largest first (ties in schema order).
     pub fn reasons(&self, row: Row<'_>, top: usize) -> Vec<Reason> {
-        let mut order: [u16; MAX_SCHEMA_FEATURES] = std::array::from_fn(|i| i as u16);
-        let order = &mut order[..self.features];
+        let top = top.min(MAX_REASONS);
         let c = &self.contributions;
-        order.sort_unstable_by(|&a, &b| c[b as usize].total_cmp(&c[a as usize]).then(a.cmp(&b)));
-        order
-            .iter()
-            .take(top.min(MAX_REASONS))
-            .take_while(|&&f| c[f as usize] > 0.0)
-            .map(|&f| Reason {
-                feature: f,
-                value: match row.get(f as usize) {
-                    Value::Missing => ReasonValue::Missing,
-                    Value::Number(v) => ReasonValue::Number(v),
-                    Value::Category(code) => ReasonValue::Category(code),
-                    Value::Unseen(k) => ReasonValue::Text(row.unseen_text(k).to_string()),
-                },
-                contribution: c[f as usize],
-            })
-            .collect()
+        // The first `top` of the features ordered by contribution, largest
+        // first by `total_cmp` (ties in schema order), kept by insertion
+        // while the features are read once: what a full sort's first `top`
+        // would be. Only contributions above +0.0 in that order can lead
+        // (the others come after every one of them); a NaN among them is
+        // kept in its place too, and ends the reasons below as it would.
+        let mut best = [0u16; MAX_REASONS];
+        let mut kept = 0;
+        for f in 0..self.features {
+            let v = c[f];
+            if v.total_cmp(&0.0).is_le() {
+                continue;
+            }
+            // Ties keep schema order: a later feature goes after an equal one.
+            let mut at = kept;
+            while at > 0 && v.total_cmp(&c[usize::from(best[at - 1])]).is_gt() {
+                at -= 1;
+            }
+            if at == top {
+                continue;
+            }
+            let end = (kept + 1).min(top);
+            best.copy_within(at..end - 1, at + 1);
+            best[at] = f as u16;
+            kept = end;
+        }
+        let mut reasons = Vec::with_capacity(kept);
+        reasons.extend(best[..kept].iter().take_while(|&&f| c[f as usize] > 0.0).map(|&f| Reason {
+            feature: f,
+            value: match row.get(f as usize) {
+                Value::Missing => ReasonValue::Missing,
+                Value::Number(v) => ReasonValue::Number(v),
+                Value::Category(code) => ReasonValue::Category(code),
+                Value::Unseen(k) => ReasonValue::Text(row.unseen_text(k).to_string()),
+            },
+            contribution: c[f as usize],
+        }));
+        reasons
     }
 }
 
@@ -247,6 +268,49 @@ mod tests {
         assert_eq!(json[0]["feature"], "loan_amnt");
         assert_eq!(json[0]["value"], serde_json::Value::Null);
         assert_eq!(json[0]["imputed"], true);
+    }
+
+    /// The reasons as a full sort picks them (what `reasons` did before it
+    /// kept the first few while reading the features once).
+    fn sorted_reasons(a: &Attribution, top: usize) -> Vec<(u16, u64)> {
+        let mut order: Vec<u16> = (0..a.features as u16).collect();
+        let c = &a.contributions;
+        order.sort_unstable_by(|&x, &y| c[y as usize].total_cmp(&c[x as usize]).then(x.cmp(&y)));
+        order
+            .iter()
+            .take(top.min(MAX_REASONS))
+            .take_while(|&&f| c[f as usize] > 0.0)
+            .map(|&f| (f, c[f as usize].to_bits()))
+            .collect()
+    }
+
+    #[test]
+    fn reasons_are_the_first_of_a_full_sort_ties_zeros_and_nan_included() {
+        let model = model_from(tiny_payload());
+        let rows = model.fields.loan_rows([&LoanApplication::default()]);
+        let features = model.fields.len();
+        let values = [0.0, -0.0, 0.5, 0.25, 0.5, -1.0, 1e-300, f64::INFINITY, f64::NAN, -f64::NAN, 0.25];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for case in 0..20_000 {
+            let mut a = Attribution::new(0.5, 0.1, features);
+            for c in a.contributions.iter_mut().take(features) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // NaN rarely (k 61 and 62), so most cases have reasons to rank.
+                let k = (seed % 64) as usize;
+                *c = match k {
+                    0..7 => values[k],
+                    60.. => values[k - 53],
+                    _ => k as f64 / 64.0,
+                };
+            }
+            for top in 0..=MAX_REASONS + 1 {
+                let got: Vec<(u16, u64)> =
+                    a.reasons(rows.row(0), top).iter().map(|r| (r.feature, r.contribution.to_bits())).collect();
+                assert_eq!(got, sorted_reasons(&a, top), "case {case}, top {top}: {:?}", a.contributions());
+            }
+        }
     }
 
     #[test]

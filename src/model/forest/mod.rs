@@ -335,8 +335,8 @@ impl CompiledForest {
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
         x[self.pad] = PAD;
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, |_| {}),
-            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, |_| {}),
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, NoLeaves),
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, NoLeaves),
         }
     }
 
@@ -353,8 +353,8 @@ impl CompiledForest {
             out[column] += (means[to as usize] - means[from as usize]) * scale;
         };
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.explain_groups, x, credit, |_| {}),
-            None => self.walk_trees(&self.explain_groups, &*x, credit, |_| {}),
+            Some(x) => self.walk_trees(&self.explain_groups, x, credit, NoLeaves),
+            None => self.walk_trees(&self.explain_groups, &*x, credit, NoLeaves),
         }
     }
 
@@ -403,8 +403,17 @@ impl CompiledForest {
         start.push(groups.len() as u32);
         let sparse = Sparse { start, groups, deltas };
         let width = column_group.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
-        self.leaf_terms =
-            Some(if width <= DENSE_WIDTH { LeafTerms::Dense(sparse.dense(width)) } else { LeafTerms::Sparse(sparse) });
+        self.leaf_terms = Some(match width {
+            0..=2 => LeafTerms::Dense2(sparse.dense(width)),
+            3..=4 => LeafTerms::Dense4(sparse.dense(width)),
+            5..=6 => LeafTerms::Dense6(sparse.dense(width)),
+            7..=8 => LeafTerms::Dense8(sparse.dense(width)),
+            9..=10 => LeafTerms::Dense10(sparse.dense(width)),
+            11..=12 => LeafTerms::Dense12(sparse.dense(width)),
+            13..=14 => LeafTerms::Dense14(sparse.dense(width)),
+            15..=DENSE_WIDTH => LeafTerms::Dense16(sparse.dense(width)),
+            _ => LeafTerms::Sparse(sparse),
+        });
     }
 
     /// The score of one row, and its contributions by group (see
@@ -414,31 +423,41 @@ impl CompiledForest {
     pub fn group_contributions_in(&self, x: &mut [f64], out: &mut [f64]) -> Option<f64> {
         let terms = self.leaf_terms.as_ref()?;
         x[self.pad] = PAD;
-        // Every reached leaf has a row (a filler lane's leaf an empty one).
-        let mut score = |leaves: &[u32]| match terms {
-            LeafTerms::Dense(d) => {
-                let out = &mut out[..d.width];
-                for &leaf in leaves {
-                    let row = d.row_of[leaf as usize] as usize;
-                    for (o, v) in out.iter_mut().zip(&d.values[row..row + d.width]) {
-                        *o += v;
-                    }
-                }
-            }
+        Some(match terms {
+            LeafTerms::Dense2(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense4(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense6(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense8(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense10(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense12(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense14(d) => self.dense_contributions_in(d, x, out),
+            LeafTerms::Dense16(d) => self.dense_contributions_in(d, x, out),
             LeafTerms::Sparse(t) => {
-                for &leaf in leaves {
-                    let (a, b) = (t.start[leaf as usize] as usize, t.start[leaf as usize + 1] as usize);
-                    for (g, d) in t.groups[a..b].iter().zip(&t.deltas[a..b]) {
-                        out[*g as usize] += d;
-                    }
+                let sums = SparseSums { terms: t, out };
+                match short_row(x, self.pad) {
+                    Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, sums),
+                    None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, sums),
                 }
             }
-        };
+        })
+    }
+
+    /// [`Self::group_contributions_in`] with dense rows of `N` values: the
+    /// sums run in `N` locals (registers, not `out` in memory, whose every
+    /// add waited for the store of the one before), started from `out` and
+    /// written back once, so each of `out`'s values gets the same adds in
+    /// the same order: the same bits. The padding columns' sums are dropped.
+    #[inline(always)]
+    fn dense_contributions_in<const N: usize>(&self, d: &Dense<N>, x: &mut [f64], out: &mut [f64]) -> f64 {
+        let out = &mut out[..d.width];
+        let mut sums = DenseSums { terms: d, sums: [0.0f64; N] };
+        sums.sums[..out.len()].copy_from_slice(out);
         let total = match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, &mut score),
-            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, &mut score),
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, &mut sums),
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, &mut sums),
         };
-        Some(total)
+        out.copy_from_slice(&sums.sums[..out.len()]);
+        total
     }
 
     /// The stride [`Self::probabilities_in`] walks rows in place with: a
@@ -503,7 +522,7 @@ impl CompiledForest {
     /// step that moves none of its walks; children lie strictly after their
     /// parent, so that happens within its deepest tree's steps), and its
     /// leaves are added to the sum, in tree order. `step(column, from, to)`
-    /// sees every move and `leaves_of(leaves)` each group's reached leaves
+    /// sees every move and `leaves_of` each group's reached leaves
     /// (no-ops for scoring, which the compiler removes).
     /// Returns the leaves' average.
     #[inline(always)]
@@ -512,7 +531,7 @@ impl CompiledForest {
         groups: &[TreeGroup<LANES>],
         x: impl Row,
         mut step: impl FnMut(usize, u32, u32),
-        mut leaves_of: impl FnMut(&[u32]),
+        mut leaves_of: impl LeafSink,
     ) -> f64 {
         let nodes = &self.nodes[..=self.node_mask];
         let mut total = 0.0;
@@ -544,7 +563,7 @@ impl CompiledForest {
             for &leaf in &at {
                 total = self.combine.add(total, nodes[leaf as usize & self.node_mask].threshold);
             }
-            leaves_of(&at);
+            leaves_of.add(&at);
         }
         self.combine.finish(total, self.trees())
     }
@@ -554,23 +573,40 @@ impl CompiledForest {
 /// reached leaf's row is added whole, from contiguous memory, instead of
 /// a list of (group, delta) pairs read from three arrays.
 /// (`cargo bench --bench explain`'s `explained_top4`, bundled model: pairs
-/// 2.19–2.24 µs, dense rows: see docs/explain.md.)
+/// 2.19–2.24 µs, dense rows: see docs/explain.md.) Rows are summed in
+/// locals by a [`LeafSink`] inlined into the walk: 1.39 µs (rows padded to
+/// a multiple of four values) against 1.72 for rows added to `out` by a
+/// closure the walk called (medians of three alternating runs each); rows
+/// padded only to an even width (ten values, not twelve: fewer bytes to
+/// read) 1.32 µs against 1.38. Storing only a row's values other than
+/// +0.0, behind a mask (half the bytes), was slower: 2.6 µs against 1.9
+/// with the same closure.
 const DENSE_WIDTH: usize = 16;
 
-/// Each leaf's contributions by group.
+/// Each leaf's contributions by group: dense rows padded to an even
+/// number of values (fixed-size arrays, so adding a row is a few vector
+/// adds of two values with no bounds checks), or pairs.
 #[derive(Debug, Clone)]
 enum LeafTerms {
-    Dense(Dense),
+    Dense2(Dense<2>),
+    Dense4(Dense<4>),
+    Dense6(Dense<6>),
+    Dense8(Dense<8>),
+    Dense10(Dense<10>),
+    Dense12(Dense<12>),
+    Dense14(Dense<14>),
+    Dense16(Dense<16>),
     Sparse(Sparse),
 }
 
-/// One row of `width` values per leaf: compiled node `k`'s row starts at
-/// `values[row_of[k]]` (internal nodes share an all-zero row).
+/// One row of `N` values per leaf, the first `width` of them its groups'
+/// (the rest 0.0): compiled node `k`'s row is `rows[row_of[k]]` (internal
+/// nodes share the all-zero row 0).
 #[derive(Debug, Clone)]
-struct Dense {
+struct Dense<const N: usize> {
     row_of: Vec<u32>,
     width: usize,
-    values: Vec<f64>,
+    rows: Vec<[f64; N]>,
 }
 
 /// `groups[start[k]..start[k + 1]]` and `deltas[..]` for compiled node `k`
@@ -583,25 +619,81 @@ struct Sparse {
 }
 
 impl Sparse {
-    /// The same terms as dense rows of `width` (every group below it).
-    fn dense(&self, width: usize) -> Dense {
+    /// The same terms as dense rows of `N` values (every group below
+    /// `width`, at most `N`).
+    fn dense<const N: usize>(&self, width: usize) -> Dense<N> {
+        debug_assert!(width <= N);
         let nodes = self.start.len() - 1;
         // Row 0: all zeros, for nodes without terms.
-        let mut values = vec![0.0; width];
+        let mut rows = vec![[0.0; N]];
         let mut row_of = vec![0u32; nodes];
         for (k, row) in row_of.iter_mut().enumerate() {
             let (a, b) = (self.start[k] as usize, self.start[k + 1] as usize);
             if a == b {
                 continue;
             }
-            *row = values.len() as u32;
-            let at = values.len();
-            values.resize(at + width, 0.0);
+            *row = rows.len() as u32;
+            let mut values = [0.0; N];
             for (g, d) in self.groups[a..b].iter().zip(&self.deltas[a..b]) {
-                values[at + *g as usize] += d;
+                values[*g as usize] += d;
+            }
+            rows.push(values);
+        }
+        Dense { row_of, width, rows }
+    }
+}
+
+/// What a walk does with each group's reached leaves (a trait, not a
+/// closure, so that its one method is always inlined into the walk and
+/// dense sums stay in registers across it).
+trait LeafSink {
+    fn add(&mut self, leaves: &[u32]);
+}
+
+/// Scoring: nothing.
+struct NoLeaves;
+
+impl LeafSink for NoLeaves {
+    #[inline(always)]
+    fn add(&mut self, _: &[u32]) {}
+}
+
+/// Dense rows added to `N` sums; every reached leaf has a row (a filler
+/// lane's leaf the zero row).
+struct DenseSums<'a, const N: usize> {
+    terms: &'a Dense<N>,
+    sums: [f64; N],
+}
+
+impl<const N: usize> LeafSink for &mut DenseSums<'_, N> {
+    #[inline(always)]
+    fn add(&mut self, leaves: &[u32]) {
+        for &leaf in leaves {
+            let row = &self.terms.rows[self.terms.row_of[leaf as usize] as usize];
+            for (s, v) in self.sums.iter_mut().zip(row) {
+                *s += v;
             }
         }
-        Dense { row_of, width, values }
+    }
+}
+
+/// (group, delta) pairs added to `out`; every reached leaf has its pairs
+/// (a filler lane's leaf none).
+struct SparseSums<'a> {
+    terms: &'a Sparse,
+    out: &'a mut [f64],
+}
+
+impl LeafSink for SparseSums<'_> {
+    #[inline(always)]
+    fn add(&mut self, leaves: &[u32]) {
+        let t = self.terms;
+        for &leaf in leaves {
+            let (a, b) = (t.start[leaf as usize] as usize, t.start[leaf as usize + 1] as usize);
+            for (g, d) in t.groups[a..b].iter().zip(&t.deltas[a..b]) {
+                self.out[*g as usize] += d;
+            }
+        }
     }
 }
 

@@ -130,3 +130,97 @@ fn shared_or_repeated_children_are_refused_and_unreachable_nodes_dropped() {
     let forest = CompiledForest::compile(&[t], 2).unwrap();
     assert_eq!((forest.node_count(), forest.cost()), (3, 2));
 }
+
+/// The bundled model's forest and the encoded width its splits need.
+fn bundled_forest() -> (Vec<Tree>, usize) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/credit-risk/1/model.json");
+    let (payload, _) = crate::model::format::decode(&std::fs::read(path).unwrap()).unwrap();
+    let crate::model::estimator::Estimator::RandomForest { trees } = payload.estimator else { panic!("a forest") };
+    let width = trees.iter().flat_map(|t| &t.feature).map(|&f| f + 1).max().unwrap() as usize;
+    (trees, width)
+}
+
+/// What the leaf terms added before they were summed in registers: each
+/// reached leaf (tree by tree, straightforward walks) as a row of `width`
+/// values, 0.0 plus its (group, delta) pairs, added to `out` value by value.
+fn reference_group_contributions(forest: &CompiledForest, width: usize, x: &[f64], out: &mut [f64]) -> f64 {
+    let Some(LeafTerms::Sparse(t)) = &forest.leaf_terms else { panic!("pairs") };
+    let mut total = 0.0;
+    for tree in 0..forest.trees() {
+        let mut k = tree;
+        while forest.nodes[k].child as usize != k {
+            let node = forest.nodes[k];
+            k = (node.child + goes_right(x[node.column as usize], node.threshold)) as usize;
+        }
+        total = forest.combine.add(total, forest.nodes[k].threshold);
+        let mut row = vec![0.0; width];
+        let (a, b) = (t.start[k] as usize, t.start[k + 1] as usize);
+        for (g, d) in t.groups[a..b].iter().zip(&t.deltas[a..b]) {
+            row[*g as usize] += d;
+        }
+        for (o, v) in out[..width].iter_mut().zip(&row) {
+            *o += v;
+        }
+    }
+    forest.combine.finish(total, forest.trees())
+}
+
+/// Dense leaf rows summed in locals give the bits of the rows added to
+/// `out` value by value, for every dense width (1 to 16 groups), on 10,000
+/// rows of the bundled model's columns (values near its thresholds, some
+/// NaN) and `out` not starting at zero (−0.0 included).
+#[test]
+fn dense_leaf_rows_give_the_bits_of_the_plain_adds_on_10000_rows() {
+    let (trees, width) = bundled_forest();
+    let forest = CompiledForest::compile(&trees, width).unwrap();
+    // Each column's thresholds, to draw values near them.
+    let mut cuts = vec![Vec::new(); width];
+    for tree in &trees {
+        for (&f, &t) in tree.feature.iter().zip(&tree.threshold) {
+            if f >= 0 {
+                cuts[f as usize].push(t);
+            }
+        }
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let rows: Vec<Vec<f64>> = (0..10_000)
+        .map(|_| {
+            let mut x: Vec<f64> = (0..width)
+                .map(|c| match (next() % 16, cuts[c].len() as u64) {
+                    (0, _) | (_, 0) => f64::NAN,
+                    (r, n) => cuts[c][(next() % n) as usize] + (r as f64 - 8.0) * 1e-3,
+                })
+                .collect();
+            x.resize(SHORT_ROW, 0.0);
+            x
+        })
+        .collect();
+    for groups in 1..=DENSE_WIDTH {
+        let column_group: Vec<u16> = (0..width).map(|c| (c % groups) as u16).collect();
+        let mut dense = forest.clone();
+        dense.index_leaves(&column_group);
+        assert!(!matches!(dense.leaf_terms, Some(LeafTerms::Sparse(_))), "{groups} groups are dense");
+        // The same groups, with one more never split on (the padding
+        // column's): too wide for rows, so the terms stay pairs.
+        let mut pairs = forest.clone();
+        pairs.index_leaves(&[column_group.clone(), vec![DENSE_WIDTH as u16]].concat());
+        for (r, row) in rows.iter().enumerate() {
+            let start: Vec<f64> = (0..groups).map(|g| [0.0, -0.0, 1e-3 * r as f64][(g + r) % 3]).collect();
+            let (mut got, mut want) = (start.clone(), start);
+            let mut x = row.clone();
+            let score = dense.group_contributions_in(&mut x, &mut got).unwrap();
+            let mut x = row.clone();
+            x[width] = PAD;
+            let reference = reference_group_contributions(&pairs, groups, &x, &mut want);
+            assert_eq!(score.to_bits(), reference.to_bits(), "{groups} groups, row {r}");
+            let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{groups} groups, row {r}");
+        }
+    }
+}
