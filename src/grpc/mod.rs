@@ -6,6 +6,7 @@
 //! limits, deadline, metrics and shutdown.
 //!
 //! - [`server`] — the HTTP/2 accept loop, its abuse limits, and routing.
+//! - [`unvectored`] — its connections, so that h2 sends a call in one write.
 //! - [`service`] — the inference service over the shared OIP code.
 //! - [`tensors`] — infer messages ↔ the shared tensor binding.
 //! - [`health`] — the standard health service over readiness.
@@ -19,3 +20,4 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod tensors;
+pub mod unvectored;

@@ -25,6 +25,7 @@ use super::health::Readiness;
 use super::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 use super::service::{route_label, Deadline, Inference};
 use super::status::grpc_timeout;
+use super::unvectored::Unvectored;
 use crate::http::server::serve_connections;
 use crate::http::state::AppState;
 use hyper::server::conn::http2;
@@ -108,7 +109,8 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, stopped: w
                     Ok::<_, Infallible>(response)
                 }
             });
-            if let Err(e) = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await {
+            let io = TokioIo::new(Unvectored(stream));
+            if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
                 tracing::debug!(error = %e, "gRPC connection ended with an error");
             }
         }
