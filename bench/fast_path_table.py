@@ -102,6 +102,19 @@ for conc in concs:
     if fast:
         r["throughput_vs_fastapi_best"] = rs["rps"] / max(fast)
 
+# The default request, with reason codes (issue 25), against the ceiling.
+for conc in concs:
+    rs, ceil = med.get(("riskserve-explain", conc)), med.get(("ceiling", conc))
+    if not (rs and ceil):
+        continue
+    r = ratios.setdefault(str(conc), {})
+    r["default_vs_ceiling"] = rs["rps"] / ceil["rps"]
+    tp, _ = paired("riskserve-explain", "ceiling", conc)
+    r["default_vs_ceiling_paired"] = statistics.median(tp) if tp else None
+    spread = f" (paired by round {statistics.median(tp):.2f} x, {min(tp):.2f}-{max(tp):.2f})" if tp else ""
+    print(f"  c={conc:<3} riskserve-explain (the default request, with reasons) / ceiling: "
+          f"{r['default_vs_ceiling']:.2f} x throughput{spread}")
+
 # gRPC (issue 27): each gRPC row against the HTTP/1.1 row that answers the
 # same outputs with the same load generator (h2load), paired by round, and
 # against the ceiling (oha).
@@ -160,6 +173,9 @@ for peer, need in (("flask", 300), ("fastapi_best", 300), ("mlserver", 100)):
     k = f"throughput_vs_{peer}"
     if k in c64:
         goal(f">= {need} x {peer} at c=64", c64[k], c64[k] >= need)
+if "default_vs_ceiling" in c64:
+    goal(">= 0.75 x ceiling throughput for the default request (with reasons) at c=64", c64["default_vs_ceiling"],
+         c64["default_vs_ceiling"] >= 0.75)
 single = grpc.get("riskserve-grpc c=64")
 if single:
     goal("gRPC single-row throughput >= HTTP's at c=64 (same generator)", single["throughput_vs_http"],
