@@ -36,8 +36,11 @@
 //! straightforward walk of the file's arrays
 //! ([`super::estimator::Estimator::reference_probability`]).
 
+mod leaf_terms;
+
 use super::limits::{MAX_NODES_PER_TREE, MAX_TREES, MAX_TREE_DEPTH};
 use super::tree::Tree;
+use leaf_terms::{Dense, DenseSums, LeafSink, LeafTerms, NoLeaves, Sparse, SparseSums};
 
 /// Why a forest cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -403,17 +406,7 @@ impl CompiledForest {
         start.push(groups.len() as u32);
         let sparse = Sparse { start, groups, deltas };
         let width = column_group.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
-        self.leaf_terms = Some(match width {
-            0..=2 => LeafTerms::Dense2(sparse.dense(width)),
-            3..=4 => LeafTerms::Dense4(sparse.dense(width)),
-            5..=6 => LeafTerms::Dense6(sparse.dense(width)),
-            7..=8 => LeafTerms::Dense8(sparse.dense(width)),
-            9..=10 => LeafTerms::Dense10(sparse.dense(width)),
-            11..=12 => LeafTerms::Dense12(sparse.dense(width)),
-            13..=14 => LeafTerms::Dense14(sparse.dense(width)),
-            15..=DENSE_WIDTH => LeafTerms::Dense16(sparse.dense(width)),
-            _ => LeafTerms::Sparse(sparse),
-        });
+        self.leaf_terms = Some(LeafTerms::of(sparse, width));
     }
 
     /// The score of one row, and its contributions by group (see
@@ -566,134 +559,6 @@ impl CompiledForest {
             leaves_of.add(&at);
         }
         self.combine.finish(total, self.trees())
-    }
-}
-
-/// Groups (features) up to this many get one dense row per leaf: the
-/// reached leaf's row is added whole, from contiguous memory, instead of
-/// a list of (group, delta) pairs read from three arrays.
-/// (`cargo bench --bench explain`'s `explained_top4`, bundled model: pairs
-/// 2.19–2.24 µs, dense rows: see docs/explain.md.) Rows are summed in
-/// locals by a [`LeafSink`] inlined into the walk: 1.39 µs (rows padded to
-/// a multiple of four values) against 1.72 for rows added to `out` by a
-/// closure the walk called (medians of three alternating runs each); rows
-/// padded only to an even width (ten values, not twelve: fewer bytes to
-/// read) 1.32 µs against 1.38. Storing only a row's values other than
-/// +0.0, behind a mask (half the bytes), was slower: 2.6 µs against 1.9
-/// with the same closure.
-const DENSE_WIDTH: usize = 16;
-
-/// Each leaf's contributions by group: dense rows padded to an even
-/// number of values (fixed-size arrays, so adding a row is a few vector
-/// adds of two values with no bounds checks), or pairs.
-#[derive(Debug, Clone)]
-enum LeafTerms {
-    Dense2(Dense<2>),
-    Dense4(Dense<4>),
-    Dense6(Dense<6>),
-    Dense8(Dense<8>),
-    Dense10(Dense<10>),
-    Dense12(Dense<12>),
-    Dense14(Dense<14>),
-    Dense16(Dense<16>),
-    Sparse(Sparse),
-}
-
-/// One row of `N` values per leaf, the first `width` of them its groups'
-/// (the rest 0.0): compiled node `k`'s row is `rows[row_of[k]]` (internal
-/// nodes share the all-zero row 0).
-#[derive(Debug, Clone)]
-struct Dense<const N: usize> {
-    row_of: Vec<u32>,
-    width: usize,
-    rows: Vec<[f64; N]>,
-}
-
-/// `groups[start[k]..start[k + 1]]` and `deltas[..]` for compiled node `k`
-/// (empty for an internal node).
-#[derive(Debug, Clone)]
-struct Sparse {
-    start: Vec<u32>,
-    groups: Vec<u16>,
-    deltas: Vec<f64>,
-}
-
-impl Sparse {
-    /// The same terms as dense rows of `N` values (every group below
-    /// `width`, at most `N`).
-    fn dense<const N: usize>(&self, width: usize) -> Dense<N> {
-        debug_assert!(width <= N);
-        let nodes = self.start.len() - 1;
-        // Row 0: all zeros, for nodes without terms.
-        let mut rows = vec![[0.0; N]];
-        let mut row_of = vec![0u32; nodes];
-        for (k, row) in row_of.iter_mut().enumerate() {
-            let (a, b) = (self.start[k] as usize, self.start[k + 1] as usize);
-            if a == b {
-                continue;
-            }
-            *row = rows.len() as u32;
-            let mut values = [0.0; N];
-            for (g, d) in self.groups[a..b].iter().zip(&self.deltas[a..b]) {
-                values[*g as usize] += d;
-            }
-            rows.push(values);
-        }
-        Dense { row_of, width, rows }
-    }
-}
-
-/// What a walk does with each group's reached leaves (a trait, not a
-/// closure, so that its one method is always inlined into the walk and
-/// dense sums stay in registers across it).
-trait LeafSink {
-    fn add(&mut self, leaves: &[u32]);
-}
-
-/// Scoring: nothing.
-struct NoLeaves;
-
-impl LeafSink for NoLeaves {
-    #[inline(always)]
-    fn add(&mut self, _: &[u32]) {}
-}
-
-/// Dense rows added to `N` sums; every reached leaf has a row (a filler
-/// lane's leaf the zero row).
-struct DenseSums<'a, const N: usize> {
-    terms: &'a Dense<N>,
-    sums: [f64; N],
-}
-
-impl<const N: usize> LeafSink for &mut DenseSums<'_, N> {
-    #[inline(always)]
-    fn add(&mut self, leaves: &[u32]) {
-        for &leaf in leaves {
-            let row = &self.terms.rows[self.terms.row_of[leaf as usize] as usize];
-            for (s, v) in self.sums.iter_mut().zip(row) {
-                *s += v;
-            }
-        }
-    }
-}
-
-/// (group, delta) pairs added to `out`; every reached leaf has its pairs
-/// (a filler lane's leaf none).
-struct SparseSums<'a> {
-    terms: &'a Sparse,
-    out: &'a mut [f64],
-}
-
-impl LeafSink for SparseSums<'_> {
-    #[inline(always)]
-    fn add(&mut self, leaves: &[u32]) {
-        let t = self.terms;
-        for &leaf in leaves {
-            let (a, b) = (t.start[leaf as usize] as usize, t.start[leaf as usize + 1] as usize);
-            for (g, d) in t.groups[a..b].iter().zip(&t.deltas[a..b]) {
-                self.out[*g as usize] += d;
-            }
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The compiled forest held to the straightforward walk: layout, checks,
 //! every walk's exact sums, leaf terms and explanations.
 
+use super::leaf_terms::DENSE_WIDTH;
 use super::*;
 use crate::model::test_support::small_tree;
 
