@@ -124,9 +124,18 @@ impl Answered {
     /// the OIP `reasons` output's element.
     pub(crate) fn reasons_json(&self, fields: &Fields) -> String {
         let mut out = Vec::new();
-        let written = write_reasons(self.reasons.as_deref().unwrap_or_default(), fields, &mut out);
+        self.append_reasons_json(fields, &mut out);
         // Every piece is valid JSON written by serde or from the fields.
-        written.ok().and_then(|()| String::from_utf8(out).ok()).unwrap_or_else(|| "[]".into())
+        String::from_utf8(out).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// Appends [`Self::reasons_json`] to `out`, with no copy of its own.
+    pub(crate) fn append_reasons_json(&self, fields: &Fields, out: &mut Vec<u8>) {
+        let at = out.len();
+        if write_reasons(self.reasons.as_deref().unwrap_or_default(), fields, out).is_err() {
+            out.truncate(at);
+            out.extend_from_slice(b"[]");
+        }
     }
 }
 

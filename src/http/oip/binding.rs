@@ -66,16 +66,22 @@ impl Output {
     /// each a 4-byte little-endian length then the text.
     pub fn write_raw(self, answers: &[Answered], fields: &Fields, out: &mut Vec<u8>) {
         for a in answers {
-            let text = match self {
-                Output::Probability => {
-                    out.extend_from_slice(&a.prediction.probability_late.to_le_bytes());
-                    continue;
+            match self {
+                Output::Probability => out.extend_from_slice(&a.prediction.probability_late.to_le_bytes()),
+                Output::Decision => {
+                    let text = a.prediction.decision.as_str();
+                    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                    out.extend_from_slice(text.as_bytes());
                 }
-                Output::Decision => std::borrow::Cow::Borrowed(a.prediction.decision.as_str()),
-                Output::Reasons => std::borrow::Cow::Owned(a.reasons_json(fields)),
-            };
-            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
+                Output::Reasons => {
+                    // The length goes before the text: written in place after it.
+                    let at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    a.append_reasons_json(fields, out);
+                    let len = (out.len() - at - 4) as u32;
+                    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                }
+            }
         }
     }
 }
