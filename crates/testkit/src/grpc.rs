@@ -4,7 +4,7 @@
 //! answer). Calls on one [`GrpcClient`] may run at once (clone it): they are
 //! streams of the same connection.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -53,17 +53,14 @@ impl GrpcClient {
     /// Calls `method` (`/package.Service/Method`) with an encoded message
     /// and `metadata`; the encoded answer, or its status.
     pub async fn unary(&self, method: &str, message: &[u8], metadata: &[(&str, &str)]) -> Result<Bytes, GrpcError> {
-        let mut frame = BytesMut::with_capacity(5 + message.len());
-        frame.put_u8(0);
-        frame.put_u32(message.len() as u32);
-        frame.put_slice(message);
+        let frame = length_prefixed(message);
         let mut request = hyper::Request::post(format!("http://{}{method}", self.authority))
             .header("content-type", "application/grpc")
             .header("te", "trailers");
         for (k, v) in metadata {
             request = request.header(*k, *v);
         }
-        let request = request.body(Full::new(frame.freeze())).map_err(GrpcError::transport)?;
+        let request = request.body(Full::new(Bytes::from(frame))).map_err(GrpcError::transport)?;
         let mut sender = self.sender.clone();
         let call = async move {
             sender.ready().await.map_err(GrpcError::transport)?;
@@ -90,6 +87,16 @@ impl GrpcClient {
         };
         tokio::time::timeout(self.timeout, call).await.map_err(|_| GrpcError::transport("call timed out"))?
     }
+}
+
+/// A message as a gRPC body carries it: not compressed (`0`), its length
+/// (4 bytes, big-endian), then the message.
+pub fn length_prefixed(message: &[u8]) -> Vec<u8> {
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
 }
 
 /// The status in `headers` if it is not OK (`None` for OK or absent).

@@ -204,9 +204,7 @@ async fn a_client_that_never_grants_window_holds_only_its_own_streams() {
         tokio::spawn(connection);
         let mut h2 = h2.ready().await.unwrap();
         let message = infer_request(&one_row()).encode_to_vec();
-        let mut frame = vec![0u8];
-        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&message);
+        let frame = testkit::grpc::length_prefixed(&message);
         let mut answers = Vec::new();
         for _ in 0..64 {
             let request = http::Request::post(format!("http://{addr}{INFER}"))

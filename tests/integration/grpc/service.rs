@@ -143,9 +143,7 @@ async fn graceful_shutdown_answers_the_call_in_flight_and_sends_goaway() {
     let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
     let connection = tokio::spawn(connection);
     let message = infer_request(&one_row()).encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
+    let frame = testkit::grpc::length_prefixed(&message);
     let request = http::Request::post(format!("http://{addr}{INFER}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")

@@ -42,10 +42,6 @@ fn main() -> Result<(), String> {
     let mut request = ModelInferRequest::decode(messages[0].clone()).map_err(|e| e.to_string())?;
     request.outputs =
         args.outputs.into_iter().map(|name| InferRequestedOutputTensor { name, ..Default::default() }).collect();
-    let message = request.encode_to_vec();
-    let mut framed = Vec::with_capacity(5 + message.len());
-    framed.push(0);
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
+    let framed = testkit::grpc::length_prefixed(&request.encode_to_vec());
     std::fs::write(&args.out, framed).map_err(|e| format!("{}: {e}", args.out.display()))
 }

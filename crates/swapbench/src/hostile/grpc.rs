@@ -32,10 +32,7 @@ fn code_label(code: u32) -> String {
 
 /// A gRPC message frame (`0`, length, message) in one DATA frame.
 fn data_frame(stream: u32, message: &[u8], end: bool) -> Vec<u8> {
-    let mut payload = vec![0u8];
-    payload.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    payload.extend_from_slice(message);
-    frame(DATA, if end { END_STREAM } else { 0 }, stream, &payload)
+    frame(DATA, if end { END_STREAM } else { 0 }, stream, &testkit::grpc::length_prefixed(message))
 }
 
 impl Ctx {
