@@ -137,7 +137,23 @@ fn must<T>(r: prometheus::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
 }
 
+/// One request or call counted in `riskserve_inflight_requests` while it
+/// lives, even if it is cancelled ([`Metrics::inflight`]).
+pub struct Inflight<'a>(&'a IntGauge);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
+    /// Counts a request in flight until the guard is dropped.
+    pub fn inflight(&self) -> Inflight<'_> {
+        self.inflight_requests.inc();
+        Inflight(&self.inflight_requests)
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests_total = must(IntCounterVec::new(

@@ -74,15 +74,6 @@ impl Method {
     }
 }
 
-/// Keeps `riskserve_inflight_requests` right even if a call is cancelled.
-struct Inflight<'a>(&'a crate::metrics::Metrics);
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        self.0.inflight_requests.dec();
-    }
-}
-
 /// The `route` label of a call's path: its method's full name, or `other`
 /// (UNIMPLEMENTED methods and unknown paths share one series).
 pub fn route_label(path: &str) -> &'static str {
@@ -120,8 +111,7 @@ impl Inference {
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
         let metrics = &self.state.metrics;
-        metrics.inflight_requests.inc();
-        let _inflight = Inflight(metrics);
+        let _inflight = metrics.inflight();
         let result = call.await;
         let i = method as usize;
         match &result {

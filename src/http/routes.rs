@@ -26,7 +26,6 @@ use super::response::PredictResponse;
 use super::route::{pinned_version, Route};
 use super::state::AppState;
 use super::text::split_at_byte;
-use crate::metrics::Metrics;
 use crate::registry::MAX_NAMES_LISTED;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -35,14 +34,6 @@ use hyper::{HeaderMap, Method, Request, Response};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Keeps `riskserve_inflight_requests` right even if a request is cancelled.
-struct InflightGuard<'a>(&'a Metrics);
-impl Drop for InflightGuard<'_> {
-    fn drop(&mut self) {
-        self.0.inflight_requests.dec();
-    }
-}
 
 pub async fn handle<B: RequestBody>(state: Arc<AppState>, req: Request<B>) -> Response<Full<Bytes>> {
     let arrival = req.extensions().get::<Arrival>().copied().unwrap_or_else(|| Arrival(tokio::time::Instant::now()));
@@ -57,8 +48,7 @@ pub async fn handle_arrived<B: RequestBody>(
     arrival: Arrival,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    state.metrics.inflight_requests.inc();
-    let _inflight = InflightGuard(&state.metrics);
+    let _inflight = state.metrics.inflight();
     let (route, result) = dispatch(&state, req, arrival.0).await;
     if result.as_ref().is_err_and(ApiError::is_deadline_exceeded) {
         state.shed("deadline");
