@@ -43,11 +43,10 @@ pub fn decode(request: &ModelInferRequest, decoder: Decoder<'_>) -> Result<(Want
             ),
         );
     }
-    let typed: Vec<Typed<'_>> = request.inputs.iter().map(|i| Typed(i.contents.as_ref())).collect();
     for (k, input) in request.inputs.iter().enumerate() {
-        let data = match (&typed[k].0, raw.get(k)) {
+        let data = match (&input.contents, raw.get(k)) {
             (Some(_), Some(_)) => TensorData::Invalid("has both contents and raw_input_contents; send one".into()),
-            (Some(_), None) => TensorData::Typed(&typed[k]),
+            (Some(contents), None) => TensorData::Typed(contents),
             (None, Some(bytes)) => TensorData::Raw(bytes),
             (None, None) => TensorData::Invalid("has no contents (and no raw_input_contents)".into()),
         };
@@ -69,13 +68,9 @@ fn shared_memory(parameters: &HashMap<String, InferParameter>) -> bool {
 }
 
 /// An input's typed contents, read by its datatype.
-struct Typed<'a>(Option<&'a InferTensorContents>);
-
-impl TypedContents for Typed<'_> {
+impl TypedContents for InferTensorContents {
     fn elements(&self, datatype: DataType, text: &str) -> Result<Vec<Scalar>, ElementError> {
-        let Some(c) = self.0 else {
-            return Err((None, "has no contents".into()));
-        };
+        let c = self;
         let (field, elements): (&str, Result<Vec<Scalar>, ElementError>) = match datatype {
             DataType::Float { bytes: 8 } => {
                 ("fp64_contents", Ok(c.fp64_contents.iter().map(|&v| Scalar::Number(v)).collect()))
