@@ -14,8 +14,9 @@ use crate::repository::layout;
 fn model_file_names() -> String {
     Format::ALL.iter().map(|f| f.file_name()).collect::<Vec<_>>().join(", ")
 }
+/// Lower-case hex SHA-256 (the model format's: one definition).
+pub use crate::model::format::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The `format` field of every manifest this code writes and reads.
@@ -109,11 +110,6 @@ impl FileEntry {
     pub fn matches(&self, bytes: &[u8]) -> bool {
         bytes.len() as u64 == self.size && sha256_hex(bytes) == self.sha256
     }
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The content-addressed key of a file with this digest.
