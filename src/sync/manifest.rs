@@ -9,15 +9,16 @@
 
 use crate::model::import::Format;
 use crate::repository::layout;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Lower-case hex SHA-256 (the model format's: one definition).
+pub use crate::model::format::sha256_hex;
 
 /// The names a version's model file may have, for errors.
 fn model_file_names() -> String {
     Format::ALL.iter().map(|f| f.file_name()).collect::<Vec<_>>().join(", ")
 }
-/// Lower-case hex SHA-256 (the model format's: one definition).
-pub use crate::model::format::sha256_hex;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The `format` field of every manifest this code writes and reads.
 pub const FORMAT: &str = "riskserve-manifest/1";
