@@ -32,9 +32,7 @@ fn explain(c: &mut Criterion) {
     group.bench_function("explained_top4", |b| {
         b.iter(|| {
             i = (i + 1) % apps.len();
-            let row = black_box(apps.row(i));
-            let (p, attribution) = model.predict_explained(row);
-            black_box((p, attribution.reasons(row, DEFAULT_REASONS)))
+            black_box(model.predict_with_reasons(black_box(apps.row(i)), DEFAULT_REASONS))
         })
     });
     group.finish();

@@ -59,8 +59,8 @@ fn answer_explained(model: &Model, body: &[u8]) -> Vec<u8> {
     let answered: Vec<Answered> = rows
         .iter()
         .map(|row| {
-            let (p, attribution) = model.predict_explained(row);
-            Answered::with_reasons(p, attribution.reasons(row, riskserve::model::explain::DEFAULT_REASONS))
+            let (p, reasons) = model.predict_with_reasons(row, riskserve::model::explain::DEFAULT_REASONS);
+            Answered::with_reasons(p, reasons)
         })
         .collect();
     respond(model, &answered)

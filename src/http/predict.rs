@@ -501,9 +501,9 @@ fn score(
             None => version.scorer.predict_many(chunk, &mut predictions),
             Some(top) => {
                 for row in chunk.iter() {
-                    let (p, attribution) = version.scorer.predict_explained(row);
+                    let (p, row_reasons) = version.scorer.predict_with_reasons(row, top);
                     predictions.push(p);
-                    reasons.push(attribution.map(|a| a.reasons(row, top)));
+                    reasons.push(row_reasons);
                 }
             }
         }

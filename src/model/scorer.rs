@@ -3,7 +3,7 @@
 //! explanation), and the answer's types. [`super::Model`] is the
 //! implementation; tests serve stand-ins through the same seam.
 
-use super::explain::{Attribution, ExplainInfo};
+use super::explain::{Attribution, ExplainInfo, Reason};
 use super::fields::Fields;
 use super::format::ModelMeta;
 use super::reference::Reference;
@@ -75,6 +75,13 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     /// prediction's, bit for bit).
     fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
         (self.predict(row), self.attribution(row))
+    }
+    /// The prediction and, for a scorer that can explain itself, its `top`
+    /// reasons ([`Attribution::reasons`]): what a request with reasons
+    /// gets. A [`super::Model`] keeps the attribution on its stack.
+    fn predict_with_reasons(&self, row: Row<'_>, top: usize) -> (Prediction, Option<Vec<Reason>>) {
+        let (prediction, attribution) = self.predict_explained(row);
+        (prediction, attribution.map(|a| a.reasons(row, top)))
     }
     /// The training population's bins the file records, for drift
     /// monitoring; `None`: no drift is reported.

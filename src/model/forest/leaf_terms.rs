@@ -120,7 +120,7 @@ pub(super) struct DenseSums<'a, const N: usize> {
     pub(super) sums: [f64; N],
 }
 
-impl<const N: usize> LeafSink for &mut DenseSums<'_, N> {
+impl<const N: usize> LeafSink for DenseSums<'_, N> {
     #[inline(always)]
     fn add(&mut self, leaves: &[u32]) {
         for &leaf in leaves {

@@ -338,8 +338,8 @@ impl CompiledForest {
     pub fn probability_in(&self, x: &mut [f64]) -> f64 {
         x[self.pad] = PAD;
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, NoLeaves),
-            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, NoLeaves),
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, NoLeaves).0,
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, NoLeaves).0,
         }
     }
 
@@ -356,8 +356,8 @@ impl CompiledForest {
             out[column] += (means[to as usize] - means[from as usize]) * scale;
         };
         match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.explain_groups, x, credit, NoLeaves),
-            None => self.walk_trees(&self.explain_groups, &*x, credit, NoLeaves),
+            Some(x) => self.walk_trees(&self.explain_groups, x, credit, NoLeaves).0,
+            None => self.walk_trees(&self.explain_groups, &*x, credit, NoLeaves).0,
         }
     }
 
@@ -428,8 +428,8 @@ impl CompiledForest {
             LeafTerms::Sparse(t) => {
                 let sums = SparseSums { terms: t, out };
                 match short_row(x, self.pad) {
-                    Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, sums),
-                    None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, sums),
+                    Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, sums).0,
+                    None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, sums).0,
                 }
             }
         })
@@ -445,9 +445,9 @@ impl CompiledForest {
         let out = &mut out[..d.width];
         let mut sums = DenseSums { terms: d, sums: [0.0f64; N] };
         sums.sums[..out.len()].copy_from_slice(out);
-        let total = match short_row(x, self.pad) {
-            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, &mut sums),
-            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, &mut sums),
+        let (total, sums) = match short_row(x, self.pad) {
+            Some(x) => self.walk_trees(&self.score_groups, x, |_, _, _| {}, sums),
+            None => self.walk_trees(&self.score_groups, &*x, |_, _, _| {}, sums),
         };
         out.copy_from_slice(&sums.sums[..out.len()]);
         total
@@ -517,15 +517,17 @@ impl CompiledForest {
     /// leaves are added to the sum, in tree order. `step(column, from, to)`
     /// sees every move and `leaves_of` each group's reached leaves
     /// (no-ops for scoring, which the compiler removes).
-    /// Returns the leaves' average.
+    /// Returns the leaves' average and `leaves_of`: the sink is moved in
+    /// and out, not borrowed, so its sums stay in registers for the whole
+    /// walk (behind a `&mut`, every add was also stored back to memory).
     #[inline(always)]
-    fn walk_trees<const LANES: usize>(
+    fn walk_trees<const LANES: usize, S: LeafSink>(
         &self,
         groups: &[TreeGroup<LANES>],
         x: impl Row,
         mut step: impl FnMut(usize, u32, u32),
-        mut leaves_of: impl LeafSink,
-    ) -> f64 {
+        mut leaves_of: S,
+    ) -> (f64, S) {
         let nodes = &self.nodes[..=self.node_mask];
         let mut total = 0.0;
         for group in groups {
@@ -558,7 +560,7 @@ impl CompiledForest {
             }
             leaves_of.add(&at);
         }
-        self.combine.finish(total, self.trees())
+        (self.combine.finish(total, self.trees()), leaves_of)
     }
 }
 
