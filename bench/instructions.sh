@@ -14,7 +14,9 @@
 # (bench/fast_path.sh's body; riskserve-b100: its first 100 rows).
 # Knobs: N, WARM, CONC, BIN (the riskserve binary; default the release
 # build), CEILING, OHA, SKIP_BUILD=1, OUT (bench/results/instr-<stamp>),
-# TOP (25 functions shown). Needs valgrind (Debian package `valgrind`).
+# TOP (25 functions shown). The server reads its RISKSERVE_* settings from
+# the environment as always (RISKSERVE_DRIFT=false: no drift monitoring).
+# Needs valgrind (Debian package `valgrind`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

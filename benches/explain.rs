@@ -1,8 +1,9 @@
 //! What reason codes cost: one application scored by the bundled 100-tree
 //! forest without an explanation (`predict`: preprocess + forest) and with
 //! one (`predict` + Saabas attribution over every tree + the top 4 reasons),
-//! as the predict route does for `?explain=false` and the default. The
-//! goal: explained ≤ 3 × unexplained. Synthetic rows from
+//! as the predict route does for `?explain=false` and the default
+//! (`Model::predict_with_reasons`). Issue 25's goal: explained ≤ 1.3 ×
+//! unexplained (docs/explain.md). Synthetic rows from
 //! `riskserve::train::synth` (never the real CSV).
 //! Run with `cargo bench --bench explain`.
 
