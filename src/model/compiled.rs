@@ -49,10 +49,6 @@ impl Scorer for Model {
         let shap = self.shap.as_ref()?;
         Some(self.with_row(row, |x| shap.explain(x)))
     }
-    fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
-        let (prediction, attribution) = Model::predict_explained(self, row);
-        (prediction, Some(attribution))
-    }
     fn predict_with_reasons(&self, row: Row<'_>, top: usize) -> (Prediction, Option<Vec<Reason>>) {
         let (prediction, reasons) = Model::predict_with_reasons(self, row, top);
         (prediction, Some(reasons))

@@ -70,18 +70,13 @@ pub trait Scorer: Send + Sync + std::fmt::Debug + 'static {
     fn explain_info(&self) -> Option<ExplainInfo> {
         None
     }
-    /// The prediction and its attribution together. A [`super::Model`] walks its
-    /// trees once for both (the attribution's probability is the
-    /// prediction's, bit for bit).
-    fn predict_explained(&self, row: Row<'_>) -> (Prediction, Option<Attribution>) {
-        (self.predict(row), self.attribution(row))
-    }
     /// The prediction and, for a scorer that can explain itself, its `top`
     /// reasons ([`Attribution::reasons`]): what a request with reasons
-    /// gets. A [`super::Model`] keeps the attribution on its stack.
+    /// gets. A [`super::Model`] walks its trees once for both (the
+    /// attribution's probability is the prediction's, bit for bit) and
+    /// keeps the attribution on its stack.
     fn predict_with_reasons(&self, row: Row<'_>, top: usize) -> (Prediction, Option<Vec<Reason>>) {
-        let (prediction, attribution) = self.predict_explained(row);
-        (prediction, attribution.map(|a| a.reasons(row, top)))
+        (self.predict(row), self.attribution(row).map(|a| a.reasons(row, top)))
     }
     /// The training population's bins the file records, for drift
     /// monitoring; `None`: no drift is reported.
