@@ -69,21 +69,23 @@ impl Output {
             match self {
                 Output::Probability => out.extend_from_slice(&a.prediction.probability_late.to_le_bytes()),
                 Output::Decision => {
-                    let text = a.prediction.decision.as_str();
-                    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                    out.extend_from_slice(text.as_bytes());
+                    bytes_element(out, |out| out.extend_from_slice(a.prediction.decision.as_str().as_bytes()))
                 }
-                Output::Reasons => {
-                    // The length goes before the text: written in place after it.
-                    let at = out.len();
-                    out.extend_from_slice(&[0; 4]);
-                    a.append_reasons_json(fields, out);
-                    let len = (out.len() - at - 4) as u32;
-                    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-                }
+                Output::Reasons => bytes_element(out, |out| a.append_reasons_json(fields, out)),
             }
         }
     }
+}
+
+/// Appends one BYTES element: a 4-byte little-endian length, then the text
+/// `write` appends (the length is patched in once the text is written, so
+/// the text needs no buffer of its own).
+fn bytes_element(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// What the answer needs from the request, beside the applications.
