@@ -76,7 +76,7 @@ impl LeafTerms {
 impl Sparse {
     /// The same terms as dense rows of `N` values (every group below
     /// `width`, at most `N`).
-    pub(super) fn dense<const N: usize>(&self, width: usize) -> Dense<N> {
+    fn dense<const N: usize>(&self, width: usize) -> Dense<N> {
         debug_assert!(width <= N);
         let nodes = self.start.len() - 1;
         // Row 0: all zeros, for nodes without terms.
@@ -99,8 +99,9 @@ impl Sparse {
 }
 
 /// What a walk does with each group's reached leaves (a trait, not a
-/// closure, so that its one method is always inlined into the walk and
-/// dense sums stay in registers across it).
+/// closure, so that its one method is always inlined into the walk; the
+/// walk takes the sink by value and hands it back, so dense sums stay in
+/// registers across it).
 pub(super) trait LeafSink {
     fn add(&mut self, leaves: &[u32]);
 }
